@@ -1,0 +1,1 @@
+"""Sluice sensor: decode -> flows -> reassembly -> protocols -> content -> outputs."""
