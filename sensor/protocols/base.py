@@ -10,8 +10,11 @@ detaches the parser from that flow and keeps metering it.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Protocol
+
+from sensor.anomaly import Anomaly
+
+__all__ = ["Anomaly", "Direction", "Parser", "ProtocolViolation"]
 
 
 class Direction(enum.IntEnum):
@@ -26,15 +29,6 @@ class ProtocolViolation(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
-
-
-@dataclass(slots=True, frozen=True)
-class Anomaly:
-    """Something odd that the parser noted and went past. `kind` is a stable snake_case name."""
-
-    kind: str
-    detail: str = ""
-    ts: float = 0.0
 
 
 class ProtocolEvent(Protocol):
