@@ -1,0 +1,498 @@
+"""Offline capture probe: read pcap and pcapng files into `Frame`s.
+
+Capture side (probes/): a file path comes in, `Frame(ts, data, linktype, iface, wire_len)` values
+go out, in file order. Nothing here knows about IP or flows.
+
+Theory of operation
+-------------------
+The file is read in large chunks (`CHUNK_SIZE`) and records are walked with precompiled
+`struct.Struct.unpack_from` calls on the chunk; a record that straddles two chunks is carried
+over into the next one. Memory stays bounded by the chunk size plus one record (records are
+capped), so multi-GB files replay with a small RSS. No per-packet parser objects are built.
+
+Formats:
+- classic pcap (draft-ietf-opsawg-pcap): both byte orders, microsecond (0xa1b2c3d4) and
+  nanosecond (0xa1b23c4d) magic, version 2.x.
+- pcapng (draft-ietf-opsawg-pcapng): Section Header Blocks in either byte order and any number
+  of sections, Interface Description Blocks (link type, snaplen, if_name, if_tsresol including
+  power-of-two resolutions, if_tsoffset), Enhanced, Simple and obsolete Packet Blocks. Other
+  blocks are skipped by their length.
+
+Damage never raises during iteration: the reader yields every complete frame before the damage,
+then stops and fills `report` (`truncated=True`, `error`, `error_offset` = byte offset of the
+record or block that is cut or corrupt). Only a file that is not a capture at all (missing,
+unreadable, wrong magic, unsupported version, cut inside its first header) raises `PcapError`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import BinaryIO
+
+from probes.frame import Frame
+
+# Bytes per read(); records are walked inside a chunk.
+CHUNK_SIZE = 4 * 1024 * 1024
+# A captured length above this is corruption, not a packet (libpcap's MAXIMUM_SNAPLEN).
+MAX_CAPLEN = 256 * 1024
+# Any pcapng block above this is corruption; keeps a bogus length from buffering gigabytes.
+MAX_BLOCK_LEN = 16 * 1024 * 1024
+
+PCAP_MAGIC_USEC = 0xA1B2C3D4
+PCAP_MAGIC_NSEC = 0xA1B23C4D
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
+
+# pcapng block types.
+_BT_IDB = 0x00000001
+_BT_OPB = 0x00000002  # obsolete Packet Block
+_BT_SPB = 0x00000003
+_BT_EPB = 0x00000006
+# pcapng option codes.
+_OPT_ENDOFOPT = 0
+_IF_NAME = 2
+_IF_TSRESOL = 9
+_IF_TSOFFSET = 14
+
+_PCAP_FILE_HEADER_LEN = 24
+_PCAP_RECORD_LEN = 16
+
+# Frame is a NamedTuple; tuple.__new__ skips its Python-level __new__ on the hot path.
+_new_tuple = tuple.__new__
+
+
+class PcapError(Exception):
+    """The file is not a readable capture at all (the message names the file)."""
+
+
+@dataclass(slots=True)
+class ReadReport:
+    """What a read produced; filled as iteration goes (at chunk granularity and at the end)."""
+
+    path: str
+    frames: int = 0
+    bytes: int = 0  # captured bytes handed out in frames (sum of len(Frame.data))
+    truncated: bool = False  # the read stopped early: file cut short or corrupt
+    error: str | None = None
+    error_offset: int | None = None  # byte offset of the damaged record/block
+    linktypes: set[int] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Interface:
+    """One pcapng interface (per section)."""
+
+    linktype: int
+    snaplen: int
+    name: str | None
+    units: int  # timestamp units per second (if_tsresol)
+    offset: int  # seconds added to every timestamp (if_tsoffset)
+
+
+class _Damage(Exception):
+    """Internal: the walk hit corruption at `offset`."""
+
+    def __init__(self, offset: int, message: str) -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.message = message
+
+
+class PcapReader:
+    """Iterate the frames of a pcap or pcapng file. One pass; use as a context manager."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.report = ReadReport(path=path)
+        self._iterated = False
+        try:
+            self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
+        except FileNotFoundError:
+            raise PcapError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise PcapError(f"{path}: is a directory, not a capture file") from None
+        except OSError as exc:
+            raise PcapError(f"{path}: cannot open: {exc.strerror or exc}") from None
+        try:
+            self._check_header()
+        except BaseException:
+            self._file.close()
+            raise
+
+    # -- header ------------------------------------------------------------------------------
+
+    def _read_exact(self, n: int) -> bytes:
+        try:
+            return self._file.read(n)
+        except OSError as exc:
+            raise PcapError(f"{self.path}: read error: {exc.strerror or exc}") from None
+
+    def _check_header(self) -> None:
+        head = self._read_exact(_PCAP_FILE_HEADER_LEN)
+        if not head:
+            raise PcapError(f"{self.path}: empty file, not a pcap/pcapng capture")
+        if len(head) < 4:
+            raise PcapError(f"{self.path}: {len(head)}-byte file is not a pcap/pcapng capture")
+        magic_le = struct.unpack_from("<I", head)[0]
+        if magic_le == PCAPNG_SHB:
+            self._check_pcapng_header(head)
+            return
+        for order in ("<", ">"):
+            magic = struct.unpack_from(order + "I", head)[0]
+            if magic in (PCAP_MAGIC_USEC, PCAP_MAGIC_NSEC):
+                break
+        else:
+            raise PcapError(
+                f"{self.path}: not a pcap or pcapng file (magic {head[:4].hex()}); "
+                "only libpcap pcap and pcapng are supported"
+            )
+        if len(head) < _PCAP_FILE_HEADER_LEN:
+            raise PcapError(
+                f"{self.path}: truncated pcap file header ({len(head)} of "
+                f"{_PCAP_FILE_HEADER_LEN} bytes)"
+            )
+        major, minor, _zone, _sigfigs, snaplen, linktype = struct.unpack_from(
+            order + "HHiIII", head, 4
+        )
+        if major != 2:
+            raise PcapError(f"{self.path}: unsupported pcap version {major}.{minor} (need 2.x)")
+        self._format = "pcap"
+        self._order = order
+        self._scale = 1e-6 if magic == PCAP_MAGIC_USEC else 1e-9
+        # The upper bits carry FCS information; the link type is the low 16 bits.
+        self._linktype = linktype & 0xFFFF
+        self._maxcap = snaplen if 0 < snaplen <= MAX_CAPLEN else MAX_CAPLEN
+        self._start = _PCAP_FILE_HEADER_LEN
+        self.report.linktypes.add(self._linktype)
+
+    def _check_pcapng_header(self, head: bytes) -> None:
+        if len(head) < 12:
+            raise PcapError(f"{self.path}: truncated pcapng section header ({len(head)} bytes)")
+        bom_le = struct.unpack_from("<I", head, 8)[0]
+        if bom_le == PCAPNG_BYTE_ORDER_MAGIC:
+            order = "<"
+        elif struct.unpack_from(">I", head, 8)[0] == PCAPNG_BYTE_ORDER_MAGIC:
+            order = ">"
+        else:
+            raise PcapError(f"{self.path}: pcapng section header has a bad byte-order magic")
+        blen = struct.unpack_from(order + "I", head, 4)[0]
+        if blen < 28 or blen % 4 or blen > MAX_BLOCK_LEN:
+            raise PcapError(f"{self.path}: pcapng section header has a bad length {blen}")
+        if len(head) < 16:
+            raise PcapError(f"{self.path}: truncated pcapng section header ({len(head)} bytes)")
+        major, minor = struct.unpack_from(order + "HH", head, 12)
+        if major != 1:
+            raise PcapError(f"{self.path}: unsupported pcapng version {major}.{minor} (need 1.x)")
+        self._format = "pcapng"
+        self._start = 0
+
+    # -- iteration ---------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._iterated:
+            raise RuntimeError(f"{self.path}: PcapReader supports a single pass")
+        self._iterated = True
+        try:
+            self._file.seek(self._start)
+        except (OSError, ValueError) as exc:
+            self._damage(self._start, f"cannot seek: {exc}")
+            return iter(())
+        if self._format == "pcap":
+            return self._iter_pcap()
+        return self._iter_pcapng()
+
+    def _damage(self, offset: int, message: str) -> None:
+        self.report.truncated = True
+        self.report.error = message
+        self.report.error_offset = offset
+
+    def _read_chunk(self, offset: int) -> bytes | None:
+        """Next chunk, b"" at end of file, None (and a report) on an I/O error."""
+        try:
+            return self._file.read(CHUNK_SIZE)
+        except (OSError, ValueError) as exc:
+            self._damage(offset, f"read error: {exc}")
+            return None
+
+    def _iter_pcap(self) -> Iterator[Frame]:
+        report = self.report
+        unpack_from = struct.Struct(self._order + "IIII").unpack_from
+        scale = self._scale
+        linktype = self._linktype
+        maxcap = self._maxcap
+        new = _new_tuple
+        frame_cls = Frame
+        base = self._start  # file offset of buf[0]
+        buf = b""
+        pos = 0
+        frames = 0
+        nbytes = 0
+        try:
+            while True:
+                chunk = self._read_chunk(base + len(buf))
+                if chunk is None:
+                    return
+                if not chunk:
+                    if pos < len(buf):
+                        self._damage(
+                            base + pos,
+                            f"file ends inside a packet record ({len(buf) - pos} bytes left)",
+                        )
+                    return
+                if pos:
+                    base += pos
+                    buf = buf[pos:] + chunk
+                else:
+                    buf = buf + chunk if buf else chunk
+                pos = 0
+                n = len(buf)
+                last = n - _PCAP_RECORD_LEN
+                while pos <= last:
+                    sec, frac, caplen, wirelen = unpack_from(buf, pos)
+                    if caplen > maxcap:
+                        self._damage(
+                            base + pos,
+                            f"corrupt packet record: captured length {caplen} exceeds "
+                            f"snaplen/limit {maxcap}",
+                        )
+                        return
+                    start = pos + _PCAP_RECORD_LEN
+                    end = start + caplen
+                    if end > n:
+                        break
+                    yield new(
+                        frame_cls, (sec + frac * scale, buf[start:end], linktype, None, wirelen)
+                    )
+                    frames += 1
+                    nbytes += caplen
+                    pos = end
+                report.frames = frames
+                report.bytes = nbytes
+        finally:
+            report.frames = frames
+            report.bytes = nbytes
+
+    def _iter_pcapng(self) -> Iterator[Frame]:
+        report = self.report
+        new = _new_tuple
+        frame_cls = Frame
+        base = 0
+        buf = b""
+        pos = 0
+        frames = 0
+        nbytes = 0
+        ifaces: list[_Interface] = []
+        last_ts = 0.0
+        # Per-section structs; rebound at every Section Header Block.
+        hdr = struct.Struct("<II").unpack_from
+        epb = struct.Struct("<IIIII").unpack_from
+        u32 = struct.Struct("<I").unpack_from
+        order = "<"
+        try:
+            while True:
+                chunk = self._read_chunk(base + len(buf))
+                if chunk is None:
+                    return
+                if not chunk:
+                    if pos < len(buf):
+                        self._damage(
+                            base + pos,
+                            f"file ends inside a pcapng block ({len(buf) - pos} bytes left)",
+                        )
+                    return
+                if pos:
+                    base += pos
+                    buf = buf[pos:] + chunk
+                else:
+                    buf = buf + chunk if buf else chunk
+                pos = 0
+                n = len(buf)
+                try:
+                    while pos + 12 <= n:
+                        btype, blen = hdr(buf, pos)
+                        if btype == PCAPNG_SHB:
+                            new_order = _section_order(buf, pos)
+                            if new_order is None:
+                                raise _Damage(base + pos, "section header: bad byte-order magic")
+                            if new_order != order:
+                                order = new_order
+                                hdr = struct.Struct(order + "II").unpack_from
+                                epb = struct.Struct(order + "IIIII").unpack_from
+                                u32 = struct.Struct(order + "I").unpack_from
+                            blen = hdr(buf, pos)[1]
+                        if blen < 12 or blen & 3 or blen > MAX_BLOCK_LEN:
+                            raise _Damage(base + pos, f"corrupt block length {blen}")
+                        end = pos + blen
+                        if end > n:
+                            break
+                        if u32(buf, end - 4)[0] != blen:
+                            raise _Damage(
+                                base + pos,
+                                f"block length {blen} does not match its trailing length "
+                                f"{u32(buf, end - 4)[0]}",
+                            )
+                        if btype == _BT_EPB:
+                            if blen < 32:
+                                raise _Damage(
+                                    base + pos, f"enhanced packet block too short ({blen})"
+                                )
+                            if_id, hi, lo, caplen, wirelen = epb(buf, pos + 8)
+                            if caplen > MAX_CAPLEN or caplen + 32 > blen:
+                                raise _Damage(
+                                    base + pos,
+                                    f"enhanced packet block: captured length {caplen} does not "
+                                    f"fit block length {blen}",
+                                )
+                            if if_id >= len(ifaces):
+                                raise _Damage(
+                                    base + pos, f"packet for undeclared interface {if_id}"
+                                )
+                            iface = ifaces[if_id]
+                            last_ts = ((hi << 32) | lo) / iface.units + iface.offset
+                            start = pos + 28
+                            yield new(
+                                frame_cls,
+                                (
+                                    last_ts,
+                                    buf[start : start + caplen],
+                                    iface.linktype,
+                                    iface.name,
+                                    wirelen,
+                                ),
+                            )
+                            frames += 1
+                            nbytes += caplen
+                        elif btype == PCAPNG_SHB:
+                            if blen < 28:
+                                raise _Damage(base + pos, f"section header too short ({blen})")
+                            major = struct.unpack_from(order + "H", buf, pos + 12)[0]
+                            if major != 1:
+                                raise _Damage(base + pos, f"unsupported pcapng version {major}")
+                            ifaces = []  # interface ids are per section
+                        elif btype == _BT_IDB:
+                            ifaces.append(self._parse_idb(buf, pos, blen, order, base))
+                            report.linktypes.add(ifaces[-1].linktype)
+                        elif btype == _BT_SPB:
+                            if blen < 16:
+                                raise _Damage(base + pos, f"simple packet block too short ({blen})")
+                            if not ifaces:
+                                raise _Damage(
+                                    base + pos, "simple packet block before any interface"
+                                )
+                            iface = ifaces[0]
+                            wirelen = u32(buf, pos + 8)[0]
+                            caplen = min(wirelen, blen - 16, MAX_CAPLEN)
+                            if iface.snaplen:
+                                caplen = min(caplen, iface.snaplen)
+                            start = pos + 12
+                            # An SPB has no timestamp: keep the packet clock where it was.
+                            yield new(
+                                frame_cls,
+                                (
+                                    last_ts,
+                                    buf[start : start + caplen],
+                                    iface.linktype,
+                                    iface.name,
+                                    wirelen,
+                                ),
+                            )
+                            frames += 1
+                            nbytes += caplen
+                        elif btype == _BT_OPB:
+                            if blen < 32:
+                                raise _Damage(base + pos, f"packet block too short ({blen})")
+                            if_id, _drops, hi, lo, caplen, wirelen = struct.unpack_from(
+                                order + "HHIIII", buf, pos + 8
+                            )
+                            if caplen > MAX_CAPLEN or caplen + 32 > blen:
+                                raise _Damage(
+                                    base + pos,
+                                    f"packet block: captured length {caplen} does not fit "
+                                    f"block length {blen}",
+                                )
+                            if if_id >= len(ifaces):
+                                raise _Damage(
+                                    base + pos, f"packet for undeclared interface {if_id}"
+                                )
+                            iface = ifaces[if_id]
+                            last_ts = ((hi << 32) | lo) / iface.units + iface.offset
+                            start = pos + 28
+                            yield new(
+                                frame_cls,
+                                (
+                                    last_ts,
+                                    buf[start : start + caplen],
+                                    iface.linktype,
+                                    iface.name,
+                                    wirelen,
+                                ),
+                            )
+                            frames += 1
+                            nbytes += caplen
+                        # Any other block (NRB, ISB, DSB, custom...) is skipped by its length.
+                        pos = end
+                except _Damage as dmg:
+                    self._damage(dmg.offset, dmg.message)
+                    return
+                report.frames = frames
+                report.bytes = nbytes
+        finally:
+            report.frames = frames
+            report.bytes = nbytes
+
+    @staticmethod
+    def _parse_idb(buf: bytes, pos: int, blen: int, order: str, base: int) -> _Interface:
+        if blen < 20:
+            raise _Damage(base + pos, f"interface description block too short ({blen})")
+        linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", buf, pos + 8)
+        name: str | None = None
+        units = 1_000_000  # default resolution: microseconds
+        offset = 0
+        opt = pos + 16
+        opt_end = pos + blen - 4
+        opt_hdr = struct.Struct(order + "HH")
+        while opt + 4 <= opt_end:
+            code, length = opt_hdr.unpack_from(buf, opt)
+            value_end = opt + 4 + length
+            if value_end > opt_end:
+                raise _Damage(base + pos, f"interface option {code} overruns its block")
+            if code == _OPT_ENDOFOPT:
+                break
+            if code == _IF_NAME:
+                name = buf[opt + 4 : value_end].rstrip(b"\0").decode("utf-8", "replace")
+            elif code == _IF_TSRESOL and length >= 1:
+                resol = buf[opt + 4]
+                # High bit set: negative power of two; clear: negative power of ten.
+                units = 1 << (resol & 0x7F) if resol & 0x80 else 10**resol
+            elif code == _IF_TSOFFSET and length >= 8:
+                offset = struct.unpack_from(order + "q", buf, opt + 4)[0]
+            opt = value_end + (-length & 3)
+        return _Interface(linktype, snaplen, name, units, offset)
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> PcapReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _section_order(buf: bytes, pos: int) -> str | None:
+    """Byte order of the Section Header Block at `pos`, from its byte-order magic."""
+    if struct.unpack_from("<I", buf, pos + 8)[0] == PCAPNG_BYTE_ORDER_MAGIC:
+        return "<"
+    if struct.unpack_from(">I", buf, pos + 8)[0] == PCAPNG_BYTE_ORDER_MAGIC:
+        return ">"
+    return None

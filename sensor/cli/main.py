@@ -1,0 +1,192 @@
+"""`sluice` command line (the runtime edge): parses arguments, opens files, runs the pipeline.
+
+Errors a user can cause (a missing file, a file that is not a capture, an unwritable output
+directory, a broken config) end with one clear line on stderr and exit status 2, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from probes.pcap import PcapError, PcapReader
+from sensor.config import Config, ConfigError, load_config
+from sensor.content.objects import ObjectStore
+from sensor.outputs import eve
+from sensor.pipeline import Pipeline, Summary
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Something the user can fix: printed as one line, exit status 2."""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sluice", description="Sluice: network DLP sensor for health-data egress"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    replay = sub.add_parser(
+        "replay", help="run the whole pipeline over captures, write DIR/events.jsonl"
+    )
+    replay.add_argument("pcaps", nargs="+", metavar="PCAP")
+    replay.add_argument("--out", required=True, metavar="DIR")
+    replay.add_argument("--config", metavar="FILE")
+    replay.add_argument("--quiet", action="store_true", help="no summary on stdout")
+    extract = sub.add_parser(
+        "extract", help="write every transferred object to DIR/files/<sha256> + DIR/files.jsonl"
+    )
+    extract.add_argument("pcaps", nargs="+", metavar="PCAP")
+    extract.add_argument("--out", required=True, metavar="DIR")
+    extract.add_argument("--config", metavar="FILE")
+    extract.add_argument("--quiet", action="store_true", help="no summary on stdout")
+    return parser
+
+
+def _check_inputs(paths: Sequence[str]) -> None:
+    for path in paths:
+        try:
+            with PcapReader(path):
+                pass
+        except PcapError as exc:
+            raise UsageError(str(exc)) from None
+
+
+def _prepare_out(out: str) -> Path:
+    directory = Path(out)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".sluice-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write to output directory {out}: {exc.strerror or exc}") from None
+    return directory
+
+
+def _load_config(path: str | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise UsageError(f"config: {exc}") from None
+
+
+def run(
+    paths: Sequence[str], out: Path, config: Config, extract: bool
+) -> tuple[Summary, float]:
+    """Replay `paths` in order through one pipeline; returns the summary and wall seconds."""
+    events_file = (out / "events.jsonl").open("w", encoding="utf-8")
+    files_file: IO[str] | None = None
+    sinks: list[eve.Sink] = [eve.JsonlWriter(events_file)]
+    store = None
+    if extract:
+        store = ObjectStore(str(out))
+        files_file = (out / "files.jsonl").open("w", encoding="utf-8")
+        files_writer = eve.JsonlWriter(files_file)
+
+        def write_file(record: eve.Record) -> None:
+            if record["event_type"] == "file":
+                files_writer(eve.extracted_record(record))
+
+        sinks.append(write_file)
+    started = time.perf_counter()
+    try:
+        pipeline = Pipeline(config, sinks, store)
+        process = pipeline.process
+        for path in paths:
+            reader = PcapReader(path)
+            with reader:
+                for frame in reader:
+                    process(frame)
+            report = reader.report
+            if report.error:
+                where = f" at byte {report.error_offset}" if report.error_offset is not None else ""
+                pipeline.capture_error(
+                    path, f"{report.error}{where}; {report.frames} frames read before it",
+                    pipeline.summary.last_ts or 0.0,
+                )
+        summary = pipeline.finish()
+    finally:
+        events_file.close()
+        if files_file is not None:
+            files_file.close()
+    return summary, time.perf_counter() - started
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def print_summary(command: str, paths: Sequence[str], summary: Summary, seconds: float,
+                  out: Path, stream: IO[str]) -> None:
+    rate = summary.packets / seconds if seconds > 0 else 0.0
+    w = stream.write
+    w(
+        f"sluice {command}: {len(paths)} capture(s), {summary.packets:,} packets "
+        f"({_human_bytes(summary.bytes)}) in {seconds:.2f} s = {rate:,.0f} packets/s\n"
+    )
+    anomalies = sum(summary.anomalies.values())
+    top = ", ".join(f"{k} {v}" for k, v in summary.anomalies.most_common(4))
+    w(
+        f"  flows {summary.flows:,}   objects {summary.objects:,} "
+        f"({len(summary.uploads):,} uploads)   anomalies {anomalies:,}"
+        + (f" ({top})" if top else "")
+        + "\n"
+    )
+    for error in summary.capture_errors:
+        w(f"  capture damaged: {error}\n")
+    if summary.uploads:
+        w("  uploads (client -> server):\n")
+        for record in summary.uploads[:50]:
+            f = record["file"]
+            ctx = record.get("http", {})
+            where = f"{record['src_ip']} -> {record['dest_ip']}:{record['dest_port']}"
+            what = f"{ctx.get('http_method', '')} {ctx.get('url', '')}".strip()
+            state = "complete" if f["complete"] else f"INCOMPLETE ({f['missing_bytes']} B missing)"
+            w(
+                f"    {record['timestamp'][:19]}  {where}  {f['proto']} {what}  "
+                f"{f['filename'] or '-'}  {f['mime_type'] or '-'}  {f['size']:,} B  "
+                f"sha256 {f['sha256'][:16]}  {state}\n"
+            )
+        if len(summary.uploads) > 50:
+            w(f"    ... {len(summary.uploads) - 50} more in {out / 'events.jsonl'}\n")
+    w(f"  events: {out / 'events.jsonl'}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        config = _load_config(args.config)
+        _check_inputs(args.pcaps)
+        out = _prepare_out(args.out)
+        summary, seconds = run(args.pcaps, out, config, extract=args.command == "extract")
+    except UsageError as exc:
+        print(f"sluice: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("sluice: interrupted", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print_summary(args.command, args.pcaps, summary, seconds, out, sys.stdout)
+        if args.command == "extract":
+            print(f"  files: {out / 'files.jsonl'} and {out / 'files'}{os.sep}")
+    if summary.capture_errors:
+        print(
+            "sluice: warning: " + "; ".join(summary.capture_errors), file=sys.stderr
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

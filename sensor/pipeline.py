@@ -1,0 +1,417 @@
+"""The one place where Sluice's stages are wired in order (DESIGN.md "Data flow").
+
+    Frame -> decode -> flows -> reassembly -> protocols -> content -> outputs
+
+`Pipeline.process(frame)` is the per-packet path; `Pipeline.finish()` ends every flow at the
+end of input. Time is the packet's timestamp throughout, so replaying a capture is
+deterministic and equals what the live sensor would decide. Events leave through `sinks`
+(callables taking one record); the pipeline itself opens no files and reads no clock.
+
+Per flow, the pipeline keeps an `Analysis`: the two TCP streams, the protocol session and the
+content entities of bodies in progress. A flow whose protocol was not recognised, whose parser
+detached, or which became a tunnel is only counted from then on: its streams are released.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import unquote_to_bytes, urlsplit
+
+from probes.frame import Frame
+from sensor.anomaly import Anomaly
+from sensor.config import Config
+from sensor.content.entity import BodyEntity, ContentCaps, FileInfo
+from sensor.content.objects import ObjectStore
+from sensor.decode.decoder import DecodeCaps, Decoder
+from sensor.decode.packet import PROTO_TCP, TCP_ACK, Packet
+from sensor.flows.table import TO_CLIENT, TO_SERVER, Flow, FlowTable
+from sensor.outputs import eve
+from sensor.protocols import http
+from sensor.protocols.base import Direction
+from sensor.protocols.detect import ProtocolSpec, detect_ssh, detect_tls
+from sensor.protocols.session import COUNTING, AppSession
+from sensor.reassembly.tcp import Gap, Memcap, StreamCaps, TcpStream
+
+Sink = Callable[[eve.Record], None]
+
+DIRECTION_NAMES = ("upload", "download")  # TO_SERVER, TO_CLIENT
+
+
+def protocol_specs(config: Config) -> tuple[ProtocolSpec, ...]:
+    """Detection order (see sensor/protocols/detect.py): first match wins."""
+    caps = http.HttpCaps(
+        max_header_bytes=config.http.max_header_bytes, max_headers=config.http.max_headers
+    )
+    return (
+        ProtocolSpec("http", http.detect, lambda: http.HttpParser(caps)),
+        ProtocolSpec("tls", detect_tls),
+        ProtocolSpec("ssh", detect_ssh),
+    )
+
+
+@dataclass(slots=True)
+class Analysis:
+    """Per-flow analysis state of a TCP flow (Flow.app)."""
+
+    streams: list[TcpStream] | None
+    session: AppSession
+    eof_sent: list[bool] = field(default_factory=lambda: [False, False])
+    requests: dict[int, http.HttpRequestHead] = field(default_factory=dict)
+    entities: dict[tuple[int, int], BodyEntity] = field(default_factory=dict)
+    flipped: bool = False
+    tunnel: bool = False
+    anomalies: int = 0
+
+
+@dataclass(slots=True)
+class Summary:
+    packets: int = 0
+    bytes: int = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
+    flows: int = 0
+    objects: int = 0
+    uploads: list[eve.Record] = field(default_factory=list)
+    anomalies: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    capture_errors: list[str] = field(default_factory=list)
+
+
+class Pipeline:
+    def __init__(
+        self, config: Config, sinks: Iterable[Sink], store: ObjectStore | None = None
+    ) -> None:
+        self.config = config
+        self._sinks = tuple(sinks)
+        self._store = store
+        d = config.decode
+        self.decoder = Decoder(
+            DecodeCaps(
+                max_frag_bytes=d.max_frag_bytes,
+                max_frag_datagrams=d.max_frag_datagrams,
+                frag_timeout=d.frag_timeout,
+            ),
+            verify_checksums=d.verify_checksums,
+        )
+        self.flows = FlowTable(config.flows)
+        s = config.stream
+        self._stream_caps = StreamCaps(
+            max_pending_bytes=s.max_pending_bytes,
+            max_pending_segments=s.max_pending_segments,
+            depth=s.depth,
+        )
+        self.memcap = Memcap(s.memcap)
+        c = config.content
+        self._content_caps = ContentCaps(
+            max_decoded_bytes=c.max_decoded_bytes,
+            max_ratio=c.max_ratio,
+            max_parts=c.max_parts,
+            max_part_header_bytes=c.max_part_header_bytes,
+        )
+        self._specs = protocol_specs(config)
+        self.summary = Summary()
+        self._gap_bytes = 0
+        self._retransmitted = 0
+        self._overlap_conflicts = 0
+        self._now = 0.0
+
+    # -- output --------------------------------------------------------------------------
+
+    def _emit(self, record: eve.Record) -> None:
+        self.summary.events[record["event_type"]] += 1
+        for sink in self._sinks:
+            sink(record)
+
+    def _anomaly(self, flow: Flow | None, anomaly: Anomaly, layer: str, ts: float) -> None:
+        self.summary.anomalies[anomaly.kind] += 1
+        if flow is not None and isinstance(flow.app, Analysis):
+            flow.app.anomalies += 1
+            if flow.app.anomalies > self.config.output.max_anomalies_per_flow:
+                return  # counted in stats, not written again
+        self._emit(eve.anomaly_record(flow, anomaly, layer, anomaly.ts or ts))
+
+    # -- per packet ----------------------------------------------------------------------
+
+    def process(self, frame: Frame) -> None:
+        summary = self.summary
+        summary.packets += 1
+        summary.bytes += len(frame.data)
+        pkt = self.decoder.decode(frame)
+        if self.decoder.pending_anomalies:
+            for anomaly in self.decoder.take_anomalies():
+                self._anomaly(None, anomaly, "decode", frame.ts)
+        if pkt is None:
+            return
+        ts = pkt.ts
+        if summary.first_ts is None:
+            summary.first_ts = ts
+        summary.last_ts = ts
+        self._now = ts
+        if self.flows.due(ts):
+            self._expire(ts)
+        flow, direction, ended = self.flows.lookup(pkt)
+        for old, reason in ended:
+            self._end_flow(old, reason, ts)
+        flow.last = ts
+        if direction == TO_SERVER:
+            flow.pkts_toserver += 1
+            flow.bytes_toserver += pkt.ip_len
+        else:
+            flow.pkts_toclient += 1
+            flow.bytes_toclient += pkt.ip_len
+        if pkt.proto == PROTO_TCP:
+            self._tcp(flow, direction, pkt)
+
+    def _tcp(self, flow: Flow, direction: int, pkt: Packet) -> None:
+        flags = pkt.tcp_flags
+        self.flows.update_tcp_state(flow, direction, flags)
+        analysis = flow.app
+        if analysis is None:
+            analysis = flow.app = Analysis(
+                streams=[
+                    TcpStream(self._stream_caps, self.memcap),
+                    TcpStream(self._stream_caps, self.memcap),
+                ],
+                session=AppSession(self._specs, self.config.stream.detect_bytes),
+            )
+        assert isinstance(analysis, Analysis)
+        streams = analysis.streams
+        if streams is None:
+            return  # only counted
+        ts = pkt.ts
+        out = streams[direction].segment(pkt.seq, pkt.payload, flags, ts)
+        if out:
+            flipped = analysis.flipped
+            self._deliver(flow, analysis, direction, out, ts)
+            if analysis.flipped != flipped:
+                direction = 1 - direction  # the flow was turned round under this packet
+        if flags & TCP_ACK and analysis.streams is not None:
+            other = 1 - direction
+            acked = analysis.streams[other].peer_ack(pkt.ack, ts)
+            if acked:
+                self._deliver(flow, analysis, other, acked, ts)
+        if analysis.streams is not None:
+            self._check_stream_ends(flow, analysis, ts)
+
+    def _check_stream_ends(self, flow: Flow, analysis: Analysis, ts: float) -> None:
+        streams = analysis.streams
+        assert streams is not None
+        for direction in (TO_SERVER, TO_CLIENT):
+            stream = streams[direction]
+            anomalies = stream.take_anomalies()
+            for anomaly in anomalies:
+                self._anomaly(flow, anomaly, "stream", ts)
+            if stream.done and not analysis.eof_sent[direction]:
+                analysis.eof_sent[direction] = True
+                events = analysis.session.eof(Direction(direction), ts)
+                self._app_events(flow, analysis, events, ts)
+                if analysis.streams is None:
+                    return
+
+    def _deliver(
+        self, flow: Flow, analysis: Analysis, direction: int, items: list[bytes | Gap], ts: float
+    ) -> None:
+        session = analysis.session
+        for item in items:
+            if session.state == COUNTING:
+                break
+            if isinstance(item, Gap):
+                self._gap_bytes += item.size
+                self._anomaly(flow, Anomaly("tcp_gap", f"{item.size} bytes missing", ts),
+                              "stream", ts)
+                events = session.gap(Direction(direction), item.size, ts)
+            else:
+                events = session.feed(Direction(direction), item, ts)
+            if session.flip and not analysis.flipped:
+                self._flip(flow, analysis)
+                direction = 1 - direction
+            if events:
+                self._app_events(flow, analysis, events, ts)
+        if session.state == COUNTING or analysis.tunnel:
+            self._stop_analysis(flow, analysis, ts)
+
+    def _flip(self, flow: Flow, analysis: Analysis) -> None:
+        """Detection found client and server the other way round (mid-stream pickup)."""
+        analysis.flipped = True
+        flow.flip()
+        if analysis.streams is not None:
+            analysis.streams.reverse()
+        analysis.eof_sent.reverse()
+
+    def _stop_analysis(self, flow: Flow, analysis: Analysis, ts: float) -> None:
+        """From now on the flow is only counted: free its reassembly buffers."""
+        flow.app_proto = analysis.session.app_proto
+        if analysis.streams is not None:
+            for stream in analysis.streams:
+                stream.flush(ts)
+                self._collect_stream_stats(stream)
+            analysis.streams = None
+        for key in list(analysis.entities):
+            self._finish_entity(flow, analysis, key, complete=False, ts=ts)
+
+    def _collect_stream_stats(self, stream: TcpStream) -> None:
+        self._retransmitted += stream.retransmitted_bytes
+        self._overlap_conflicts += stream.overlap_conflicts
+
+    # -- application events --------------------------------------------------------------
+
+    def _app_events(
+        self, flow: Flow, analysis: Analysis, events: list[object], ts: float
+    ) -> None:
+        flow.app_proto = analysis.session.app_proto
+        for event in events:
+            if isinstance(event, http.BodyData):
+                self._entity_results(
+                    flow, analysis, (event.txid, event.direction),
+                    self._entity(analysis, event.txid, event.direction).feed(event.data), ts,
+                )
+            elif isinstance(event, http.BodyStart):
+                self._start_entity(flow, analysis, event)
+            elif isinstance(event, http.BodyGap):
+                self._entity_results(
+                    flow, analysis, (event.txid, event.direction),
+                    self._entity(analysis, event.txid, event.direction).gap(event.size), ts,
+                )
+            elif isinstance(event, http.BodyEnd):
+                self._finish_entity(flow, analysis, (event.txid, event.direction),
+                                    event.complete, event.ts)
+            elif isinstance(event, http.HttpRequestHead):
+                analysis.requests[event.txid] = event
+            elif isinstance(event, http.HttpTransaction):
+                analysis.requests.pop(event.txid, None)
+                self._emit(eve.http_record(flow, event, analysis.tunnel))
+            elif isinstance(event, http.TunnelStart):
+                analysis.tunnel = True
+            elif isinstance(event, Anomaly):
+                self._anomaly(flow, event, "app", ts)
+
+    def _start_entity(self, flow: Flow, analysis: Analysis, event: http.BodyStart) -> None:
+        request = analysis.requests.get(event.txid)
+        name_hint = _uri_basename(request.uri) if request is not None else None
+        analysis.entities[(event.txid, int(event.direction))] = BodyEntity(
+            event.headers, event.encodings, event.ts, self._content_caps, self._store, name_hint
+        )
+
+    def _entity(self, analysis: Analysis, txid: int, direction: int) -> BodyEntity:
+        key = (txid, int(direction))
+        entity = analysis.entities.get(key)
+        if entity is None:  # body data without a start: treat as an unlabelled body
+            entity = analysis.entities[key] = BodyEntity(
+                [], [], self._now, self._content_caps, self._store, None
+            )
+        return entity
+
+    def _finish_entity(
+        self, flow: Flow, analysis: Analysis, key: tuple[int, int], complete: bool, ts: float
+    ) -> None:
+        entity = analysis.entities.pop(key, None)
+        if entity is not None:
+            self._entity_results(flow, analysis, key, entity.end(complete), ts)
+
+    def _entity_results(
+        self, flow: Flow, analysis: Analysis, key: tuple[int, int],
+        results: list[FileInfo | Anomaly], ts: float,
+    ) -> None:
+        for result in results:
+            if isinstance(result, Anomaly):
+                self._anomaly(flow, result, "content", ts)
+                continue
+            txid, direction = key
+            request = analysis.requests.get(txid)
+            context = eve.http_fields(request, None) if request is not None else None
+            record = eve.file_record(
+                flow, ts, result, DIRECTION_NAMES[direction], "http", txid, context
+            )
+            self.summary.objects += 1
+            if direction == TO_SERVER:
+                self.summary.uploads.append(record)
+            self._emit(record)
+
+    # -- flow ends -----------------------------------------------------------------------
+
+    def _expire(self, now: float) -> None:
+        ended, interim = self.flows.expire(now)
+        for flow in ended:
+            self._end_flow(flow, "timeout", now)
+        for flow in interim:
+            self._emit(eve.flow_record(flow, now, "active_timeout", None))
+            flow.report_start = now
+
+    def _end_flow(self, flow: Flow, reason: str, ts: float) -> None:
+        analysis = flow.app
+        tcp: eve.Record | None = None
+        if isinstance(analysis, Analysis):
+            if analysis.streams is not None:
+                for direction in (TO_SERVER, TO_CLIENT):
+                    streams = analysis.streams
+                    if streams is None:
+                        break
+                    rest = streams[direction].flush(ts)
+                    if rest:
+                        self._deliver(flow, analysis, direction, rest, ts)
+                if analysis.streams is not None:
+                    self._check_stream_ends(flow, analysis, ts)
+            for direction in (TO_SERVER, TO_CLIENT):
+                if not analysis.eof_sent[direction]:
+                    analysis.eof_sent[direction] = True
+                    events = analysis.session.eof(Direction(direction), ts)
+                    self._app_events(flow, analysis, events, ts)
+            self._stop_analysis(flow, analysis, ts)
+            flow.app_proto = analysis.session.app_proto
+            flow.app = None
+        self.summary.flows += 1
+        self._emit(eve.flow_record(flow, ts, reason, tcp))
+
+    def finish(self) -> Summary:
+        """End of input: every flow ends (reason "shutdown"), then a `stats` record."""
+        ts = self._now
+        for flow in self.flows.drain():
+            self._end_flow(flow, "shutdown", ts)
+        for anomaly in self.decoder.tick(float("inf")):
+            self._anomaly(None, anomaly, "decode", ts)
+        self._emit(eve.stats_record(ts, self.stats()))
+        return self.summary
+
+    def capture_error(self, path: str, message: str, ts: float) -> None:
+        self.summary.capture_errors.append(f"{path}: {message}")
+        self._anomaly(None, Anomaly("capture_truncated", f"{path}: {message}", ts), "capture",
+                      ts)
+
+    def stats(self) -> eve.Record:
+        s = self.summary
+        return {
+            "packets": s.packets,
+            "bytes": s.bytes,
+            "decoder": self.decoder.stats.as_dict(),
+            "flows": {
+                "created": self.flows.created,
+                "ended": s.flows,
+                "timed_out": self.flows.timed_out,
+                "evicted": self.flows.evicted,
+                "peak": self.flows.peak,
+            },
+            "stream": {
+                "gap_bytes": self._gap_bytes,
+                "retransmitted_bytes": self._retransmitted,
+                "overlap_conflicts": self._overlap_conflicts,
+                "memcap_peak": self.memcap.peak,
+                "memcap_refusals": self.memcap.refusals,
+            },
+            "objects": s.objects,
+            "anomalies": dict(sorted(s.anomalies.items())),
+            "events": dict(sorted(s.events.items())),
+            "capture_errors": list(s.capture_errors),
+        }
+
+
+def _uri_basename(uri: bytes) -> str | None:
+    """The last path segment of a request URI, as a filename hint (as Suricata does)."""
+    try:
+        path = urlsplit(uri.decode("latin-1")).path
+    except ValueError:
+        return None
+    name = posixpath.basename(unquote_to_bytes(path).decode("utf-8", errors="replace"))
+    return name or None

@@ -1,0 +1,734 @@
+"""Tests for sensor.protocols.http: framing, pairing, gaps, caps, detection, segmentation."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sensor.anomaly import Anomaly
+from sensor.protocols.base import Direction, ProtocolViolation
+from sensor.protocols.http import (
+    BodyData,
+    BodyEnd,
+    BodyGap,
+    BodyStart,
+    HttpCaps,
+    HttpParser,
+    HttpRequestHead,
+    HttpResponseHead,
+    HttpTransaction,
+    HttpViolation,
+    TunnelStart,
+    detect,
+)
+
+C = Direction.TO_SERVER
+S = Direction.TO_CLIENT
+TS = 1.0
+
+Segment = tuple[Direction, bytes]
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def merge(events: list[object]) -> list[object]:
+    """Merge adjacent BodyData of the same message: segmentation must not matter otherwise."""
+    out: list[object] = []
+    for ev in events:
+        last = out[-1] if out else None
+        if (
+            isinstance(ev, BodyData)
+            and isinstance(last, BodyData)
+            and (last.txid, last.direction) == (ev.txid, ev.direction)
+        ):
+            out[-1] = replace(last, data=last.data + ev.data)
+        else:
+            out.append(ev)
+    return out
+
+
+def run(
+    segments: list[Segment],
+    split: str = "whole",
+    seed: int = 0,
+    eof: bool = True,
+    caps: HttpCaps | None = None,
+) -> list[object]:
+    parser = HttpParser(caps) if caps else HttpParser()
+    rng = random.Random(seed)
+    events: list[object] = []
+    for direction, data in segments:
+        if split == "whole":
+            pieces = [data]
+        elif split == "bytes":
+            pieces = [data[i : i + 1] for i in range(len(data))]
+        else:
+            cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, 6))) if data else []
+            pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        for piece in pieces:
+            events += parser.feed(direction, piece, TS)
+    if eof:
+        events += parser.eof(C, TS)
+        events += parser.eof(S, TS)
+    return merge(events)
+
+
+def of(events: list[object], kind: type) -> list[Any]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def kinds(events: list[object]) -> list[str]:
+    return [e.kind for e in events if isinstance(e, Anomaly)]
+
+
+def body(events: list[object], txid: int, direction: Direction) -> bytes:
+    return b"".join(
+        e.data
+        for e in events
+        if isinstance(e, BodyData) and (e.txid, e.direction) == (txid, direction)
+    )
+
+
+# --- sample conversations (wire order) ----------------------------------------------------------
+
+SAMPLES: dict[str, list[Segment]] = {
+    "get_cl": [
+        (C, b"GET /index.html HTTP/1.1\r\nHost: example.org\r\n\r\n"),
+        (S, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello"),
+    ],
+    "pipelined": [
+        (
+            C,
+            b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+            b"POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+            b"GET /c HTTP/1.1\r\nHost: h\r\n\r\n",
+        ),
+        (
+            S,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nA"
+            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nBB\r\n0\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close",
+        ),
+    ],
+    "chunked_lenient": [
+        (
+            C,
+            b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"A;name=value\r\n0123456789\r\n"
+            b"  1f  \n" + b"x" * 31 + b"\n"
+            b"a ; ext\r\n" + b"y" * 10 + b"\r\n"
+            b"0\r\nX-Checksum: abc\r\nX-Other: 1\r\n\r\n",
+        ),
+        (S, b"HTTP/1.1 204 No Content\r\n\r\n"),
+    ],
+    "expect_wait": [
+        (C, b"PUT /f HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"),
+        (S, b"HTTP/1.1 100 Continue\r\n\r\n"),
+        (C, b"data"),
+        (S, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    ],
+    "expect_no_wait": [
+        (C, b"PUT /f HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\ndata"),
+        (S, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    ],
+    "interims": [
+        (C, b"GET / HTTP/1.1\r\n\r\n"),
+        (
+            S,
+            b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nZ",
+        ),
+    ],
+    "no_body_responses": [
+        (C, b"HEAD / HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"),
+        (
+            S,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n"
+            b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ),
+    ],
+    "connect": [
+        (C, b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n\x16\x03\x01\x00"),
+        (S, b"HTTP/1.1 200 Connection established\r\n\r\n\x16\x03\x03\x00\x10"),
+        (C, b"\x17\x03\x03 more tls"),
+    ],
+    "websocket": [
+        (C, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+        (S, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello"),
+        (C, b"\x81\x85maskdata"),
+    ],
+    "connect_refused": [
+        (
+            C,
+            b"CONNECT x:443 HTTP/1.1\r\n\r\nGET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+        (
+            S,
+            b"HTTP/1.1 407 Proxy Auth\r\nContent-Length: 2\r\n\r\nno"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ),
+    ],
+    "http10_keepalive": [
+        (C, b"GET /1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+        (S, b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\none"),
+        (C, b"GET /2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+        (S, b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\ntwo"),
+    ],
+    "encodings": [
+        (C, b"POST /x HTTP/1.1\r\nContent-Encoding: GZIP\r\nContent-Length: 2\r\n\r\n\x1f\x8b"),
+        (
+            S,
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip, br\r\n"
+            b"Transfer-Encoding: deflate, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        ),
+    ],
+    "lenient_heads": [
+        (
+            C,
+            b"\r\n\r\nGET  /p  HTTP/1.1\nHost:   h  \nX-Long: part one\n\t part two\n"
+            b"UsEr-AgEnT: t\n\n",
+        ),
+        (S, b"HTTP/1.1  200  Fine  \nCONTENT-LENGTH: 2\n\nhi"),
+    ],
+    "orphan_responses": [
+        (
+            S,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 1\r\n\r\nb",
+        ),
+    ],
+    "te_and_cl": [
+        (C, b"POST / HTTP/1.1\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        (C, b"3\r\nabc\r\n0\r\n\r\nGET /next HTTP/1.1\r\n\r\n"),
+        (
+            S,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" * 2,
+        ),
+    ],
+    "unanswered": [
+        (C, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"),
+        (S, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    ],
+}
+
+
+# --- segmentation invariance --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_whole_bytewise_and_random_splits_agree(name: str) -> None:
+    whole = run(SAMPLES[name])
+    assert any(isinstance(e, HttpTransaction) for e in whole)
+    assert run(SAMPLES[name], "bytes") == whole
+    for seed in range(5):
+        assert run(SAMPLES[name], "random", seed) == whole
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(SAMPLES)), data=st.data())
+def test_hypothesis_splits_agree(name: str, data: st.DataObject) -> None:
+    segments = SAMPLES[name]
+    parser = HttpParser()
+    events: list[object] = []
+    for direction, payload in segments:
+        cuts = data.draw(st.lists(st.integers(0, len(payload)), max_size=8).map(sorted))
+        bounds = [0, *cuts, len(payload)]
+        for a, b in itertools.pairwise(bounds):
+            events += parser.feed(direction, payload[a:b], TS)
+    events += parser.eof(C, TS) + parser.eof(S, TS)
+    assert merge(events) == run(segments)
+
+
+def test_body_is_streamed_not_buffered() -> None:
+    parser = HttpParser()
+    parser.feed(C, b"POST / HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n", TS)
+    events = parser.feed(C, b"a" * 100, TS)
+    assert events == [BodyData(1, C, b"a" * 100)]
+    parser.feed(S, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", TS)
+    assert parser.feed(S, b"ffff\r\nxyz", TS) == [BodyData(1, S, b"xyz")]
+
+
+# --- semantics of the samples -------------------------------------------------------------------
+
+
+def test_get_with_content_length() -> None:
+    ev = run(SAMPLES["get_cl"])
+    req, resp = of(ev, HttpRequestHead)[0], of(ev, HttpResponseHead)[0]
+    assert (req.txid, req.method, req.uri, req.version) == (1, b"GET", b"/index.html", b"HTTP/1.1")
+    assert req.headers == [(b"host", b"example.org")]
+    assert (resp.status, resp.reason) == (200, b"OK")
+    assert body(ev, 1, S) == b"hello"
+    assert [type(e) for e in ev] == [
+        HttpRequestHead,
+        HttpResponseHead,
+        BodyStart,
+        BodyData,
+        BodyEnd,
+        HttpTransaction,
+    ]
+    tx = of(ev, HttpTransaction)[0]
+    assert (tx.request, tx.response, tx.response_body_len, tx.request_body_len) == (
+        req,
+        resp,
+        5,
+        0,
+    )
+    assert of(ev, BodyEnd)[0].complete
+
+
+def test_pipelining_pairs_in_order() -> None:
+    ev = run(SAMPLES["pipelined"])
+    txs = of(ev, HttpTransaction)
+    assert [t.txid for t in txs] == [1, 2, 3]
+    assert [t.request.uri for t in txs] == [b"/a", b"/b", b"/c"]
+    assert [t.response.status for t in txs] == [200, 201, 200]
+    assert body(ev, 2, C) == b"abc"
+    assert (body(ev, 1, S), body(ev, 2, S), body(ev, 3, S)) == (b"A", b"BB", b"until close")
+    # The last response had no framing: read until the server closed, which completes it.
+    assert of(ev, BodyEnd)[-1] == BodyEnd(3, S, True, TS)
+    assert txs[2].response_body_len == len(b"until close")
+    # All three requests were parsed before any response arrived.
+    first_response = next(i for i, e in enumerate(ev) if isinstance(e, HttpResponseHead))
+    assert len(of(ev[:first_response], HttpRequestHead)) == 3
+
+
+def test_chunked_extensions_trailers_bare_lf_whitespace() -> None:
+    ev = run(SAMPLES["chunked_lenient"])
+    assert body(ev, 1, C) == b"0123456789" + b"x" * 31 + b"y" * 10
+    assert of(ev, BodyEnd) == [BodyEnd(1, C, True, TS)]
+    tx = of(ev, HttpTransaction)[0]
+    assert (tx.request_body_len, tx.response.status) == (51, 204)
+    assert not kinds(ev)
+
+
+def test_expect_100_continue_waiting_and_not_waiting() -> None:
+    for name in ("expect_wait", "expect_no_wait"):
+        ev = run(SAMPLES[name])
+        (tx,) = of(ev, HttpTransaction)
+        assert tx.interim_statuses == [100]
+        assert tx.response.status == 200
+        assert tx.request_body_len == 4
+        assert body(ev, 1, C) == b"data"
+        assert len(of(ev, HttpResponseHead)) == 1  # interim responses produce no head event
+
+
+def test_multiple_interim_responses() -> None:
+    (tx,) = of(run(SAMPLES["interims"]), HttpTransaction)
+    assert tx.interim_statuses == [102, 103]
+    assert tx.response_body_len == 1
+
+
+def test_head_204_304_have_no_body() -> None:
+    ev = run(SAMPLES["no_body_responses"])
+    assert [t.response.status for t in of(ev, HttpTransaction)] == [200, 204, 304]
+    assert not of(ev, BodyStart)
+    assert not of(ev, BodyData)
+
+
+def test_connect_tunnel_ignores_data() -> None:
+    ev = run(SAMPLES["connect"])
+    assert of(ev, TunnelStart) == [TunnelStart(1, TS)]
+    assert not of(ev, BodyData)
+    (tx,) = of(ev, HttpTransaction)
+    assert (tx.request.method, tx.response.status) == (b"CONNECT", 200)
+    assert not kinds(ev)
+
+
+def test_websocket_upgrade_101() -> None:
+    ev = run(SAMPLES["websocket"])
+    assert of(ev, TunnelStart) == [TunnelStart(1, TS)]
+    assert len(of(ev, HttpRequestHead)) == 1
+    assert not of(ev, BodyData)
+
+
+def test_refused_connect_resumes_parsing_held_request() -> None:
+    ev = run(SAMPLES["connect_refused"])
+    txs = of(ev, HttpTransaction)
+    assert [(t.request.method, t.response.status) for t in txs] == [
+        (b"CONNECT", 407),
+        (b"GET", 200),
+    ]
+    assert not of(ev, TunnelStart)
+    assert body(ev, 2, S) == b"ok"
+
+
+def test_http10_keep_alive_two_transactions() -> None:
+    txs = of(run(SAMPLES["http10_keepalive"]), HttpTransaction)
+    assert [(t.txid, t.request.uri, t.response_body_len) for t in txs] == [
+        (1, b"/1", 3),
+        (2, b"/2", 3),
+    ]
+    assert txs[0].request.version == b"HTTP/1.0"
+
+
+def test_encodings_in_applied_order_and_not_decoded() -> None:
+    ev = run(SAMPLES["encodings"])
+    starts = of(ev, BodyStart)
+    assert [(s.direction, s.encodings) for s in starts] == [
+        (C, ["gzip"]),
+        (S, ["gzip", "br", "deflate"]),
+    ]
+    assert body(ev, 1, C) == b"\x1f\x8b"
+    assert body(ev, 1, S) == b"abc"
+
+
+def test_lenient_heads() -> None:
+    ev = run(SAMPLES["lenient_heads"])
+    req = of(ev, HttpRequestHead)[0]
+    assert (req.method, req.uri) == (b"GET", b"/p")
+    assert req.headers == [
+        (b"host", b"h"),
+        (b"x-long", b"part one part two"),
+        (b"user-agent", b"t"),
+    ]
+    resp = of(ev, HttpResponseHead)[0]
+    assert (resp.status, resp.reason) == (200, b"Fine")
+    assert body(ev, 1, S) == b"hi"
+    assert kinds(ev) == ["http_obs_fold"]
+
+
+def test_responses_without_requests_get_own_txids() -> None:
+    txs = of(run(SAMPLES["orphan_responses"]), HttpTransaction)
+    assert [(t.txid, t.request, t.response.status) for t in txs] == [
+        (1, None, 200),
+        (2, None, 404),
+    ]
+
+
+def test_te_wins_over_cl() -> None:
+    ev = run(SAMPLES["te_and_cl"])
+    assert "http_te_and_cl" in kinds(ev)
+    txs = of(ev, HttpTransaction)
+    assert [t.request.uri for t in txs] == [b"/", b"/next"]
+    assert txs[0].request_body_len == 3
+
+
+def test_unanswered_request_reported_at_eof() -> None:
+    ev = run(SAMPLES["unanswered"], eof=False)
+    assert [t.txid for t in of(ev, HttpTransaction)] == [1]
+    parser = HttpParser()
+    for direction, data in SAMPLES["unanswered"]:
+        parser.feed(direction, data, TS)
+    assert parser.eof(C, TS) == []  # the server may still answer after a client half-close
+    (tx,) = of(parser.eof(S, TS), HttpTransaction)
+    assert (tx.txid, tx.request.uri, tx.response) == (2, b"/2", None)
+
+
+def test_conflicting_content_length_anomaly() -> None:
+    ev = run([(C, b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nab")])
+    assert "http_conflicting_content_length" in kinds(ev)
+    assert body(ev, 1, C) == b"ab"
+    same = run([(C, b"POST / HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\nab")])
+    assert not kinds(same)
+
+
+def test_request_without_length_has_no_body() -> None:
+    ev = run([(C, b"POST / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")])
+    assert len(of(ev, HttpRequestHead)) == 2
+    assert not of(ev, BodyStart)
+
+
+def test_bad_content_length() -> None:
+    with pytest.raises(ProtocolViolation) as exc:
+        run([(C, b"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n")])
+    assert exc.value.reason == "http_bad_content_length"
+    ev = run(
+        [(C, b"GET / HTTP/1.1\r\n\r\n"), (S, b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nzz")]
+    )
+    assert "http_bad_content_length" in kinds(ev)
+    assert body(ev, 1, S) == b"zz"
+
+
+def test_te_not_chunked_in_response_reads_until_close() -> None:
+    ev = run(
+        [
+            (C, b"GET / HTTP/1.1\r\n\r\n"),
+            (S, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n!!"),
+        ]
+    )
+    assert "http_te_not_chunked" in kinds(ev)
+    assert of(ev, BodyStart)[0].encodings == ["gzip"]
+    assert body(ev, 1, S) == b"!!"
+    with pytest.raises(ProtocolViolation) as exc:
+        run([(C, b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n")])
+    assert exc.value.reason == "http_bad_transfer_encoding"
+
+
+# --- gaps and eof -------------------------------------------------------------------------------
+
+
+def test_gap_in_content_length_body_keeps_counting() -> None:
+    parser = HttpParser()
+    ev = parser.feed(C, b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", TS)
+    ev += parser.gap(C, 4, TS)
+    ev += parser.feed(C, b"hijGET /2 HTTP/1.1\r\n\r\n", TS)
+    assert of(ev, BodyGap) == [BodyGap(1, C, 4)]
+    assert body(merge(ev), 1, C) == b"abchij"
+    assert [r.uri for r in of(ev, HttpRequestHead)] == [b"/", b"/2"]
+    ev += parser.feed(S, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", TS)
+    tx = of(ev, HttpTransaction)[0]
+    assert (tx.request_body_len, tx.request_missing) == (6, 4)
+
+
+def test_gap_inside_chunk_data_continues() -> None:
+    parser = HttpParser()
+    ev = parser.feed(S, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\nab", TS)
+    ev += parser.gap(S, 6, TS)
+    ev += parser.feed(S, b"\r\n2\r\nzz\r\n0\r\n\r\n", TS)
+    assert of(ev, BodyGap) == [BodyGap(1, S, 6)]
+    assert of(ev, BodyEnd) == [BodyEnd(1, S, True, TS)]
+    assert of(ev, HttpTransaction)[0].response_missing == 6
+
+
+@pytest.mark.parametrize("gap", [7, 100])
+def test_gap_outside_chunk_data_is_violation(gap: int) -> None:
+    parser = HttpParser()
+    parser.feed(S, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\nab", TS)
+    with pytest.raises(HttpViolation) as exc:
+        parser.gap(S, gap, TS)
+    assert exc.value.reason == "http_gap_in_chunked"
+    # The events of the failing call travel on the exception: body end, then the record.
+    assert exc.value.events[0] == BodyEnd(1, S, False, TS)
+    assert [type(e) for e in exc.value.events] == [BodyEnd, HttpTransaction]
+
+
+def test_gap_in_chunk_size_line_is_violation() -> None:
+    parser = HttpParser()
+    parser.feed(S, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", TS)
+    with pytest.raises(ProtocolViolation) as exc:
+        parser.gap(S, 3, TS)
+    assert exc.value.reason == "http_gap_in_chunked"
+
+
+def test_gap_in_headers_is_violation() -> None:
+    parser = HttpParser()
+    parser.feed(C, b"GET / HTTP/1.1\r\nHo", TS)
+    with pytest.raises(ProtocolViolation) as exc:
+        parser.gap(C, 10, TS)
+    assert exc.value.reason == "http_gap_in_headers"
+    # A gap that runs past a Content-Length body lands in the next head.
+    parser = HttpParser()
+    parser.feed(C, b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n", TS)
+    with pytest.raises(HttpViolation) as exc2:
+        parser.gap(C, 5, TS)
+    assert exc2.value.reason == "http_gap_in_headers"
+    assert exc2.value.events[:2] == [BodyGap(1, C, 2), BodyEnd(1, C, True, TS)]
+
+
+def test_gap_in_read_until_close_body() -> None:
+    parser = HttpParser()
+    ev = parser.feed(S, b"HTTP/1.0 200 OK\r\n\r\nab", TS)
+    ev += parser.gap(S, 1000, TS)
+    ev += parser.feed(S, b"cd", TS)
+    ev += parser.eof(S, TS)
+    assert of(ev, BodyGap) == [BodyGap(1, S, 1000)]
+    assert of(ev, BodyEnd) == [BodyEnd(1, S, True, TS)]
+    tx = of(ev, HttpTransaction)[0]
+    assert (tx.response_body_len, tx.response_missing) == (4, 1000)
+
+
+def test_eof_mid_body_is_incomplete() -> None:
+    parser = HttpParser()
+    parser.feed(C, b"GET / HTTP/1.1\r\n\r\n", TS)
+    parser.feed(S, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", TS)
+    ev = parser.eof(S, TS)
+    assert [type(e) for e in ev] == [BodyEnd, HttpTransaction]
+    assert ev[0] == BodyEnd(1, S, False, TS)
+    assert of(ev, HttpTransaction)[0].response_body_len == 3
+
+
+def test_eof_mid_request_body() -> None:
+    parser = HttpParser()
+    parser.feed(C, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", TS)
+    ev = parser.eof(C, TS) + parser.eof(S, TS)
+    assert ev[0] == BodyEnd(1, C, False, TS)
+    (tx,) = of(ev, HttpTransaction)
+    assert (tx.request_body_len, tx.response) == (2, None)
+
+
+def test_eof_with_partial_head() -> None:
+    parser = HttpParser()
+    parser.feed(C, b"GET / HTTP/1.1\r\nHost: x", TS)
+    assert kinds(parser.eof(C, TS)) == ["http_truncated_head"]
+
+
+# --- violations and caps ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("direction", "data", "reason"),
+    [
+        (C, b"GET /\r\n", "http_bad_request_line"),  # HTTP/0.9
+        (C, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "http_bad_request_line"),
+        (C, b"GET / HTTP/2.0\r\n\r\n", "http_bad_version"),
+        (C, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "http_bad_version"),
+        (S, b"SSH-2.0-OpenSSH_9.2\r\n", "http_bad_status_line"),
+        (S, b"HTTP/1.1 2000 OK\r\n\r\n", "http_bad_status_line"),
+        (S, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "http_bad_chunk_size"),
+    ],
+)
+def test_garbage_is_violation(direction: Direction, data: bytes, reason: str) -> None:
+    for split in ("whole", "bytes"):
+        with pytest.raises(ProtocolViolation) as exc:
+            run([(direction, data)], split, eof=False)
+        assert exc.value.reason == reason
+
+
+def test_garbage_rejected_early_without_line_end() -> None:
+    with pytest.raises(ProtocolViolation):
+        HttpParser().feed(C, b"\x16\x03\x01", TS)
+    with pytest.raises(ProtocolViolation):
+        HttpParser().feed(S, b"SSH-", TS)
+
+
+def test_header_block_over_cap() -> None:
+    caps = HttpCaps(max_header_bytes=200)
+    big = b"GET / HTTP/1.1\r\n" + b"X-A: " + b"a" * 300 + b"\r\n\r\n"
+    for split in ("whole", "bytes"):
+        with pytest.raises(ProtocolViolation) as exc:
+            run([(C, big)], split, caps=caps, eof=False)
+        assert exc.value.reason == "http_header_too_long"
+    # Never terminated: still capped, without a blank line ever arriving.
+    parser = HttpParser(caps)
+    parser.feed(C, b"GET / HTTP/1.1\r\n", TS)
+    with pytest.raises(ProtocolViolation):
+        for _ in range(100):
+            parser.feed(C, b"X-B: bbbbbbbb\r\n", TS)
+
+
+def test_start_line_and_chunk_line_caps() -> None:
+    caps = HttpCaps(max_start_line=64, max_chunk_line=16)
+    with pytest.raises(ProtocolViolation) as exc:
+        HttpParser(caps).feed(C, b"GET /" + b"a" * 100, TS)
+    assert exc.value.reason == "http_start_line_too_long"
+    parser = HttpParser(caps)
+    parser.feed(S, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", TS)
+    with pytest.raises(ProtocolViolation) as exc:
+        parser.feed(S, b"1;" + b"e" * 40, TS)
+    assert exc.value.reason == "http_chunk_line_too_long"
+
+
+def test_too_many_headers() -> None:
+    head = b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 5 + b"\r\n"
+    with pytest.raises(ProtocolViolation) as exc:
+        HttpParser(HttpCaps(max_headers=4)).feed(C, head, TS)
+    assert exc.value.reason == "http_too_many_headers"
+
+
+def test_too_many_pending_drops_oldest() -> None:
+    parser = HttpParser(HttpCaps(max_pending_transactions=2))
+    ev = parser.feed(C, b"GET /1 HTTP/1.1\r\n\r\n" * 3, TS)
+    assert kinds(ev) == ["http_too_many_pending"]
+    (dropped,) = of(ev, HttpTransaction)
+    assert (dropped.txid, dropped.response) == (1, None)
+    ev = parser.feed(S, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", TS)
+    assert of(ev, HttpTransaction)[0].txid == 2
+
+
+def test_violation_stops_parser() -> None:
+    parser = HttpParser()
+    with pytest.raises(ProtocolViolation):
+        parser.feed(C, b"NOT HTTP AT ALL\r\n", TS)
+    assert parser.feed(C, b"GET / HTTP/1.1\r\n\r\n", TS) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    chunks=st.lists(
+        st.tuples(st.sampled_from([C, S]), st.binary(max_size=64), st.integers(0, 3)),
+        max_size=12,
+    )
+)
+def test_arbitrary_bytes_only_raise_violation(chunks: list[tuple[Direction, bytes, int]]) -> None:
+    parser = HttpParser(HttpCaps(max_header_bytes=256, max_start_line=64, max_chunk_line=32))
+    prefixes = [b"", b"GET / HTTP/1.1\r\n", b"HTTP/1.1 200 OK\r\n", b"\r\n"]
+    try:
+        for direction, data, action in chunks:
+            if action == 3:
+                parser.gap(direction, len(data) + 1, TS)
+            else:
+                parser.feed(direction, prefixes[action] + data, TS)
+        parser.eof(C, TS)
+        parser.eof(S, TS)
+    except ProtocolViolation:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.lists(
+        st.sampled_from(
+            [
+                b"GET / HTTP/1.1\r\n",
+                b"HTTP/1.1 200 OK\r\n",
+                b"Transfer-Encoding: chunked\r\n",
+                b"Content-Length: 3\r\n",
+                b"Upgrade: x\r\n",
+                b"\r\n",
+                b"5\r\n",
+                b"abcde",
+                b"0\r\n",
+                b"CONNECT h:1 HTTP/1.1\r\n",
+                b"HTTP/1.1 100 Continue\r\n",
+            ]
+        ),
+        max_size=30,
+    ),
+    directions=st.lists(st.sampled_from([C, S]), min_size=30, max_size=30),
+)
+def test_structured_fuzz_only_raises_violation(
+    data: list[bytes], directions: list[Direction]
+) -> None:
+    parser = HttpParser()
+    try:
+        for piece, direction in zip(data, directions, strict=False):
+            parser.feed(direction, piece, TS)
+        parser.eof(S, TS)
+        parser.eof(C, TS)
+    except ProtocolViolation:
+        pass
+
+
+# --- detection ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("direction", "data", "expected"),
+    [
+        (C, b"GET / HTTP/1.1\r\n", True),
+        (C, b"\r\nPOST /api/v1?x=1 HTTP/1.0\r\n", True),
+        (C, b"CONNECT example.org:443 HTTP/1.1\r\n", True),
+        (C, b"GET", None),
+        (C, b"GET /", None),
+        (C, b"GET / HTT", None),
+        (C, b"GET /\r\n", False),  # HTTP/0.9
+        (C, b"GET / HTTP/2.0\r\n", False),
+        (C, b"\x16\x03\x01\x00", False),
+        (C, b"SSH-2.0-x\r\n", False),
+        (C, b"", None),
+        (S, b"HTTP/1.1 200 OK\r\n", True),
+        (S, b"HTTP/1.0 404", True),
+        (S, b"HTTP/1.", None),
+        (S, b"HTTP/1.1 2", None),
+        (S, b"HTTP/2 200", False),
+        (S, b"220 smtp.example.org ESMTP", False),
+        (S, b"HTTP/1.1 OK", False),
+    ],
+)
+def test_detect(direction: Direction, data: bytes, expected: bool | None) -> None:
+    assert detect(direction, data) is expected
+
+
+def test_detect_agrees_with_samples() -> None:
+    for segments in SAMPLES.values():
+        for direction in (C, S):
+            first = b"".join(d for dd, d in segments if dd == direction)
+            if first:
+                assert detect(direction, first) is True
