@@ -23,12 +23,15 @@ class Direction(enum.IntEnum):
 
 
 class ProtocolViolation(Exception):
-    """The parser cannot continue on this flow; `reason` is an anomaly kind."""
+    """The parser cannot continue on this flow; `reason` is an anomaly kind. `events` holds
+    what the failing call produced before it gave up (e.g. the end of a body), so nothing the
+    parser already knew is lost."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+        self.events: list[object] = []
 
 
 class ProtocolEvent(Protocol):

@@ -176,11 +176,7 @@ class HttpCaps:
 
 
 class HttpViolation(ProtocolViolation):
-    """A ProtocolViolation that also carries the events produced before it in the same call."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(reason, detail)
-        self.events: list[object] = []
+    """The HTTP parser's violation (carries `events`, see ProtocolViolation)."""
 
 
 # --- constants ----------------------------------------------------------------------------------

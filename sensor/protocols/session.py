@@ -152,7 +152,7 @@ class AppSession:
             return result
         except ProtocolViolation as exc:
             self._detach()
-            return [Anomaly(exc.reason, exc.detail, ts)]
+            return [*exc.events, Anomaly(exc.reason, exc.detail, ts)]
         except Exception as exc:  # a parser bug must not take the sensor down
             self._detach()
             return [Anomaly("parser_error", f"{type(exc).__name__}: {exc}"[:200], ts)]

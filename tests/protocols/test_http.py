@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import http.client
+import http.server
+import io
 import itertools
 import random
 from dataclasses import replace
@@ -732,3 +736,89 @@ def test_detect_agrees_with_samples() -> None:
             first = b"".join(d for dd, d in segments if dd == direction)
             if first:
                 assert detect(direction, first) is True
+
+
+# --- bytes from real stdlib clients and servers -------------------------------------------------
+
+
+class _FakeSocket:
+    """Enough of a socket for http.client and http.server to talk to memory."""
+
+    def __init__(self, incoming: bytes = b"") -> None:
+        self.incoming = incoming
+        self.sent = bytearray()
+
+    def sendall(self, data: bytes) -> None:
+        self.sent += data
+
+    def makefile(self, mode: str, *args: object, **kwargs: object) -> io.BytesIO:
+        return io.BytesIO(self.incoming)
+
+    def close(self) -> None:
+        pass
+
+
+def _client_request(method: str, url: str, **kwargs: Any) -> bytes:
+    conn = http.client.HTTPConnection("files.example.org")
+    sock = _FakeSocket()
+    conn.sock = sock
+    conn.request(method, url, **kwargs)
+    return bytes(sock.sent)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        payload = gzip.compress(b"patient list " * 50)
+        self.send_response(200)
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_POST(self) -> None:
+        size = int(self.headers["Content-Length"])
+        self.rfile.read(size)
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _server_responses(requests: bytes) -> bytes:
+    sock = _FakeSocket(requests)
+    _Handler(sock, ("192.0.2.1", 40000), None)  # type: ignore[arg-type]
+    return bytes(sock.sent)
+
+
+def test_real_stdlib_client_and_server_bytes() -> None:
+    upload = b"BSN;naam\n123456782;Jansen\n" * 40
+    requests = _client_request("GET", "/export") + _client_request(
+        "POST", "/upload", body=upload, headers={"Content-Type": "text/csv"}
+    )
+    responses = _server_responses(requests)
+    segments: list[Segment] = [(C, requests), (S, responses)]
+    ev = run(segments)
+    assert run(segments, "bytes") == ev
+    txs = of(ev, HttpTransaction)
+    assert [(t.request.method, t.response.status) for t in txs] == [(b"GET", 200), (b"POST", 201)]
+    assert gzip.decompress(body(ev, 1, S)) == b"patient list " * 50
+    assert [(b.txid, b.direction, b.encodings) for b in of(ev, BodyStart)] == [
+        (2, C, []),
+        (1, S, ["gzip"]),
+    ]
+    assert body(ev, 2, C) == upload
+    assert not kinds(ev)
+
+
+def test_real_stdlib_chunked_upload() -> None:
+    parts = [b"first part,", b"second part,", b"x" * 5000]
+    request = _client_request("PUT", "/f", body=iter(parts), encode_chunked=True)
+    assert b"Transfer-Encoding: chunked" in request
+    for split in ("whole", "bytes", "random"):
+        ev = run([(C, request)], split, eof=False)
+        assert body(ev, 1, C) == b"".join(parts)
+        assert of(ev, BodyEnd) == [BodyEnd(1, C, True, TS)]
