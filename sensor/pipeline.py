@@ -136,25 +136,28 @@ class Pipeline:
     # -- per packet ----------------------------------------------------------------------
 
     def process(self, frame: Frame) -> None:
+        """One captured frame through every stage. This is the hot path: keep it flat."""
         summary = self.summary
         summary.packets += 1
         summary.bytes += len(frame.data)
-        pkt = self.decoder.decode(frame)
-        if self.decoder.pending_anomalies:
-            for anomaly in self.decoder.take_anomalies():
+        decoder = self.decoder
+        pkt = decoder.decode(frame)
+        if decoder.pending_anomalies:
+            for anomaly in decoder.take_anomalies():
                 self._anomaly(None, anomaly, "decode", frame.ts)
         if pkt is None:
             return
         ts = pkt.ts
-        if summary.first_ts is None:
-            summary.first_ts = ts
-        summary.last_ts = ts
         self._now = ts
-        if self.flows.due(ts):
+        flows = self.flows
+        if ts >= flows.next_scan:
+            if summary.first_ts is None:
+                summary.first_ts = ts
             self._expire(ts)
-        flow, direction, ended = self.flows.lookup(pkt)
-        for old, reason in ended:
-            self._end_flow(old, reason, ts)
+        flow, direction, ended = flows.lookup(pkt)
+        if ended:
+            for old, reason in ended:
+                self._end_flow(old, reason, ts)
         flow.last = ts
         if direction == TO_SERVER:
             flow.pkts_toserver += 1
@@ -169,6 +172,8 @@ class Pipeline:
         flags = pkt.tcp_flags
         self.flows.update_tcp_state(flow, direction, flags)
         analysis = flow.app
+        if analysis is not None and analysis.streams is None:  # type: ignore[attr-defined]
+            return  # only counted
         if analysis is None:
             analysis = flow.app = Analysis(
                 streams=[
@@ -333,6 +338,9 @@ class Pipeline:
     # -- flow ends -----------------------------------------------------------------------
 
     def _expire(self, now: float) -> None:
+        """Timeouts on the packet clock: held IP fragments, idle flows, long flows."""
+        for anomaly in self.decoder.tick(now):
+            self._anomaly(None, anomaly, "decode", now)
         ended, interim = self.flows.expire(now)
         for flow in ended:
             self._end_flow(flow, "timeout", now)
@@ -368,14 +376,17 @@ class Pipeline:
     def finish(self) -> Summary:
         """End of input: every flow ends (reason "shutdown"), then a `stats` record."""
         ts = self._now
+        self.summary.last_ts = ts if self.summary.first_ts is not None else None
         for flow in self.flows.drain():
             self._end_flow(flow, "shutdown", ts)
-        for anomaly in self.decoder.tick(float("inf")):
-            self._anomaly(None, anomaly, "decode", ts)
+        for anomaly in self.decoder.tick(float("inf")):  # every held fragment expires now
+            self._anomaly(None, Anomaly(anomaly.kind, anomaly.detail, ts), "decode", ts)
         self._emit(eve.stats_record(ts, self.stats()))
         return self.summary
 
-    def capture_error(self, path: str, message: str, ts: float) -> None:
+    def capture_error(self, path: str, message: str) -> None:
+        """A capture file was damaged; what came before the damage was processed."""
+        ts = self._now
         self.summary.capture_errors.append(f"{path}: {message}")
         self._anomaly(None, Anomaly("capture_truncated", f"{path}: {message}", ts), "capture",
                       ts)

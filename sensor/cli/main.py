@@ -109,8 +109,7 @@ def run(
             if report.error:
                 where = f" at byte {report.error_offset}" if report.error_offset is not None else ""
                 pipeline.capture_error(
-                    path, f"{report.error}{where}; {report.frames} frames read before it",
-                    pipeline.summary.last_ts or 0.0,
+                    path, f"{report.error}{where}; {report.frames} frames read before it"
                 )
         summary = pipeline.finish()
     finally:
@@ -178,9 +177,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("sluice: interrupted", file=sys.stderr)
         return 130
     if not args.quiet:
-        print_summary(args.command, args.pcaps, summary, seconds, out, sys.stdout)
-        if args.command == "extract":
-            print(f"  files: {out / 'files.jsonl'} and {out / 'files'}{os.sep}")
+        try:
+            print_summary(args.command, args.pcaps, summary, seconds, out, sys.stdout)
+            if args.command == "extract":
+                print(f"  files: {out / 'files.jsonl'} and {out / 'files'}{os.sep}")
+            sys.stdout.flush()
+        except BrokenPipeError:  # `sluice replay ... | head`: the reader left, that is fine
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if summary.capture_errors:
         print(
             "sluice: warning: " + "; ".join(summary.capture_errors), file=sys.stderr

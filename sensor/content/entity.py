@@ -394,8 +394,8 @@ class BodyEntity:
                     self._finish(self._part, ev.complete, out)
                     self._part = None
             elif isinstance(ev, PreambleData):
-                if self._splitter is not None and self._splitter.parts_started == 0:
-                    self._whole().update(ev.data)
+                # Kept as the whole-body object until a delimiter shows up (then abandoned).
+                self._whole().update(ev.data)
             elif isinstance(ev, PreambleGap):
                 self._whole().gap(ev.size)
             else:

@@ -119,7 +119,7 @@ class FlowTable:
         self._index: dict[tuple[int, bytes, int, bytes, int], Flow] = {}
         self._flows: dict[int, Flow] = {}
         self._serial = 0
-        self._next_scan = 0.0
+        self.next_scan = 0.0  # packet time of the next timeout scan (read by the pipeline)
         self.active = 0
         self.created = 0
         self.evicted = 0
@@ -132,7 +132,7 @@ class FlowTable:
     def __iter__(self) -> Iterator[Flow]:
         return iter(self._flows.values())
 
-    def lookup(self, pkt: Packet) -> tuple[Flow, int, list[tuple[Flow, str]]]:
+    def lookup(self, pkt: Packet) -> tuple[Flow, int, tuple[tuple[Flow, str], ...]]:
         """The packet's flow and direction, creating it if new; plus flows this packet ended
         (a reused port, or eviction to make room)."""
         key = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
@@ -146,9 +146,9 @@ class FlowTable:
                 # A fresh SYN on a closed connection's tuple starts a new connection.
                 self._remove(flow)
                 new, direction = self._create(pkt, key)
-                return new, direction, [(flow, REASON_REUSED)]
-            return flow, direction, []
-        ended: list[tuple[Flow, str]] = []
+                return new, direction, ((flow, REASON_REUSED),)
+            return flow, direction, ()
+        ended: tuple[tuple[Flow, str], ...] = ()
         if self.active >= self.config.max_flows:
             ended = self._evict(max(1, self.config.max_flows // 100))
         new, direction = self._create(pkt, key)
@@ -221,12 +221,9 @@ class FlowTable:
             return cfg.udp_idle_timeout
         return cfg.other_idle_timeout
 
-    def due(self, now: float) -> bool:
-        return now >= self._next_scan
-
     def expire(self, now: float) -> tuple[list[Flow], list[Flow]]:
         """Flows that timed out (removed) and flows due an interim active-timeout record."""
-        self._next_scan = now + self.config.scan_interval
+        self.next_scan = now + self.config.scan_interval
         ended: list[Flow] = []
         interim: list[Flow] = []
         active_timeout = self.config.active_timeout
@@ -240,12 +237,12 @@ class FlowTable:
         self.timed_out += len(ended)
         return ended, interim
 
-    def _evict(self, count: int) -> list[tuple[Flow, str]]:
+    def _evict(self, count: int) -> tuple[tuple[Flow, str], ...]:
         victims = heapq.nsmallest(count, self, key=lambda f: f.last)
         for flow in victims:
             self._remove(flow)
         self.evicted += len(victims)
-        return [(flow, REASON_EVICTED) for flow in victims]
+        return tuple((flow, REASON_EVICTED) for flow in victims)
 
     def drain(self) -> list[Flow]:
         """Every remaining flow, in creation order, removed from the table (end of input)."""

@@ -25,8 +25,15 @@ PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "IPv6-ICMP", 132: "SCTP"}
 Record = dict[str, Any]
 
 
+_MAX_TS = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
 def iso_time(ts: float) -> str:
-    """ISO 8601 in UTC with microseconds, from the packet clock."""
+    """ISO 8601 in UTC with microseconds, from the packet clock. A capture can carry any
+    timestamp (a corrupt record, a clock at zero): out-of-range values are clamped, never
+    allowed to raise."""
+    if not 0.0 <= ts <= _MAX_TS:  # also catches NaN
+        ts = 0.0 if not ts > 0.0 else _MAX_TS
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

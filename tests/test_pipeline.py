@@ -1,0 +1,150 @@
+"""The wired pipeline: detection by content on any port, orientation, caps, hostile frames."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pcaps._lib.crafted import (
+    TcpConversation,
+    http_request,
+    http_response,
+    write_conversations,
+)
+from probes.frame import LINKTYPE_ETHERNET, LINKTYPE_RAW, Frame
+from probes.pcap import PcapReader
+from sensor.config import Config, FlowConfig, OutputConfig
+from sensor.pipeline import Pipeline
+
+
+def _run(pcap: Path, config: Config | None = None) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    pipeline = Pipeline(config or Config(), [events.append])
+    with PcapReader(str(pcap)) as reader:
+        for frame in reader:
+            pipeline.process(frame)
+    pipeline.finish()
+    return events
+
+
+def _upload(port: int, body: bytes, handshake: bool = True, client_port: int = 49152,
+            t0: float = 1751364000.0) -> TcpConversation:
+    conv = TcpConversation(server_port=port, client_port=client_port, t0=t0)
+    if handshake:
+        conv.handshake()
+    conv.emit_all(conv.segments("client", http_request("POST", "/x/data.bin", "h", body)))
+    conv.emit_all(conv.segments("server", http_response(200, "OK", b"fine")))
+    conv.close()
+    return conv
+
+
+def test_http_is_found_by_content_on_any_port(tmp_path: Path) -> None:
+    body = bytes(range(256)) * 40
+    pcap = tmp_path / "ports.pcap"
+    write_conversations(pcap, _upload(443, body), _upload(2525, body, client_port=49153),
+                        _upload(22, body, client_port=49154))
+    events = _run(pcap)
+    flows = [e for e in events if e["event_type"] == "flow"]
+    assert sorted(f["dest_port"] for f in flows) == [22, 443, 2525]
+    assert {f["app_proto"] for f in flows} == {"http"}
+    uploads = [e for e in events if e["event_type"] == "file"
+               and e["file"]["direction"] == "upload"]
+    assert len(uploads) == 3 and {u["file"]["size"] for u in uploads} == {len(body)}
+
+
+def test_tls_and_ssh_are_named_and_only_counted(tmp_path: Path) -> None:
+    tls = TcpConversation(server_port=8443)
+    tls.handshake()
+    hello = bytes([22, 3, 1, 0, 60, 1, 0, 0, 56, 3, 3]) + bytes(53)
+    tls.emit_all(tls.segments("client", hello + b"\x17\x03\x03" + bytes(3000)))
+    tls.close()
+    ssh = TcpConversation(server_port=443, client_port=50000)
+    ssh.handshake()
+    ssh.emit_all(ssh.segments("server", b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"))
+    ssh.emit_all(ssh.segments("client", b"SSH-2.0-OpenSSH_9.2\r\n" + bytes(5000)))
+    ssh.close()
+    pcap = tmp_path / "enc.pcap"
+    write_conversations(pcap, tls, ssh)
+    flows = {e["dest_port"]: e for e in _run(pcap) if e["event_type"] == "flow"}
+    assert flows[8443]["app_proto"] == "tls" and flows[443]["app_proto"] == "ssh"
+    assert flows[8443]["flow"]["bytes_toserver"] > 3000
+
+
+def test_midstream_response_first_flips_the_orientation(tmp_path: Path) -> None:
+    # No handshake, and both ports ephemeral-looking: only the content says who is client.
+    conv = TcpConversation(server_port=40000, client_port=50000)
+    request = http_request("GET", "/f", "h")
+    response = http_response(200, "OK", b"z" * 900)
+    req = conv.segments("client", request)
+    resp = conv.segments("server", response)
+    conv.emit_all(resp)  # the capture starts with the server's answer ...
+    conv.emit_all(req)  # ... then shows a second request
+    conv.emit_all(conv.segments("server", response))
+    pcap = tmp_path / "mid.pcap"
+    write_conversations(pcap, conv)
+    events = _run(pcap)
+    (flow,) = [e for e in events if e["event_type"] == "flow"]
+    assert flow["flow"]["midstream"] is True
+    assert (flow["src_port"], flow["dest_port"]) == (50000, 40000)
+    downloads = [e for e in events if e["event_type"] == "file"]
+    assert downloads and all(d["file"]["direction"] == "download" for d in downloads)
+
+
+def test_flow_memory_cap_evicts_and_reports(tmp_path: Path) -> None:
+    convs = [_upload(80, b"a" * 100, client_port=40000 + i, t0=1751364000.0 + i)
+             for i in range(6)]
+    pcap = tmp_path / "many.pcap"
+    write_conversations(pcap, *convs)
+    config = Config(flows=FlowConfig(max_flows=2))
+    events = _run(pcap, config)
+    flows = [e for e in events if e["event_type"] == "flow"]
+    assert len(flows) == 6
+    assert sum(1 for f in flows if f["flow"]["reason"] == "evicted") >= 3
+    stats = events[-1]["stats"]
+    assert stats["flows"]["evicted"] >= 3 and stats["flows"]["peak"] <= 2
+
+
+def test_anomaly_events_per_flow_are_capped_but_counted(tmp_path: Path) -> None:
+    conv = TcpConversation()
+    conv.handshake()
+    # Twenty conflicting overlaps of the same first segment, one anomaly kind each time.
+    first = conv.segments("client", http_request("POST", "/u", "h", b"A" * 2000), 1000)
+    conv.emit(first[0])
+    for i in range(20):
+        conv.packet("client", first[0].seq, None, "PA", bytes([66 + i % 20]) * 1000)
+    conv.emit_all(first[1:])
+    conv.close()
+    pcap = tmp_path / "noisy.pcap"
+    write_conversations(pcap, conv)
+    config = Config(output=OutputConfig(max_anomalies_per_flow=1))
+    events = _run(pcap, config)
+    written = [e for e in events if e["event_type"] == "anomaly"]
+    assert len(written) == 1
+    assert events[-1]["stats"]["stream"]["overlap_conflicts"] >= 20
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(max_size=200), max_size=30), st.integers(0, 2**32 - 1))
+def test_hostile_frames_never_stop_the_pipeline(frames: list[bytes], seed: int) -> None:
+    rng = random.Random(seed)
+    pipeline = Pipeline(Config(), [lambda record: None])
+    base = bytes.fromhex("02000a0a000a02000a0a000b0800")  # Ethernet, IPv4
+    ip = bytes.fromhex("4500003c00004000400600000a0a000ac6336414")
+    tcp = bytes.fromhex("c00001bb0000000000000000501800ff00000000")
+    for i, data in enumerate(frames):
+        choice = rng.random()
+        if choice < 0.4:
+            data = base + ip + tcp + data  # valid headers, hostile payload
+        elif choice < 0.7:
+            mutable = bytearray(base + ip + tcp + data)
+            for _ in range(rng.randrange(1, 6)):
+                mutable[rng.randrange(len(mutable))] = rng.randrange(256)
+            data = bytes(mutable)
+        linktype = LINKTYPE_ETHERNET if choice < 0.9 else LINKTYPE_RAW
+        pipeline.process(Frame(1751364000.0 + i * 0.01, data, linktype))
+    summary = pipeline.finish()
+    assert summary.packets == len(frames)
