@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -35,7 +35,7 @@ from sensor.protocols.detect import ProtocolSpec, detect_ssh, detect_tls
 from sensor.protocols.session import COUNTING, AppSession
 from sensor.reassembly.tcp import Gap, Memcap, StreamCaps, TcpStream
 
-Sink = Callable[[eve.Record], None]
+Sink = eve.Sink
 
 DIRECTION_NAMES = ("upload", "download")  # TO_SERVER, TO_CLIENT
 
@@ -225,8 +225,9 @@ class Pipeline:
                 break
             if isinstance(item, Gap):
                 self._gap_bytes += item.size
-                self._anomaly(flow, Anomaly("tcp_gap", f"{item.size} bytes missing", ts),
-                              "stream", ts)
+                self._anomaly(
+                    flow, Anomaly("tcp_gap", f"{item.size} bytes missing", ts), "stream", ts
+                )
                 events = session.gap(Direction(direction), item.size, ts)
             else:
                 events = session.feed(Direction(direction), item, ts)
@@ -263,26 +264,31 @@ class Pipeline:
 
     # -- application events --------------------------------------------------------------
 
-    def _app_events(
-        self, flow: Flow, analysis: Analysis, events: list[object], ts: float
-    ) -> None:
+    def _app_events(self, flow: Flow, analysis: Analysis, events: list[object], ts: float) -> None:
         flow.app_proto = analysis.session.app_proto
         for event in events:
             if isinstance(event, http.BodyData):
                 self._entity_results(
-                    flow, analysis, (event.txid, event.direction),
-                    self._entity(analysis, event.txid, event.direction).feed(event.data), ts,
+                    flow,
+                    analysis,
+                    (event.txid, event.direction),
+                    self._entity(analysis, event.txid, event.direction).feed(event.data),
+                    ts,
                 )
             elif isinstance(event, http.BodyStart):
                 self._start_entity(flow, analysis, event)
             elif isinstance(event, http.BodyGap):
                 self._entity_results(
-                    flow, analysis, (event.txid, event.direction),
-                    self._entity(analysis, event.txid, event.direction).gap(event.size), ts,
+                    flow,
+                    analysis,
+                    (event.txid, event.direction),
+                    self._entity(analysis, event.txid, event.direction).gap(event.size),
+                    ts,
                 )
             elif isinstance(event, http.BodyEnd):
-                self._finish_entity(flow, analysis, (event.txid, event.direction),
-                                    event.complete, event.ts)
+                self._finish_entity(
+                    flow, analysis, (event.txid, event.direction), event.complete, event.ts
+                )
             elif isinstance(event, http.HttpRequestHead):
                 analysis.requests[event.txid] = event
             elif isinstance(event, http.HttpTransaction):
@@ -317,8 +323,12 @@ class Pipeline:
             self._entity_results(flow, analysis, key, entity.end(complete), ts)
 
     def _entity_results(
-        self, flow: Flow, analysis: Analysis, key: tuple[int, int],
-        results: list[FileInfo | Anomaly], ts: float,
+        self,
+        flow: Flow,
+        analysis: Analysis,
+        key: tuple[int, int],
+        results: list[FileInfo | Anomaly],
+        ts: float,
     ) -> None:
         for result in results:
             if isinstance(result, Anomaly):
@@ -388,8 +398,7 @@ class Pipeline:
         """A capture file was damaged; what came before the damage was processed."""
         ts = self._now
         self.summary.capture_errors.append(f"{path}: {message}")
-        self._anomaly(None, Anomaly("capture_truncated", f"{path}: {message}", ts), "capture",
-                      ts)
+        self._anomaly(None, Anomaly("capture_truncated", f"{path}: {message}", ts), "capture", ts)
 
     def stats(self) -> eve.Record:
         s = self.summary

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -23,6 +24,7 @@ from sensor.protocols.http import HttpRequestHead, HttpResponseHead, HttpTransac
 PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "IPv6-ICMP", 132: "SCTP"}
 
 Record = dict[str, Any]
+Sink = Callable[[Record], None]  # where records go: a writer, a test's list.append, ...
 
 
 _MAX_TS = 253402300799.0  # 9999-12-31T23:59:59Z
@@ -97,8 +99,11 @@ def http_fields(request: HttpRequestHead | None, response: HttpResponseHead | No
         body["url"] = text(request.uri)
         body["http_method"] = text(request.method, 32)
         body["protocol"] = text(request.version, 16)
-        for name, key in ((b"user-agent", "http_user_agent"), (b"referer", "http_refer"),
-                          (b"content-type", "http_request_content_type")):
+        for name, key in (
+            (b"user-agent", "http_user_agent"),
+            (b"referer", "http_refer"),
+            (b"content-type", "http_request_content_type"),
+        ):
             value = _header(request.headers, name)
             if value is not None:
                 body[key] = text(value, 512)
@@ -106,8 +111,11 @@ def http_fields(request: HttpRequestHead | None, response: HttpResponseHead | No
         body["status"] = response.status
         if request is None:
             body["protocol"] = text(response.version, 16)
-        for name, key in ((b"content-type", "http_content_type"), (b"server", "server"),
-                          (b"location", "redirect")):
+        for name, key in (
+            (b"content-type", "http_content_type"),
+            (b"server", "server"),
+            (b"location", "redirect"),
+        ):
             value = _header(response.headers, name)
             if value is not None:
                 body[key] = text(value, 512)
@@ -132,7 +140,12 @@ def http_record(flow: Flow, tx: HttpTransaction, tunnel: bool) -> Record:
 
 
 def file_record(
-    flow: Flow, ts: float, info: FileInfo, direction: str, proto: str, tx_id: int | None,
+    flow: Flow,
+    ts: float,
+    info: FileInfo,
+    direction: str,
+    proto: str,
+    tx_id: int | None,
     context: Record | None,
 ) -> Record:
     record = flow_header(flow, "file", ts)
