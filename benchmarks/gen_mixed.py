@@ -215,7 +215,13 @@ class TcpFlow:
     )
 
     def __init__(
-        self, plan: list[Step], c_ip: bytes, c_port: int, s_ip: bytes, s_port: int, rng: random.Random
+        self,
+        plan: list[Step],
+        c_ip: bytes,
+        c_port: int,
+        s_ip: bytes,
+        s_port: int,
+        rng: random.Random,
     ) -> None:
         self.plan = plan
         self.pos = 0
@@ -268,7 +274,13 @@ class UdpFlow:
     __slots__ = ("c_ip", "c_mac", "c_port", "ipid", "plan", "pos", "s_ip", "s_port")
 
     def __init__(
-        self, plan: list[Step], c_ip: bytes, c_port: int, s_ip: bytes, s_port: int, rng: random.Random
+        self,
+        plan: list[Step],
+        c_ip: bytes,
+        c_port: int,
+        s_ip: bytes,
+        s_port: int,
+        rng: random.Random,
     ) -> None:
         self.plan = plan
         self.pos = 0
@@ -393,7 +405,9 @@ def tls_client_hello(rng: random.Random, sni: str) -> bytes:
             struct.pack("!HHHBH", 0x0000, len(host) + 5, len(host) + 3, 0, len(host)) + host,
             struct.pack("!HHH3H", 0x000A, 8, 6, 0x001D, 0x0017, 0x0018),
             b"\x00\x0b\x00\x02\x01\x00",
-            struct.pack(f"!HHH{len(sigalgs)}H", 0x000D, 2 + 2 * len(sigalgs), 2 * len(sigalgs), *sigalgs),
+            struct.pack(
+                f"!HHH{len(sigalgs)}H", 0x000D, 2 + 2 * len(sigalgs), 2 * len(sigalgs), *sigalgs
+            ),
             struct.pack("!HHH", 0x0010, len(alpn) + 2, len(alpn)) + alpn,
             b"\x00\x2b\x00\x05\x04\x03\x04\x03\x03",
             b"\x00\x2d\x00\x02\x01\x01",
@@ -418,7 +432,9 @@ def tls_client_hello(rng: random.Random, sni: str) -> bytes:
 
 def tls_server_flight(rng: random.Random, session_id: bytes) -> bytes:
     """ServerHello (TLS 1.3 via supported_versions), ChangeCipherSpec, encrypted handshake."""
-    extensions = b"\x00\x2b\x00\x02\x03\x04" + b"\x00\x33\x00\x24\x00\x1d\x00\x20" + rng.randbytes(32)
+    extensions = (
+        b"\x00\x2b\x00\x02\x03\x04" + b"\x00\x33\x00\x24\x00\x1d\x00\x20" + rng.randbytes(32)
+    )
     body = b"".join(
         (
             b"\x03\x03",
@@ -524,7 +540,7 @@ def plan_http(ctx: Context, scale: float) -> Planned | None:
                 boundary = b"----sluicebench%08x" % rng.getrandbits(32)
                 filename = name.encode() + (b".csv" if text else b".bin")
                 preamble = (
-                    b"--" + boundary + b"\r\nContent-Disposition: form-data; name=\"file\"; "
+                    b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; '
                     b'filename="' + filename + b'"\r\nContent-Type: ' + content_type + b"\r\n\r\n"
                 )
                 epilogue = b"\r\n--" + boundary + b"--\r\n"

@@ -38,8 +38,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import gen_mixed
 
@@ -141,7 +142,7 @@ def measure(argv: list[str], timeout: float) -> Measurement:
         )
 
 
-def ensure_capture(packets: int, seed: int) -> tuple[Path, dict[str, object]]:
+def ensure_capture(packets: int, seed: int) -> tuple[Path, dict[str, Any]]:
     """Return the cached capture for these parameters, generating it first if needed."""
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     stem = f"mixed-v{gen_mixed.GENERATOR_VERSION}-n{packets}-s{seed}"
@@ -184,7 +185,7 @@ def first_line(argv: Sequence[str]) -> str:
     return (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else "?"
 
 
-def machine_info() -> dict[str, object]:
+def machine_info() -> dict[str, Any]:
     cpu_model = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -283,8 +284,7 @@ def judge(c: Contender, m: Measurement, expected: tuple[int, int], out_dir: Path
         c.note = f"exit {m.exit_code}: {last}"
         return
     if c.key in ("dpkt", "probes"):
-        seen = m.stdout_tail.split()
-        if [int(x) for x in seen[-2:]] != list(expected) if len(seen) >= 2 else True:
+        if m.stdout_tail.split()[-2:] != [str(expected[0]), str(expected[1])]:
             c.note = f"counted {m.stdout_tail!r}, expected {expected[0]} {expected[1]}"
     elif c.key == "sluice":
         c.objects = count_file_events(out_dir)
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     command_line = shlex.join([sys.executable, *sys.argv])
 
     pcap, capture = ensure_capture(args.packets, args.seed)
-    packets, captured = int(capture["packets"]), int(capture["captured_bytes"])  # type: ignore[call-overload]
+    packets, captured = int(capture["packets"]), int(capture["captured_bytes"])
     warm_page_cache(pcap)
     machine = machine_info()
     started = dt.datetime.now(dt.UTC)
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     sluice = next(c for c in everyone if c.key == "sluice")
     tshark = next(c for c in everyone if c.key == "tshark")
     sluice_pps = pps(sluice)
-    rows = []
+    rows: list[dict[str, object]] = []
     table = [
         "| contender | role | wall s | packets/s | Mbit/s | peak RSS MiB | Sluice / this |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Machine: {machine['nproc']} x {machine['cpu_model']}, Python {machine['python']}, "
         f"{machine['tshark']}; pinned to CPU 0: {machine['taskset']}; "
-        f"load before {machine['loadavg_before'][0]:.2f}"  # type: ignore[index]
+        f"load before {machine['loadavg_before'][0]:.2f}"
     )
     print()
     print("\n".join(table))
@@ -401,24 +401,24 @@ def main(argv: list[str] | None = None) -> int:
         f"Sluice file events {sluice.objects if sluice.objects is not None else 'n/a'}, "
         f"generator wrote {capture['http_bodies']} HTTP bodies"
     )
-    targets = {
+    tshark_pps = pps(tshark)
+    sluice_rss = max((m.max_rss_kib for m in sluice.runs), default=0) / 1024
+    targets: dict[str, bool | None] = {
         "sluice_pps_ge_150k": None if sluice_pps is None else sluice_pps >= TARGET_SLUICE_PPS,
         "sluice_ge_3x_tshark": (
-            None if sluice_pps is None or pps(tshark) is None
-            else sluice_pps / pps(tshark) >= TARGET_VS_TSHARK  # type: ignore[operator]
+            None if not (sluice_pps and tshark_pps) else sluice_pps / tshark_pps >= TARGET_VS_TSHARK
         ),
-        "sluice_rss_lt_300mib": (
-            None if sluice.best() is None
-            else max(m.max_rss_kib for m in sluice.runs) / 1024 < TARGET_RSS_MIB
-        ),
-    }  # fmt: skip
+        "sluice_rss_lt_300mib": None if sluice.best() is None else sluice_rss < TARGET_RSS_MIB,
+    }
     shown = {True: "met", False: "MISSED", None: "n/a"}
     print("- targets: " + ", ".join(f"{k} {shown[v]}" for k, v in targets.items()))
     print()
-    print(f"Command: {command_line}")
+    print(f"Command: `{command_line}`; each contender ran as:")
+    print("```sh")
     for c in everyone:
         if c.runs:
-            print(f"  {c.key}: {shlex.join(c.runs[0].argv)}")
+            print(shlex.join(c.runs[0].argv))
+    print("```")
 
     machine["loadavg_after"] = list(os.getloadavg())
     result = {
@@ -438,6 +438,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-__all__ = ["Measurement", "asdict"]
