@@ -160,3 +160,16 @@ def http_response(
     lines += [f"{k}: {v}" for k, v in headers]
     lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+HOST = f"{SERVER_V4}:8080"
+
+
+def upload_exchange(
+    body: bytes, uri: str = "/upload", host: str = HOST
+) -> tuple[bytes, bytes, bytes]:
+    """(request bytes, response bytes, response body) of a text/csv POST answered with JSON."""
+    request = http_request("POST", uri, host, body, [("Content-Type", "text/csv")])
+    answer = b'{"stored": %d}' % len(body)
+    response = http_response(200, "OK", answer, [("Content-Type", "application/json")])
+    return request, response, answer

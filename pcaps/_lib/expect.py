@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import dpkt
+
+
+def uri_filename(uri: str) -> str | None:
+    """Name of a whole (non-multipart) body without Content-Disposition, from its request URI.
+
+    The last path segment, percent-decoded (UTF-8, errors replaced), query string excluded;
+    None when that segment is empty ("/", "/api/"). "/api/v1/export?batch=7" -> "export".
+    """
+    path = uri.partition("?")[0]
+    if "://" in path:  # absolute form: drop scheme and authority
+        path = "/" + path.partition("://")[2].partition("/")[2]
+    segment = path.rpartition("/")[2]
+    return urllib.parse.unquote(segment, encoding="utf-8", errors="replace") or None
 
 
 def http_object(

@@ -16,10 +16,9 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 CLIENT_V4 = "10.10.0.10"
 SERVER_V4 = "198.51.100.20"
@@ -128,7 +127,21 @@ class NetnsPair:
     def capture(self, pcap: Path, bpf: str = "tcp") -> Iterator[None]:
         """tcpdump on the client-side veth (-U: every packet written at once) for the block."""
         pcap.unlink(missing_ok=True)
-        argv = ["tcpdump", "-i", "veth-c", "-n", "-s", "65535", "-B", "65536", "--immediate-mode", "-U", "-w", str(pcap), bpf]
+        argv = [
+            "tcpdump",
+            "-i",
+            "veth-c",
+            "-n",
+            "-s",
+            "65535",
+            "-B",
+            "65536",
+            "--immediate-mode",
+            "-U",
+            "-w",
+            str(pcap),
+            bpf,
+        ]
         proc = subprocess.Popen(self._cmd("client", argv), stderr=subprocess.PIPE)
         self.capture_stats = b""
         self._procs.append(proc)

@@ -1,4 +1,4 @@
-"""http-chunked-upload (REAL): http.client sends ~40 KB with encode_chunked=True in uneven pieces."""
+"""http-chunked-upload (REAL): http.client sends ~40 KB chunked (encode_chunked=True), uneven."""
 
 from __future__ import annotations
 
@@ -59,9 +59,13 @@ def build_expected(case_dir: Path, workdir: Path) -> None:
     answer = (workdir / "response.bin").read_bytes()
     assert realcase.sha256(answer) == resp["sha256"]
     assert expect.count_flows(case_dir / "input.pcap") == 1
+    name = expect.uri_filename(req["uri"])
     expect.write_expected(
         case_dir,
-        objects=[expect.http_object("upload", BODY), expect.http_object("download", answer)],
+        objects=[
+            expect.http_object("upload", BODY, filename=name),
+            expect.http_object("download", answer, filename=name),
+        ],
         http=[expect.http_request("POST", req["host"], req["uri"], resp["status"])],
         flows=1,
     )

@@ -22,8 +22,12 @@ from pcaps._lib.netns import SERVER_V4
 
 TARGET = f"{SERVER_V4}:443"
 rng = random.Random(8)
-CLIENT_OPAQUE = b"\x16\x03\x01\x02\x00" + rng.randbytes(512) + b"\x17\x03\x03\x10\x00" + rng.randbytes(4096)
-SERVER_OPAQUE = b"\x16\x03\x03\x00\x7a" + rng.randbytes(122) + b"\x17\x03\x03\x20\x00" + rng.randbytes(8192)
+CLIENT_OPAQUE = (
+    b"\x16\x03\x01\x02\x00" + rng.randbytes(512) + b"\x17\x03\x03\x10\x00" + rng.randbytes(4096)
+)
+SERVER_OPAQUE = (
+    b"\x16\x03\x03\x00\x7a" + rng.randbytes(122) + b"\x17\x03\x03\x20\x00" + rng.randbytes(8192)
+)
 
 
 def recv_exactly(sock: socket.socket, n: int) -> bytes:

@@ -97,7 +97,8 @@ def build_expected(case_dir: Path, workdir: Path) -> None:
     for req, resp, rec in zip(reqs, resps, got, strict=True):
         decoded = bytes.fromhex(rec["decoded"])
         assert decoded == DOCS[req["uri"]][2] and realcase.sha256(decoded) == resp["sha256"]
-        objects.append(expect.http_object("download", decoded))
+        name = expect.uri_filename(req["uri"])
+        objects.append(expect.http_object("download", decoded, filename=name))
         http.append(expect.http_request("GET", req["host"], req["uri"], resp["status"]))
     assert len(http) == len(DOCS)
     assert expect.count_flows(case_dir / "input.pcap") == 1

@@ -103,12 +103,15 @@ def build_expected(case_dir: Path, workdir: Path) -> None:
     sent = [r for conn in CONNECTIONS for r in conn]
     assert len(reqs) == len(resps) == len(answers) == len(sent)
     objects, http = [], []
-    for (method, uri, body, _close), got, resp, answer in zip(sent, reqs, resps, answers, strict=True):
+    for (method, uri, body, _close), got, resp, answer in zip(
+        sent, reqs, resps, answers, strict=True
+    ):
         assert (got["method"], got["uri"], got["sha256"]) == (method, uri, realcase.sha256(body))
         assert realcase.sha256(answer) == resp["sha256"]
+        name = expect.uri_filename(uri)
         if body:
-            objects.append(expect.http_object("upload", body))
-        objects.append(expect.http_object("download", answer))
+            objects.append(expect.http_object("upload", body, filename=name))
+        objects.append(expect.http_object("download", answer, filename=name))
         http.append(expect.http_request(method, got["host"], uri, resp["status"]))
     assert expect.count_flows(case_dir / "input.pcap") == 2
     expect.write_expected(case_dir, objects=objects, http=http, flows=2)

@@ -20,7 +20,7 @@ from pcaps._lib.fakedata import patients_csv
 from pcaps._lib.netns import SERVER_V4
 
 BOUNDARY = "----sluiceFormBoundary7MA4YWxkTrZu0gW"
-COMMENT = "Export uitstrijkjes week 27, graag vertrouwelijk behandelen.".encode()
+COMMENT = b"Export uitstrijkjes week 27, graag vertrouwelijk behandelen."
 CSV = patients_csv(20_000, seed=3)
 CSV_NAME = "patients-week27.csv"
 BIN_NAME = "rapport-échographie.bin"  # non-ASCII: sent as filename*=UTF-8''...
@@ -101,7 +101,7 @@ def build_expected(case_dir: Path, workdir: Path) -> None:
             expect.http_object("upload", COMMENT, filename=None),
             expect.http_object("upload", CSV, filename=CSV_NAME),
             expect.http_object("upload", BIN, filename=BIN_NAME),
-            expect.http_object("download", answer),
+            expect.http_object("download", answer, filename=expect.uri_filename(req["uri"])),
         ],
         http=[expect.http_request("POST", req["host"], req["uri"], resp["status"])],
         flows=1,

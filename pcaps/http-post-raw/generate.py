@@ -45,9 +45,13 @@ def build_expected(case_dir: Path, workdir: Path) -> None:
     assert realcase.sha256(answer) == resp["sha256"]
     flows = expect.count_flows(case_dir / "input.pcap")
     assert flows == 1, flows
+    name = expect.uri_filename(req["uri"])
     expect.write_expected(
         case_dir,
-        objects=[expect.http_object("upload", CSV), expect.http_object("download", answer)],
+        objects=[
+            expect.http_object("upload", CSV, filename=name),
+            expect.http_object("download", answer, filename=name),
+        ],
         http=[expect.http_request("POST", req["host"], req["uri"], resp["status"])],
         flows=1,
     )

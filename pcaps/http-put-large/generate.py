@@ -41,12 +41,17 @@ def build_expected(case_dir: Path, workdir: Path) -> None:
     [req] = realcase.read_records(workdir, "server-requests")
     [resp] = realcase.read_records(workdir, "server-responses")
     assert req["sha256"] == realcase.sha256(BODY)
+    assert req["uri"] == URI
+    name = expect.uri_filename(URI)
     answer = (workdir / "response.bin").read_bytes()
     assert realcase.sha256(answer) == resp["sha256"]
     assert expect.count_flows(case_dir / "input.pcap") == 1
     expect.write_expected(
         case_dir,
-        objects=[expect.http_object("upload", BODY), expect.http_object("download", answer)],
+        objects=[
+            expect.http_object("upload", BODY, filename=name),
+            expect.http_object("download", answer, filename=name),
+        ],
         http=[expect.http_request("PUT", req["host"], URI, resp["status"])],
         flows=1,
     )
