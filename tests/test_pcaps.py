@@ -18,7 +18,9 @@ HTTP_KEYS = {"method": "http_method", "host": "hostname", "uri": "url", "status"
 
 
 def _match_multiset(
-    expected: Iterable[dict[str, Any]], actual: list[dict[str, Any]], exhaustive: bool,
+    expected: Iterable[dict[str, Any]],
+    actual: list[dict[str, Any]],
+    exhaustive: bool,
     what: str,
 ) -> None:
     remaining = list(actual)
@@ -46,8 +48,9 @@ def test_case(capture: Path) -> None:
     expected = json.loads((capture.parent / "expected.json").read_text())
     result = replay(capture)
     if "objects" in expected:
-        _match_multiset(expected["objects"], result.files, expected.get("objects_exhaustive",
-                                                                       True), "object")
+        _match_multiset(
+            expected["objects"], result.files, expected.get("objects_exhaustive", True), "object"
+        )
     if "http" in expected:
         _match_multiset(expected["http"], _http_view(result), True, "http request")
     seen = set(result.summary.anomalies)

@@ -31,8 +31,13 @@ def _run(pcap: Path, config: Config | None = None) -> list[dict[str, Any]]:
     return events
 
 
-def _upload(port: int, body: bytes, handshake: bool = True, client_port: int = 49152,
-            t0: float = 1751364000.0) -> TcpConversation:
+def _upload(
+    port: int,
+    body: bytes,
+    handshake: bool = True,
+    client_port: int = 49152,
+    t0: float = 1751364000.0,
+) -> TcpConversation:
     conv = TcpConversation(server_port=port, client_port=client_port, t0=t0)
     if handshake:
         conv.handshake()
@@ -45,14 +50,19 @@ def _upload(port: int, body: bytes, handshake: bool = True, client_port: int = 4
 def test_http_is_found_by_content_on_any_port(tmp_path: Path) -> None:
     body = bytes(range(256)) * 40
     pcap = tmp_path / "ports.pcap"
-    write_conversations(pcap, _upload(443, body), _upload(2525, body, client_port=49153),
-                        _upload(22, body, client_port=49154))
+    write_conversations(
+        pcap,
+        _upload(443, body),
+        _upload(2525, body, client_port=49153),
+        _upload(22, body, client_port=49154),
+    )
     events = _run(pcap)
     flows = [e for e in events if e["event_type"] == "flow"]
     assert sorted(f["dest_port"] for f in flows) == [22, 443, 2525]
     assert {f["app_proto"] for f in flows} == {"http"}
-    uploads = [e for e in events if e["event_type"] == "file"
-               and e["file"]["direction"] == "upload"]
+    uploads = [
+        e for e in events if e["event_type"] == "file" and e["file"]["direction"] == "upload"
+    ]
     assert len(uploads) == 3 and {u["file"]["size"] for u in uploads} == {len(body)}
 
 
@@ -95,8 +105,7 @@ def test_midstream_response_first_flips_the_orientation(tmp_path: Path) -> None:
 
 
 def test_flow_memory_cap_evicts_and_reports(tmp_path: Path) -> None:
-    convs = [_upload(80, b"a" * 100, client_port=40000 + i, t0=1751364000.0 + i)
-             for i in range(6)]
+    convs = [_upload(80, b"a" * 100, client_port=40000 + i, t0=1751364000.0 + i) for i in range(6)]
     pcap = tmp_path / "many.pcap"
     write_conversations(pcap, *convs)
     config = Config(flows=FlowConfig(max_flows=2))

@@ -37,8 +37,19 @@ WHOLE_MULTIPART_BODY = {"http-multipart-upload"}
 
 
 def _tshark_fields(pcap: Path, *fields: str) -> list[list[str]]:
-    argv = ["tshark", "-r", str(pcap), "-Y", "http.request", "-T", "fields", "-E",
-            "occurrence=a", "-E", "aggregator=|"]
+    argv = [
+        "tshark",
+        "-r",
+        str(pcap),
+        "-Y",
+        "http.request",
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=|",
+    ]
     for field in fields:
         argv += ["-e", field]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
@@ -50,8 +61,9 @@ def _tshark_requests(pcap: Path) -> Counter[tuple[str, str, str]]:
     for methods, hosts, uris in _tshark_fields(
         pcap, "http.request.method", "http.host", "http.request.uri"
     ):
-        for method, host, uri in zip(methods.split("|"), hosts.split("|"), uris.split("|"),
-                                     strict=False):
+        for method, host, uri in zip(
+            methods.split("|"), hosts.split("|"), uris.split("|"), strict=False
+        ):
             rows[(method, host, uri)] += 1
     return rows
 
@@ -69,11 +81,11 @@ def _tshark_objects(pcap: Path, directory: Path) -> dict[str, int]:
     directory.mkdir()
     subprocess.run(
         ["tshark", "-r", str(pcap), "-q", "--export-objects", f"http,{directory}"],
-        capture_output=True, check=True,
+        capture_output=True,
+        check=True,
     )
     return {
-        hashlib.sha256(p.read_bytes()).hexdigest(): p.stat().st_size
-        for p in directory.iterdir()
+        hashlib.sha256(p.read_bytes()).hexdigest(): p.stat().st_size for p in directory.iterdir()
     }
 
 

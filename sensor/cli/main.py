@@ -78,9 +78,7 @@ def _load_config(path: str | None) -> Config:
         raise UsageError(f"config: {exc}") from None
 
 
-def run(
-    paths: Sequence[str], out: Path, config: Config, extract: bool
-) -> tuple[Summary, float]:
+def run(paths: Sequence[str], out: Path, config: Config, extract: bool) -> tuple[Summary, float]:
     """Replay `paths` in order through one pipeline; returns the summary and wall seconds."""
     events_file = (out / "events.jsonl").open("w", encoding="utf-8")
     files_file: IO[str] | None = None
@@ -127,8 +125,9 @@ def _human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def print_summary(command: str, paths: Sequence[str], summary: Summary, seconds: float,
-                  out: Path, stream: IO[str]) -> None:
+def print_summary(
+    command: str, paths: Sequence[str], summary: Summary, seconds: float, out: Path, stream: IO[str]
+) -> None:
     rate = summary.packets / seconds if seconds > 0 else 0.0
     w = stream.write
     w(
@@ -185,9 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # `sluice replay ... | head`: the reader left, that is fine
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if summary.capture_errors:
-        print(
-            "sluice: warning: " + "; ".join(summary.capture_errors), file=sys.stderr
-        )
+        print("sluice: warning: " + "; ".join(summary.capture_errors), file=sys.stderr)
     return 0
 
 

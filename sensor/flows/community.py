@@ -25,15 +25,14 @@ _HEAD = struct.Struct("!H")
 _TAIL = struct.Struct("!BxHH")  # protocol, one byte of padding, the two ports
 
 
-def community_id_v1(proto: int, a: bytes, a_port: int, b: bytes, b_port: int,
-                    seed: int = _SEED) -> str:
+def community_id_v1(
+    proto: int, a: bytes, a_port: int, b: bytes, b_port: int, seed: int = _SEED
+) -> str:
     """Community ID v1 for port-carrying protocols; endpoints ordered as the spec says
     (smaller address first, the port breaking a tie), so both directions hash alike."""
     if (a, a_port) > (b, b_port):
         a, a_port, b, b_port = b, b_port, a, a_port
-    digest = hashlib.sha1(
-        _HEAD.pack(seed) + a + b + _TAIL.pack(proto, a_port, b_port)
-    ).digest()
+    digest = hashlib.sha1(_HEAD.pack(seed) + a + b + _TAIL.pack(proto, a_port, b_port)).digest()
     return "1:" + base64.b64encode(digest).decode("ascii")
 
 

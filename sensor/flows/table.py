@@ -106,8 +106,9 @@ def _guess_sender_is_client(pkt: Packet) -> bool:
 def _flow_id(pkt: Packet, serial: int) -> int:
     """A stable 53-bit id (fits a JSON number exactly): same capture, same ids."""
     h = hashlib.blake2b(digest_size=8)
-    h.update(pkt.src + pkt.dst + struct.pack("!HHBdQ", pkt.sport, pkt.dport, pkt.proto,
-                                             pkt.ts, serial))
+    h.update(
+        pkt.src + pkt.dst + struct.pack("!HHBdQ", pkt.sport, pkt.dport, pkt.proto, pkt.ts, serial)
+    )
     return int.from_bytes(h.digest(), "big") & ((1 << 53) - 1)
 
 
@@ -141,8 +142,11 @@ class FlowTable:
             direction = (
                 TO_SERVER if pkt.sport == flow.client_port and pkt.src == flow.client else TO_CLIENT
             )
-            if (pkt.proto == PROTO_TCP and pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
-                    and flow.state == STATE_CLOSED):
+            if (
+                pkt.proto == PROTO_TCP
+                and pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+                and flow.state == STATE_CLOSED
+            ):
                 # A fresh SYN on a closed connection's tuple starts a new connection.
                 self._remove(flow)
                 new, direction = self._create(pkt, key)

@@ -21,8 +21,9 @@ def _fails_cleanly(argv: list[str], capsys: pytest.CaptureFixture[str], words: s
 
 
 def test_missing_capture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _fails_cleanly(["replay", str(tmp_path / "nope.pcap"), "--out", str(tmp_path / "o")],
-                   capsys, "nope.pcap")
+    _fails_cleanly(
+        ["replay", str(tmp_path / "nope.pcap"), "--out", str(tmp_path / "o")], capsys, "nope.pcap"
+    )
 
 
 def test_not_a_capture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -35,23 +36,33 @@ def test_not_a_capture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 def test_unwritable_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    _fails_cleanly(["extract", str(SAMPLE), "--out", str(blocker / "sub")], capsys,
-                   "cannot write to output directory")
+    _fails_cleanly(
+        ["extract", str(SAMPLE), "--out", str(blocker / "sub")],
+        capsys,
+        "cannot write to output directory",
+    )
 
 
 def test_broken_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "bad.toml"
     config.write_text("[flows]\nmax_flows = 'lots'\n")
-    _fails_cleanly(["replay", str(SAMPLE), "--out", str(tmp_path / "o"), "--config",
-                    str(config)], capsys, "flows.max_flows must be a number")
+    _fails_cleanly(
+        ["replay", str(SAMPLE), "--out", str(tmp_path / "o"), "--config", str(config)],
+        capsys,
+        "flows.max_flows must be a number",
+    )
 
 
 def test_replay_prints_a_summary_and_is_deterministic(tmp_path: Path) -> None:
     outputs = []
     for run_no in range(2):
         out = tmp_path / f"run{run_no}"
-        done = subprocess.run([SLUICE, "replay", str(SAMPLE), "--out", str(out)],
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [SLUICE, "replay", str(SAMPLE), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         assert "packets/s" in done.stdout and "uploads (client -> server)" in done.stdout
         outputs.append((out / "events.jsonl").read_bytes())
@@ -68,9 +79,23 @@ def test_extract_writes_objects_named_by_hash(tmp_path: Path) -> None:
 
     for line in lines:
         record = json.loads(line)
-        for key in ("timestamp", "flow_id", "community_id", "proto", "direction", "src_ip",
-                    "src_port", "dest_ip", "dest_port", "filename", "mime_type", "size",
-                    "sha256", "complete", "missing_bytes"):
+        for key in (
+            "timestamp",
+            "flow_id",
+            "community_id",
+            "proto",
+            "direction",
+            "src_ip",
+            "src_port",
+            "dest_ip",
+            "dest_port",
+            "filename",
+            "mime_type",
+            "size",
+            "sha256",
+            "complete",
+            "missing_bytes",
+        ):
             assert key in record
         data = (out / "files" / record["sha256"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == record["sha256"]

@@ -68,12 +68,17 @@ def test_real_upload_captured_with_libpcap_is_extracted_exactly(tmp_path: Path) 
         server = net.spawn("server", [sys.executable, str(tmp_path / "server.py")])
         net.wait_for_line(server, b"ready")
         with net.capture(pcap):
-            net.run("client", [sys.executable, str(tmp_path / "client.py"),
-                               str(tmp_path / "body.csv")], timeout=60)
+            net.run(
+                "client",
+                [sys.executable, str(tmp_path / "client.py"), str(tmp_path / "body.csv")],
+                timeout=60,
+            )
     out = tmp_path / "out"
     done = subprocess.run(
         [str(Path(sys.executable).parent / "sluice"), "extract", str(pcap), "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     files = [json.loads(line) for line in (out / "files.jsonl").open()]
@@ -84,6 +89,9 @@ def test_real_upload_captured_with_libpcap_is_extracted_exactly(tmp_path: Path) 
     assert upload["size"] == len(body) and upload["complete"] and upload["missing_bytes"] == 0
     assert upload["filename"] == "export.csv"
     assert (upload["src_ip"], upload["dest_ip"], upload["dest_port"]) == (
-        "10.10.0.10", "198.51.100.20", 8080)
+        "10.10.0.10",
+        "198.51.100.20",
+        8080,
+    )
     assert (out / "files" / upload["sha256"]).read_bytes() == body
     assert "export.csv" in done.stdout  # the summary names the upload

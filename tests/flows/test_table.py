@@ -19,10 +19,20 @@ A = socket.inet_aton("10.0.0.1")
 B = socket.inet_aton("198.51.100.20")
 
 
-def tcp(ts: float, src: bytes, sport: int, dst: bytes, dport: int, flags: int,
-        ip_len: int = 40) -> Packet:
-    return Packet(ts=ts, ip_version=4, src=src, dst=dst, proto=PROTO_TCP, ip_len=ip_len,
-                  sport=sport, dport=dport, tcp_flags=flags)
+def tcp(
+    ts: float, src: bytes, sport: int, dst: bytes, dport: int, flags: int, ip_len: int = 40
+) -> Packet:
+    return Packet(
+        ts=ts,
+        ip_version=4,
+        src=src,
+        dst=dst,
+        proto=PROTO_TCP,
+        ip_len=ip_len,
+        sport=sport,
+        dport=dport,
+        tcp_flags=flags,
+    )
 
 
 def test_syn_sender_is_client_and_directions_follow() -> None:
@@ -53,8 +63,9 @@ def test_midstream_uses_the_well_known_port_as_server() -> None:
 
 def test_udp_orientation_and_idle_timeout() -> None:
     table = FlowTable(FlowConfig(udp_idle_timeout=60))
-    pkt = Packet(ts=10.0, ip_version=4, src=A, dst=B, proto=PROTO_UDP, ip_len=60,
-                 sport=5353, dport=53)
+    pkt = Packet(
+        ts=10.0, ip_version=4, src=A, dst=B, proto=PROTO_UDP, ip_len=60, sport=5353, dport=53
+    )
     flow, d, _ = table.lookup(pkt)
     flow.last = 10.0
     assert d == TO_SERVER and flow.server_port == 53
@@ -122,8 +133,16 @@ def test_flow_ids_are_deterministic() -> None:
 def test_community_id_matches_the_specification_example() -> None:
     # The Community ID spec's reference value for TCP 128.232.110.120:34855 -> 66.35.250.204:80
     table = FlowTable(FlowConfig())
-    flow, _, _ = table.lookup(tcp(1.0, socket.inet_aton("128.232.110.120"), 34855,
-                                  socket.inet_aton("66.35.250.204"), 80, TCP_SYN))
+    flow, _, _ = table.lookup(
+        tcp(
+            1.0,
+            socket.inet_aton("128.232.110.120"),
+            34855,
+            socket.inet_aton("66.35.250.204"),
+            80,
+            TCP_SYN,
+        )
+    )
     assert community_id(flow) == "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
     flow.flip()  # orientation must not change the id
     flow._community_id = None

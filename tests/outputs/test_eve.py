@@ -34,8 +34,7 @@ def test_every_emitted_event_matches_the_schema(capture: Path) -> None:
 
 def test_schema_rejects_an_undocumented_field() -> None:
     validator = jsonschema.Draft202012Validator(SCHEMA)
-    event = {"timestamp": iso_time(0.0), "event_type": "stats", "surprise": 1,
-             "stats": {}}
+    event = {"timestamp": iso_time(0.0), "event_type": "stats", "surprise": 1, "stats": {}}
     assert list(validator.iter_errors(event))
 
 
@@ -44,13 +43,20 @@ def test_credentials_never_reach_the_events(tmp_path: Path) -> None:
     conv = TcpConversation()
     conv.handshake()
     request = http_request(
-        "POST", "/login", "198.51.100.20:8080", b"patient=1",
-        [("Authorization", f"Basic {secret_basic}"), ("Cookie", "session=s3cr3tcookie"),
-         ("Proxy-Authorization", "Bearer t0ken-xyz")],
+        "POST",
+        "/login",
+        "198.51.100.20:8080",
+        b"patient=1",
+        [
+            ("Authorization", f"Basic {secret_basic}"),
+            ("Cookie", "session=s3cr3tcookie"),
+            ("Proxy-Authorization", "Bearer t0ken-xyz"),
+        ],
     )
     conv.emit_all(conv.segments("client", request))
-    conv.emit_all(conv.segments("server", http_response(200, "OK", b"ok",
-                                                         [("Set-Cookie", "id=s3tc00kie")])))
+    conv.emit_all(
+        conv.segments("server", http_response(200, "OK", b"ok", [("Set-Cookie", "id=s3tc00kie")]))
+    )
     conv.close()
     pcap = tmp_path / "creds.pcap"
     write_conversations(pcap, conv)

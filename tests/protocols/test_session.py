@@ -50,7 +50,7 @@ def make(detect_bytes: int = 64) -> tuple[AppSession, list[Recorder]]:
 
 
 def test_detection_waits_then_replays_in_arrival_order() -> None:
-    session, made = make()
+    session, _made = make()
     assert session.feed(C2S, b"PI", 1.0) == []
     assert session.state != PARSING
     events = session.feed(C2S, b"NG 1", 1.1)
@@ -60,7 +60,7 @@ def test_detection_waits_then_replays_in_arrival_order() -> None:
 
 
 def test_reversed_roles_request_a_flip_and_directions_are_swapped() -> None:
-    session, made = make()
+    session, _made = make()
     events = session.feed(C2S, b"PONG back", 1.0)
     assert session.flip and session.state == PARSING
     assert events == [("data", S2C, b"PONG back")]
@@ -109,7 +109,7 @@ def test_gap_before_detection_gives_up_and_eof_decides_on_short_streams() -> Non
     session.feed(C2S, b"PI", 1.0)
     session.gap(C2S, 100, 1.0)
     assert session.state == COUNTING
-    short, made = make()
+    short, _made = make()
     short.feed(C2S, b"PING", 1.0)
     assert short.state == PARSING
     other, _ = make()
