@@ -145,6 +145,11 @@ class PcapReader:
             if magic in (PCAP_MAGIC_USEC, PCAP_MAGIC_NSEC):
                 break
         else:
+            if magic_le in (0xA1B2CD34, 0x34CDB2A1):
+                raise PcapError(
+                    f"{self.path}: modified (Kuznetzov) pcap is not supported; "
+                    "convert it with `editcap -F pcap`"
+                )
             raise PcapError(
                 f"{self.path}: not a pcap or pcapng file (magic {head[:4].hex()}); "
                 "only libpcap pcap and pcapng are supported"
@@ -263,11 +268,11 @@ class PcapReader:
                     end = start + caplen
                     if end > n:
                         break
+                    frames += 1
+                    nbytes += caplen
                     yield new(
                         frame_cls, (sec + frac * scale, buf[start:end], linktype, None, wirelen)
                     )
-                    frames += 1
-                    nbytes += caplen
                     pos = end
                 report.frames = frames
                 report.bytes = nbytes
@@ -353,6 +358,8 @@ class PcapReader:
                             iface = ifaces[if_id]
                             last_ts = ((hi << 32) | lo) / iface.units + iface.offset
                             start = pos + 28
+                            frames += 1
+                            nbytes += caplen
                             yield new(
                                 frame_cls,
                                 (
@@ -363,8 +370,6 @@ class PcapReader:
                                     wirelen,
                                 ),
                             )
-                            frames += 1
-                            nbytes += caplen
                         elif btype == PCAPNG_SHB:
                             if blen < 28:
                                 raise _Damage(base + pos, f"section header too short ({blen})")
@@ -389,6 +394,8 @@ class PcapReader:
                                 caplen = min(caplen, iface.snaplen)
                             start = pos + 12
                             # An SPB has no timestamp: keep the packet clock where it was.
+                            frames += 1
+                            nbytes += caplen
                             yield new(
                                 frame_cls,
                                 (
@@ -399,8 +406,6 @@ class PcapReader:
                                     wirelen,
                                 ),
                             )
-                            frames += 1
-                            nbytes += caplen
                         elif btype == _BT_OPB:
                             if blen < 32:
                                 raise _Damage(base + pos, f"packet block too short ({blen})")
@@ -420,6 +425,8 @@ class PcapReader:
                             iface = ifaces[if_id]
                             last_ts = ((hi << 32) | lo) / iface.units + iface.offset
                             start = pos + 28
+                            frames += 1
+                            nbytes += caplen
                             yield new(
                                 frame_cls,
                                 (
@@ -430,8 +437,6 @@ class PcapReader:
                                     wirelen,
                                 ),
                             )
-                            frames += 1
-                            nbytes += caplen
                         # Any other block (NRB, ISB, DSB, custom...) is skipped by its length.
                         pos = end
                 except _Damage as dmg:

@@ -173,7 +173,17 @@ class DecodeStats:
 class _Datagram:
     """One IP datagram under reassembly."""
 
-    __slots__ = ("covered", "first_ts", "header_len", "held", "nxt", "pieces", "total", "vlan")
+    __slots__ = (
+        "covered",
+        "csum_dst",
+        "first_ts",
+        "header_len",
+        "held",
+        "nxt",
+        "pieces",
+        "total",
+        "vlan",
+    )
 
     def __init__(self, ts: float, vlan: int | None) -> None:
         self.first_ts = ts
@@ -186,6 +196,7 @@ class _Datagram:
         self.covered = 0
         self.held = 0
         self.vlan = vlan
+        self.csum_dst: bytes | None = None  # IPv6 routing header's final destination
 
 
 _FragKey = tuple[int, bytes, bytes, int, int]
@@ -418,6 +429,7 @@ class Decoder:
             -1,
             MAX_IP_DATAGRAM - hl,
             vlan,
+            None,
         )
         if dg is None:
             return None
@@ -459,8 +471,11 @@ class Decoder:
             end = n
         pos = off + 40
         stats = self.stats
+        csum_dst: bytes | None = None
         while nxt in _IP6_EXT:
             stats.ipv6_ext_headers += 1
+            if nxt == _IP6_ROUTING and self.verify_checksums and pos + 4 <= end:
+                csum_dst = _routing_final_destination(data, pos, end)
             if nxt == _IP6_FRAGMENT:
                 if pos + 8 > end:
                     return self._ext_short(ts, pos + 8, end, missing, "IPv6 fragment header")
@@ -471,7 +486,7 @@ class Decoder:
                     pos += 8
                     continue
                 return self._ip6_fragment(
-                    ts, data, off, pos, end, missing, fnxt, foff, ident, src, dst, vlan
+                    ts, data, off, pos, end, missing, fnxt, foff, ident, src, dst, vlan, csum_dst
                 )
             if pos + 2 > end:
                 return self._ext_short(ts, pos + 2, end, missing, "IPv6 extension header")
@@ -481,7 +496,9 @@ class Decoder:
             pos += hlen
             if pos > end:
                 return self._ext_short(ts, pos, end, missing, "IPv6 extension header")
-        return self._transport(ts, 6, src, dst, nxt, ip_len, data, pos, end, missing, vlan)
+        return self._transport(
+            ts, 6, src, dst, nxt, ip_len, data, pos, end, missing, vlan, csum_dst
+        )
 
     def _ext_short(self, ts: float, need: int, end: int, missing: int, what: str) -> Packet | None:
         if need <= end + missing:
@@ -502,6 +519,7 @@ class Decoder:
         src: bytes,
         dst: bytes,
         vlan: int | None,
+        csum_dst: bytes | None,
     ) -> Packet | None:
         key = (6, src, dst, 0, ident)  # RFC 8200 section 4.5: src, dst, identification
         start = fpos + 8
@@ -517,6 +535,7 @@ class Decoder:
             fnxt,
             MAX_IP_DATAGRAM + 40 - unfrag_len,
             vlan,
+            csum_dst,
         )
         if dg is None:
             return None
@@ -541,7 +560,18 @@ class Decoder:
             if pos > pend:
                 return self._ext_short(ts, pos, pend, lacking, "IPv6 extension header")
         return self._transport(
-            ts, 6, src, dst, nxt, dg.header_len + dg.total, payload, pos, pend, lacking, dg.vlan
+            ts,
+            6,
+            src,
+            dst,
+            nxt,
+            dg.header_len + dg.total,
+            payload,
+            pos,
+            pend,
+            lacking,
+            dg.vlan,
+            dg.csum_dst,
         )
 
     # -- fragment reassembly (RFC 791 3.2, RFC 815, RFC 8200 4.5) ----------------------------
@@ -558,6 +588,7 @@ class Decoder:
         nxt: int,
         limit: int,
         vlan: int | None,
+        csum_dst: bytes | None,
     ) -> _Datagram | None:
         """Hold one fragment; return the datagram when this fragment completes it."""
         stats = self.stats
@@ -578,7 +609,7 @@ class Decoder:
         frags = self._frags
         dg = frags.get(key)
         if dg is None:
-            if len(frags) >= self.caps.max_frag_datagrams:
+            if frags and len(frags) >= self.caps.max_frag_datagrams:
                 self._evict_oldest(ts, "too many datagrams under reassembly")
             dg = _Datagram(ts, vlan)
             frags[key] = dg
@@ -638,6 +669,7 @@ class Decoder:
         if foff == 0 and dg.header_len < 0:
             dg.header_len = header_len
             dg.nxt = nxt
+            dg.csum_dst = csum_dst
         if added:
             if len(pieces) + len(added) > MAX_FRAGMENTS_PER_DATAGRAM:
                 self._drop(key, dg)
@@ -711,6 +743,7 @@ class Decoder:
         end: int,
         missing: int,
         vlan: int | None,
+        csum_dst: bytes | None = None,
     ) -> Packet | None:
         """Parse TCP/UDP in buf[l4:end]; `missing` bytes the IP header claims are not captured."""
         stats = self.stats
@@ -749,7 +782,7 @@ class Decoder:
             if missing:
                 stats.payload_missing += 1
             elif self.verify_checksums and not _l4_checksum_ok(
-                version, src, dst, proto, buf[l4:end]
+                version, src, csum_dst or dst, proto, buf[l4:end]
             ):
                 stats.tcp_checksum_bad += 1
             stats.decoded += 1
@@ -790,7 +823,7 @@ class Decoder:
             elif self.verify_checksums:
                 if version == 4 and _U16.unpack_from(buf, l4 + 6)[0] == 0:
                     pass  # RFC 768: zero means the sender computed no checksum
-                elif not _l4_checksum_ok(version, src, dst, proto, buf[l4:pend]):
+                elif not _l4_checksum_ok(version, src, csum_dst or dst, proto, buf[l4:pend]):
                     # IPv6 forbids a zero UDP checksum (RFC 8200 section 8.1): counted bad too.
                     stats.udp_checksum_bad += 1
             stats.decoded += 1
@@ -863,6 +896,22 @@ class Decoder:
             max(claimed - header, 0),
             vlan,
         )
+
+
+def _routing_final_destination(data: bytes, pos: int, end: int) -> bytes | None:
+    """Final destination named by an IPv6 routing header, for the upper-layer pseudo-header
+    (RFC 8200 section 8.1); None when the header is already exhausted or not understood."""
+    hdr_end = pos + ((data[pos + 1] + 1) << 3)
+    if data[pos + 3] == 0 or hdr_end > end:  # segments left 0: the header dst is final
+        return None
+    rtype = data[pos + 2]
+    if rtype in (0, 2):  # RFC 5095 (deprecated) / RFC 6275: last address listed
+        final = data[hdr_end - 16 : hdr_end] if hdr_end - pos >= 24 else b""
+    elif rtype == 4:  # Segment Routing (RFC 8754): Segment List[0] is the last segment
+        final = data[pos + 8 : pos + 24]
+    else:
+        return None
+    return final if len(final) == 16 else None
 
 
 def _assemble(dg: _Datagram) -> tuple[bytes, int]:
