@@ -32,9 +32,13 @@ def _kind_literals() -> dict[str, str]:
         if path.name == "anomaly.py" and path.parent.name == "sensor":
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                if KIND_SHAPE.match(node.value) and node.value not in NOT_KINDS:
-                    found.setdefault(node.value, str(path.relative_to(ROOT)))
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and KIND_SHAPE.match(node.value)
+                and node.value not in NOT_KINDS
+            ):
+                found.setdefault(node.value, str(path.relative_to(ROOT)))
     return found
 
 
