@@ -26,8 +26,15 @@ from sensor.config import Config
 from sensor.content.entity import BodyEntity, ContentCaps, FileInfo
 from sensor.content.objects import ObjectStore
 from sensor.decode.decoder import DecodeCaps, Decoder
-from sensor.decode.packet import PROTO_TCP, TCP_ACK, Packet
-from sensor.flows.table import TO_CLIENT, TO_SERVER, Flow, FlowTable
+from sensor.decode.packet import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Packet
+from sensor.flows.table import (
+    STATE_CLOSED,
+    STATE_NEW,
+    TO_CLIENT,
+    TO_SERVER,
+    Flow,
+    FlowTable,
+)
 from sensor.outputs import eve
 from sensor.protocols import http
 from sensor.protocols.base import Direction
@@ -38,6 +45,7 @@ from sensor.reassembly.tcp import Gap, Memcap, StreamCaps, TcpStream
 Sink = eve.Sink
 
 DIRECTION_NAMES = ("upload", "download")  # TO_SERVER, TO_CLIENT
+_STATE_FLAGS = TCP_FIN | TCP_SYN | TCP_RST  # the flags that can change a flow's TCP state
 
 
 def protocol_specs(config: Config) -> tuple[ProtocolSpec, ...]:
@@ -154,10 +162,18 @@ class Pipeline:
             if summary.first_ts is None:
                 summary.first_ts = ts
             self._expire(ts)
-        flow, direction, ended = flows.lookup(pkt)
-        if ended:
+        # Fast path: a known flow. A SYN on a closed connection's tuple (a new connection) and
+        # every new flow take the table's full lookup.
+        flags = pkt.tcp_flags
+        flow = flows.index.get((pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
+        if flow is None or (flags & TCP_SYN and flow.state == STATE_CLOSED):
+            flow, direction, ended = flows.lookup(pkt)
             for old, reason in ended:
                 self._end_flow(old, reason, ts)
+        elif pkt.sport == flow.client_port and pkt.src == flow.client:
+            direction = TO_SERVER
+        else:
+            direction = TO_CLIENT
         flow.last = ts
         if direction == TO_SERVER:
             flow.pkts_toserver += 1
@@ -166,14 +182,14 @@ class Pipeline:
             flow.pkts_toclient += 1
             flow.bytes_toclient += pkt.ip_len
         if pkt.proto == PROTO_TCP:
-            self._tcp(flow, direction, pkt)
+            if flags & _STATE_FLAGS or flow.state == STATE_NEW:
+                flows.update_tcp_state(flow, direction, flags)
+            if not flow.counted:
+                self._tcp(flow, direction, pkt)
 
     def _tcp(self, flow: Flow, direction: int, pkt: Packet) -> None:
         flags = pkt.tcp_flags
-        self.flows.update_tcp_state(flow, direction, flags)
         analysis = flow.app
-        if analysis is not None and analysis.streams is None:  # type: ignore[attr-defined]
-            return  # only counted
         if analysis is None:
             analysis = flow.app = Analysis(
                 streams=[
@@ -250,6 +266,7 @@ class Pipeline:
     def _stop_analysis(self, flow: Flow, analysis: Analysis, ts: float) -> None:
         """From now on the flow is only counted: free its reassembly buffers."""
         flow.app_proto = analysis.session.app_proto
+        flow.counted = True
         if analysis.streams is not None:
             for stream in analysis.streams:
                 stream.flush(ts)

@@ -79,6 +79,7 @@ class Flow:
     report_start: float = 0.0  # start of the current active-timeout interval
     app: object | None = None  # per-flow analysis state, owned by the pipeline
     app_proto: str | None = None
+    counted: bool = False  # analysis over (unknown protocol, tunnel, detached): only counted
     _community_id: str | None = field(default=None, repr=False)
 
     def flip(self) -> None:
@@ -117,7 +118,8 @@ class FlowTable:
         self.config = config
         # Both orientations of every flow's tuple -> the flow; and the flows themselves in
         # creation order (deterministic iteration for timeouts and the final drain).
-        self._index: dict[tuple[int, bytes, int, bytes, int], Flow] = {}
+        # `index` is read directly by the pipeline's per-packet fast path.
+        self.index: dict[tuple[int, bytes, int, bytes, int], Flow] = {}
         self._flows: dict[int, Flow] = {}
         self._serial = 0
         self.next_scan = 0.0  # packet time of the next timeout scan (read by the pipeline)
@@ -137,7 +139,7 @@ class FlowTable:
         """The packet's flow and direction, creating it if new; plus flows this packet ended
         (a reused port, or eviction to make room)."""
         key = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
-        flow = self._index.get(key)
+        flow = self.index.get(key)
         if flow is not None:
             direction = (
                 TO_SERVER if pkt.sport == flow.client_port and pkt.src == flow.client else TO_CLIENT
@@ -182,8 +184,8 @@ class FlowTable:
             midstream=midstream,
             report_start=pkt.ts,
         )
-        self._index[key] = flow
-        self._index[(pkt.proto, pkt.dst, pkt.dport, pkt.src, pkt.sport)] = flow
+        self.index[key] = flow
+        self.index[(pkt.proto, pkt.dst, pkt.dport, pkt.src, pkt.sport)] = flow
         self._flows[flow.flow_id] = flow
         self.active += 1
         self.created += 1
@@ -192,8 +194,8 @@ class FlowTable:
 
     def _remove(self, flow: Flow) -> None:
         proto, a, ap, b, bp = flow.key
-        self._index.pop((proto, a, ap, b, bp), None)
-        self._index.pop((proto, b, bp, a, ap), None)
+        self.index.pop((proto, a, ap, b, bp), None)
+        self.index.pop((proto, b, bp, a, ap), None)
         if self._flows.pop(flow.flow_id, None) is not None:
             self.active -= 1
 
@@ -252,6 +254,6 @@ class FlowTable:
         """Every remaining flow, in creation order, removed from the table (end of input)."""
         flows = list(self._flows.values())
         self._flows.clear()
-        self._index.clear()
+        self.index.clear()
         self.active = 0
         return flows

@@ -725,3 +725,59 @@ def test_differential_fragments_against_the_unfragmented_original() -> None:
         got = out[0]
         assert (got.src, got.dst, got.sport, got.dport, got.proto, got.payload) == expected, i
     assert d.stats.reassembled > 20 and d.stats.internal_error == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    payload=st.binary(max_size=300),
+    options=st.sampled_from([b"", b"\x01\x01\x01\x01", b"\x02\x04\x05\xb4" * 3]),
+    flags=st.integers(0, 255),
+    padding=st.binary(max_size=20),
+    cut=st.integers(0, 30),
+)
+def test_ethernet_ipv4_tcp_fast_path_equals_the_general_path(
+    payload: bytes, options: bytes, flags: int, padding: bytes, cut: int
+) -> None:
+    """The single-unpack fast path for Ethernet/IPv4/TCP must give exactly what the general
+    path gives for the same IP datagram (taken here through the raw-IP link type)."""
+    import struct
+
+    tcp = (
+        struct.pack(
+            "!HHIIBBHHH",
+            40000,
+            443,
+            123456,
+            654321,
+            (5 + len(options) // 4) << 4,
+            flags,
+            65535,
+            0,
+            0,
+        )
+        + options
+    )
+    total = 20 + len(tcp) + len(payload)
+    ip = (
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            total,
+            1,
+            0x4000,
+            64,
+            6,
+            0,
+            b"\x0a\x00\x00\x01",
+            b"\xc6\x33\x64\x14",
+        )
+        + tcp
+        + payload
+    )
+    frame = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02\x08\x00" + ip + padding
+    if cut:
+        frame = frame[: max(14, len(frame) - cut)]
+    fast = Decoder().decode(Frame(1.0, frame, LINKTYPE_ETHERNET))
+    general = Decoder().decode(Frame(1.0, frame[14:], LINKTYPE_RAW))
+    assert fast == general
