@@ -159,12 +159,14 @@ def test_hostile_frames_never_stop_the_pipeline(frames: list[bytes], seed: int) 
     assert summary.packets == len(frames)
 
 
-def _raw_tcp(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flags: int,
-             payload: bytes) -> bytes:
+def _raw_tcp(
+    src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flags: int, payload: bytes
+) -> bytes:
     import struct
 
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq % 2**32, ack % 2**32, 5 << 4, flags,
-                      65535, 0, 0)
+    tcp = struct.pack(
+        "!HHIIBBHHH", sport, dport, seq % 2**32, ack % 2**32, 5 << 4, flags, 65535, 0, 0
+    )
     total = 20 + len(tcp) + len(payload)
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, 6, 0, src, dst)
     return ip + tcp + payload
@@ -203,18 +205,22 @@ def test_any_segmentation_and_order_gives_the_same_upload(
         _raw_tcp(srv, cli, 80, 40000, srv_isn, isn + 1, 0x12, b""),
         _raw_tcp(cli, srv, 40000, 80, isn + 1, srv_isn + 1, 0x10, b""),
     ]
-    frames += [_raw_tcp(cli, srv, 40000, 80, isn + 1 + off, srv_isn + 1, 0x18, data)
-               for off, data in shuffled]
+    frames += [
+        _raw_tcp(cli, srv, 40000, 80, isn + 1 + off, srv_isn + 1, 0x18, data)
+        for off, data in shuffled
+    ]
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-    frames.append(_raw_tcp(srv, cli, 80, 40000, srv_isn + 1, isn + 1 + len(stream), 0x18,
-                           answer))
+    frames.append(_raw_tcp(srv, cli, 80, 40000, srv_isn + 1, isn + 1 + len(stream), 0x18, answer))
     events: list[dict[str, Any]] = []
     pipeline = Pipeline(Config(), [events.append])
     for n, data in enumerate(frames):
         pipeline.process(Frame(1751364000.0 + n * 0.001, data, LINKTYPE_RAW))
     pipeline.finish()
-    uploads = [e["file"] for e in events
-               if e["event_type"] == "file" and e["file"]["direction"] == "upload"]
+    uploads = [
+        e["file"]
+        for e in events
+        if e["event_type"] == "file" and e["file"]["direction"] == "upload"
+    ]
     assert len(uploads) == 1
     assert uploads[0]["sha256"] == hashlib.sha256(body).hexdigest()
     assert uploads[0]["complete"] and uploads[0]["missing_bytes"] == 0
