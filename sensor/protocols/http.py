@@ -164,6 +164,9 @@ class HttpTransaction:
 class TunnelStart:
     txid: int
     ts: float
+    # Client bytes sent after the CONNECT/Upgrade request and held until the answer: the first
+    # bytes of the tunnelled protocol, so whoever takes the tunnel over loses nothing.
+    held_to_server: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,7 +533,9 @@ class HttpParser:
             self._pump(req, ts, out)
 
     def _start_tunnel(self, tx: _Tx, ts: float, out: list[object]) -> None:
-        out.append(TunnelStart(tx.txid, ts))
+        client = self._readers[Direction.TO_SERVER]
+        held = bytes(client.buf) if client.state is _State.PAUSED and not client.lost else b""
+        out.append(TunnelStart(tx.txid, ts, held))
         for reader in self._readers:
             if reader.state is not _State.CLOSED:
                 reader.state = _State.TUNNEL

@@ -338,7 +338,8 @@ def test_head_204_304_have_no_body() -> None:
 
 def test_connect_tunnel_ignores_data() -> None:
     ev = run(SAMPLES["connect"])
-    assert of(ev, TunnelStart) == [TunnelStart(1, TS)]
+    # The client's first tunnel bytes, held while the CONNECT was unanswered, are handed over.
+    assert of(ev, TunnelStart) == [TunnelStart(1, TS, b"\x16\x03\x01\x00")]
     assert not of(ev, BodyData)
     (tx,) = of(ev, HttpTransaction)
     assert (tx.request.method, tx.response.status) == (b"CONNECT", 200)
