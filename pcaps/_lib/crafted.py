@@ -173,3 +173,13 @@ def upload_exchange(
     answer = b'{"stored": %d}' % len(body)
     response = http_response(200, "OK", answer, [("Content-Type", "application/json")])
     return request, response, answer
+
+
+def play(
+    conv: TcpConversation, turns: list[tuple[str, bytes]], sizes: int | list[int] = 1460
+) -> None:
+    """A lock-step dialogue (SMTP-style): each (sender, data) turn goes out in segments of
+    `sizes`, then the peer ACKs it before the next turn."""
+    for sender, data in turns:
+        conv.emit_all(conv.segments(sender, data, sizes))
+        conv.ack(PEER[sender])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 import json
 import urllib.parse
@@ -86,3 +88,125 @@ def count_flows(pcap: Path) -> int:
             a, b = (ip.src, l4.sport), (ip.dst, l4.dport)
             keys.add((type(l4).__name__, *sorted([a, b])))
     return len(keys)
+
+
+# -- SMTP -------------------------------------------------------------------------------------
+# A message's objects are its LEAF MIME entities (text bodies too), decoded as Python's email
+# package decodes them: message_from_bytes(policy=email.policy.default), walk() (which descends
+# into message/rfc822 parts), every non-multipart part, get_payload(decode=True). Empty leaves are
+# not objects.
+
+
+def mime_leaves(message: bytes) -> list[tuple[str | None, bytes, bool]]:
+    """(filename, decoded bytes, is_attachment) of every leaf entity of `message`, in order.
+
+    filename: Content-Disposition filename (RFC 2231 decoded), else the Content-Type name
+    parameter, else None (email's get_filename). is_attachment: it has a filename or its
+    Content-Disposition is "attachment".
+    """
+    msg = email.message_from_bytes(message, policy=email.policy.default)
+    out = []
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        data = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        attachment = filename is not None or part.get_content_disposition() == "attachment"
+        out.append((filename, data, attachment))
+    return out
+
+
+def message_subject(message: bytes) -> str | None:
+    """The Subject header with RFC 2047 encoded words decoded, None if there is none."""
+    msg = email.message_from_bytes(message, policy=email.policy.default)
+    subject = msg["Subject"]
+    return None if subject is None else str(subject)
+
+
+def smtp_object(
+    data: bytes | None = None,
+    *,
+    filename: str | None = None,
+    complete: bool = True,
+    missing_bytes: int = 0,
+    size: int | None = None,
+    sha256: str | None = None,
+) -> dict[str, Any]:
+    """One expected SMTP object (always an upload: mail goes client to server)."""
+    obj = http_object(
+        "upload",
+        data,
+        filename=filename,
+        complete=complete,
+        missing_bytes=missing_bytes,
+        size=size,
+        sha256=sha256,
+    )
+    obj["proto"] = "smtp"
+    return obj
+
+
+def smtp_objects(message: bytes) -> list[dict[str, Any]]:
+    """The expected objects of one message: its non-empty leaves."""
+    return [smtp_object(data, filename=name) for name, data, _att in mime_leaves(message) if data]
+
+
+def smtp_transaction(
+    *,
+    helo: str | None,
+    mail_from: str | None,
+    rcpt_to: Iterable[str],
+    rcpt_rejected: Iterable[str] = (),
+    status: str = "accepted",
+    tls: bool = False,
+    auth_mechanism: str | None = None,
+    message: bytes | None = None,
+    omit: Iterable[str] = (),
+) -> dict[str, Any]:
+    """One entry of the "smtp" list. `attachments` and `subject` come from `message` (0 and None
+    when no message content was transferred); keys named in `omit` are left out (not checked)."""
+    assert status in ("accepted", "rejected", "incomplete", "aborted", "encrypted"), status
+    leaves = mime_leaves(message) if message is not None else []
+    entry: dict[str, Any] = {
+        "helo": helo,
+        "mail_from": mail_from,
+        "rcpt_to": list(rcpt_to),
+        "rcpt_rejected": list(rcpt_rejected),
+        "status": status,
+        "tls": tls,
+        "auth_mechanism": auth_mechanism,
+        "attachments": sum(1 for _n, _d, att in leaves if att),
+        "subject": message_subject(message) if message is not None else None,
+    }
+    for key in omit:
+        del entry[key]
+    return entry
+
+
+def write_expected_mail(
+    case_dir: Path,
+    *,
+    objects: Iterable[dict[str, Any]],
+    smtp: Iterable[dict[str, Any]],
+    flows: int,
+    anomalies: Iterable[str] = (),
+    secrets_absent: Iterable[str] = (),
+    exhaustive: bool = True,
+    read_error: str | None = None,
+) -> None:
+    """expected.json of a mail case: write_expected's keys ("http" empty) plus "smtp" and,
+    when given, "secrets_absent"."""
+    doc: dict[str, Any] = {
+        "case": case_dir.name,
+        "objects": list(objects),
+        "objects_exhaustive": exhaustive,
+        "http": [],
+        "smtp": list(smtp),
+        "anomalies_include": list(anomalies),
+        "flows": flows,
+        "read_error": read_error,
+    }
+    secrets = list(secrets_absent)
+    if secrets:
+        doc["secrets_absent"] = secrets
+    (case_dir / "expected.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
