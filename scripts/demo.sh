@@ -4,16 +4,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build/demo
 rm -rf "$out"
-# The captures of real clients and servers (see pcaps/README.md); the crafted edge cases are
-# for the regression tests.
+# Captures of real clients and servers (see pcaps/README.md): HTTP uploads, a patient CSV
+# mailed to an external mailbox, FTP, TLS, and an SFTP upload of an archive. The crafted edge
+# cases are for the regression tests.
 captures=()
-for c in pcaps/http-*/input.pcap; do
-  [[ $c == *http-evasions* ]] || captures+=("$c")
+for c in pcaps/http-*/input.pcap pcaps/smtp-attachments/input.pcap pcaps/smtp-starttls/input.pcap \
+         pcaps/ftp-passive-upload/input.pcap pcaps/tls-13-alpn/input.pcap \
+         pcaps/ssh-sftp-upload/input.pcap; do
+  [[ $c == *http-evasions* || ! -f $c ]] || captures+=("$c")
 done
-echo "== sluice extract over the bundled real HTTP traffic (${captures[*]}) =="
+echo "== sluice extract over ${#captures[@]} bundled captures of real traffic =="
+printf '   %s\n' "${captures[@]}"
 .venv/bin/sluice extract "${captures[@]}" --out "$out"
 echo
-echo "== HTTP requests seen (from $out/events.jsonl) =="
+echo "== requests, sessions and transfers seen (from $out/events.jsonl) =="
 .venv/bin/python - "$out" <<'PY'
 import json, sys
 from pathlib import Path
@@ -27,6 +31,19 @@ for line in (out / "events.jsonl").open():
         print(f"  {e['src_ip']} -> {e['dest_ip']}:{e['dest_port']}  {h.get('http_method', '?'):7} "
               f"{target}  -> {h.get('status', '-')}  "
               f"up {h['request_body_len']:,} B / down {h['response_body_len']:,} B")
+    elif e["event_type"] == "ssh":
+        s = e["ssh"]
+        print(f"  {e['src_ip']} -> {e['dest_ip']}:{e['dest_port']}  SSH {s['client']['software']}"
+              f" -> {s['server']['software']}: {s['transfer']} ({s.get('transfer_kind')}), "
+              f"about {s['upload_bytes_est']:,} B up / {s['download_bytes_est']:,} B down")
+    elif e["event_type"] == "tls":
+        t = e["tls"]
+        print(f"  {e['src_ip']} -> {e['dest_ip']}:{e['dest_port']}  TLS {t['version']} "
+              f"sni={t['sni']} ja4={t['ja4']}")
+    elif e["event_type"] == "ftp" and e["ftp"]["type"] == "transfer":
+        f = e["ftp"]
+        print(f"  {e['src_ip']} -> {e['dest_ip']}:{e['dest_port']}  FTP {f['command']} "
+              f"{f['filename']} ({f['mode']}) ok={f['ok']}")
 n = sum(1 for _ in (out / "files").iterdir())
 print(f"\n{n} distinct objects extracted to {out / 'files'}/ (listed in {out / 'files.jsonl'})")
 PY

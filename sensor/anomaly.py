@@ -107,6 +107,90 @@ KINDS = MappingProxyType(
             "app",
             "CONNECT/Upgrade never answered; data held over the cap",
         ),
+        "smtp_line_too_long": (
+            "app",
+            "SMTP command/reply line over the cap; no line end within 64 KiB: detached",
+        ),
+        "smtp_bad_reply": (
+            "app",
+            "SMTP reply line not 'NNN[ -]text', skipped (too many: detached)",
+        ),
+        "smtp_unknown_command": (
+            "app",
+            "unknown SMTP command verb (too many: detached); the line is never quoted",
+        ),
+        "smtp_bad_command": ("app", "MAIL/RCPT without FROM:/TO:, or a bad BDAT argument"),
+        "smtp_bdat_bad_size": (
+            "app",
+            "BDAT chunk size missing, not a number or over the cap (detached)",
+        ),
+        "smtp_bare_lf_end": (
+            "app",
+            "bare LF/CR next to a '.' inside DATA (SMTP smuggling signal); only CRLF.CRLF ends it",
+        ),
+        "smtp_gap": (
+            "app",
+            "capture gap in SMTP commands/replies; resynchronised at the next line",
+        ),
+        "smtp_too_many_pending": ("app", "too many unanswered SMTP commands; the oldest dropped"),
+        "smtp_too_many_rcpt": ("app", "more RCPT than the cap; the rest are not recorded"),
+        "smtp_unmatched_reply": ("app", "an SMTP reply with no command waiting for it"),
+        "smtp_unanswered_command": (
+            "app",
+            "client data held over the cap awaiting a reply to DATA/AUTH/STARTTLS; assumed OK",
+        ),
+        "tls_bad_record": ("app", "a TLS record header that is not TLS (detached)"),
+        "tls_gap_in_handshake": ("app", "capture gap before the TLS handshake ended (detached)"),
+        "tls_record_too_long": ("app", "TLS record longer than 2^14+2048 bytes; still read"),
+        "tls_handshake_too_long": (
+            "app",
+            "TLS handshake message over its cap (64 KiB, Certificate 256 KiB); skipped",
+        ),
+        "tls_bad_handshake": ("app", "malformed TLS hello/Certificate message; it is ignored"),
+        "tls_bad_extension": ("app", "malformed TLS hello extension; that extension is ignored"),
+        "tls_unexpected_message": ("app", "TLS hello from the wrong side, or repeated; ignored"),
+        "tls_truncated_hello": ("app", "the stream ended inside or before a TLS hello"),
+        "tls_truncated_handshake": ("app", "the stream ended inside a TLS record or message"),
+        "tls_cert_parse_error": ("app", "a certificate is not X.509 DER; only its sha256 kept"),
+        "tls_cert_chain_too_long": ("app", "more certificates than the cap; the rest not parsed"),
+        "ftp_line_too_long": ("app", "an FTP command/reply line over the cap; skipped to its end"),
+        "ftp_bad_reply": ("app", "an FTP server line that is not a reply; skipped"),
+        "ftp_bad_command": ("app", "an FTP client line whose verb is not 3-4 letters; skipped"),
+        "ftp_bad_port_argument": (
+            "app",
+            "unparseable PORT/EPRT argument or 227/229 reply; no data endpoint from it",
+        ),
+        "ftp_gap": (
+            "app",
+            "capture gap on the FTP control channel; resynced at the next line, "
+            "pending transfers reported without a reply",
+        ),
+        "ftp_unmatched_reply": ("app", "an FTP reply with no command waiting for it"),
+        "ftp_too_many_pending": ("app", "too many unanswered FTP commands; the oldest dropped"),
+        "ftp_reply_too_long": ("app", "an FTP multi-line reply over the line cap; ended there"),
+        "ftp_truncated_line": ("app", "the FTP control stream ended inside a line"),
+        "ftp_unanswered_auth": (
+            "app",
+            "client data after AUTH over the cap with no reply; the flow is only counted",
+        ),
+        "ftp_not_ftp": ("app", "too many malformed FTP lines in a row (detached)"),
+        "ssh_banner_long": ("app", "SSH identification line over RFC 4253's 255 bytes; accepted"),
+        "ssh_banner_too_long": ("app", "SSH identification line over 8 KiB (detached)"),
+        "ssh_bad_banner": (
+            "app",
+            "not an 'SSH-x.y-software' line, or too many server lines before it (detached)",
+        ),
+        "ssh_version_unsupported": ("app", "SSH protocol version other than 2.0/1.99 (detached)"),
+        "ssh_bad_packet": ("app", "impossible cleartext SSH packet length/padding (detached)"),
+        "ssh_packet_too_long": ("app", "cleartext SSH packet over 256 KiB (detached)"),
+        "ssh_bad_kexinit": ("app", "malformed SSH KEXINIT name-lists (detached)"),
+        "ssh_no_common_algorithm": ("app", "SSH peers share no algorithm in a category"),
+        "ssh_gap_in_handshake": ("app", "capture gap before SSH encryption started (detached)"),
+        "ssh_truncated_handshake": ("app", "an SSH direction ended before its NEWKEYS"),
+        "ftp_data_both_ways": (
+            "app",
+            "an FTP data connection carried bytes in both directions; the second is ignored",
+        ),
         # content
         "content_decode_error": (
             "content",
@@ -135,6 +219,36 @@ KINDS = MappingProxyType(
         "multipart_header_malformed": ("content", "a part header line is malformed"),
         "multipart_preamble_data": ("content", "non-blank data before the first part"),
         "multipart_epilogue_data": ("content", "non-blank data after the last part"),
+        "mime_header_too_long": (
+            "content",
+            "a mail header block over the cap; the rest is treated as body",
+        ),
+        "mime_header_unterminated": ("content", "a mail message ended inside its header block"),
+        "mime_header_malformed": (
+            "content",
+            "a line in a mail header block is not a header field; the body starts there",
+        ),
+        "mime_depth_cap": (
+            "content",
+            "MIME entities nested deeper than the cap; the deeper content is one opaque object",
+        ),
+        "mime_entity_cap": (
+            "content",
+            "more leaf entities than the cap; the rest of the message is one undecoded object",
+        ),
+        "mime_unknown_cte": ("content", "unknown Content-Transfer-Encoding; the body is kept raw"),
+        "mime_container_encoded": (
+            "content",
+            "a multipart or message entity with a transfer encoding (RFC 2045 6.4); decoded",
+        ),
+        "mime_base64_invalid": (
+            "content",
+            "stray characters in a base64 body were ignored, or it ended mid-quantum",
+        ),
+        "mime_base64_after_padding": (
+            "content",
+            "base64 data after the padding was ignored (a place to hide data)",
+        ),
     }
 )
 

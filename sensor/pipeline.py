@@ -15,15 +15,18 @@ detached, or which became a tunnel is only counted from then on: its streams are
 from __future__ import annotations
 
 import posixpath
+import socket
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from probes.frame import Frame
 from sensor.anomaly import Anomaly
 from sensor.config import Config
 from sensor.content.entity import BodyEntity, ContentCaps, FileInfo
+from sensor.content.mime import MessageHeaders, MimeCaps, MimeMessage
 from sensor.content.objects import ObjectStore
 from sensor.decode.decoder import DecodeCaps, Decoder
 from sensor.decode.packet import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Packet
@@ -36,16 +39,17 @@ from sensor.flows.table import (
     FlowTable,
 )
 from sensor.outputs import eve
-from sensor.protocols import http
+from sensor.protocols import ftp, ftpdata, http, smtp, ssh, tls
 from sensor.protocols.base import Direction
-from sensor.protocols.detect import ProtocolSpec, detect_ssh, detect_tls
-from sensor.protocols.session import COUNTING, AppSession
+from sensor.protocols.detect import ProtocolSpec
+from sensor.protocols.session import COUNTING, DETECTING, AppSession
 from sensor.reassembly.tcp import Gap, Memcap, StreamCaps, TcpStream
 
 Sink = eve.Sink
 
 DIRECTION_NAMES = ("upload", "download")  # TO_SERVER, TO_CLIENT
 _STATE_FLAGS = TCP_FIN | TCP_SYN | TCP_RST  # the flags that can change a flow's TCP state
+_MAX_FTP_EXPECTED = 4096  # announced FTP data connections waiting to be seen
 
 
 def protocol_specs(config: Config) -> tuple[ProtocolSpec, ...]:
@@ -55,9 +59,23 @@ def protocol_specs(config: Config) -> tuple[ProtocolSpec, ...]:
     )
     return (
         ProtocolSpec("http", http.detect, lambda: http.HttpParser(caps)),
-        ProtocolSpec("tls", detect_tls),
-        ProtocolSpec("ssh", detect_ssh),
+        ProtocolSpec("smtp", smtp.detect, smtp.SmtpParser),
+        ProtocolSpec("ftp", ftp.detect, ftp.FtpParser),
+        ProtocolSpec("tls", tls.detect, tls.TlsParser),
+        ProtocolSpec("ssh", ssh.detect, ssh.SshParser),
     )
+
+
+def tunnel_specs(specs: tuple[ProtocolSpec, ...]) -> tuple[ProtocolSpec, ...]:
+    """What may run inside an HTTP CONNECT tunnel: TLS above all, SSH, or plain HTTP."""
+    order = ("tls", "ssh", "http")
+    by_name = {spec.name: spec for spec in specs}
+    return tuple(by_name[name] for name in order if name in by_name)
+
+
+# An object in transfer: (protocol, transaction id, direction) -> the content-stage consumer.
+EntityKey = tuple[str, int, int]
+Entity = BodyEntity | MimeMessage
 
 
 @dataclass(slots=True)
@@ -68,7 +86,15 @@ class Analysis:
     session: AppSession
     eof_sent: list[bool] = field(default_factory=lambda: [False, False])
     requests: dict[int, http.HttpRequestHead] = field(default_factory=dict)
-    entities: dict[tuple[int, int], BodyEntity] = field(default_factory=dict)
+    entities: dict[EntityKey, Entity] = field(default_factory=dict)
+    messages: dict[int, eve.MessageSummary] = field(default_factory=dict)  # SMTP, by txid
+    linked: bool = False  # the FTP data-connection check was made
+    ftp_upload: bool = False
+    ftp_context: dict[str, Any] | None = None
+
+    def ftp_key(self, txid: int) -> EntityKey:
+        return ("ftp", txid, TO_SERVER if self.ftp_upload else TO_CLIENT)
+
     flipped: bool = False
     tunnel: bool = False
     anomalies: int = 0
@@ -83,6 +109,7 @@ class Summary:
     flows: int = 0
     objects: int = 0
     uploads: list[eve.Record] = field(default_factory=list)
+    messages: list[eve.Record] = field(default_factory=list)  # smtp events
     anomalies: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     capture_errors: list[str] = field(default_factory=list)
@@ -119,7 +146,14 @@ class Pipeline:
             max_parts=c.max_parts,
             max_part_header_bytes=c.max_part_header_bytes,
         )
+        self._mime_caps = MimeCaps()
         self._specs = protocol_specs(config)
+        self._tunnel_specs = tunnel_specs(self._specs)
+        self._handlers = self._event_handlers()
+        # FTP data connections announced on control connections: (accepting address, port)
+        # -> (control flow, announcement). Linked at the data connection's first byte.
+        self._ftp_expected: dict[tuple[bytes, int], tuple[Flow, ftp.FtpDataExpected]] = {}
+        self._ftp_serial = 0
         self.summary = Summary()
         self._gap_bytes = 0
         self._retransmitted = 0
@@ -235,8 +269,11 @@ class Pipeline:
     def _deliver(
         self, flow: Flow, analysis: Analysis, direction: int, items: list[bytes | Gap], ts: float
     ) -> None:
-        session = analysis.session
+        if analysis.session.state == DETECTING and self._ftp_expected and not analysis.linked:
+            analysis.linked = True
+            self._link_ftp_data(flow, analysis)
         for item in items:
+            session = analysis.session  # a CONNECT tunnel hands over to a new session
             if session.state == COUNTING:
                 break
             if isinstance(item, Gap):
@@ -252,7 +289,7 @@ class Pipeline:
                 direction = 1 - direction
             if events:
                 self._app_events(flow, analysis, events, ts)
-        if session.state == COUNTING or analysis.tunnel:
+        if analysis.session.state == COUNTING or analysis.tunnel:
             self._stop_analysis(flow, analysis, ts)
 
     def _flip(self, flow: Flow, analysis: Analysis) -> None:
@@ -283,79 +320,221 @@ class Pipeline:
 
     def _app_events(self, flow: Flow, analysis: Analysis, events: list[object], ts: float) -> None:
         flow.app_proto = analysis.session.app_proto
+        handlers = self._handlers
         for event in events:
-            if isinstance(event, http.BodyData):
-                self._entity_results(
-                    flow,
-                    analysis,
-                    (event.txid, event.direction),
-                    self._entity(analysis, event.txid, event.direction).feed(event.data),
-                    ts,
-                )
-            elif isinstance(event, http.BodyStart):
-                self._start_entity(flow, analysis, event)
-            elif isinstance(event, http.BodyGap):
-                self._entity_results(
-                    flow,
-                    analysis,
-                    (event.txid, event.direction),
-                    self._entity(analysis, event.txid, event.direction).gap(event.size),
-                    ts,
-                )
-            elif isinstance(event, http.BodyEnd):
-                self._finish_entity(
-                    flow, analysis, (event.txid, event.direction), event.complete, event.ts
-                )
-            elif isinstance(event, http.HttpRequestHead):
-                analysis.requests[event.txid] = event
-            elif isinstance(event, http.HttpTransaction):
-                analysis.requests.pop(event.txid, None)
-                self._emit(eve.http_record(flow, event, analysis.tunnel))
-            elif isinstance(event, http.TunnelStart):
-                analysis.tunnel = True
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(flow, analysis, event, ts)
             elif isinstance(event, Anomaly):
                 self._anomaly(flow, event, "app", ts)
 
-    def _start_entity(self, flow: Flow, analysis: Analysis, event: http.BodyStart) -> None:
+    def _event_handlers(self) -> dict[type, Callable[[Flow, Analysis, Any, float], None]]:
+        """Parser event type -> what the pipeline does with it (built once, no isinstance chain
+        per event)."""
+        return {
+            http.HttpRequestHead: self._on_http_request,
+            http.BodyStart: self._on_http_body_start,
+            http.BodyData: lambda f, a, e, ts: self._feed(
+                f, a, ("http", e.txid, e.direction), e.data, ts
+            ),
+            http.BodyGap: lambda f, a, e, ts: self._gap(
+                f, a, ("http", e.txid, e.direction), e.size, ts
+            ),
+            http.BodyEnd: lambda f, a, e, ts: self._finish_entity(
+                f, a, ("http", e.txid, e.direction), e.complete, e.ts
+            ),
+            http.HttpTransaction: self._on_http_transaction,
+            http.TunnelStart: self._on_http_tunnel,
+            smtp.MessageStart: self._on_smtp_message,
+            smtp.MessageData: lambda f, a, e, ts: self._feed(
+                f, a, ("smtp", e.txid, TO_SERVER), e.data, ts
+            ),
+            smtp.MessageGap: lambda f, a, e, ts: self._gap(
+                f, a, ("smtp", e.txid, TO_SERVER), e.size, ts
+            ),
+            smtp.MessageEnd: lambda f, a, e, ts: self._finish_entity(
+                f, a, ("smtp", e.txid, TO_SERVER), e.complete, e.ts
+            ),
+            smtp.SmtpTransaction: self._on_smtp_transaction,
+            smtp.StartTls: self._on_tunnel,
+            tls.TlsHandshake: lambda f, a, e, ts: self._emit(eve.tls_record(f, e)),
+            tls.TlsEncrypted: self._on_tunnel,
+            ssh.SshSession: lambda f, a, e, ts: self._emit(eve.ssh_record(f, e)),
+            ftp.FtpDataExpected: self._on_ftp_expected,
+            ftp.FtpTransfer: lambda f, a, e, ts: self._emit(eve.ftp_transfer_record(f, e, None)),
+            ftp.FtpSession: self._on_ftp_session,
+            ftpdata.DataStart: self._on_ftp_data_start,
+            ftpdata.DataChunk: lambda f, a, e, ts: self._feed(f, a, a.ftp_key(e.txid), e.data, ts),
+            ftpdata.DataGap: lambda f, a, e, ts: self._gap(f, a, a.ftp_key(e.txid), e.size, ts),
+            ftpdata.DataEnd: lambda f, a, e, ts: self._finish_entity(
+                f, a, a.ftp_key(e.txid), e.complete, e.ts
+            ),
+        }
+
+    def _on_tunnel(self, flow: Flow, analysis: Analysis, event: object, ts: float) -> None:
+        """CONNECT, Upgrade or STARTTLS: the rest of the flow is opaque, only counted."""
+        analysis.tunnel = True
+
+    def _on_http_tunnel(
+        self, flow: Flow, analysis: Analysis, event: http.TunnelStart, ts: float
+    ) -> None:
+        """CONNECT accepted: what runs inside (TLS above all) gets its own detection and
+        parser; an Upgrade (e.g. WebSocket) is only counted."""
+        request = analysis.requests.get(event.txid)
+        if request is None or request.method.upper() != b"CONNECT":
+            analysis.tunnel = True
+            return
+        analysis.session = AppSession(self._tunnel_specs, self.config.stream.detect_bytes)
+        if event.held_to_server:
+            events = analysis.session.feed(Direction.TO_SERVER, event.held_to_server, ts)
+            self._app_events(flow, analysis, events, ts)
+
+    def _on_ftp_expected(
+        self, flow: Flow, analysis: Analysis, event: ftp.FtpDataExpected, ts: float
+    ) -> None:
+        """Remember where the announced data connection will go. Clients connect to the
+        control server's address whatever a 227 says, so passive endpoints are keyed by it."""
+        if event.mode == "passive":
+            host = flow.server
+        else:
+            try:
+                host = (
+                    socket.inet_pton(
+                        socket.AF_INET6 if ":" in event.host else socket.AF_INET, event.host
+                    )
+                    if event.host
+                    else flow.client
+                )
+            except OSError:
+                host = flow.client
+        port = event.port or flow.client_port
+        if len(self._ftp_expected) >= _MAX_FTP_EXPECTED:
+            self._ftp_expected.pop(next(iter(self._ftp_expected)))
+        self._ftp_expected[(host, port)] = (flow, event)
+
+    def _on_ftp_session(
+        self, flow: Flow, analysis: Analysis, event: ftp.FtpSession, ts: float
+    ) -> None:
+        self._emit(eve.ftp_session_record(flow, event))
+        if event.auth_tls:
+            analysis.tunnel = True
+
+    def _link_ftp_data(self, flow: Flow, analysis: Analysis) -> None:
+        """A new connection's first byte: is it a data connection an FTP control connection
+        announced? Then its bytes are that transfer's file, whatever they look like."""
+        link = self._ftp_expected.pop((flow.server, flow.server_port), None)
+        if link is None:
+            return
+        control, expected = link
+        self._ftp_serial += 1
+        parser = ftpdata.FtpDataParser(expected, self._ftp_serial)
+        analysis.session = AppSession.attached("ftp-data", parser)
+        analysis.ftp_context = {
+            "type": "data",
+            "command": expected.command,
+            "filename": expected.filename,
+            "mode": expected.mode,
+            "control_flow_id": control.flow_id,
+            "control_tx_id": expected.txid,
+        }
+
+    def _on_ftp_data_start(
+        self, flow: Flow, analysis: Analysis, event: ftpdata.DataStart, ts: float
+    ) -> None:
+        analysis.ftp_upload = event.upload
+        analysis.entities[analysis.ftp_key(event.txid)] = BodyEntity(
+            [], [], event.ts, self._content_caps, self._store, event.filename
+        )
+
+    def _on_http_request(
+        self, flow: Flow, analysis: Analysis, event: http.HttpRequestHead, ts: float
+    ) -> None:
+        analysis.requests[event.txid] = event
+
+    def _on_http_transaction(
+        self, flow: Flow, analysis: Analysis, event: http.HttpTransaction, ts: float
+    ) -> None:
+        analysis.requests.pop(event.txid, None)
+        self._emit(eve.http_record(flow, event, analysis.tunnel))
+
+    def _on_http_body_start(
+        self, flow: Flow, analysis: Analysis, event: http.BodyStart, ts: float
+    ) -> None:
         request = analysis.requests.get(event.txid)
         name_hint = _uri_basename(request.uri) if request is not None else None
-        analysis.entities[(event.txid, int(event.direction))] = BodyEntity(
+        analysis.entities[("http", event.txid, int(event.direction))] = BodyEntity(
             event.headers, event.encodings, event.ts, self._content_caps, self._store, name_hint
         )
 
-    def _entity(self, analysis: Analysis, txid: int, direction: int) -> BodyEntity:
-        key = (txid, int(direction))
+    def _on_smtp_message(
+        self, flow: Flow, analysis: Analysis, event: smtp.MessageStart, ts: float
+    ) -> None:
+        analysis.entities[("smtp", event.txid, TO_SERVER)] = MimeMessage(
+            event.ts, self._mime_caps, self._content_caps, self._store
+        )
+
+    def _on_smtp_transaction(
+        self, flow: Flow, analysis: Analysis, event: smtp.SmtpTransaction, ts: float
+    ) -> None:
+        message = analysis.messages.pop(event.txid, None)
+        record = eve.smtp_record(flow, event, message)
+        self.summary.messages.append(record)
+        self._emit(record)
+
+    def _entity(self, analysis: Analysis, key: EntityKey) -> Entity:
         entity = analysis.entities.get(key)
-        if entity is None:  # body data without a start: treat as an unlabelled body
-            entity = analysis.entities[key] = BodyEntity(
-                [], [], self._now, self._content_caps, self._store, None
-            )
+        if entity is None:  # data without a start (a parser quirk): an unlabelled body
+            if key[0] == "smtp":
+                entity = MimeMessage(self._now, self._mime_caps, self._content_caps, self._store)
+            else:
+                entity = BodyEntity([], [], self._now, self._content_caps, self._store, None)
+            analysis.entities[key] = entity
         return entity
 
+    def _feed(self, flow: Flow, analysis: Analysis, key: EntityKey, data: bytes, ts: float) -> None:
+        self._entity_results(flow, analysis, key, self._entity(analysis, key).feed(data), ts)
+
+    def _gap(self, flow: Flow, analysis: Analysis, key: EntityKey, size: int, ts: float) -> None:
+        self._entity_results(flow, analysis, key, self._entity(analysis, key).gap(size), ts)
+
     def _finish_entity(
-        self, flow: Flow, analysis: Analysis, key: tuple[int, int], complete: bool, ts: float
+        self, flow: Flow, analysis: Analysis, key: EntityKey, complete: bool, ts: float
     ) -> None:
         entity = analysis.entities.pop(key, None)
-        if entity is not None:
-            self._entity_results(flow, analysis, key, entity.end(complete), ts)
+        if entity is None:
+            return
+        self._entity_results(flow, analysis, key, entity.end(complete), ts)
+        if isinstance(entity, MimeMessage):
+            summary = analysis.messages.setdefault(key[1], eve.MessageSummary())
+            summary.attachments = entity.attachments
+            summary.size = entity.size
+            summary.sha256 = entity.sha256
+            summary.complete = complete
 
     def _entity_results(
         self,
         flow: Flow,
         analysis: Analysis,
-        key: tuple[int, int],
-        results: list[FileInfo | Anomaly],
+        key: EntityKey,
+        results: Sequence[FileInfo | Anomaly | MessageHeaders],
         ts: float,
     ) -> None:
+        proto, txid, direction = key
         for result in results:
             if isinstance(result, Anomaly):
                 self._anomaly(flow, result, "content", ts)
                 continue
-            txid, direction = key
-            request = analysis.requests.get(txid)
-            context = eve.http_fields(request, None) if request is not None else None
+            if isinstance(result, MessageHeaders):
+                analysis.messages.setdefault(txid, eve.MessageSummary()).headers = result
+                continue
+            context = None
+            if proto == "http":
+                request = analysis.requests.get(txid)
+                context = eve.http_fields(request, None) if request is not None else None
+            elif proto == "ftp":
+                context = analysis.ftp_context
             record = eve.file_record(
-                flow, ts, result, DIRECTION_NAMES[direction], "http", txid, context
+                flow, ts, result, DIRECTION_NAMES[direction], proto, txid, context
             )
             self.summary.objects += 1
             if direction == TO_SERVER:

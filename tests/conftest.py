@@ -42,10 +42,3 @@ def require_tool(name: str) -> str:
 @pytest.fixture
 def privileged_netns() -> None:
     require_root_netns()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def replay_workdir(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from tests import replays
-
-    replays.set_workdir(tmp_path_factory.mktemp("replays"))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -41,18 +44,18 @@ class Replay:
         return [e for e in self.events if e["event_type"] == event_type]
 
 
-_WORK: list[Path] = []
-
-
-def set_workdir(path: Path) -> None:
-    _WORK.append(path)
+@cache
+def _workdir() -> Path:
+    """One scratch directory per test session, removed when the interpreter exits."""
+    path = Path(tempfile.mkdtemp(prefix="sluice-replays-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 @cache
 def replay(path: Path) -> Replay:
     """`sluice extract` on one capture (in-process), cached for the session."""
-    assert _WORK, "the replay_workdir fixture sets the scratch directory"
-    out = _WORK[0] / path.parent.name / path.stem
+    out = _workdir() / path.parent.name / path.stem
     out.mkdir(parents=True, exist_ok=True)
     summary, _ = run([str(path)], out, Config(), extract=True)
     events = [json.loads(line) for line in (out / "events.jsonl").open()]

@@ -10,18 +10,22 @@ from pathlib import Path
 from sensor.anomaly import KINDS, markdown
 from tests.replays import ROOT, all_inputs, replay
 
-KIND_SHAPE = re.compile(r"^(capture|decode|frag|tcp|http|content|multipart|parser)_[a-z0-9_]+$")
+KIND_SHAPE = re.compile(
+    r"^(capture|decode|frag|tcp|http|smtp|ftp|tls|ssh|content|multipart|mime|parser)_[a-z0-9_]+$"
+)
 LAYERS = {"capture", "decode", "stream", "app", "content"}
 
 # String literals of that shape that are not anomaly kinds (event fields, counters).
 NOT_KINDS = {
     "capture_errors",
     "content_type",
+    "content_visible",
     "http_content_type",
     "http_method",
     "http_refer",
     "http_request_content_type",
     "http_user_agent",
+    "mime_type",
     "tcp_checksum_bad",
 }
 

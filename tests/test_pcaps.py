@@ -35,6 +35,54 @@ def _match_multiset(
         assert not remaining, f"unexpected {what}s: {remaining}"
 
 
+SMTP_KEYS = (
+    "helo",
+    "mail_from",
+    "rcpt_to",
+    "rcpt_rejected",
+    "status",
+    "tls",
+    "auth_mechanism",
+    "attachments",
+)
+
+
+def _smtp_view(result: Replay) -> list[dict[str, Any]]:
+    rows = []
+    for event in result.of_type("smtp"):
+        s = event["smtp"]
+        row = {key: s.get(key) for key in SMTP_KEYS}
+        row["subject"] = s.get("headers", {}).get("subject")
+        rows.append(row)
+    return rows
+
+
+def _lookup(obj: Any, path: str) -> Any:
+    """`certificates[0].subject` style paths into an event sub-object; None when absent."""
+    for part in path.split("."):
+        name, _, index = part.partition("[")
+        obj = obj.get(name) if isinstance(obj, dict) else None
+        if index:
+            i = int(index.rstrip("]"))
+            obj = obj[i] if isinstance(obj, list) and len(obj) > i else None
+    return obj
+
+
+def _view(expected: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each record reduced to the keys the expectation names (paths resolved)."""
+    keys = {key for want in expected for key in want}
+    return [{key: _lookup(record, key) for key in keys} for record in records]
+
+
+def _ssh_body(event: dict[str, Any]) -> dict[str, Any]:
+    """The ssh sub-object with client/server flattened to the parser's field names."""
+    body = dict(event["ssh"])
+    for side in ("client", "server"):
+        for key, value in body.pop(side, {}).items():
+            body[f"{side}_{key}"] = value
+    return body
+
+
 def _http_view(result: Replay) -> list[dict[str, Any]]:
     rows = []
     for event in result.of_type("http"):
@@ -53,6 +101,21 @@ def test_case(capture: Path) -> None:
         )
     if "http" in expected:
         _match_multiset(expected["http"], _http_view(result), True, "http request")
+    if "smtp" in expected:
+        _match_multiset(expected["smtp"], _smtp_view(result), True, "smtp transaction")
+    app_records = {
+        "tls": [e["tls"] for e in result.of_type("tls")],
+        "ssh": [_ssh_body(e) for e in result.of_type("ssh")],
+        "ftp": [e["ftp"] for e in result.of_type("ftp") if e["ftp"]["type"] == "transfer"],
+        "ftp_sessions": [e["ftp"] for e in result.of_type("ftp") if e["ftp"]["type"] == "session"],
+    }
+    for key, records in app_records.items():
+        if key in expected:
+            _match_multiset(expected[key], _view(expected[key], records), True, f"{key} record")
+    if expected.get("secrets_absent"):
+        text = (result.out / "events.jsonl").read_text() + (result.out / "files.jsonl").read_text()
+        for secret in expected["secrets_absent"]:
+            assert secret not in text, "a credential reached the output"
     seen = set(result.summary.anomalies)
     for kind in expected.get("anomalies_include", []):
         assert kind in seen, f"anomaly {kind} not reported; saw {sorted(seen)}"

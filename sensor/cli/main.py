@@ -159,6 +159,19 @@ def print_summary(
             )
         if len(summary.uploads) > 50:
             w(f"    ... {len(summary.uploads) - 50} more in {out / 'events.jsonl'}\n")
+    if summary.messages:
+        w("  mail (SMTP transactions):\n")
+        for record in summary.messages[:50]:
+            m = record["smtp"]
+            rcpts = ", ".join(m["rcpt_to"][:3]) + (" ..." if len(m["rcpt_to"]) > 3 else "")
+            subject = m.get("headers", {}).get("subject")
+            seen = "" if m["content_visible"] else "  (TLS: content not visible)"
+            w(
+                f"    {record['timestamp'][:19]}  {record['src_ip']} -> "
+                f"{record['dest_ip']}:{record['dest_port']}  {m['mail_from'] or '-'} -> "
+                f"{rcpts or '-'}  {subject!r}  {m['attachments']} attachment(s)  "
+                f"{m['status']}{seen}\n"
+            )
     w(f"  events: {out / 'events.jsonl'}\n")
 
 

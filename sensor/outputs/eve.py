@@ -12,14 +12,20 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import IO, Any
 
 from sensor.anomaly import Anomaly
 from sensor.content.entity import FileInfo
+from sensor.content.mime import MessageHeaders
 from sensor.flows.community import community_id
 from sensor.flows.table import Flow
+from sensor.protocols.ftp import FtpSession, FtpTransfer
 from sensor.protocols.http import HttpRequestHead, HttpResponseHead, HttpTransaction
+from sensor.protocols.smtp import SmtpTransaction
+from sensor.protocols.ssh import SshSession
+from sensor.protocols.tls import TlsHandshake
 
 PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "IPv6-ICMP", 132: "SCTP"}
 
@@ -167,6 +173,117 @@ def file_record(
     record["file"] = body
     if context:
         record[proto] = context
+    return record
+
+
+@dataclass(slots=True)
+class MessageSummary:
+    """What the MIME engine learnt of one SMTP message, joined to its transaction."""
+
+    headers: MessageHeaders | None = None
+    attachments: int = 0
+    size: int = 0
+    sha256: str | None = None
+    complete: bool = False
+
+
+def smtp_record(flow: Flow, tx: SmtpTransaction, message: MessageSummary | None) -> Record:
+    """One SMTP transaction. Credentials never appear: the parser keeps only the AUTH
+    mechanism. With STARTTLS the content was not visible, and the record says so."""
+    record = flow_header(flow, "smtp", tx.ts)
+    body: Record = {
+        "tx_id": tx.txid,
+        "helo": tx.helo,
+        "mail_from": tx.mail_from,
+        "rcpt_to": list(tx.rcpt_to),
+        "rcpt_rejected": list(tx.rcpt_rejected),
+        "status": tx.status,
+        "tls": tx.tls,
+        "auth_mechanism": tx.auth_mechanism,
+        "bdat": tx.bdat,
+        "size": tx.size,
+        "last_reply": tx.last_reply,
+        "content_visible": not tx.tls,
+    }
+    if tx.mail_params:
+        body["mail_params"] = list(tx.mail_params)
+    if message is not None:
+        body["attachments"] = message.attachments
+        if message.sha256 is not None:
+            body["message_sha256"] = message.sha256
+        h = message.headers
+        if h is not None:
+            headers: Record = {
+                "from": h.from_,
+                "to": list(h.to),
+                "cc": list(h.cc),
+                "subject": h.subject,
+                "date": h.date,
+                "message_id": h.message_id,
+                "user_agent": h.user_agent,
+            }
+            body["headers"] = {k: v for k, v in headers.items() if v not in (None, [])}
+    else:
+        body["attachments"] = 0
+    record["smtp"] = body
+    return record
+
+
+def _fields(value: object, skip: tuple[str, ...] = ("ts",)) -> Record:
+    """A parser's summary dataclass as a JSON object: same field names, times as ISO 8601."""
+    out: Record = {}
+    for f in fields(value):  # type: ignore[arg-type]
+        if f.name in skip:
+            continue
+        item = getattr(value, f.name)
+        if f.name.endswith(("_start", "_end")) and isinstance(item, float):
+            item = iso_time(item)
+        out[f.name] = item
+    return out
+
+
+def tls_record(flow: Flow, hs: TlsHandshake) -> Record:
+    record = flow_header(flow, "tls", hs.ts)
+    record["tls"] = _fields(hs)
+    return record
+
+
+def ssh_record(flow: Flow, session: SshSession) -> Record:
+    record = flow_header(flow, "ssh", session.ts)
+    body = _fields(session)
+    body["client"] = {
+        "banner": body.pop("client_banner"),
+        "software": body.pop("client_software"),
+        "hassh": body.pop("client_hassh"),
+        "hassh_string": body.pop("client_hassh_string"),
+    }
+    body["server"] = {
+        "banner": body.pop("server_banner"),
+        "software": body.pop("server_software"),
+        "hassh": body.pop("server_hassh"),
+        "hassh_string": body.pop("server_hassh_string"),
+    }
+    record["ssh"] = body
+    return record
+
+
+def ftp_transfer_record(flow: Flow, tx: FtpTransfer, data: Record | None) -> Record:
+    """One FTP transfer command with its outcome; `data` joins its data connection."""
+    record = flow_header(flow, "ftp", tx.ts)
+    body = _fields(tx)
+    body["type"] = "transfer"
+    if data is not None:
+        body["data"] = data
+    record["ftp"] = body
+    return record
+
+
+def ftp_session_record(flow: Flow, session: FtpSession) -> Record:
+    """The control connection as a whole (PASS is never kept by the parser)."""
+    record = flow_header(flow, "ftp", session.ts)
+    body = _fields(session)
+    body["type"] = "session"
+    record["ftp"] = body
     return record
 
 

@@ -50,6 +50,16 @@ class AppSession:
         self.app_proto: str | None = None
         self.flip = False  # set once: the detected roles are the reverse of the flow's
 
+    @classmethod
+    def attached(cls, name: str, parser: Parser) -> AppSession:
+        """A session whose protocol is already known (e.g. an FTP data connection announced
+        on its control connection): no detection, straight to PARSING."""
+        session = cls((), 0)
+        session.app_proto = name
+        session.parser = parser
+        session.state = PARSING
+        return session
+
     # -- driving -------------------------------------------------------------------------
 
     def feed(self, direction: Direction, data: bytes, ts: float) -> list[object]:

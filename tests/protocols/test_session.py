@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from sensor.anomaly import Anomaly
 from sensor.protocols.base import Direction, ProtocolViolation
-from sensor.protocols.detect import ProtocolSpec, detect_ssh, detect_tls
+from sensor.protocols.detect import ProtocolSpec
 from sensor.protocols.session import COUNTING, PARSING, AppSession
+from sensor.protocols.ssh import detect as detect_ssh
 
 C2S, S2C = Direction.TO_SERVER, Direction.TO_CLIENT
 
@@ -116,16 +117,3 @@ def test_gap_before_detection_gives_up_and_eof_decides_on_short_streams() -> Non
     other.feed(C2S, b"PIN", 1.0)
     other.eof(C2S, 2.0)
     assert other.state == COUNTING
-
-
-def test_tls_and_ssh_detectors() -> None:
-    hello = bytes([22, 3, 1, 0, 200, 1, 0, 0, 196, 3, 3])
-    assert detect_tls(C2S, hello) is True
-    assert detect_tls(S2C, hello) is False
-    server_hello = bytes([22, 3, 3, 0, 90, 2, 0])
-    assert detect_tls(S2C, server_hello) is True
-    assert detect_tls(C2S, b"\x16\x03") is None
-    assert detect_tls(C2S, b"GET / HTTP/1.1\r\n") is False
-    assert detect_ssh(C2S, b"SSH-2.0-x") is True
-    assert detect_ssh(C2S, b"SS") is None
-    assert detect_ssh(C2S, b"HELO") is False
