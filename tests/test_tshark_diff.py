@@ -113,3 +113,96 @@ def test_requests_and_bodies_agree_with_tshark(case: str, tmp_path: Path) -> Non
         assert sum(1 for f in result.files if f["part_index"] is not None) >= 2
     else:
         assert not missing, f"tshark exported bodies Sluice did not: {missing}"
+
+
+# Real SMTP captures (aiosmtpd and smtplib, see each case's README); tshark needs to be told
+# that port 2525 is SMTP, Sluice finds it by content.
+REAL_SMTP_CASES = {
+    "smtp-plain": [],
+    "smtp-attachments": [],
+    "smtp-multi": [],
+    "smtp-pipelining": [],
+    "smtp-rejected-rcpt": [],
+    "smtp-auth": [],
+    "smtp-dot-stuffing": [],
+    "smtp-submission-2525": ["-d", "tcp.port==2525,smtp"],
+}
+
+
+def _address(parameter: str) -> str:
+    """`FROM:<a@b> SIZE=1` -> `a@b` (the path between the angle brackets)."""
+    start, end = parameter.find("<"), parameter.find(">")
+    return parameter[start + 1 : end] if 0 <= start < end else parameter.split(":", 1)[-1]
+
+
+@pytest.mark.parametrize("case", sorted(REAL_SMTP_CASES))
+def test_smtp_envelopes_and_messages_agree_with_tshark(case: str, tmp_path: Path) -> None:
+    """Envelopes as tshark's SMTP dissector reads them, and whole messages as its IMF export
+    writes them: every message Sluice saw (its `message_sha256`) is one tshark exported.
+    tshark also exports each message/rfc822 attachment as a message of its own; Sluice
+    reports those as parts of the outer message, so such extras must lie inside one of ours."""
+    require_tool("tshark")
+    pcap = PCAPS / case / "input.pcap"
+    extra = REAL_SMTP_CASES[case]
+    out = subprocess.run(
+        [
+            "tshark",
+            "-r",
+            str(pcap),
+            *extra,
+            "-Y",
+            "smtp.req",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=|",
+            "-e",
+            "smtp.req.command",
+            "-e",
+            "smtp.req.parameter",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    senders: Counter[str] = Counter()
+    recipients: Counter[str] = Counter()
+    for line in out.splitlines():
+        commands, _, parameters = line.partition("\t")
+        # Pipelined commands (RFC 2920) share a segment: tshark lists them together, and
+        # parameter-less ones (DATA) leave no entry among the parameters.
+        params = iter(parameters.split("|"))
+        for command in commands.split("|"):
+            if command.upper() == "MAIL":
+                senders[_address(next(params, ""))] += 1
+            elif command.upper() == "RCPT":
+                recipients[_address(next(params, ""))] += 1
+            elif command.upper() in ("EHLO", "HELO", "AUTH"):
+                next(params, "")
+    result = replay(pcap)
+    transactions = [e["smtp"] for e in result.of_type("smtp")]
+    assert Counter(t["mail_from"] for t in transactions if t["mail_from"]) == senders
+    assert Counter(a for t in transactions for a in t["rcpt_to"] + t["rcpt_rejected"]) == recipients
+
+    directory = tmp_path / "imf"
+    directory.mkdir()
+    subprocess.run(
+        ["tshark", "-r", str(pcap), *extra, "-q", "--export-objects", f"imf,{directory}"],
+        capture_output=True,
+        check=True,
+    )
+    # tshark exports the DATA content as sent, dot-stuffing included; the message is what is
+    # left after unstuffing (RFC 5321 4.5.2), which is what Sluice hashes.
+    theirs = {}
+    for path in directory.iterdir():
+        data = path.read_bytes()
+        data = (data[1:] if data.startswith(b"..") else data).replace(b"\r\n..", b"\r\n.")
+        theirs[hashlib.sha256(data).hexdigest()] = data
+    ours = {t["message_sha256"] for t in transactions if "message_sha256" in t}
+    assert ours, "no message seen"
+    assert ours <= set(theirs), "a message Sluice saw differs from tshark's export"
+    for sha, data in theirs.items():
+        if sha not in ours:
+            assert any(data in theirs[mine] for mine in ours), "tshark exported a message we lack"
