@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import posixpath
 import socket
+import struct
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from probes.frame import Frame
+from probes.frame import LINKTYPE_ETHERNET, Frame
 from sensor.anomaly import Anomaly
 from sensor.config import Config
 from sensor.content.entity import BodyEntity, ContentCaps, FileInfo
@@ -32,6 +33,7 @@ from sensor.decode.decoder import DecodeCaps, Decoder
 from sensor.decode.packet import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Packet
 from sensor.flows.table import (
     STATE_CLOSED,
+    STATE_ESTABLISHED,
     STATE_NEW,
     TO_CLIENT,
     TO_SERVER,
@@ -49,6 +51,7 @@ Sink = eve.Sink
 
 DIRECTION_NAMES = ("upload", "download")  # TO_SERVER, TO_CLIENT
 _STATE_FLAGS = TCP_FIN | TCP_SYN | TCP_RST  # the flags that can change a flow's TCP state
+_PORTS = struct.Struct("!HH")
 _MAX_FTP_EXPECTED = 4096  # announced FTP data connections waiting to be seen
 
 
@@ -153,6 +156,9 @@ class Pipeline:
         # FTP data connections announced on control connections: (accepting address, port)
         # -> (control flow, announcement). Linked at the data connection's first byte.
         self._ftp_expected: dict[tuple[bytes, int], tuple[Flow, ftp.FtpDataExpected]] = {}
+        self._bypass_on = config.flows.bypass
+        self._bypass: dict[bytes, tuple[Flow, int]] = {}
+        self._bypassed = 0
         self._ftp_serial = 0
         self.summary = Summary()
         self._gap_bytes = 0
@@ -181,7 +187,38 @@ class Pipeline:
         """One captured frame through every stage. This is the hot path: keep it flat."""
         summary = self.summary
         summary.packets += 1
-        summary.bytes += len(frame.data)
+        data = frame.data
+        summary.bytes += len(data)
+        # Flow bypass (Suricata's idea): once a flow is only counted (TLS, SSH after detection,
+        # unknown protocols), its plain Ethernet/IPv4/TCP packets without SYN/FIN/RST need
+        # nothing but the counters, read straight from the header bytes. Everything else, and
+        # any packet due a timeout scan, takes the full path below.
+        if (
+            self._bypass
+            and frame.linktype == LINKTYPE_ETHERNET
+            and len(data) >= 54
+            and data[12] == 8
+            and data[13] == 0
+            and data[14] == 0x45
+            and data[23] == PROTO_TCP
+            and not data[47] & _STATE_FLAGS
+            and not (data[20] & 0x3F or data[21])
+        ):
+            hit = self._bypass.get(data[26:38])
+            if hit is not None and frame.ts < self.flows.next_scan:
+                flow, direction = hit
+                ip_len = (data[16] << 8) | data[17]
+                if ip_len >= 40:
+                    ts = frame.ts
+                    self._now = flow.last = ts
+                    self._bypassed += 1
+                    if direction == TO_SERVER:
+                        flow.pkts_toserver += 1
+                        flow.bytes_toserver += ip_len
+                    else:
+                        flow.pkts_toclient += 1
+                        flow.bytes_toclient += ip_len
+                    return
         decoder = self.decoder
         pkt = decoder.decode(frame)
         if decoder.pending_anomalies:
@@ -220,6 +257,28 @@ class Pipeline:
                 flows.update_tcp_state(flow, direction, flags)
             if not flow.counted:
                 self._tcp(flow, direction, pkt)
+            elif flow.state == STATE_ESTABLISHED and not flow.bypassed and self._bypass_on:
+                self._start_bypass(flow)
+
+    def _start_bypass(self, flow: Flow) -> None:
+        """Register an established, only-counted IPv4 TCP flow for the header-bytes fast path,
+        keyed by src+dst address and ports as they stand in the packet, both directions."""
+        flow.bypassed = True
+        if flow.ip_version != 4:
+            return
+        to_server = flow.client + flow.server + _PORTS.pack(flow.client_port, flow.server_port)
+        to_client = flow.server + flow.client + _PORTS.pack(flow.server_port, flow.client_port)
+        self._bypass[to_server] = (flow, TO_SERVER)
+        self._bypass[to_client] = (flow, TO_CLIENT)
+
+    def _end_bypass(self, flow: Flow) -> None:
+        if flow.bypassed and flow.ip_version == 4:
+            self._bypass.pop(
+                flow.client + flow.server + _PORTS.pack(flow.client_port, flow.server_port), None
+            )
+            self._bypass.pop(
+                flow.server + flow.client + _PORTS.pack(flow.server_port, flow.client_port), None
+            )
 
     def _tcp(self, flow: Flow, direction: int, pkt: Packet) -> None:
         flags = pkt.tcp_flags
@@ -555,6 +614,7 @@ class Pipeline:
             flow.report_start = now
 
     def _end_flow(self, flow: Flow, reason: str, ts: float) -> None:
+        self._end_bypass(flow)
         analysis = flow.app
         tcp: eve.Record | None = None
         if isinstance(analysis, Analysis):
@@ -608,6 +668,7 @@ class Pipeline:
                 "timed_out": self.flows.timed_out,
                 "evicted": self.flows.evicted,
                 "peak": self.flows.peak,
+                "bypassed_packets": self._bypassed,
             },
             "stream": {
                 "gap_bytes": self._gap_bytes,

@@ -225,3 +225,30 @@ def test_any_segmentation_and_order_gives_the_same_upload(
     assert uploads[0]["sha256"] == hashlib.sha256(body).hexdigest()
     assert uploads[0]["complete"] and uploads[0]["missing_bytes"] == 0
     assert not any(e["event_type"] == "anomaly" for e in events)
+
+
+def test_flow_bypass_changes_nothing_but_the_work_done(tmp_path: Path) -> None:
+    """The header-bytes fast path for counted-only flows must give exactly the events of the
+    full path: same flows, counters, objects and anomalies (only the stats differ)."""
+    import subprocess
+    import sys
+
+    from sensor.config import FlowConfig
+    from tests.replays import ROOT
+
+    pcap = tmp_path / "mixed.pcap"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/gen_mixed.py"), "--packets", "20000", str(pcap)],
+        check=True,
+        capture_output=True,
+    )
+    runs = []
+    for bypass in (True, False):
+        events = _run(pcap, Config(flows=FlowConfig(bypass=bypass)))
+        stats = events.pop()["stats"]
+        runs.append((events, stats))
+    (fast, fast_stats), (slow, slow_stats) = runs
+    assert fast_stats["flows"]["bypassed_packets"] > 10000  # the fast path did carry the bulk
+    assert slow_stats["flows"]["bypassed_packets"] == 0
+    assert fast == slow
+    assert any(e["event_type"] == "file" for e in fast)

@@ -50,6 +50,8 @@ class FlowConfig:
     active_timeout: float = 3600.0  # long flows report an interim `flow` record this often
     max_flows: int = 250_000  # memory cap: beyond it the least recently seen flows are evicted
     scan_interval: float = 5.0  # packet-clock seconds between timeout scans
+    # Counted-only flows (encrypted or unknown) skip decoding: same counters, less work.
+    bypass: bool = True
 
 
 @dataclass(frozen=True, slots=True)

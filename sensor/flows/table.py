@@ -80,6 +80,7 @@ class Flow:
     app: object | None = None  # per-flow analysis state, owned by the pipeline
     app_proto: str | None = None
     counted: bool = False  # analysis over (unknown protocol, tunnel, detached): only counted
+    bypassed: bool = False  # registered for the pipeline's header-bytes fast path
     _community_id: str | None = field(default=None, repr=False)
 
     def flip(self) -> None:
