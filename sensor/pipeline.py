@@ -206,18 +206,18 @@ class Pipeline:
         ):
             hit = self._bypass.get(data[26:38])
             if hit is not None and frame.ts < self.flows.next_scan:
-                flow, direction = hit
+                counted, way = hit
                 ip_len = (data[16] << 8) | data[17]
                 if ip_len >= 40:
                     ts = frame.ts
-                    self._now = flow.last = ts
+                    self._now = counted.last = ts
                     self._bypassed += 1
-                    if direction == TO_SERVER:
-                        flow.pkts_toserver += 1
-                        flow.bytes_toserver += ip_len
+                    if way == TO_SERVER:
+                        counted.pkts_toserver += 1
+                        counted.bytes_toserver += ip_len
                     else:
-                        flow.pkts_toclient += 1
-                        flow.bytes_toclient += ip_len
+                        counted.pkts_toclient += 1
+                        counted.bytes_toclient += ip_len
                     return
         decoder = self.decoder
         pkt = decoder.decode(frame)
