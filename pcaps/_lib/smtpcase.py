@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import smtplib
 import subprocess
 from collections import defaultdict
 from email.header import decode_header, make_header
@@ -18,6 +19,8 @@ from typing import Any
 
 import dpkt
 
+from pcaps._lib import expect, mailmsg, realcase
+from pcaps._lib.fakedata import patients_csv
 from pcaps._lib.netns import CLIENT_V4, CLIENT_V6, SERVER_V4
 from pcaps._lib.realcase import append_record, read_records
 
@@ -164,3 +167,64 @@ def client_payloads(pcap: Path) -> list[bytes]:
             if isinstance(tcp, dpkt.tcp.TCP) and dpkt.utils.inet_to_str(ip.src) == CLIENT_V4:
                 out.append(bytes(tcp.data))
     return out
+
+
+# --- the plain one-message case (smtp-plain, and smtp-submission-2525 on another port) ---------
+
+PLAIN_SUBJECT_RAW = (
+    "=?UTF-8?Q?Uitslagen_r=C3=B6ntgen_?= =?UTF-8?B?d2VlayAyNyDigJMgdmVydHJvdXdlbGlqaw==?="
+)
+PLAIN_SUBJECT = "Uitslagen röntgen week 27 \u2013 vertrouwelijk"  # EN DASH
+
+
+def plain_message(msg_id: str, patients_seed: int) -> bytes:
+    """One plain-text message: the Subject is two RFC 2047 encoded words (Q then B); the body
+    is 8bit UTF-8 with 1,500 fake patient rows (from `patients_seed`)."""
+    body = (
+        "Beste collega,\n\nHierbij de uitslagen van deze week (fictief, testdata).\n"
+        "Met vriendelijke groet,\nA. Voorbeeld\n\n"
+        + patients_csv(1_500, seed=patients_seed).decode()
+    )
+    return mailmsg.message(
+        subject=PLAIN_SUBJECT_RAW,
+        msg_id=msg_id,
+        body_entity=mailmsg.text_entity(body, "8bit"),
+    )
+
+
+def run_plain_case(script: str, *, port: int, msg_id: str, patients_seed: int) -> None:
+    """A REAL case's whole generate.py: smtplib sends plain_message(msg_id, patients_seed) to
+    aiosmtpd on `port`, one recipient; expected.json has the whole body as the one object."""
+    message = plain_message(msg_id, patients_seed)
+
+    def server(workdir: Path) -> None:
+        serve_smtp(RecordingHandler(workdir), port)
+
+    def client(workdir: Path) -> None:
+        with smtplib.SMTP(SERVER_V4, port, local_hostname=CLIENT_HELO, timeout=10) as smtp:
+            refused = smtp.sendmail(mailmsg.SENDER, [mailmsg.EXTERNAL], message)
+            assert not refused, refused
+            record_sent(workdir, message)
+
+    def build_expected(case_dir: Path, workdir: Path) -> None:
+        check_delivered(workdir, [(message, mailmsg.SENDER, [mailmsg.EXTERNAL])])
+        assert expect.message_subject(message) == PLAIN_SUBJECT
+        pcap = case_dir / "input.pcap"
+        check_imf(pcap, [PLAIN_SUBJECT], port)
+        flows = expect.count_flows(pcap)
+        assert flows == 1, flows
+        expect.write_expected_mail(
+            case_dir,
+            objects=expect.smtp_objects(message),
+            smtp=[
+                expect.smtp_transaction(
+                    helo=CLIENT_HELO,
+                    mail_from=mailmsg.SENDER,
+                    rcpt_to=[mailmsg.EXTERNAL],
+                    message=message,
+                )
+            ],
+            flows=flows,
+        )
+
+    realcase.run_case(script, server, client, build_expected)

@@ -3,10 +3,8 @@ privacy, detection, segmentation, and a real pyftpdlib/ftplib conversation."""
 
 from __future__ import annotations
 
-import contextlib
 import ftplib
 import io
-import random
 import socket
 import sys
 import threading
@@ -18,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sensor.anomaly import KINDS, Anomaly
+from sensor.anomaly import KINDS
 from sensor.protocols.base import Direction, ProtocolViolation
 from sensor.protocols.ftp import (
     FtpCaps,
@@ -29,49 +27,26 @@ from sensor.protocols.ftp import (
     FtpViolation,
     detect,
 )
+from tests.protocols.feeding import (
+    TS,
+    C,
+    LoopbackRelay,
+    S,
+    Segment,
+    assert_same_events,
+    draw_splits,
+    feed_split,
+    kinds,
+    of,
+    runner,
+)
 
-C = Direction.TO_SERVER
-S = Direction.TO_CLIENT
-TS = 1.0
 PASSWORD = "Zr7-geheim-Wachtwoord"
-
-Segment = tuple[Direction, bytes]
 
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def run(
-    segments: list[Segment],
-    split: str = "whole",
-    seed: int = 0,
-    eof: bool = True,
-    caps: FtpCaps | None = None,
-) -> list[object]:
-    parser = FtpParser(caps) if caps else FtpParser()
-    rng = random.Random(seed)
-    events: list[object] = []
-    for direction, data in segments:
-        if split == "whole":
-            pieces = [data]
-        elif split == "bytes":
-            pieces = [data[i : i + 1] for i in range(len(data))]
-        else:
-            cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, 6))) if data else []
-            pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
-        for piece in pieces:
-            events += parser.feed(direction, piece, TS)
-    if eof:
-        events += parser.eof(C, TS)
-        events += parser.eof(S, TS)
-    return events
-
-
-def of(events: list[object], kind: type) -> list[Any]:
-    return [e for e in events if isinstance(e, kind)]
-
-
-def kinds(events: list[object]) -> list[str]:
-    return [e.kind for e in events if isinstance(e, Anomaly)]
+run = runner(FtpParser, max_cuts=6)
 
 
 def session(events: list[object]) -> FtpSession:
@@ -220,23 +195,14 @@ def test_samples_use_only_registered_kinds() -> None:
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_same_events_whole_bytes_and_random_splits(name: str) -> None:
-    whole = run(SAMPLES[name])
-    assert whole == run(SAMPLES[name], "bytes")
-    for seed in range(5):
-        assert whole == run(SAMPLES[name], "random", seed)
+    assert_same_events(run, SAMPLES[name], seeds=range(5))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=st.sampled_from(sorted(SAMPLES)), data=st.data())
 def test_any_split_gives_the_same_events(name: str, data: st.DataObject) -> None:
-    parser = FtpParser()
-    events: list[object] = []
-    for direction, payload in SAMPLES[name]:
-        cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(payload) - 1)), max_size=8)))
-        for a, b in zip([0, *cuts], [*cuts, len(payload)], strict=True):
-            events += parser.feed(direction, payload[a:b], TS)
-    events += parser.eof(C, TS) + parser.eof(S, TS)
-    assert events == run(SAMPLES[name])
+    splits = draw_splits(data, SAMPLES[name], inner=True)
+    assert feed_split(FtpParser(), SAMPLES[name], splits) == run(SAMPLES[name])
 
 
 # --- transfers and endpoints --------------------------------------------------------------------
@@ -639,7 +605,7 @@ def test_protocol_shaped_input_is_split_invariant(
     lines: list[tuple[Direction, bytes]], seed: int
 ) -> None:
     segments = [(d, w + b"\r\n") for d, w in lines]
-    assert run(segments) == run(segments, "bytes") == run(segments, "random", seed)
+    assert_same_events(run, segments, seeds=[seed])
 
 
 # --- detection ----------------------------------------------------------------------------------
@@ -694,52 +660,6 @@ def _import_pyftpdlib(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delitem(sys.modules, name)
 
 
-class _Relay:
-    """A loopback TCP relay for one connection that records the bytes of each direction in the
-    order they crossed it (recorded before forwarding, so the order is causal)."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.segments: list[Segment] = []
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        client, _ = self.listener.accept()
-        server = socket.create_connection(self.target)
-        pumps = [
-            threading.Thread(target=self._pump, args=(client, server, C), daemon=True),
-            threading.Thread(target=self._pump, args=(server, client, S), daemon=True),
-        ]
-        for pump in pumps:
-            pump.start()
-        for pump in pumps:
-            pump.join()
-        client.close()
-        server.close()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, direction: Direction) -> None:
-        while True:
-            try:
-                data = src.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                with contextlib.suppress(OSError):
-                    dst.shutdown(socket.SHUT_WR)
-                return
-            with self.lock:
-                self.segments.append((direction, data))
-            dst.sendall(data)
-
-    def close(self) -> None:
-        self.thread.join(timeout=10)
-        self.listener.close()
-
-
 class _RecordingFTP(ftplib.FTP):
     """ftplib client that remembers the port of every data connection it opened."""
 
@@ -784,7 +704,7 @@ def ftp_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
 
 def test_real_pyftpdlib_conversation(ftp_server: tuple[int, Path]) -> None:
     port, root = ftp_server
-    relay = _Relay(("127.0.0.1", port))
+    relay = LoopbackRelay(port)
     upload = b"patient_id,name\n" + b"P000001,Anna Testhuis\n" * 3000
     ftp = _RecordingFTP()
     ftp.data_ports = []
@@ -801,8 +721,7 @@ def test_real_pyftpdlib_conversation(ftp_server: tuple[int, Path]) -> None:
 
     # Sanity of the recording: commands and replies really crossed the relay.
     assert any(d is C and b"STOR patients-export.csv" in b for d, b in relay.segments)
-    whole = run(relay.segments)
-    assert whole == run(relay.segments, "bytes") == run(relay.segments, "random", 7)
+    whole = assert_same_events(run, relay.segments, seeds=[7])
     assert endpoints(whole) == [
         ("STOR", "patients-export.csv", "upload", "127.0.0.1", ftp.data_ports[0], "passive"),
         ("RETR", "outgoing/results.csv", "download", "127.0.0.1", ftp.data_ports[1], "passive"),

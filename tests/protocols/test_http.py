@@ -6,16 +6,12 @@ import gzip
 import http.client
 import http.server
 import io
-import itertools
-import random
-from dataclasses import replace
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sensor.anomaly import Anomaly
 from sensor.protocols.base import Direction, ProtocolViolation
 from sensor.protocols.http import (
     BodyData,
@@ -31,64 +27,30 @@ from sensor.protocols.http import (
     TunnelStart,
     detect,
 )
-
-C = Direction.TO_SERVER
-S = Direction.TO_CLIENT
-TS = 1.0
-
-Segment = tuple[Direction, bytes]
+from tests.protocols.feeding import (
+    TS,
+    C,
+    S,
+    Segment,
+    assert_same_events,
+    draw_splits,
+    feed_split,
+    fuzz_feed,
+    kinds,
+    merge_adjacent,
+    of,
+    runner,
+)
 
 # --- helpers ------------------------------------------------------------------------------------
 
 
 def merge(events: list[object]) -> list[object]:
     """Merge adjacent BodyData of the same message: segmentation must not matter otherwise."""
-    out: list[object] = []
-    for ev in events:
-        last = out[-1] if out else None
-        if (
-            isinstance(ev, BodyData)
-            and isinstance(last, BodyData)
-            and (last.txid, last.direction) == (ev.txid, ev.direction)
-        ):
-            out[-1] = replace(last, data=last.data + ev.data)
-        else:
-            out.append(ev)
-    return out
+    return merge_adjacent(events, BodyData, key=lambda e: (e.txid, e.direction))
 
 
-def run(
-    segments: list[Segment],
-    split: str = "whole",
-    seed: int = 0,
-    eof: bool = True,
-    caps: HttpCaps | None = None,
-) -> list[object]:
-    parser = HttpParser(caps) if caps else HttpParser()
-    rng = random.Random(seed)
-    events: list[object] = []
-    for direction, data in segments:
-        if split == "whole":
-            pieces = [data]
-        elif split == "bytes":
-            pieces = [data[i : i + 1] for i in range(len(data))]
-        else:
-            cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, 6))) if data else []
-            pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
-        for piece in pieces:
-            events += parser.feed(direction, piece, TS)
-    if eof:
-        events += parser.eof(C, TS)
-        events += parser.eof(S, TS)
-    return merge(events)
-
-
-def of(events: list[object], kind: type) -> list[Any]:
-    return [e for e in events if isinstance(e, kind)]
-
-
-def kinds(events: list[object]) -> list[str]:
-    return [e.kind for e in events if isinstance(e, Anomaly)]
+run = runner(HttpParser, max_cuts=6, merge=merge)
 
 
 def body(events: list[object], txid: int, direction: Direction) -> bytes:
@@ -228,25 +190,15 @@ SAMPLES: dict[str, list[Segment]] = {
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_whole_bytewise_and_random_splits_agree(name: str) -> None:
-    whole = run(SAMPLES[name])
+    whole = assert_same_events(run, SAMPLES[name], seeds=range(5))
     assert any(isinstance(e, HttpTransaction) for e in whole)
-    assert run(SAMPLES[name], "bytes") == whole
-    for seed in range(5):
-        assert run(SAMPLES[name], "random", seed) == whole
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=st.sampled_from(sorted(SAMPLES)), data=st.data())
 def test_hypothesis_splits_agree(name: str, data: st.DataObject) -> None:
     segments = SAMPLES[name]
-    parser = HttpParser()
-    events: list[object] = []
-    for direction, payload in segments:
-        cuts = data.draw(st.lists(st.integers(0, len(payload)), max_size=8).map(sorted))
-        bounds = [0, *cuts, len(payload)]
-        for a, b in itertools.pairwise(bounds):
-            events += parser.feed(direction, payload[a:b], TS)
-    events += parser.eof(C, TS) + parser.eof(S, TS)
+    events = feed_split(HttpParser(), segments, draw_splits(data, segments))
     assert merge(events) == run(segments)
 
 
@@ -654,16 +606,7 @@ def test_violation_stops_parser() -> None:
 def test_arbitrary_bytes_only_raise_violation(chunks: list[tuple[Direction, bytes, int]]) -> None:
     parser = HttpParser(HttpCaps(max_header_bytes=256, max_start_line=64, max_chunk_line=32))
     prefixes = [b"", b"GET / HTTP/1.1\r\n", b"HTTP/1.1 200 OK\r\n", b"\r\n"]
-    try:
-        for direction, data, action in chunks:
-            if action == 3:
-                parser.gap(direction, len(data) + 1, TS)
-            else:
-                parser.feed(direction, prefixes[action] + data, TS)
-        parser.eof(C, TS)
-        parser.eof(S, TS)
-    except ProtocolViolation:
-        pass
+    fuzz_feed(parser, chunks, prefixes, gap_action=3)
 
 
 @settings(max_examples=200, deadline=None)

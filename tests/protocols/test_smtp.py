@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import ast
 import base64
-import contextlib
-import itertools
-import random
 import smtplib
 import socket
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,62 +29,31 @@ from sensor.protocols.smtp import (
     StartTls,
     detect,
 )
-
-C = Direction.TO_SERVER
-S = Direction.TO_CLIENT
-TS = 1.0
-
-Segment = tuple[Direction, bytes]
+from tests.protocols.feeding import (
+    TS,
+    C,
+    LoopbackRelay,
+    S,
+    Segment,
+    assert_same_events,
+    draw_splits,
+    feed_split,
+    fuzz_feed,
+    kinds,
+    merge_adjacent,
+    of,
+    runner,
+)
 
 # --- helpers ------------------------------------------------------------------------------------
 
 
 def merge(events: list[object]) -> list[object]:
     """Merge adjacent MessageData of the same message: segmentation must not matter otherwise."""
-    out: list[object] = []
-    for ev in events:
-        last = out[-1] if out else None
-        if isinstance(ev, MessageData) and isinstance(last, MessageData) and last.txid == ev.txid:
-            out[-1] = replace(last, data=last.data + ev.data)
-        else:
-            out.append(ev)
-    return out
+    return merge_adjacent(events, MessageData, key=lambda e: e.txid)
 
 
-def pieces(data: bytes, split: str, rng: random.Random) -> list[bytes]:
-    if split == "whole":
-        return [data]
-    if split == "bytes":
-        return [data[i : i + 1] for i in range(len(data))]
-    cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, 8))) if len(data) > 1 else []
-    return [data[a:b] for a, b in itertools.pairwise([0, *cuts, len(data)])]
-
-
-def run(
-    segments: list[Segment],
-    split: str = "whole",
-    seed: int = 0,
-    eof: bool = True,
-    caps: SmtpCaps | None = None,
-) -> list[object]:
-    parser = SmtpParser(caps) if caps else SmtpParser()
-    rng = random.Random(seed)
-    events: list[object] = []
-    for direction, data in segments:
-        for piece in pieces(data, split, rng):
-            events += parser.feed(direction, piece, TS)
-    if eof:
-        events += parser.eof(C, TS)
-        events += parser.eof(S, TS)
-    return merge(events)
-
-
-def of(events: list[object], kind: type) -> list[Any]:
-    return [e for e in events if isinstance(e, kind)]
-
-
-def kinds(events: list[object]) -> list[str]:
-    return [e.kind for e in events if isinstance(e, Anomaly)]
+run = runner(SmtpParser, max_cuts=8, merge=merge)
 
 
 def message(events: list[object], txid: int) -> bytes:
@@ -294,11 +259,8 @@ MESSAGES: dict[str, dict[int, bytes]] = {
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_whole_bytewise_and_random_splits_agree(name: str) -> None:
-    whole = run(SAMPLES[name])
+    whole = assert_same_events(run, SAMPLES[name], seeds=range(6))
     assert of(whole, SmtpTransaction)
-    assert run(SAMPLES[name], "bytes") == whole
-    for seed in range(6):
-        assert run(SAMPLES[name], "random", seed) == whole
 
 
 @pytest.mark.parametrize("name", sorted(MESSAGES))
@@ -315,13 +277,7 @@ def test_message_bytes(name: str) -> None:
 @given(name=st.sampled_from(sorted(SAMPLES)), data=st.data())
 def test_hypothesis_splits_agree(name: str, data: st.DataObject) -> None:
     segments = SAMPLES[name]
-    parser = SmtpParser()
-    events: list[object] = []
-    for direction, payload in segments:
-        cuts = data.draw(st.lists(st.integers(0, len(payload)), max_size=8).map(sorted))
-        for a, b in itertools.pairwise([0, *cuts, len(payload)]):
-            events += parser.feed(direction, payload[a:b], TS)
-    events += parser.eof(C, TS) + parser.eof(S, TS)
+    events = feed_split(SmtpParser(), segments, draw_splits(data, segments))
     assert merge(events) == run(segments)
 
 
@@ -803,16 +759,7 @@ def test_arbitrary_bytes_only_raise_violation(chunks: list[tuple[Direction, byte
         SmtpCaps(max_line=64, max_rcpt=4, max_pending_commands=8, max_bdat_chunk=99)
     )
     prefixes = [b"", b"MAIL FROM:<a@x>\r\n", b"DATA\r\n", b"354 go\r\n", b"BDAT 5\r\n"]
-    try:
-        for direction, data, action in chunks:
-            if action == 5:
-                parser.gap(direction, len(data) + 1, TS)
-            else:
-                parser.feed(direction, prefixes[action] + data, TS)
-        parser.eof(C, TS)
-        parser.eof(S, TS)
-    except ProtocolViolation:
-        pass
+    fuzz_feed(parser, chunks, prefixes, gap_action=5)
 
 
 @settings(max_examples=300, deadline=None)
@@ -971,51 +918,6 @@ def test_every_smtp_kind_is_registered_in_app_layer() -> None:
 # --- real software: aiosmtpd server, smtplib client, bytes recorded by a loopback relay -------
 
 
-class _Relay:
-    """A one-connection TCP relay on 127.0.0.1 that records what each side sent, in order."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.record: list[Segment] = []
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        client, _ = self.listener.accept()
-        server = socket.create_connection(("127.0.0.1", self.target_port))
-        pumps = [
-            threading.Thread(target=self._pump, args=(client, server, C), daemon=True),
-            threading.Thread(target=self._pump, args=(server, client, S), daemon=True),
-        ]
-        for pump in pumps:
-            pump.start()
-        for pump in pumps:
-            pump.join(timeout=30)
-        client.close()
-        server.close()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, direction: Direction) -> None:
-        while True:
-            try:
-                data = src.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                with contextlib.suppress(OSError):
-                    dst.shutdown(socket.SHUT_WR)
-                return
-            with self.lock:  # recorded before forwarding: replies always come later
-                self.record.append((direction, data))
-            dst.sendall(data)
-
-    def close(self) -> None:
-        self.thread.join(timeout=30)
-        self.listener.close()
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -1052,7 +954,7 @@ def test_real_aiosmtpd_and_smtplib_session() -> None:
         auth_require_tls=False,
     )
     controller.start()
-    relay = _Relay(controller.port)
+    relay = LoopbackRelay(controller.port)
     body1 = (
         b"From: lab@lab.example\r\nTo: out@example.org\r\nSubject: export\r\n\r\n"
         b"BSN;name\r\n.hidden line\r\n..two dots\r\n.\r\n\r\nend\r\n"
@@ -1075,7 +977,7 @@ def test_real_aiosmtpd_and_smtplib_session() -> None:
     finally:
         relay.close()
         controller.stop()
-    segments = list(relay.record)
+    segments = list(relay.segments)
     assert len(received) == 2
     sent1, sent2 = (body if body.endswith(b"\r\n") else body + b"\r\n" for body in (body1, body2))
     client_bytes = b"".join(d for direction, d in segments if direction == C)
@@ -1119,7 +1021,7 @@ def test_relay_sees_real_bytes_quickly() -> None:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    relay = _Relay(port)
+    relay = LoopbackRelay(port)
     with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as sock:
         assert sock.recv(100) == b"220 hi SMTP\r\n"
         sock.sendall(b"QUIT\r\n")
@@ -1129,4 +1031,4 @@ def test_relay_sees_real_bytes_quickly() -> None:
     relay.close()
     thread.join(timeout=10)
     echo.close()
-    assert relay.record[0] == (S, b"220 hi SMTP\r\n")
+    assert relay.segments[0] == (S, b"220 hi SMTP\r\n")

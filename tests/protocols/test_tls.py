@@ -6,12 +6,10 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
-import random
 import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
@@ -21,8 +19,8 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sensor.anomaly import KINDS, Anomaly
-from sensor.protocols.base import Direction, ProtocolViolation
+from sensor.anomaly import KINDS
+from sensor.protocols.base import ProtocolViolation
 from sensor.protocols.tls import (
     TlsCaps,
     TlsEncrypted,
@@ -32,52 +30,17 @@ from sensor.protocols.tls import (
     detect,
     is_grease,
 )
+from tests.protocols.feeding import TS, C, S, Segment, assert_same_events, kinds, of, runner
 
-C = Direction.TO_SERVER
-S = Direction.TO_CLIENT
-TS = 1.0
 SNI = "files.example.org"
 NOT_BEFORE = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 NOT_AFTER = datetime.datetime(2035, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 
-Segment = tuple[Direction, bytes]
-
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def run(
-    segments: list[Segment],
-    split: str = "whole",
-    seed: int = 0,
-    eof: bool = True,
-    caps: TlsCaps | None = None,
-) -> list[object]:
-    """Feed segments (whole, byte by byte or in random pieces), then eof both sides."""
-    parser = TlsParser(caps) if caps else TlsParser()
-    rng = random.Random(seed)
-    events: list[object] = []
-    for direction, data in segments:
-        if split == "whole":
-            pieces = [data]
-        elif split == "bytes":
-            pieces = [data[i : i + 1] for i in range(len(data))]
-        else:
-            cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, 8))) if data else []
-            pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
-        for piece in pieces:
-            events += parser.feed(direction, piece, TS)
-    if eof:
-        events += parser.eof(C, TS)
-        events += parser.eof(S, TS)
-    return events
-
-
-def of(events: list[object], kind: type) -> list[Any]:
-    return [e for e in events if isinstance(e, kind)]
-
-
-def kinds(events: list[object]) -> list[str]:
-    return [e.kind for e in events if isinstance(e, Anomaly)]
+# Feed segments (whole, byte by byte or in random pieces), then eof both sides.
+run = runner(TlsParser, max_cuts=8)
 
 
 def handshake(events: list[object]) -> TlsHandshake:
@@ -284,18 +247,13 @@ def tls13(cert_files: tuple[Path, Path, bytes]) -> Session:
     return converse(server, client)
 
 
-SPLITS = [("whole", 0), ("bytes", 0), *(("random", seed) for seed in range(5))]
-
-
 @pytest.mark.parametrize("version", ["1.2", "1.3"])
 def test_real_handshake_same_events_however_split(
     version: str, tls12: Session, tls13: Session
 ) -> None:
     session = tls12 if version == "1.2" else tls13
-    reference = run(session.segments)
+    reference = assert_same_events(run, session.segments, seeds=range(5))
     assert [type(e) for e in reference] == [TlsHandshake, TlsEncrypted]
-    for split, seed in SPLITS:
-        assert run(session.segments, split, seed) == reference, (split, seed)
 
 
 def test_real_tls12(tls12: Session, cert_files: tuple[Path, Path, bytes]) -> None:
@@ -377,13 +335,11 @@ def test_hello_retry_request(cert_files: tuple[Path, Path, bytes]) -> None:
     hrr_random = hashlib.sha256(b"HelloRetryRequest").digest()
     (first_type, first_payload), (ccs_type, _) = records_of(session.segments[1][1])[:2]
     assert (first_type, first_payload[6:38], ccs_type) == (22, hrr_random, 20)
-    reference = run(session.segments)
+    reference = assert_same_events(run, session.segments, seeds=range(5))
     assert [type(e) for e in reference] == [TlsHandshake, TlsEncrypted]
     hs = handshake(reference)
     assert (hs.version, hs.sni, hs.cipher_suite) == ("TLSv1.3", SNI, session.cipher[0])
     assert not kinds(reference)
-    for split, seed in SPLITS:
-        assert run(session.segments, split, seed) == reference
 
 
 def test_hello_split_over_many_records(tls12: Session) -> None:
