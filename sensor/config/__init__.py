@@ -8,7 +8,11 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
 import tomllib
+import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -84,6 +88,90 @@ class OutputConfig:
     max_anomalies_per_flow: int = 32
 
 
+# GDPR Art. 44-49: transfers outside the EU/EEA need a legal basis. The 27 EU member states,
+# the three EEA EFTA states, and "EU", which registries use for EU-wide allocations.
+EU_EEA_COUNTRIES = (
+    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE",
+    "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
+    "IS", "LI", "NO",
+    "EU",
+)  # fmt: skip
+
+MEGABYTE = 1_000_000  # thresholds are written in MB = 10^6 bytes
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeThreshold:
+    """More than `bytes` outbound wire bytes within `seconds` from one host of `hosts`
+    (every internal host when empty). TOML: `{name, mb, minutes, hosts}`."""
+
+    name: str
+    bytes: int
+    seconds: float
+    hosts: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MeteringConfig:
+    bucket_seconds: float = 10.0  # fixed time buckets every window is built from
+    windows: tuple[float, ...] = (60.0, 600.0, 3600.0, 86400.0)  # sliding windows, seconds
+    window_slots: int = 60  # slots per window: granularity = max(bucket, window / slots)
+    timezone: str = "UTC"  # hour of day for baselines and days for slow exfiltration
+    # Memory caps; beyond them the least recently seen entries are evicted and counted.
+    max_hosts: int = 20_000
+    max_pairs: int = 200_000  # (internal host, destination IP)
+    max_bucket_entries: int = 100_000  # pairs within one bucket; the rest fold into "other"
+    max_names: int = 200_000  # destination IP -> name learnt from SNI/Host/DNS
+    max_destinations: int = 500_000  # destinations remembered for novelty
+    summary_destinations: int = 50  # per host summary; the rest summed as "other"
+    retention_days: float = 30.0  # idle hosts/pairs forgotten; novelty looks back this far
+    finding_cooldown: float = 3600.0  # the same finding is not repeated sooner
+    # Baseline: EWMA per hour of day of outbound wire bytes; spike when the current hour
+    # exceeds factor x expected and expected + min_bytes.
+    baseline_alpha: float = 0.2
+    baseline_min_days: int = 3
+    spike_factor: float = 4.0
+    spike_min_bytes: int = 50 * MEGABYTE
+    thresholds: tuple[VolumeThreshold, ...] = ()
+    # Slow exfiltration: upload-heavy traffic to one destination over many days.
+    slow_days: int = 14
+    slow_min_days: int = 5
+    slow_min_daily_bytes: int = 1 * MEGABYTE
+    slow_min_bytes: int = 200 * MEGABYTE
+    slow_min_ratio: float = 3.0
+    # Novel destination: first contact in retention_days, then volume within novel_window.
+    novel_learning_days: float = 7.0
+    novel_window: float = 3600.0
+    novel_min_bytes: int = 10 * MEGABYTE
+    # Transfers to countries outside transfer_allowed_countries / to categorised destinations,
+    # unique payload bytes within transfer_window.
+    transfer_allowed_countries: tuple[str, ...] = EU_EEA_COUNTRIES
+    transfer_window: float = 3600.0
+    transfer_min_bytes: int = 1 * MEGABYTE
+    category_min_bytes: int = 1 * MEGABYTE
+    # Upload-heavy asymmetry: payload out >= ratio x payload in, and >= min_bytes.
+    asymmetry_window: float = 600.0
+    asymmetry_min_bytes: int = 20 * MEGABYTE
+    asymmetry_ratio: float = 10.0
+
+    def __post_init__(self) -> None:
+        for key in ("bucket_seconds", "transfer_window", "asymmetry_window", "novel_window"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"metering.{key} must be positive")
+        for key in ("window_slots", "max_hosts", "max_pairs", "max_bucket_entries", "slow_days"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"metering.{key} must be at least 1")
+        if not 0 < self.baseline_alpha <= 1:
+            raise ConfigError("metering.baseline_alpha must be in (0, 1]")
+        durations = [*self.windows, self.transfer_window, self.asymmetry_window]
+        durations += [t.seconds for t in self.thresholds]
+        for seconds in durations:
+            if seconds < self.bucket_seconds:
+                raise ConfigError(
+                    f"metering: a window of {seconds:g} s is shorter than bucket_seconds"
+                )
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     home_net: tuple[IPNetwork, ...] = field(
@@ -95,6 +183,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     content: ContentConfig = field(default_factory=ContentConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    metering: MeteringConfig = field(default_factory=MeteringConfig)
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -104,6 +193,80 @@ _SECTIONS: dict[str, type[Any]] = {
     "http": HttpConfig,
     "content": ContentConfig,
     "output": OutputConfig,
+    "metering": MeteringConfig,
+}
+
+
+def _positive_numbers(value: object, key: str) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{key} must be a non-empty list of seconds")
+    out = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int | float) or not item > 0:
+            raise ConfigError(f"{key}: {item!r} is not a positive number of seconds")
+        out.append(float(item))
+    return tuple(sorted(set(out)))
+
+
+def _timezone(value: object, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a time zone name such as 'Europe/Amsterdam'")
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{key}: unknown time zone {value!r}") from None
+    return value
+
+
+def _countries(value: object, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key} must be a list of ISO 3166 alpha-2 codes")
+    for item in value:
+        if not isinstance(item, str) or not re.fullmatch(r"[A-Z]{2}", item):
+            raise ConfigError(f"{key}: {item!r} is not an ISO 3166 alpha-2 code such as 'NL'")
+    return tuple(value)
+
+
+def _thresholds(value: object, key: str) -> tuple[VolumeThreshold, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key} must be a list of tables {{name, mb, minutes, hosts}}")
+    rules = []
+    for i, item in enumerate(value):
+        where = f"{key}[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a table {{name, mb, minutes, hosts}}")
+        unknown = set(item) - {"name", "mb", "minutes", "hosts"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}.name must be a non-empty string")
+        numbers = {}
+        for unit in ("mb", "minutes"):
+            number = item.get(unit)
+            if isinstance(number, bool) or not isinstance(number, int | float):
+                raise ConfigError(f"{where}.{unit} must be a number")
+            if not number > 0 or not math.isfinite(number):
+                raise ConfigError(f"{where}.{unit} must be positive")
+            numbers[unit] = float(number)
+        hosts = parse_networks(item["hosts"], f"{where}.hosts") if "hosts" in item else ()
+        rules.append(
+            VolumeThreshold(
+                name=name,
+                bytes=round(numbers["mb"] * MEGABYTE),
+                seconds=numbers["minutes"] * 60.0,
+                hosts=hosts,
+            )
+        )
+    return tuple(rules)
+
+
+# Keys whose values are not plain numbers or booleans: (section, key) -> converter.
+_CONVERTERS: dict[tuple[str, str], Callable[[object, str], Any]] = {
+    ("metering", "windows"): _positive_numbers,
+    ("metering", "timezone"): _timezone,
+    ("metering", "transfer_allowed_countries"): _countries,
+    ("metering", "thresholds"): _thresholds,
 }
 
 
@@ -116,7 +279,10 @@ def _section(name: str, cls: type[Any], raw: object) -> Any:
         if key not in known:
             raise ConfigError(f"unknown key {name}.{key} (known: {', '.join(sorted(known))})")
         default = getattr(cls(), key)
-        if isinstance(default, bool):
+        convert = _CONVERTERS.get((name, key))
+        if convert is not None:
+            value = convert(value, f"{name}.{key}")
+        elif isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ConfigError(f"{name}.{key} must be true or false, not {value!r}")
         elif isinstance(default, int | float):

@@ -1,0 +1,295 @@
+"""SQLite time series of the metering stage: the one module of this package that does I/O.
+
+`MeterStore.write()` takes what `Meter.tick()` returned: every `VolumeSummary` is added (upsert,
+summing) to three tiers at once, each row one (bucket, host, destination):
+
+    tier   step     kept for    table
+    10s    10 s     1 day       volume_10s
+    1m     60 s     7 days      volume_1m
+    1h     3600 s   365 days    volume_1h
+
+so downsampling is write-through aggregation and needs no batch job. A host's totals are the
+sum of its destination rows (the meter folds what it does not name into "other"). `Finding`s go
+to the `findings` table. Time is packet time: retention is measured back from the newest bucket
+written, so replaying an old capture keeps its data. Size is bounded twice: by retention, and by
+`max_rows` per tier (oldest buckets deleted first); pruning runs when the newest packet time
+passes an hour boundary. Reopening the same file continues where it stopped (WAL journal).
+
+Queries for the CLI pick the finest tier that still holds `since` (relative to the newest data).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from sensor.metering.values import OTHER, Finding, Volume, VolumeSummary
+
+SCHEMA_VERSION = 1
+_COUNTERS = ("out_bytes", "out_packets", "out_payload", "in_bytes", "in_packets", "in_payload")
+_SUMS = ", ".join(f"SUM({c})" for c in _COUNTERS)
+
+
+class StoreError(Exception):
+    """The metering database cannot be used; the message says which file and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    name: str
+    step: int  # seconds per row
+    retention: int  # seconds kept, back from the newest bucket written
+
+
+DEFAULT_TIERS = (
+    Tier("10s", 10, 86400),
+    Tier("1m", 60, 7 * 86400),
+    Tier("1h", 3600, 365 * 86400),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TopRow:
+    host: str | None  # None when ranked by destination
+    dest: str | None  # None when ranked by host
+    name: str | None
+    volume: Volume
+
+
+class MeterStore:
+    def __init__(
+        self,
+        path: str | Path,
+        tiers: tuple[Tier, ...] = DEFAULT_TIERS,
+        max_rows: int = 5_000_000,
+    ) -> None:
+        self.path = Path(path)
+        self.tiers = tiers
+        self.max_rows = max_rows
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._create()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the metering database ({exc})") from None
+        self.newest = int(self._meta("newest") or 0)
+        self._pruned_hour = int(self._meta("pruned_hour") or 0)
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def _create(self) -> None:
+        db = self._db
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        version = self._meta("schema")
+        if version is None:
+            db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif version != str(SCHEMA_VERSION):
+            raise StoreError(
+                f"{self.path}: schema version {version}, this Sluice writes {SCHEMA_VERSION}"
+            )
+        columns = ", ".join(f"{c} INTEGER NOT NULL" for c in _COUNTERS)
+        for tier in self.tiers:
+            table = _table(tier)
+            db.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (ts INTEGER NOT NULL, host TEXT NOT NULL, "
+                f"dest TEXT NOT NULL, name TEXT, {columns}, PRIMARY KEY (ts, host, dest)) "
+                "WITHOUT ROWID"
+            )
+            db.execute(f"CREATE INDEX IF NOT EXISTS {table}_host ON {table} (host, ts)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS findings (id INTEGER PRIMARY KEY, ts REAL NOT NULL, "
+            "kind TEXT NOT NULL, host TEXT NOT NULL, window REAL, value REAL, threshold REAL, "
+            "detail TEXT, destinations TEXT)"
+        )
+        db.execute("CREATE INDEX IF NOT EXISTS findings_ts ON findings (ts)")
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: object) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+
+    # -- writing --------------------------------------------------------------------------
+
+    def write(self, items: Iterable[VolumeSummary | Finding]) -> None:
+        rows: list[tuple[int, str, str, str | None, int, int, int, int, int, int]] = []
+        findings = []
+        newest = self.newest
+        for item in items:
+            if isinstance(item, Finding):
+                findings.append(
+                    (item.ts, item.kind, item.host, item.window, item.value, item.threshold,
+                     item.detail, json.dumps(list(item.destinations)))
+                )  # fmt: skip
+                continue
+            ts = int(item.ts)
+            newest = max(newest, ts)
+            for dest in item.destinations:
+                v = dest.volume
+                rows.append(
+                    (ts, item.host, dest.ip, dest.name, v.out_bytes, v.out_packets,
+                     v.out_payload, v.in_bytes, v.in_packets, v.in_payload)
+                )  # fmt: skip
+        if not rows and not findings:
+            return
+        db = self._db
+        updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in _COUNTERS)
+        db.execute("BEGIN")
+        try:
+            for tier in self.tiers:
+                step = tier.step
+                db.executemany(
+                    f"INSERT INTO {_table(tier)} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    f"ON CONFLICT (ts, host, dest) DO UPDATE SET {updates}, "
+                    "name = COALESCE(excluded.name, name)",
+                    ((r[0] - r[0] % step, *r[1:]) for r in rows),
+                )
+            db.executemany("INSERT INTO findings VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)", findings)
+            if newest != self.newest:
+                self.newest = newest
+                self._set_meta("newest", newest)
+            if newest // 3600 != self._pruned_hour:
+                self._prune()
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _prune(self) -> None:
+        db = self._db
+        for tier in self.tiers:
+            table = _table(tier)
+            db.execute(f"DELETE FROM {table} WHERE ts < ?", (self.newest - tier.retention,))
+            (count,) = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+            if count > self.max_rows:
+                (cut,) = db.execute(
+                    f"SELECT ts FROM {table} ORDER BY ts LIMIT 1 OFFSET ?",
+                    (count - self.max_rows,),
+                ).fetchone()
+                db.execute(f"DELETE FROM {table} WHERE ts < ?", (cut,))
+        horizon = self.newest - max(t.retention for t in self.tiers)
+        db.execute("DELETE FROM findings WHERE ts < ?", (horizon,))
+        self._pruned_hour = self.newest // 3600
+        self._set_meta("pruned_hour", self._pruned_hour)
+
+    # -- queries --------------------------------------------------------------------------
+
+    def _tier_for(self, since: float, step: float = 0.0) -> Tier:
+        """Among tiers still holding `since`, the coarsest with a step <= `step`, else the
+        finest; the coarsest tier when none holds it."""
+        holding = [t for t in self.tiers if self.newest - t.retention <= since]
+        if not holding:
+            return max(self.tiers, key=lambda t: t.step)
+        fitting = [t for t in holding if t.step <= step]
+        if fitting:
+            return max(fitting, key=lambda t: t.step)
+        return min(holding, key=lambda t: t.step)
+
+    def top(
+        self,
+        window_start: float,
+        window_end: float,
+        by: Literal["host", "dest", "pair"] = "host",
+        limit: int = 10,
+    ) -> list[TopRow]:
+        """Largest outbound talkers among rows whose bucket starts in [start, end)."""
+        table = _table(self._tier_for(window_start))
+        group = {"host": "host", "dest": "dest", "pair": "host, dest"}.get(by)
+        if group is None:
+            raise ValueError(f"by must be 'host', 'dest' or 'pair', not {by!r}")
+        where = "ts >= ? AND ts < ?" + ("" if by == "host" else " AND dest != ?")
+        params: list[object] = [int(window_start), window_end]
+        if by != "host":
+            params.append(OTHER)
+        sql = (
+            f"SELECT host, dest, MAX(name), {_SUMS} FROM {table} WHERE {where} "
+            f"GROUP BY {group} ORDER BY SUM(out_bytes) DESC, {group} LIMIT ?"
+        )
+        rows = []
+        for host, dest, name, *sums in self._db.execute(sql, (*params, limit)):
+            rows.append(
+                TopRow(
+                    host if by != "dest" else None,
+                    dest if by != "host" else None,
+                    name if by != "host" else None,
+                    Volume(*sums),
+                )
+            )
+        return rows
+
+    def host_series(
+        self, ip: str, since: float, until: float, step: float
+    ) -> list[tuple[int, Volume]]:
+        """(bucket start, host total) per `step` seconds; empty buckets are left out."""
+        tier = self._tier_for(since, step)
+        step_i = max(int(step), tier.step)
+        sql = (
+            f"SELECT (ts / ?) * ? AS b, {_SUMS} FROM {_table(tier)} "
+            "WHERE host = ? AND ts >= ? AND ts < ? GROUP BY b ORDER BY b"
+        )
+        rows = self._db.execute(sql, (step_i, step_i, ip, int(since), until))
+        return [(int(b), Volume(*sums)) for b, *sums in rows]
+
+    def findings(
+        self,
+        since: float = 0.0,
+        until: float = float("inf"),
+        kind: str | None = None,
+        host: str | None = None,
+        limit: int = 1000,
+    ) -> list[Finding]:
+        sql = "SELECT ts, kind, host, window, value, threshold, detail, destinations FROM "
+        sql += "findings WHERE ts >= ? AND ts < ?"
+        params: list[object] = [since, until]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        if host is not None:
+            sql += " AND host = ?"
+            params.append(host)
+        sql += " ORDER BY ts, id LIMIT ?"
+        params.append(limit)
+        return [
+            Finding(kind_, host_, ts, window, value, threshold, detail, tuple(json.loads(dests)))
+            for ts, kind_, host_, window, value, threshold, detail, dests in self._db.execute(
+                sql, params
+            )
+        ]
+
+    def destinations(self, since: float) -> list[tuple[str, float]]:
+        """(name or IP, last contact) of every destination sent to since `since`, to seed
+        `Meter.learn_destinations` after a restart."""
+        tier = self._tier_for(since, float("inf"))
+        sql = (
+            f"SELECT COALESCE(name, dest), MAX(ts) FROM {_table(tier)} "
+            "WHERE ts >= ? AND dest != ? AND out_bytes > 0 GROUP BY 1"
+        )
+        return [(label, float(ts)) for label, ts in self._db.execute(sql, (int(since), OTHER))]
+
+    def rows(self, tier: str) -> int:
+        for t in self.tiers:
+            if t.name == tier:
+                (count,) = self._db.execute(f"SELECT COUNT(*) FROM {_table(t)}").fetchone()
+                return int(count)
+        raise ValueError(f"no tier {tier!r}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> MeterStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _table(tier: Tier) -> str:
+    if not tier.name.isalnum():
+        raise StoreError(f"tier name {tier.name!r} must be alphanumeric")
+    return f"volume_{tier.name}"
