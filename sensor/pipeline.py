@@ -14,6 +14,7 @@ detached, or which became a tunnel is only counted from then on: its streams are
 
 from __future__ import annotations
 
+import math
 import posixpath
 import socket
 import struct
@@ -40,6 +41,9 @@ from sensor.flows.table import (
     Flow,
     FlowTable,
 )
+from sensor.metering.meter import Meter
+from sensor.metering.store import MeterStore
+from sensor.metering.values import Finding, VolumeSummary
 from sensor.outputs import eve
 from sensor.protocols import ftp, ftpdata, http, smtp, ssh, tls
 from sensor.protocols.base import Direction
@@ -52,6 +56,7 @@ Sink = eve.Sink
 DIRECTION_NAMES = ("upload", "download")  # TO_SERVER, TO_CLIENT
 _STATE_FLAGS = TCP_FIN | TCP_SYN | TCP_RST  # the flags that can change a flow's TCP state
 _PORTS = struct.Struct("!HH")
+_SEQ = struct.Struct("!I")
 _MAX_FTP_EXPECTED = 4096  # announced FTP data connections waiting to be seen
 
 
@@ -112,6 +117,7 @@ class Summary:
     flows: int = 0
     objects: int = 0
     uploads: list[eve.Record] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     messages: list[eve.Record] = field(default_factory=list)  # smtp events
     anomalies: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
@@ -120,7 +126,12 @@ class Summary:
 
 class Pipeline:
     def __init__(
-        self, config: Config, sinks: Iterable[Sink], store: ObjectStore | None = None
+        self,
+        config: Config,
+        sinks: Iterable[Sink],
+        store: ObjectStore | None = None,
+        meter: Meter | None = None,
+        meter_store: MeterStore | None = None,
     ) -> None:
         self.config = config
         self._sinks = tuple(sinks)
@@ -156,6 +167,10 @@ class Pipeline:
         # FTP data connections announced on control connections: (accepting address, port)
         # -> (control flow, announcement). Linked at the data connection's first byte.
         self._ftp_expected: dict[tuple[bytes, int], tuple[Flow, ftp.FtpDataExpected]] = {}
+        self._meter = meter
+        self._meter_store = meter_store
+        self._meter_due = -math.inf if meter is not None else math.inf
+        self._horizon = -math.inf  # packet time of the next timeout scan or meter bucket end
         self._bypass_on = config.flows.bypass
         self._bypass: dict[bytes, tuple[Flow, int]] = {}
         self._bypassed = 0
@@ -205,19 +220,24 @@ class Pipeline:
             and not (data[20] & 0x3F or data[21])
         ):
             hit = self._bypass.get(data[26:38])
-            if hit is not None and frame.ts < self.flows.next_scan:
+            if hit is not None and frame.ts < self._horizon:
                 counted, way = hit
                 ip_len = (data[16] << 8) | data[17]
                 if ip_len >= 40:
                     ts = frame.ts
                     self._now = counted.last = ts
                     self._bypassed += 1
+                    plen = ip_len - 20 - ((data[46] >> 4) << 2)
                     if way == TO_SERVER:
                         counted.pkts_toserver += 1
                         counted.bytes_toserver += ip_len
+                        if plen > 0:
+                            _track_payload(counted, TO_SERVER, data[38:42], plen)
                     else:
                         counted.pkts_toclient += 1
                         counted.bytes_toclient += ip_len
+                        if plen > 0:
+                            _track_payload(counted, TO_CLIENT, data[38:42], plen)
                     return
         decoder = self.decoder
         pkt = decoder.decode(frame)
@@ -229,10 +249,14 @@ class Pipeline:
         ts = pkt.ts
         self._now = ts
         flows = self.flows
-        if ts >= flows.next_scan:
+        if ts >= self._horizon:
             if summary.first_ts is None:
                 summary.first_ts = ts
-            self._expire(ts)
+            if ts >= flows.next_scan:
+                self._expire(ts)
+            if self._meter is not None and ts >= self._meter_due:
+                self._meter_flush(ts)
+            self._horizon = min(flows.next_scan, self._meter_due)
         # Fast path: a known flow. A SYN on a closed connection's tuple (a new connection) and
         # every new flow take the table's full lookup.
         flags = pkt.tcp_flags
@@ -252,6 +276,14 @@ class Pipeline:
         else:
             flow.pkts_toclient += 1
             flow.bytes_toclient += pkt.ip_len
+        plen = len(pkt.payload) + pkt.payload_missing
+        if plen:
+            if pkt.proto == PROTO_TCP:
+                _track_payload(flow, direction, _SEQ.pack(pkt.seq), plen)
+            elif direction == TO_SERVER:
+                flow.payload_toserver += plen
+            else:
+                flow.payload_toclient += plen
         if pkt.proto == PROTO_TCP:
             if flags & _STATE_FLAGS or flow.state == STATE_NEW:
                 flows.update_tcp_state(flow, direction, flags)
@@ -270,6 +302,50 @@ class Pipeline:
         to_client = flow.server + flow.client + _PORTS.pack(flow.server_port, flow.client_port)
         self._bypass[to_server] = (flow, TO_SERVER)
         self._bypass[to_client] = (flow, TO_CLIENT)
+
+    # -- metering ------------------------------------------------------------------------
+
+    def _meter_flow(self, flow: Flow, ts: float) -> None:
+        """Hand the meter what this flow carried since it was last metered."""
+        now = (
+            flow.bytes_toserver, flow.pkts_toserver, flow.payload_toserver,
+            flow.bytes_toclient, flow.pkts_toclient, flow.payload_toclient,
+        )  # fmt: skip
+        before = flow.metered
+        if now == before:
+            return
+        flow.metered = now
+        meter = self._meter
+        assert meter is not None
+        if now[1] != before[1]:
+            meter.add(ts, flow.client, flow.server, now[0] - before[0], now[1] - before[1],
+                      now[2] - before[2], flow.server_port)  # fmt: skip
+        if now[4] != before[4]:
+            meter.add(ts, flow.server, flow.client, now[3] - before[3], now[4] - before[4],
+                      now[5] - before[5], flow.client_port)  # fmt: skip
+
+    def _meter_flush(self, now: float) -> None:
+        """A meter bucket ended: every flow's counts since the last flush belong to it (all
+        were seen before `now`), then the meter closes the bucket and reports."""
+        meter = self._meter
+        assert meter is not None
+        bucket = self.config.metering.bucket_seconds
+        inside = self._meter_due - bucket / 2 if self._meter_due > -math.inf else now
+        for flow in self.flows:
+            self._meter_flow(flow, inside)
+        self._meter_results(meter.tick(now))
+        self._meter_due = math.floor(now / bucket) * bucket + bucket
+
+    def _meter_results(self, results: list[VolumeSummary | Finding]) -> None:
+        interval = self.config.metering.volume_event_interval
+        for result in results:
+            if isinstance(result, Finding):
+                self._emit(eve.finding_record(result))
+                self.summary.findings.append(result)
+            elif interval and (result.ts + result.duration) % interval < result.duration:
+                self._emit(eve.volume_record(result))
+        if self._meter_store is not None and results:
+            self._meter_store.write(results)
 
     def _end_bypass(self, flow: Flow) -> None:
         if flow.bypassed and flow.ip_version == 4:
@@ -416,7 +492,7 @@ class Pipeline:
             ),
             smtp.SmtpTransaction: self._on_smtp_transaction,
             smtp.StartTls: self._on_tunnel,
-            tls.TlsHandshake: lambda f, a, e, ts: self._emit(eve.tls_record(f, e)),
+            tls.TlsHandshake: self._on_tls_handshake,
             tls.TlsEncrypted: self._on_tunnel,
             ssh.SshSession: lambda f, a, e, ts: self._emit(eve.ssh_record(f, e)),
             ftp.FtpDataExpected: self._on_ftp_expected,
@@ -447,6 +523,13 @@ class Pipeline:
         if event.held_to_server:
             events = analysis.session.feed(Direction.TO_SERVER, event.held_to_server, ts)
             self._app_events(flow, analysis, events, ts)
+
+    def _on_tls_handshake(
+        self, flow: Flow, analysis: Analysis, event: tls.TlsHandshake, ts: float
+    ) -> None:
+        self._emit(eve.tls_record(flow, event))
+        if self._meter is not None and event.sni:
+            self._meter.name(flow.server, event.sni, "sni")
 
     def _on_ftp_expected(
         self, flow: Flow, analysis: Analysis, event: ftp.FtpDataExpected, ts: float
@@ -509,6 +592,12 @@ class Pipeline:
         self, flow: Flow, analysis: Analysis, event: http.HttpRequestHead, ts: float
     ) -> None:
         analysis.requests[event.txid] = event
+        if self._meter is not None:
+            for key, value in event.headers:
+                if key.lower() == b"host":
+                    host = value.decode("ascii", errors="replace").rsplit(":", 1)[0]
+                    self._meter.name(flow.server, host.strip("[]"), "http")
+                    break
 
     def _on_http_transaction(
         self, flow: Flow, analysis: Analysis, event: http.HttpTransaction, ts: float
@@ -615,6 +704,10 @@ class Pipeline:
 
     def _end_flow(self, flow: Flow, reason: str, ts: float) -> None:
         self._end_bypass(flow)
+        if self._meter is not None:
+            bucket = self.config.metering.bucket_seconds
+            self._meter_flow(flow, self._meter_due - bucket / 2 if self._meter_due > -math.inf
+                             else ts)  # fmt: skip
         analysis = flow.app
         tcp: eve.Record | None = None
         if isinstance(analysis, Analysis):
@@ -643,10 +736,17 @@ class Pipeline:
         """End of input: every flow ends (reason "shutdown"), then a `stats` record."""
         ts = self._now
         self.summary.last_ts = ts if self.summary.first_ts is not None else None
+        if self._meter is not None:
+            bucket = self.config.metering.bucket_seconds
+            inside = self._meter_due - bucket / 2 if self._meter_due > -math.inf else ts
+            for flow in self.flows:
+                self._meter_flow(flow, inside)
         for flow in self.flows.drain():
             self._end_flow(flow, "shutdown", ts)
         for anomaly in self.decoder.tick(float("inf")):  # every held fragment expires now
             self._anomaly(None, Anomaly(anomaly.kind, anomaly.detail, ts), "decode", ts)
+        if self._meter is not None:
+            self._meter_results(self._meter.finish())
         self._emit(eve.stats_record(ts, self.stats()))
         return self.summary
 
@@ -692,3 +792,29 @@ def _uri_basename(uri: bytes) -> str | None:
         return None
     name = posixpath.basename(unquote_to_bytes(path).decode("utf-8", errors="replace"))
     return name or None
+
+
+def _track_payload(flow: Flow, direction: int, seq_bytes: bytes, size: int) -> None:
+    """Unique payload bytes of a TCP direction: only what lies beyond the highest sequence
+    number seen counts, so retransmissions do not (serial arithmetic, RFC 1982)."""
+    end = (int.from_bytes(seq_bytes, "big") + size) & 0xFFFFFFFF
+    if direction == TO_SERVER:
+        high = flow.seq_high_toserver
+        if high < 0:
+            flow.payload_toserver += size
+            flow.seq_high_toserver = end
+        else:
+            ahead = (end - high) & 0xFFFFFFFF
+            if 0 < ahead < 0x80000000:
+                flow.payload_toserver += min(ahead, size)
+                flow.seq_high_toserver = end
+    else:
+        high = flow.seq_high_toclient
+        if high < 0:
+            flow.payload_toclient += size
+            flow.seq_high_toclient = end
+        else:
+            ahead = (end - high) & 0xFFFFFFFF
+            if 0 < ahead < 0x80000000:
+                flow.payload_toclient += min(ahead, size)
+                flow.seq_high_toclient = end

@@ -16,12 +16,18 @@ from pathlib import Path
 from typing import IO
 
 from probes.pcap import PcapError, PcapReader
+from sensor.cli import top as top_view
 from sensor.config import Config, ConfigError, load_config
 from sensor.content.objects import ObjectStore
+from sensor.metering.categories import CategoryError, load_categories
+from sensor.metering.geo import GeoError, open_geo
+from sensor.metering.meter import Meter
+from sensor.metering.store import MeterStore, StoreError
 from sensor.outputs import eve
 from sensor.pipeline import Pipeline, Summary
 
 EXIT_USAGE = 2
+METER_DB = "sluice.db"  # in a replay's --out directory
 
 
 class UsageError(Exception):
@@ -39,6 +45,7 @@ def _build_parser() -> argparse.ArgumentParser:
     replay.add_argument("pcaps", nargs="+", metavar="PCAP")
     replay.add_argument("--out", required=True, metavar="DIR")
     replay.add_argument("--config", metavar="FILE")
+    replay.add_argument("--geoip", metavar="FILE", help="MaxMind-format country database")
     replay.add_argument("--quiet", action="store_true", help="no summary on stdout")
     extract = sub.add_parser(
         "extract", help="write every transferred object to DIR/files/<sha256> + DIR/files.jsonl"
@@ -46,7 +53,9 @@ def _build_parser() -> argparse.ArgumentParser:
     extract.add_argument("pcaps", nargs="+", metavar="PCAP")
     extract.add_argument("--out", required=True, metavar="DIR")
     extract.add_argument("--config", metavar="FILE")
+    extract.add_argument("--geoip", metavar="FILE", help="MaxMind-format country database")
     extract.add_argument("--quiet", action="store_true", help="no summary on stdout")
+    top_view.add_parsers(sub)
     return parser
 
 
@@ -78,8 +87,30 @@ def _load_config(path: str | None) -> Config:
         raise UsageError(f"config: {exc}") from None
 
 
-def run(paths: Sequence[str], out: Path, config: Config, extract: bool) -> tuple[Summary, float]:
-    """Replay `paths` in order through one pipeline; returns the summary and wall seconds."""
+def open_meter(config: Config, geoip: str | None) -> Meter:
+    """The volume meter with its data: destination categories from signatures/, countries
+    from the operator's MaxMind file or the bundled registry data."""
+    try:
+        categories = load_categories()
+        geo = open_geo(geoip)
+    except (CategoryError, GeoError) as exc:
+        raise UsageError(str(exc)) from None
+    return Meter(config.metering, config.home_net, categories, geo)
+
+
+def run(
+    paths: Sequence[str], out: Path, config: Config, extract: bool, geoip: str | None = None
+) -> tuple[Summary, float]:
+    """Replay `paths` in order through one pipeline; returns the summary and wall seconds.
+    The volume meter's time series go to DIR/sluice.db, which `sluice top --db DIR` reads."""
+    meter = open_meter(config, geoip)
+    database = out / METER_DB
+    for stale in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        stale.unlink(missing_ok=True)  # a replay describes its captures only
+    try:
+        meter_store = MeterStore(database)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
     events_file = (out / "events.jsonl").open("w", encoding="utf-8")
     files_file: IO[str] | None = None
     sinks: list[eve.Sink] = [eve.JsonlWriter(events_file)]
@@ -96,7 +127,7 @@ def run(paths: Sequence[str], out: Path, config: Config, extract: bool) -> tuple
         sinks.append(write_file)
     started = time.perf_counter()
     try:
-        pipeline = Pipeline(config, sinks, store)
+        pipeline = Pipeline(config, sinks, store, meter, meter_store)
         process = pipeline.process
         for path in paths:
             reader = PcapReader(path)
@@ -112,6 +143,7 @@ def run(paths: Sequence[str], out: Path, config: Config, extract: bool) -> tuple
         summary = pipeline.finish()
     finally:
         events_file.close()
+        meter_store.close()
         if files_file is not None:
             files_file.close()
     return summary, time.perf_counter() - started
@@ -177,11 +209,15 @@ def print_summary(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    if args.command in ("top", "host"):
+        return top_view.run(args)
     try:
         config = _load_config(args.config)
         _check_inputs(args.pcaps)
         out = _prepare_out(args.out)
-        summary, seconds = run(args.pcaps, out, config, extract=args.command == "extract")
+        summary, seconds = run(
+            args.pcaps, out, config, extract=args.command == "extract", geoip=args.geoip
+        )
     except UsageError as exc:
         print(f"sluice: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

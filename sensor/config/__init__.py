@@ -114,6 +114,7 @@ class VolumeThreshold:
 @dataclass(frozen=True, slots=True)
 class MeteringConfig:
     bucket_seconds: float = 10.0  # fixed time buckets every window is built from
+    volume_event_interval: float = 60.0  # a `volume` event per active host this often; 0 = none
     windows: tuple[float, ...] = (60.0, 600.0, 3600.0, 86400.0)  # sliding windows, seconds
     window_slots: int = 60  # slots per window: granularity = max(bucket, window / slots)
     timezone: str = "UTC"  # hour of day for baselines and days for slow exfiltration

@@ -81,6 +81,13 @@ class Flow:
     app_proto: str | None = None
     counted: bool = False  # analysis over (unknown protocol, tunnel, detached): only counted
     bypassed: bool = False  # registered for the pipeline's header-bytes fast path
+    # Unique payload bytes per direction (retransmissions excluded) and, for TCP, the highest
+    # sequence number seen (-1: none yet); what the volume meter was last given.
+    payload_toserver: int = 0
+    payload_toclient: int = 0
+    seq_high_toserver: int = -1
+    seq_high_toclient: int = -1
+    metered: tuple[int, int, int, int, int, int] = (0, 0, 0, 0, 0, 0)
     _community_id: str | None = field(default=None, repr=False)
 
     def flip(self) -> None:
@@ -90,6 +97,13 @@ class Flow:
         self.pkts_toserver, self.pkts_toclient = self.pkts_toclient, self.pkts_toserver
         self.bytes_toserver, self.bytes_toclient = self.bytes_toclient, self.bytes_toserver
         self.fin_toserver, self.fin_toclient = self.fin_toclient, self.fin_toserver
+        self.payload_toserver, self.payload_toclient = self.payload_toclient, self.payload_toserver
+        self.seq_high_toserver, self.seq_high_toclient = (
+            self.seq_high_toclient,
+            self.seq_high_toserver,
+        )
+        m = self.metered
+        self.metered = (m[3], m[4], m[5], m[0], m[1], m[2])
         self.key = (self.proto, self.client, self.client_port, self.server, self.server_port)
 
 

@@ -200,6 +200,20 @@ class Meter:
         self, ts: float, src: bytes, dst: bytes, ip_len: int, payload_new: int, dst_port: int
     ) -> None:
         """One packet. Hot path: dict updates only (a bucket close every bucket_seconds)."""
+        self.add(ts, src, dst, ip_len, 1, payload_new, dst_port)
+
+    def add(
+        self,
+        ts: float,
+        src: bytes,
+        dst: bytes,
+        ip_bytes: int,
+        packets: int,
+        payload_new: int,
+        dst_port: int,
+    ) -> None:
+        """`packets` packets of one direction at once, e.g. what a flow sent since the last
+        bucket close (the pipeline meters flows this way, not packet by packet)."""
         if ts >= self._bucket_end:
             self._roll(ts)
         internal = self._internal
@@ -211,25 +225,25 @@ class Meter:
             dst_in = self._classify(dst)
         if src_in:
             if dst_in:
-                self.stats.east_west_packets += 1
+                self.stats.east_west_packets += packets
                 return
             key = (src, dst)
             entry = self._cur.get(key)
             if entry is None:
                 entry = self._entry(key, dst_port)
-            entry[0] += ip_len
-            entry[1] += 1
+            entry[0] += ip_bytes
+            entry[1] += packets
             entry[2] += payload_new
         elif dst_in:
             key = (dst, src)
             entry = self._cur.get(key)
             if entry is None:
                 entry = self._entry(key, 0)
-            entry[3] += ip_len
-            entry[4] += 1
+            entry[3] += ip_bytes
+            entry[4] += packets
             entry[5] += payload_new
         else:
-            self.stats.transit_packets += 1
+            self.stats.transit_packets += packets
 
     def name(self, ip: bytes, name: str, source: str) -> None:
         """A name for a destination address (from SNI, HTTP Host or a DNS answer)."""

@@ -272,6 +272,15 @@ class MeterStore:
         )
         return [(label, float(ts)) for label, ts in self._db.execute(sql, (int(since), OTHER))]
 
+    def oldest(self) -> int | None:
+        """Start of the oldest bucket still held by any tier (None when nothing is stored):
+        where a query over everything (`sluice top --window all`) begins."""
+        starts = [
+            self._db.execute(f"SELECT MIN(ts) FROM {_table(t)}").fetchone()[0] for t in self.tiers
+        ]
+        present = [int(s) for s in starts if s is not None]
+        return min(present) if present else None
+
     def rows(self, tier: str) -> int:
         for t in self.tiers:
             if t.name == tier:

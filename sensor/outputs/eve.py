@@ -21,6 +21,7 @@ from sensor.content.entity import FileInfo
 from sensor.content.mime import MessageHeaders
 from sensor.flows.community import community_id
 from sensor.flows.table import Flow
+from sensor.metering.values import Finding, Volume, VolumeSummary
 from sensor.protocols.ftp import FtpSession, FtpTransfer
 from sensor.protocols.http import HttpRequestHead, HttpResponseHead, HttpTransaction
 from sensor.protocols.smtp import SmtpTransaction
@@ -285,6 +286,57 @@ def ftp_session_record(flow: Flow, session: FtpSession) -> Record:
     body["type"] = "session"
     record["ftp"] = body
     return record
+
+
+def _volume_fields(v: Volume) -> Record:
+    return {
+        "bytes_out": v.out_bytes,
+        "packets_out": v.out_packets,
+        "payload_bytes_out": v.out_payload,
+        "bytes_in": v.in_bytes,
+        "packets_in": v.in_packets,
+        "payload_bytes_in": v.in_payload,
+    }
+
+
+def volume_record(summary: VolumeSummary) -> Record:
+    """A periodic per-host summary: this bucket, its sliding windows, its destinations."""
+    body: Record = {
+        "host": summary.host,
+        "bucket_start": iso_time(summary.ts),
+        "bucket_seconds": summary.duration,
+        **_volume_fields(summary.volume),
+        "windows": {f"{int(seconds)}s": _volume_fields(v) for seconds, v in summary.windows},
+        "destinations": [
+            {"ip": d.ip, "name": d.name, "port": d.port, "country": d.country,
+             "category": d.category, **_volume_fields(d.volume)}
+            for d in summary.destinations
+        ],
+    }  # fmt: skip
+    return {
+        "timestamp": iso_time(summary.ts + summary.duration),
+        "event_type": "volume",
+        "src_ip": summary.host,
+        "volume": body,
+    }
+
+
+def finding_record(finding: Finding) -> Record:
+    """A volume detector fired (threshold, spike, slow exfiltration, novel destination, ...)."""
+    return {
+        "timestamp": iso_time(finding.ts),
+        "event_type": "finding",
+        "src_ip": finding.host,
+        "finding": {
+            "kind": finding.kind,
+            "host": finding.host,
+            "window_seconds": finding.window,
+            "value": finding.value,
+            "threshold": finding.threshold,
+            "detail": finding.detail,
+            "destinations": list(finding.destinations),
+        },
+    }
 
 
 def extracted_record(event: Record) -> Record:

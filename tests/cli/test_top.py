@@ -1,0 +1,285 @@
+"""`sluice top` and `sluice host` over a metering database written value by value."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sensor.cli import top
+from sensor.cli.main import main
+from sensor.metering.store import MeterStore
+from sensor.metering.values import DestVolume, Finding, Volume, VolumeSummary
+from tests.metering.test_geo import tiny_mmdb
+
+T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
+NEWEST = T0 + 3590  # start of the newest 10 s bucket: every window ends at T0 + 3600
+A, B, C = "10.0.0.5", "10.0.0.7", "10.0.0.9"
+DROPBOX = ("162.125.1.1", "www.dropbox.com")  # file_hosting in signatures/categories.toml
+PASTEBIN = ("1.1.1.1", "pastebin.com")  # paste_site
+GOOGLE_DNS = ("8.8.8.8", None)  # US in the bundled registry data
+
+
+def volume(n: int) -> Volume:
+    """Distinct, checkable counters derived from the outbound bytes."""
+    return Volume(n, n // 100, n // 2, n // 10, 1, 0)
+
+
+def summary(ts: int, host: str, *dests: tuple[tuple[str, str | None], int]) -> VolumeSummary:
+    rows = tuple(DestVolume(ip, name, volume(n)) for (ip, name), n in dests)
+    total = Volume()
+    for row in rows:
+        total = total + row.volume
+    return VolumeSummary(host, float(ts), 10.0, total, rows, ())
+
+
+def finding(ts: int, host: str, *destinations: str) -> Finding:
+    return Finding("category_upload", host, float(ts), 600.0, 1e6, 1e6, "test", destinations)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """Last 10 minutes (window [T0+3000, T0+3600)): A 6200 B, B 3040 B, C 500 B; before it,
+    A sent 100000 B at T0+2990 (in the bucket just before the window)."""
+    path = tmp_path / "sluice.db"
+    with MeterStore(path) as store:
+        store.write(
+            [
+                summary(T0 + 2990, A, (GOOGLE_DNS, 100_000)),
+                summary(T0 + 3000, A, (GOOGLE_DNS, 200)),
+                summary(T0 + 3300, B, (PASTEBIN, 3000), (("other", None), 40)),
+                summary(T0 + 3400, C, (("203.0.113.9", None), 500)),
+                summary(NEWEST, A, (GOOGLE_DNS, 1000), (DROPBOX, 5000)),
+                finding(T0 + 3000, A),  # ends the bucket before the window: not in it
+                finding(T0 + 3010, A),
+                finding(T0 + 3310, B, "pastebin.com (1.1.1.1)"),
+                finding(T0 + 3600, A, "www.dropbox.com (162.125.1.1)"),  # at the window end
+            ]
+        )
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def top_json(capsys: pytest.CaptureFixture[str], db: Path, *argv: str) -> list[Any]:
+    status, out, err = run(capsys, "top", "--db", str(db), "--json", *argv)
+    assert (status, err) == (0, "")
+    rows = json.loads(out)
+    assert isinstance(rows, list)
+    return rows
+
+
+def test_top_by_host_exact_counts_order_and_destinations(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = top_json(capsys, db)
+    assert [(r["rank"], r["host"], r["bytes_out"]) for r in rows] == [
+        (1, A, 6200),
+        (2, B, 3040),
+        (3, C, 500),
+    ]
+    a = rows[0]
+    assert (a["packets_out"], a["payload_bytes_out"], a["bytes_in"]) == (62, 3100, 620)
+    assert (a["window_start"], a["window_end"]) == (
+        "2026-01-01T00:50:00.000000Z",
+        "2026-01-01T01:00:00.000000Z",
+    )
+    assert a["share"] == round(6200 / 9740, 4)
+    assert a["rate_bps"] == round(6200 * 8 / 600, 1)
+    assert [(d["ip"], d["name"], d["category"], d["bytes_out"]) for d in a["destinations"]] == [
+        ("162.125.1.1", "www.dropbox.com", "file_hosting", 5000),
+        ("8.8.8.8", None, None, 1200),
+    ]
+    assert a["destinations"][1]["country"] == "US"
+    assert rows[1]["destinations"][0]["category"] == "paste_site"  # "other" is never listed
+    assert [len(r["destinations"]) for r in rows] == [2, 1, 1]
+    assert [r["findings"] for r in rows] == [2, 1, 0]
+    assert len(a["last_hour"]) == 60 and sum(a["last_hour"]) == 106_200
+    assert a["last_hour"][-1] == 6000 and a["last_hour"][49] == 100_000
+
+
+def test_window_boundaries(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def bytes_of_a(window: str) -> int:
+        return int(top_json(capsys, db, "--window", window, "--limit", "1")[0]["bytes_out"])
+
+    assert bytes_of_a("600s") == 6200  # the bucket at T0+2990 is outside
+    assert bytes_of_a("610s") == 106_200  # ... and inside ten seconds further back
+    assert bytes_of_a("1h") == bytes_of_a("all") == 106_200
+    everything = top_json(capsys, db, "--window", "all")
+    assert everything[0]["window_start"] == "2026-01-01T00:00:00.000000Z"  # oldest hour bucket
+    newest_bucket = top_json(capsys, db, "--window", "10s")
+    assert [(r["host"], r["bytes_out"]) for r in newest_bucket] == [(A, 6000)]
+
+
+def test_by_dest_and_by_pair(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dests = top_json(capsys, db, "--by", "dest")
+    assert [(r["dest"], r["bytes_out"]) for r in dests] == [
+        ("162.125.1.1", 5000),
+        ("1.1.1.1", 3000),
+        ("8.8.8.8", 1200),
+        ("203.0.113.9", 500),
+    ]
+    assert all("host" not in r for r in dests)
+    assert dests[1]["destinations"][0]["category"] == "paste_site"
+    assert dests[1]["hosts"] == [{"host": B, "bytes_out": 3000}]
+    assert [r["findings"] for r in dests] == [1, 1, 0, 0]  # findings naming the destination
+    pairs = top_json(capsys, db, "--by", "pair", "--window", "all")
+    assert [(r["host"], r["dest"], r["bytes_out"]) for r in pairs] == [
+        (A, "8.8.8.8", 101_200),
+        (A, "162.125.1.1", 5000),
+        (B, "1.1.1.1", 3000),
+        (C, "203.0.113.9", 500),
+    ]
+    assert pairs[0]["destinations"][0]["country"] == "US"
+
+
+def test_limit(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert [r["host"] for r in top_json(capsys, db, "--limit", "2")] == [A, B]
+    status, _, err = run(capsys, "top", "--db", str(db), "--limit", "0")
+    assert status == 2 and "--limit" in err
+
+
+def test_db_may_be_the_replay_output_directory(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert top_json(capsys, db.parent) == top_json(capsys, db)
+
+
+def test_geoip_file_is_used_for_countries(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mmdb = tiny_mmdb(tmp_path / "t.mmdb")  # knows 203.0.113.0/24 = DE, not 8.8.8.8
+    rows = top_json(capsys, db, "--by", "dest", "--geoip", str(mmdb))
+    countries = {r["dest"]: r["destinations"][0]["country"] for r in rows}
+    assert countries["203.0.113.9"] == "DE" and countries["8.8.8.8"] is None
+
+
+def test_text_table(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "top", "--db", str(db))
+    assert status == 0
+    lines = out.splitlines()
+    assert "00:50:00" in lines[0] and "01:00:00" in lines[0]
+    assert lines[1].split()[:3] == ["#", "HOST", "OUT"]
+    first = lines[2]
+    assert first.split()[:4] == ["1", A, "6.2", "kB"]
+    assert "63.7%" in first and "█" in first and "▁" in first  # 100 kB at 00:49, far less since
+    assert "www.dropbox.com (162.125.1.1) [" in first and "file_hosting] 5.0 kB" in first
+    assert lines[3].strip() == "8.8.8.8 [US] 1.2 kB"  # second destination on its own line
+    assert lines[4].split()[:2] == ["2", B]
+    # Columns line up: every row's OUT column ends where the header's does.
+    end = lines[1].index("OUT") + 3
+    assert lines[2][:end].endswith("kB") and lines[4][:end].endswith("kB")
+    status, out, _ = run(capsys, "top", "--db", str(db), "--by", "pair")
+    assert status == 0 and "pastebin.com (1.1.1.1)" in out and "paste_site" in out
+
+
+def test_sparkline_scales_to_the_peak() -> None:
+    assert top.sparkline([0, 1, 50, 100]) == " ▁▄█"
+    assert top.sparkline([0, 0]) == "  "
+
+
+def test_watch_redraws_until_interrupted(
+    db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    status, out, err = run(capsys, "top", "--db", str(db), "--watch", "0.5")
+    assert (status, err, naps) == (0, "", [0.5, 0.5])
+    assert out.count(top.CLEAR) == 2 and out.count(A) == 2
+    naps.clear()
+    assert run(capsys, "top", "--db", str(db), "--watch")[0] == 0
+    assert naps == [2.0, 2.0]
+
+
+def test_host_json(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "host", A, "--db", str(db), "--since", "1h", "--json")
+    assert (status, err) == (0, "")
+    record = json.loads(out)
+    assert record["host"] == A and record["bytes_out"] == 106_200
+    assert record["packets_out"] == 1000 + 2 + 10 + 50
+    assert record["step_seconds"] == 120  # 1 h / 40 = 90 s: nearest readable step, 2 min
+    series = record["series"]
+    assert len(series) == 30 and series[0]["start"] == "2026-01-01T00:00:00.000000Z"
+    assert series[24]["bytes_out"] == 100_000 and series[25]["bytes_out"] == 200
+    assert series[-1]["start"] == "2026-01-01T00:58:00.000000Z"
+    assert series[-1]["bytes_out"] == 6000
+    assert sum(s["bytes_out"] for s in series) == record["bytes_out"]
+    assert [(d["name"], d["category"], d["bytes_out"]) for d in record["destinations"]] == [
+        (None, None, 101_200),
+        ("www.dropbox.com", "file_hosting", 5000),
+    ]
+    assert record["destinations"][0]["country"] == "US"
+    assert [(f["time"], f["kind"]) for f in record["findings"]] == [
+        ("2026-01-01T00:50:00.000000Z", "category_upload"),
+        ("2026-01-01T00:50:10.000000Z", "category_upload"),
+        ("2026-01-01T01:00:00.000000Z", "category_upload"),
+    ]
+    status, out, _ = run(capsys, "host", A, "--db", str(db), "--since", "10m", "--json")
+    assert json.loads(out)["bytes_out"] == 6200 and len(json.loads(out)["findings"]) == 2
+
+
+def test_host_text(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "host", A, "--db", str(db), "--since", "1h")
+    assert status == 0
+    assert "out 106.2 kB" in out and "per 2 min" in out and "peak 100.0 kB" in out
+    chart = [line for line in out.splitlines() if line.startswith("  2026-01-01 00:")]
+    assert len(chart) == 30 and chart[24].startswith("  2026-01-01 00:48  ")
+    assert chart[24].split()[2] == "█" * top.CHART_WIDTH  # the peak is a full-width bar
+    assert chart[25].split()[2] == "▏"  # 200 B: an eighth of a block, not nothing
+    assert chart[-1].split()[2] == "███"  # 6000 B at 2000 B per block
+    assert "www.dropbox.com (162.125.1.1)" in out and "file_hosting" in out
+    assert "2026-01-01T01:00:00Z  category_upload  test" in out
+    status, out, _ = run(capsys, "host", "10.9.9.9", "--db", str(db))
+    assert status == 0 and "no traffic recorded for 10.9.9.9" in out
+
+
+def test_empty_database_is_not_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    MeterStore(tmp_path / "sluice.db").close()
+    status, out, _ = run(capsys, "top", "--db", str(tmp_path))
+    assert status == 0 and "no traffic recorded" in out
+    status, out, err = run(capsys, "top", "--db", str(tmp_path), "--json")
+    assert (status, json.loads(out)) == (0, []) and "no traffic recorded" in err
+    status, out, _ = run(capsys, "host", A, "--db", str(tmp_path))
+    assert status == 0 and "no traffic recorded" in out
+
+
+def _fails_cleanly(capsys: pytest.CaptureFixture[str], argv: list[str], words: str) -> None:
+    status, out, err = run(capsys, *argv)
+    assert status == 2 and out == ""
+    assert err.startswith("sluice: error:") and words in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("window", ["5x", "10", "m", "0m", "-1h", "1.5h", "1w"])
+def test_bad_window(db: Path, capsys: pytest.CaptureFixture[str], window: str) -> None:
+    _fails_cleanly(capsys, ["top", "--db", str(db), f"--window={window}"], "10m, 1h, 24h")
+
+
+def test_errors(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere"
+    _fails_cleanly(capsys, ["top", "--db", str(missing)], "no metering database at")
+    assert not missing.exists()  # nothing created for a wrong path
+    _fails_cleanly(capsys, ["host", A, "--db", str(missing)], "no metering database at")
+    junk = tmp_path / "junk.db"
+    junk.write_text("not a database\n" * 100)
+    _fails_cleanly(capsys, ["top", "--db", str(junk)], "junk.db")
+    _fails_cleanly(capsys, ["host", "10.0.0.300", "--db", str(db)], "not an IPv4 or IPv6")
+    _fails_cleanly(capsys, ["host", A, "--db", str(db), "--since", "yesterday"], "use all")
+    _fails_cleanly(capsys, ["top", "--db", str(db), "--geoip", str(tmp_path / "x.mmdb")], "x.mmdb")
+    bad = tmp_path / "categories.toml"
+    bad.write_text("id = 'x'\n")
+    _fails_cleanly(capsys, ["top", "--db", str(db), "--categories", str(bad)], "categories")
+    _fails_cleanly(capsys, ["top", "--db", str(db), "--watch", "--json"], "--json")
