@@ -51,6 +51,7 @@ RESULTS = OUT_DIR / "replay-results.json"
 
 TARGET_SLUICE_PPS = 150_000
 TARGET_VS_TSHARK = 3.0
+TARGET_METER_SHARE = 0.15
 TARGET_RSS_MIB = 300
 
 DPKT_LOOP = """\
@@ -225,6 +226,14 @@ def sluice_executable() -> str:
     return str(venv) if venv.exists() else (shutil.which("sluice") or "sluice")
 
 
+def write_nometer_config() -> Path:
+    """A config that turns the volume meter off, to measure what metering costs."""
+    path = OUT_DIR / "nometer.toml"
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    path.write_text("[metering]\nenabled = false\n")
+    return path
+
+
 def contenders() -> list[Contender]:
     py = sys.executable
     return [
@@ -245,6 +254,20 @@ def contenders() -> list[Contender]:
             "sluice replay",
             "subject",
             lambda pcap, d: [sluice_executable(), "replay", str(pcap), "--out", str(d)],
+        ),
+        Contender(
+            "sluice-nometer",
+            "sluice replay, metering off",
+            "subject without the meter",
+            lambda pcap, d: [
+                sluice_executable(),
+                "replay",
+                str(pcap),
+                "--out",
+                str(d),
+                "--config",
+                str(write_nometer_config()),
+            ],
         ),
         Contender(
             "tshark",
@@ -286,7 +309,7 @@ def judge(c: Contender, m: Measurement, expected: tuple[int, int], out_dir: Path
     if c.key in ("dpkt", "probes"):
         if m.stdout_tail.split()[-2:] != [str(expected[0]), str(expected[1])]:
             c.note = f"counted {m.stdout_tail!r}, expected {expected[0]} {expected[1]}"
-    elif c.key == "sluice":
+    elif c.key in ("sluice", "sluice-nometer"):
         c.objects = count_file_events(out_dir)
     elif c.key == "tshark":
         c.objects = sum(1 for p in out_dir.iterdir() if p.is_file())
@@ -410,6 +433,17 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "sluice_rss_lt_300mib": None if sluice.best() is None else sluice_rss < TARGET_RSS_MIB,
     }
+    nometer = next(c for c in everyone if c.key == "sluice-nometer")
+    with_meter, without = sluice.best(), nometer.best()
+    meter_share = None
+    if with_meter and without:
+        # Share of the pipeline's time the volume meter takes (target: at most 15%).
+        meter_share = max(0.0, (with_meter.wall_s - without.wall_s) / with_meter.wall_s)
+        targets["meter_le_15pct"] = meter_share <= TARGET_METER_SHARE
+        print(
+            f"- metering: {meter_share:.1%} of the pipeline's wall time "
+            f"({with_meter.wall_s:.2f} s with, {without.wall_s:.2f} s without)"
+        )
     shown = {True: "met", False: "MISSED", None: "n/a"}
     print("- targets: " + ", ".join(f"{k} {shown[v]}" for k, v in targets.items()))
     print()
@@ -429,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         "capture": capture,
         "results": rows,
         "targets": targets,
+        "meter_share": meter_share,
         "kept_outputs": str(keep_root) if args.keep else None,
     }
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

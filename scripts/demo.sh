@@ -47,3 +47,6 @@ for line in (out / "events.jsonl").open():
 n = sum(1 for _ in (out / "files").iterdir())
 print(f"\n{n} distinct objects extracted to {out / 'files'}/ (listed in {out / 'files.jsonl'})")
 PY
+echo
+echo "== top talkers of the demo traffic (sluice top --db $out --window all) =="
+.venv/bin/sluice top --db "$out" --window all --limit 5

@@ -103,14 +103,16 @@ def run(
 ) -> tuple[Summary, float]:
     """Replay `paths` in order through one pipeline; returns the summary and wall seconds.
     The volume meter's time series go to DIR/sluice.db, which `sluice top --db DIR` reads."""
-    meter = open_meter(config, geoip)
+    meter = open_meter(config, geoip) if config.metering.enabled else None
     database = out / METER_DB
     for stale in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
         stale.unlink(missing_ok=True)  # a replay describes its captures only
-    try:
-        meter_store = MeterStore(database)
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
+    meter_store = None
+    if meter is not None:
+        try:
+            meter_store = MeterStore(database)
+        except StoreError as exc:
+            raise UsageError(str(exc)) from None
     events_file = (out / "events.jsonl").open("w", encoding="utf-8")
     files_file: IO[str] | None = None
     sinks: list[eve.Sink] = [eve.JsonlWriter(events_file)]
@@ -143,7 +145,8 @@ def run(
         summary = pipeline.finish()
     finally:
         events_file.close()
-        meter_store.close()
+        if meter_store is not None:
+            meter_store.close()
         if files_file is not None:
             files_file.close()
     return summary, time.perf_counter() - started

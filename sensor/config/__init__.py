@@ -113,6 +113,7 @@ class VolumeThreshold:
 
 @dataclass(frozen=True, slots=True)
 class MeteringConfig:
+    enabled: bool = True  # the volume meter (off: no volume/finding events, no sluice.db)
     bucket_seconds: float = 10.0  # fixed time buckets every window is built from
     volume_event_interval: float = 60.0  # a `volume` event per active host this often; 0 = none
     windows: tuple[float, ...] = (60.0, 600.0, 3600.0, 86400.0)  # sliding windows, seconds
