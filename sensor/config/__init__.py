@@ -141,6 +141,7 @@ class MeteringConfig:
     slow_min_daily_bytes: int = 1 * MEGABYTE
     slow_min_bytes: int = 200 * MEGABYTE
     slow_min_ratio: float = 3.0
+    slow_max_day_share: float = 0.5  # no single day may carry more than this share of the total
     # Novel destination: first contact in retention_days, then volume within novel_window.
     novel_learning_days: float = 7.0
     novel_window: float = 3600.0

@@ -498,6 +498,10 @@ class Meter:
                     (pair.display(),),
                 )  # fmt: skip
         if not counters[OUT_PAYLOAD]:
+            if counters[IN_PAYLOAD]:
+                # What comes back counts against slow exfiltration's upload ratio, even in a
+                # bucket without uploads (a sync client downloads on other connections).
+                self._slow_track(host, pair, counters, t, end, hour // 24)
             return
         sent = pair.windows.sums[self._transfer][OUT_PAYLOAD]
         window = self._pair_specs[self._transfer].seconds
@@ -574,7 +578,10 @@ class Meter:
         if out < config.slow_min_bytes or out < config.slow_min_ratio * max(back, 1):
             return
         days = sum(1 for v in track.days.values() if v[0] >= config.slow_min_daily_bytes)
-        if days >= config.slow_min_days:
+        # "Slow" means spread out: one heavy day (a spike, caught by its own detector) must not
+        # carry the total.
+        heaviest = max(v[0] for v in track.days.values())
+        if days >= config.slow_min_days and heaviest <= config.slow_max_day_share * out:
             window = config.slow_days * _DAY
             self._fire(
                 "slow_exfiltration", host, pair.label, end, window, window, out,
