@@ -57,6 +57,9 @@ DIRECTION_NAMES = ("upload", "download")  # TO_SERVER, TO_CLIENT
 _STATE_FLAGS = TCP_FIN | TCP_SYN | TCP_RST  # the flags that can change a flow's TCP state
 _PORTS = struct.Struct("!HH")
 _SEQ = struct.Struct("!I")
+# Ethernet type, IPv4 version/IHL, total length, flags/fragment offset, protocol, TCP sequence
+# number, data offset, flags: what the flow bypass reads of a frame, in one unpack.
+_BYPASS_HEADER = struct.Struct("!12xHBxH2xHxB2x8x4xI4xBB")
 _MAX_FTP_EXPECTED = 4096  # announced FTP data connections waiting to be seen
 
 
@@ -208,36 +211,44 @@ class Pipeline:
         # unknown protocols), its plain Ethernet/IPv4/TCP packets without SYN/FIN/RST need
         # nothing but the counters, read straight from the header bytes. Everything else, and
         # any packet due a timeout scan, takes the full path below.
-        if (
-            self._bypass
-            and frame.linktype == LINKTYPE_ETHERNET
-            and len(data) >= 54
-            and data[12] == 8
-            and data[13] == 0
-            and data[14] == 0x45
-            and data[23] == PROTO_TCP
-            and not data[47] & _STATE_FLAGS
-            and not (data[20] & 0x3F or data[21])
-        ):
-            hit = self._bypass.get(data[26:38])
-            if hit is not None and frame.ts < self._horizon:
-                counted, way = hit
-                ip_len = (data[16] << 8) | data[17]
-                if ip_len >= 40:
+        if self._bypass and frame.linktype == LINKTYPE_ETHERNET and len(data) >= 54:
+            etype, vihl, ip_len, frag, proto, seq, doff, flags = _BYPASS_HEADER.unpack_from(data)
+            if (
+                etype == 0x0800
+                and vihl == 0x45
+                and proto == PROTO_TCP
+                and not flags & _STATE_FLAGS
+                and not frag & 0x3FFF
+                and ip_len >= 40
+            ):
+                hit = self._bypass.get(data[26:38])
+                if hit is not None and frame.ts < self._horizon:
+                    counted, way = hit
                     ts = frame.ts
                     self._now = counted.last = ts
                     self._bypassed += 1
-                    plen = ip_len - 20 - ((data[46] >> 4) << 2)
+                    # Unique payload: only bytes beyond the highest sequence number seen
+                    # count (serial arithmetic, RFC 1982), so retransmissions do not.
+                    plen = ip_len - 20 - ((doff >> 4) << 2)
+                    end = (seq + plen) & 0xFFFFFFFF
                     if way == TO_SERVER:
                         counted.pkts_toserver += 1
                         counted.bytes_toserver += ip_len
                         if plen > 0:
-                            _track_payload(counted, TO_SERVER, data[38:42], plen)
+                            high = counted.seq_high_toserver
+                            ahead = (end - high) & 0xFFFFFFFF if high >= 0 else plen
+                            if 0 < ahead < 0x80000000:
+                                counted.payload_toserver += ahead if ahead < plen else plen
+                                counted.seq_high_toserver = end
                     else:
                         counted.pkts_toclient += 1
                         counted.bytes_toclient += ip_len
                         if plen > 0:
-                            _track_payload(counted, TO_CLIENT, data[38:42], plen)
+                            high = counted.seq_high_toclient
+                            ahead = (end - high) & 0xFFFFFFFF if high >= 0 else plen
+                            if 0 < ahead < 0x80000000:
+                                counted.payload_toclient += ahead if ahead < plen else plen
+                                counted.seq_high_toclient = end
                     return
         decoder = self.decoder
         pkt = decoder.decode(frame)
