@@ -7,7 +7,7 @@ DEBIAN_PACKAGES := libpcap0.8 libpcap0.8-dev libmagic1 tshark tcpdump tcpreplay 
 	python3-dev gcc make openssh-server openssh-client openssl
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-debian setup-kernel-headers setup-venv demo test lint bench pcaps clean
+.PHONY: setup setup-debian setup-kernel-headers setup-venv demo test lint bench bench-ebpf pcaps clean
 
 setup: setup-debian setup-kernel-headers setup-venv
 
@@ -59,6 +59,10 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/replay_bench.py
+
+# Kernel cost of the eBPF programs (root; network namespaces, tcpreplay): about 8 minutes.
+bench-ebpf: setup
+	$(PY) benchmarks/ebpf_bench.py
 
 clean:
 	rm -rf build benchmarks/out .pytest_cache .mypy_cache .ruff_cache
