@@ -340,12 +340,19 @@ class Pipeline:
         were seen before `now`), then the meter closes the bucket and reports."""
         meter = self._meter
         assert meter is not None
-        bucket = self.config.metering.bucket_seconds
-        inside = self._meter_due - bucket / 2 if self._meter_due > -math.inf else now
+        inside = self._meter_time(now)
         for flow in self.flows:
             self._meter_flow(flow, inside)
         self._meter_results(meter.tick(now))
+        bucket = self.config.metering.bucket_seconds
         self._meter_due = math.floor(now / bucket) * bucket + bucket
+
+    def _meter_time(self, ts: float) -> float:
+        """A time inside the meter's open bucket: counts gathered since the last flush were all
+        seen before the bucket ended, so they belong to it (`ts` before the first bucket)."""
+        if self._meter_due == -math.inf:
+            return ts
+        return self._meter_due - self.config.metering.bucket_seconds / 2
 
     def _meter_results(self, results: list[VolumeSummary | Finding]) -> None:
         interval = self.config.metering.volume_event_interval
@@ -710,17 +717,14 @@ class Pipeline:
         for flow in ended:
             self._end_flow(flow, "timeout", now)
         for flow in interim:
-            self._emit(eve.flow_record(flow, now, "active_timeout", None))
+            self._emit(eve.flow_record(flow, now, "active_timeout"))
             flow.report_start = now
 
     def _end_flow(self, flow: Flow, reason: str, ts: float) -> None:
         self._end_bypass(flow)
         if self._meter is not None:
-            bucket = self.config.metering.bucket_seconds
-            self._meter_flow(flow, self._meter_due - bucket / 2 if self._meter_due > -math.inf
-                             else ts)  # fmt: skip
+            self._meter_flow(flow, self._meter_time(ts))
         analysis = flow.app
-        tcp: eve.Record | None = None
         if isinstance(analysis, Analysis):
             if analysis.streams is not None:
                 for direction in (TO_SERVER, TO_CLIENT):
@@ -741,15 +745,14 @@ class Pipeline:
             flow.app_proto = analysis.session.app_proto
             flow.app = None
         self.summary.flows += 1
-        self._emit(eve.flow_record(flow, ts, reason, tcp))
+        self._emit(eve.flow_record(flow, ts, reason))
 
     def finish(self) -> Summary:
         """End of input: every flow ends (reason "shutdown"), then a `stats` record."""
         ts = self._now
         self.summary.last_ts = ts if self.summary.first_ts is not None else None
         if self._meter is not None:
-            bucket = self.config.metering.bucket_seconds
-            inside = self._meter_due - bucket / 2 if self._meter_due > -math.inf else ts
+            inside = self._meter_time(ts)
             for flow in self.flows:
                 self._meter_flow(flow, inside)
         for flow in self.flows.drain():

@@ -70,7 +70,7 @@ def flow_header(flow: Flow, event_type: str, ts: float) -> Record:
     }
 
 
-def flow_record(flow: Flow, ts: float, reason: str, tcp: Record | None) -> Record:
+def flow_record(flow: Flow, ts: float, reason: str) -> Record:
     record = flow_header(flow, "flow", ts)
     body: Record = {
         "pkts_toserver": flow.pkts_toserver,
@@ -85,8 +85,6 @@ def flow_record(flow: Flow, ts: float, reason: str, tcp: Record | None) -> Recor
         "midstream": flow.midstream,
     }
     record["flow"] = body
-    if tcp is not None:
-        record["tcp"] = tcp
     return record
 
 
