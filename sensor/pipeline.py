@@ -99,6 +99,7 @@ class Analysis:
     requests: dict[int, http.HttpRequestHead] = field(default_factory=dict)
     entities: dict[EntityKey, Entity] = field(default_factory=dict)
     messages: dict[int, eve.MessageSummary] = field(default_factory=dict)  # SMTP, by txid
+    mail_context: dict[int, dict[str, Any]] = field(default_factory=dict)  # envelope, by txid
     linked: bool = False  # the FTP data-connection check was made
     ftp_upload: bool = False
     ftp_context: dict[str, Any] | None = None
@@ -638,11 +639,17 @@ class Pipeline:
         analysis.entities[("smtp", event.txid, TO_SERVER)] = MimeMessage(
             event.ts, self._mime_caps, self._content_caps, self._store
         )
+        analysis.mail_context[event.txid] = {
+            "tx_id": event.txid,
+            "mail_from": event.mail_from,
+            "rcpt_to": list(event.rcpt_to),
+        }
 
     def _on_smtp_transaction(
         self, flow: Flow, analysis: Analysis, event: smtp.SmtpTransaction, ts: float
     ) -> None:
         message = analysis.messages.pop(event.txid, None)
+        analysis.mail_context.pop(event.txid, None)
         record = eve.smtp_record(flow, event, message)
         self.summary.messages.append(record)
         self._emit(record)
@@ -699,6 +706,8 @@ class Pipeline:
                 context = eve.http_fields(request, None) if request is not None else None
             elif proto == "ftp":
                 context = analysis.ftp_context
+            elif proto == "smtp":
+                context = analysis.mail_context.get(txid)
             record = eve.file_record(
                 flow, ts, result, DIRECTION_NAMES[direction], proto, txid, context
             )

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.replays import Replay, all_inputs, replay
+from tests.replays import PCAPS, Replay, all_inputs, replay
 
 HTTP_KEYS = {"method": "http_method", "host": "hostname", "uri": "url", "status": "status"}
 
@@ -129,3 +129,17 @@ def test_case(capture: Path) -> None:
 
 def test_there_are_cases() -> None:
     assert len(all_inputs()) >= 10
+
+
+def test_mail_objects_name_their_envelope() -> None:
+    """Each MIME leaf of a mail says whose message it is: the sender and the recipients the
+    server accepted (a refused recipient never got it)."""
+    expected = json.loads((PCAPS / "smtp-rejected-rcpt" / "expected.json").read_text())
+    (tx,) = expected["smtp"]
+    result = replay(PCAPS / "smtp-rejected-rcpt" / "input.pcap")
+    files = [e for e in result.of_type("file") if e["file"]["proto"] == "smtp"]
+    assert files
+    for event in files:
+        assert event["smtp"]["mail_from"] == tx["mail_from"]
+        assert event["smtp"]["rcpt_to"] == tx["rcpt_to"]
+        assert not set(event["smtp"]["rcpt_to"]) & set(tx["rcpt_rejected"])

@@ -183,9 +183,17 @@ def print_summary(
         w("  uploads (client -> server):\n")
         for record in summary.uploads[:50]:
             f = record["file"]
-            ctx = record.get("http", {})
             where = f"{record['src_ip']} -> {record['dest_ip']}:{record['dest_port']}"
-            what = f"{ctx.get('http_method', '')} {ctx.get('url', '')}".strip()
+            if f["proto"] == "smtp":
+                mail = record.get("smtp", {})
+                rcpts = ", ".join(mail.get("rcpt_to", [])[:3])
+                what = f"mail {mail.get('mail_from') or '?'} -> {rcpts or '?'}"
+            elif f["proto"] == "ftp":
+                ftp = record.get("ftp", {})
+                what = f"{ftp.get('command', '')} ({ftp.get('mode', '')})"
+            else:
+                ctx = record.get("http", {})
+                what = f"{ctx.get('http_method', '')} {ctx.get('url', '')}".strip()
             state = "complete" if f["complete"] else f"INCOMPLETE ({f['missing_bytes']} B missing)"
             w(
                 f"    {record['timestamp'][:19]}  {where}  {f['proto']} {what}  "

@@ -112,6 +112,10 @@ __all__ = [
 class MessageStart:
     txid: int
     ts: float
+    # The envelope as known when the message starts (recipients not refused so far), so the
+    # objects of the message can name who it goes to before the transaction is settled.
+    mail_from: str | None = None
+    rcpt_to: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -732,7 +736,8 @@ class SmtpParser:
 
     def _start_message(self, tx: _Tx, ts: float, out: list[object]) -> None:
         r = self._client
-        out.append(MessageStart(tx.txid, ts))
+        recipients = tuple(x.address for x in tx.rcpts if x.code is None or x.code < 400)
+        out.append(MessageStart(tx.txid, ts, tx.mail_from, recipients))
         tx.message_started = True
         r.tx = tx
         r.awaiting = None

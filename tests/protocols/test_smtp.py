@@ -347,7 +347,11 @@ def test_bdat_chunks_are_counted_not_scanned() -> None:
     assert first.size == 24
     assert first.last_reply == "250 2.0.0 Ok: queued"
     assert (second.size, second.status, second.bdat) == (0, "accepted", True)
-    assert of(events, MessageStart) == [MessageStart(1, TS), MessageStart(2, TS)]
+    # Each message starts with its envelope, so its objects can name sender and recipients.
+    assert of(events, MessageStart) == [
+        MessageStart(1, TS, "a@x", ("b@y",)),
+        MessageStart(2, TS, "a@x", ("b@y",)),
+    ]
     assert not kinds(events)
 
 
