@@ -345,18 +345,10 @@ class PcapReader:
                                     base + pos, f"enhanced packet block too short ({blen})"
                                 )
                             if_id, hi, lo, caplen, wirelen = epb(buf, pos + 8)
-                            if caplen > MAX_CAPLEN or caplen + 32 > blen:
-                                raise _Damage(
-                                    base + pos,
-                                    f"enhanced packet block: captured length {caplen} does not "
-                                    f"fit block length {blen}",
-                                )
-                            if if_id >= len(ifaces):
-                                raise _Damage(
-                                    base + pos, f"packet for undeclared interface {if_id}"
-                                )
-                            iface = ifaces[if_id]
-                            last_ts = ((hi << 32) | lo) / iface.units + iface.offset
+                            iface, last_ts = _timed_packet(
+                                ifaces, if_id, hi, lo, caplen, blen, base + pos,
+                                "enhanced packet block",
+                            )  # fmt: skip
                             start = pos + 28
                             frames += 1
                             nbytes += caplen
@@ -412,18 +404,9 @@ class PcapReader:
                             if_id, _drops, hi, lo, caplen, wirelen = struct.unpack_from(
                                 order + "HHIIII", buf, pos + 8
                             )
-                            if caplen > MAX_CAPLEN or caplen + 32 > blen:
-                                raise _Damage(
-                                    base + pos,
-                                    f"packet block: captured length {caplen} does not fit "
-                                    f"block length {blen}",
-                                )
-                            if if_id >= len(ifaces):
-                                raise _Damage(
-                                    base + pos, f"packet for undeclared interface {if_id}"
-                                )
-                            iface = ifaces[if_id]
-                            last_ts = ((hi << 32) | lo) / iface.units + iface.offset
+                            iface, last_ts = _timed_packet(
+                                ifaces, if_id, hi, lo, caplen, blen, base + pos, "packet block"
+                            )
                             start = pos + 28
                             frames += 1
                             nbytes += caplen
@@ -501,3 +484,24 @@ def _section_order(buf: bytes, pos: int) -> str | None:
     if struct.unpack_from(">I", buf, pos + 8)[0] == PCAPNG_BYTE_ORDER_MAGIC:
         return ">"
     return None
+
+
+def _timed_packet(
+    ifaces: list[_Interface],
+    if_id: int,
+    hi: int,
+    lo: int,
+    caplen: int,
+    blen: int,
+    offset: int,
+    what: str,
+) -> tuple[_Interface, float]:
+    """Checks shared by the pcapng blocks that carry a timestamped packet (EPB, and the
+    obsolete OPB): the data must fit the block, the interface must have been declared.
+    Returns the interface and the timestamp in seconds."""
+    if caplen > MAX_CAPLEN or caplen + 32 > blen:
+        raise _Damage(offset, f"{what}: captured length {caplen} does not fit block length {blen}")
+    if if_id >= len(ifaces):
+        raise _Damage(offset, f"packet for undeclared interface {if_id}")
+    iface = ifaces[if_id]
+    return iface, ((hi << 32) | lo) / iface.units + iface.offset

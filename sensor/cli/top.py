@@ -37,7 +37,7 @@ from sensor.metering.categories import CategoryDb, CategoryError, load_categorie
 from sensor.metering.geo import GeoDb, GeoError, open_geo
 from sensor.metering.store import MeterStore, StoreError, TopRow
 from sensor.metering.values import Finding, Volume
-from sensor.outputs.eve import iso_time
+from sensor.outputs.eve import iso_time, volume_fields
 
 EXIT_USAGE = 2
 DB_NAME = "sluice.db"  # inside a replay's --out directory
@@ -274,17 +274,6 @@ def _top_text(args: argparse.Namespace, path: Path, labeller: Labeller) -> str:
         window = window_of(store, args.window)
         rows = top_records(store, window, args.by, args.limit, labeller)
     return render_top(rows, window, args.by, path)
-
-
-def volume_fields(v: Volume) -> Record:
-    return {
-        "bytes_out": v.out_bytes,
-        "packets_out": v.out_packets,
-        "payload_bytes_out": v.out_payload,
-        "bytes_in": v.in_bytes,
-        "packets_in": v.in_packets,
-        "payload_bytes_in": v.in_payload,
-    }
 
 
 def _mentions(finding: Finding, dest: str) -> bool:

@@ -286,7 +286,8 @@ def ftp_session_record(flow: Flow, session: FtpSession) -> Record:
     return record
 
 
-def _volume_fields(v: Volume) -> Record:
+def volume_fields(v: Volume) -> Record:
+    """A meter volume as the JSON field names events and `sluice top --json` share."""
     return {
         "bytes_out": v.out_bytes,
         "packets_out": v.out_packets,
@@ -303,11 +304,11 @@ def volume_record(summary: VolumeSummary) -> Record:
         "host": summary.host,
         "bucket_start": iso_time(summary.ts),
         "bucket_seconds": summary.duration,
-        **_volume_fields(summary.volume),
-        "windows": {f"{int(seconds)}s": _volume_fields(v) for seconds, v in summary.windows},
+        **volume_fields(summary.volume),
+        "windows": {f"{int(seconds)}s": volume_fields(v) for seconds, v in summary.windows},
         "destinations": [
             {"ip": d.ip, "name": d.name, "port": d.port, "country": d.country,
-             "category": d.category, **_volume_fields(d.volume)}
+             "category": d.category, **volume_fields(d.volume)}
             for d in summary.destinations
         ],
     }  # fmt: skip
