@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := libpcap0.8 libpcap0.8-dev libmagic1 tshark tcpdump tcpreplay nftables \
 	python3-nftables python3-bpfcc bpfcc-tools linux-headers-amd64 iproute2 python3-venv \
-	python3-dev gcc make openssh-server openssh-client openssl
+	python3-dev gcc make openssh-server openssh-client openssl systemd dnsmasq-base
 PYTEST_ARGS ?=
 
 .PHONY: setup setup-debian setup-kernel-headers setup-venv demo test lint bench bench-ebpf pcaps clean

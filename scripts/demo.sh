@@ -10,7 +10,7 @@ rm -rf "$out"
 captures=()
 for c in pcaps/http-*/input.pcap pcaps/smtp-attachments/input.pcap pcaps/smtp-starttls/input.pcap \
          pcaps/ftp-passive-upload/input.pcap pcaps/tls-13-alpn/input.pcap \
-         pcaps/ssh-sftp-upload/input.pcap; do
+         pcaps/ssh-sftp-upload/input.pcap pcaps/office-egress/input.pcap; do
   [[ $c == *http-evasions* || ! -f $c ]] || captures+=("$c")
 done
 echo "== sluice extract over ${#captures[@]} bundled captures of real traffic =="

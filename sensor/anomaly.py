@@ -191,6 +191,16 @@ KINDS = MappingProxyType(
             "app",
             "an FTP data connection carried bytes in both directions; the second is ignored",
         ),
+        "dns_truncated": (
+            "app",
+            "a DNS response ends inside a name or record its counts announce (TC not set); "
+            "no names learnt from it, later datagrams of that flow are not read",
+        ),
+        "dns_malformed": (
+            "app",
+            "a DNS response with a bad name (pointer loop or forward, reserved label type, over "
+            "255 bytes) or record length; no names learnt, the flow's later datagrams not read",
+        ),
         # content
         "content_decode_error": (
             "content",

@@ -14,8 +14,10 @@ detached, or which became a tunnel is only counted from then on: its streams are
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import posixpath
+import re
 import socket
 import struct
 from collections import Counter
@@ -31,7 +33,7 @@ from sensor.content.entity import BodyEntity, ContentCaps, FileInfo
 from sensor.content.mime import MessageHeaders, MimeCaps, MimeMessage
 from sensor.content.objects import ObjectStore
 from sensor.decode.decoder import DecodeCaps, Decoder
-from sensor.decode.packet import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Packet
+from sensor.decode.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Packet
 from sensor.flows.table import (
     STATE_CLOSED,
     STATE_ESTABLISHED,
@@ -45,7 +47,7 @@ from sensor.metering.meter import Meter
 from sensor.metering.store import MeterStore
 from sensor.metering.values import Finding, VolumeSummary
 from sensor.outputs import eve
-from sensor.protocols import ftp, ftpdata, http, smtp, ssh, tls
+from sensor.protocols import dns, ftp, ftpdata, http, smtp, ssh, tls
 from sensor.protocols.base import Direction
 from sensor.protocols.detect import ProtocolSpec
 from sensor.protocols.session import COUNTING, DETECTING, AppSession
@@ -60,7 +62,11 @@ _SEQ = struct.Struct("!I")
 # Ethernet type, IPv4 version/IHL, total length, flags/fragment offset, protocol, TCP sequence
 # number, data offset, flags: what the flow bypass reads of a frame, in one unpack.
 _BYPASS_HEADER = struct.Struct("!12xHBxH2xHxB2x8x4xI4xBB")
-_MAX_FTP_EXPECTED = 4096  # announced FTP data connections waiting to be seen
+_MAX_FTP_EXPECTED = 4096
+_HOSTNAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_.])?")
+# A segment this far beyond the highest sequence number seen (plus its own length) counts only
+# its own payload: a corrupt or forged sequence number must not add gigabytes.
+_MAX_PAYLOAD_HOLE = 16 << 20  # announced FTP data connections waiting to be seen
 
 
 def protocol_specs(config: Config) -> tuple[ProtocolSpec, ...]:
@@ -173,6 +179,7 @@ class Pipeline:
         self._ftp_expected: dict[tuple[bytes, int], tuple[Flow, ftp.FtpDataExpected]] = {}
         self._meter = meter
         self._meter_store = meter_store
+        self.stats_extra: eve.Record = {}  # the runtime's counters, added to `stats` events
         self._meter_due = -math.inf if meter is not None else math.inf
         self._horizon = -math.inf  # packet time of the next timeout scan or meter bucket end
         self._bypass_on = config.flows.bypass
@@ -229,7 +236,8 @@ class Pipeline:
                     self._now = counted.last = ts
                     self._bypassed += 1
                     # Unique payload: only bytes beyond the highest sequence number seen
-                    # count (serial arithmetic, RFC 1982), so retransmissions do not.
+                    # count (serial arithmetic, RFC 1982), so retransmissions do not; see
+                    # _track_payload for the holes a reordered segment leaves.
                     plen = ip_len - 20 - ((doff >> 4) << 2)
                     end = (seq + plen) & 0xFFFFFFFF
                     if way == TO_SERVER:
@@ -239,7 +247,9 @@ class Pipeline:
                             high = counted.seq_high_toserver
                             ahead = (end - high) & 0xFFFFFFFF if high >= 0 else plen
                             if 0 < ahead < 0x80000000:
-                                counted.payload_toserver += ahead if ahead < plen else plen
+                                counted.payload_toserver += (
+                                    ahead if ahead <= plen + _MAX_PAYLOAD_HOLE else plen
+                                )
                                 counted.seq_high_toserver = end
                     else:
                         counted.pkts_toclient += 1
@@ -248,7 +258,9 @@ class Pipeline:
                             high = counted.seq_high_toclient
                             ahead = (end - high) & 0xFFFFFFFF if high >= 0 else plen
                             if 0 < ahead < 0x80000000:
-                                counted.payload_toclient += ahead if ahead < plen else plen
+                                counted.payload_toclient += (
+                                    ahead if ahead <= plen + _MAX_PAYLOAD_HOLE else plen
+                                )
                                 counted.seq_high_toclient = end
                     return
         decoder = self.decoder
@@ -303,6 +315,8 @@ class Pipeline:
                 self._tcp(flow, direction, pkt)
             elif flow.state == STATE_ESTABLISHED and not flow.bypassed and self._bypass_on:
                 self._start_bypass(flow)
+        elif pkt.proto == PROTO_UDP and pkt.sport == 53 and not flow.counted:
+            self._dns(flow, pkt)
 
     def _start_bypass(self, flow: Flow) -> None:
         """Register an established, only-counted IPv4 TCP flow for the header-bytes fast path,
@@ -314,6 +328,34 @@ class Pipeline:
         to_client = flow.server + flow.client + _PORTS.pack(flow.server_port, flow.client_port)
         self._bypass[to_server] = (flow, TO_SERVER)
         self._bypass[to_client] = (flow, TO_CLIENT)
+
+    # -- the live runtime's clock and the eBPF probe's counts ------------------------------
+
+    def tick(self, now: float) -> bool:
+        """Live capture: time passed without packets (the runtime calls this a few times a
+        second with the capture clock). Runs what packets would have run at `now`: timeouts
+        and a meter bucket close. Returns True when a meter bucket closed (its results are
+        in the store). Never goes back in time."""
+        if now <= self._now:
+            return False
+        self._now = now
+        if now < self._horizon:
+            return False
+        closed = self._meter is not None and now >= self._meter_due
+        if now >= self.flows.next_scan:
+            self._expire(now)
+        if closed:
+            self._meter_flush(now)
+        self._horizon = min(self.flows.next_scan, self._meter_due)
+        return closed
+
+    def kernel_counts(self, ts: float, src: bytes, dst: bytes, ip_bytes: int, packets: int) -> None:
+        """Outbound counts from the eBPF probe (`Meter.add_kernel`): the meter takes
+        outbound wire bytes from there instead of from packets."""
+        if self._meter is not None:
+            self._meter.add_kernel(
+                self._meter_time(max(ts, self._now)), src, dst, ip_bytes, packets
+            )
 
     # -- metering ------------------------------------------------------------------------
 
@@ -550,6 +592,27 @@ class Pipeline:
         if self._meter is not None and event.sni:
             self._meter.name(flow.server, event.sni, "sni")
 
+    def _dns(self, flow: Flow, pkt: Packet) -> None:
+        """A UDP datagram from port 53: a DNS response names the addresses it resolves, the
+        meter's third name source after SNI and Host. Read only from the server of a flow
+        whose client spoke first (sent the query), so an unsolicited datagram names nothing.
+        A malformed one is an anomaly and the flow's later datagrams are only counted."""
+        if pkt.src != flow.server or not flow.pkts_toserver:
+            return
+        try:
+            answers = dns.parse_response(pkt.payload)
+        except dns.DnsViolation as exc:
+            flow.counted = True
+            detail = f"{exc.detail} (capture cut)" if pkt.payload_missing else exc.detail
+            self._anomaly(flow, Anomaly(exc.reason, detail, pkt.ts), "app", pkt.ts)
+            return
+        meter = self._meter
+        if meter is not None:
+            for answer in answers:
+                if answer.query:
+                    for address in answer.addresses:
+                        meter.name(address, answer.query, "dns")
+
     def _on_ftp_expected(
         self, flow: Flow, analysis: Analysis, event: ftp.FtpDataExpected, ts: float
     ) -> None:
@@ -614,8 +677,9 @@ class Pipeline:
         if self._meter is not None:
             for key, value in event.headers:
                 if key.lower() == b"host":
-                    host = value.decode("ascii", errors="replace").rsplit(":", 1)[0]
-                    self._meter.name(flow.server, host.strip("[]"), "http")
+                    name = _host_name(value)
+                    if name is not None:
+                        self._meter.name(flow.server, name, "http")
                     break
 
     def _on_http_transaction(
@@ -804,7 +868,14 @@ class Pipeline:
             "anomalies": dict(sorted(s.anomalies.items())),
             "events": dict(sorted(s.events.items())),
             "capture_errors": list(s.capture_errors),
+            **self.stats_extra,
         }
+
+    def emit_stats(self, extra: eve.Record) -> None:
+        """A `stats` event now (the live runtime's periodic one), with the runtime's own
+        counters (capture, eBPF probe) added."""
+        self.stats_extra = extra
+        self._emit(eve.stats_record(self._now, self.stats()))
 
 
 def _uri_basename(uri: bytes) -> str | None:
@@ -817,9 +888,28 @@ def _uri_basename(uri: bytes) -> str | None:
     return name or None
 
 
+def _host_name(value: bytes) -> str | None:
+    """The name in an HTTP Host header (RFC 9110 7.2), without port; None for an IP literal
+    (it names nothing the address does not) or for something that is not a host name."""
+    text = value.strip().decode("ascii", errors="replace").lower()
+    if text.startswith("["):  # IPv6 literal, with or without a port
+        return None
+    host = text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+    if not host or len(host) > 253 or not _HOSTNAME.fullmatch(host):
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host.rstrip(".")
+    return None
+
+
 def _track_payload(flow: Flow, direction: int, seq_bytes: bytes, size: int) -> None:
-    """Unique payload bytes of a TCP direction: only what lies beyond the highest sequence
-    number seen counts, so retransmissions do not (serial arithmetic, RFC 1982)."""
+    """Unique payload bytes of a TCP direction: the sequence space up to the highest sequence
+    number seen (serial arithmetic, RFC 1982), so retransmissions do not count. A segment that
+    jumps ahead counts the hole before it too (up to `_MAX_PAYLOAD_HOLE`): the sender sent
+    those bytes, and the reordered (or uncaptured) segment filling it later lies below the
+    high-water mark."""
     end = (int.from_bytes(seq_bytes, "big") + size) & 0xFFFFFFFF
     if direction == TO_SERVER:
         high = flow.seq_high_toserver
@@ -829,7 +919,7 @@ def _track_payload(flow: Flow, direction: int, seq_bytes: bytes, size: int) -> N
         else:
             ahead = (end - high) & 0xFFFFFFFF
             if 0 < ahead < 0x80000000:
-                flow.payload_toserver += min(ahead, size)
+                flow.payload_toserver += ahead if ahead <= size + _MAX_PAYLOAD_HOLE else size
                 flow.seq_high_toserver = end
     else:
         high = flow.seq_high_toclient
@@ -839,5 +929,5 @@ def _track_payload(flow: Flow, direction: int, seq_bytes: bytes, size: int) -> N
         else:
             ahead = (end - high) & 0xFFFFFFFF
             if 0 < ahead < 0x80000000:
-                flow.payload_toclient += min(ahead, size)
+                flow.payload_toclient += ahead if ahead <= size + _MAX_PAYLOAD_HOLE else size
                 flow.seq_high_toclient = end

@@ -11,7 +11,7 @@ from sensor.anomaly import KINDS, markdown
 from tests.replays import ROOT, all_inputs, replay
 
 KIND_SHAPE = re.compile(
-    r"^(capture|decode|frag|tcp|http|smtp|ftp|tls|ssh|content|multipart|mime|parser)_[a-z0-9_]+$"
+    r"^(capture|decode|frag|tcp|http|smtp|ftp|tls|ssh|dns|content|multipart|mime|parser)_[a-z0-9_]+$"
 )
 LAYERS = {"capture", "decode", "stream", "app", "content"}
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from sensor.cli.main import METER_DB
+from sensor.metering.store import MeterStore
 from tests.replays import PCAPS, Replay, all_inputs, replay
 
 HTTP_KEYS = {"method": "http_method", "host": "hostname", "uri": "url", "status": "status"}
@@ -83,6 +85,15 @@ def _ssh_body(event: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def _destination_view(result: Replay) -> list[dict[str, Any]]:
+    """Every (internal host, destination) pair the meter stored over the whole capture, with
+    the destination's name: what `sluice top --by pair --window all --json` ranks."""
+    with MeterStore(result.out / METER_DB) as store:
+        start = store.oldest()
+        rows = [] if start is None else store.top(start, float("inf"), "pair", limit=10_000)
+    return [{"host": r.host, "ip": r.dest, "name": r.name} for r in rows]
+
+
 def _http_view(result: Replay) -> list[dict[str, Any]]:
     rows = []
     for event in result.of_type("http"):
@@ -103,6 +114,8 @@ def test_case(capture: Path) -> None:
         _match_multiset(expected["http"], _http_view(result), True, "http request")
     if "smtp" in expected:
         _match_multiset(expected["smtp"], _smtp_view(result), True, "smtp transaction")
+    if "destinations" in expected:
+        _match_multiset(expected["destinations"], _destination_view(result), True, "destination")
     app_records = {
         "tls": [e["tls"] for e in result.of_type("tls")],
         "ssh": [_ssh_body(e) for e in result.of_type("ssh")],

@@ -63,12 +63,16 @@ def write_expected(
     anomalies: Iterable[str] = (),
     exhaustive: bool = True,
     read_error: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
+    """`extra`: more record lists after "http", for a case mixing protocols (e.g. "tls" from
+    `tlscase.tls_expectation`, "ssh" from `sshlab.expected_entry`)."""
     doc = {
         "case": case_dir.name,
         "objects": list(objects),
         "objects_exhaustive": exhaustive,
         "http": list(http),
+        **(extra or {}),
         "anomalies_include": list(anomalies),
         "flows": flows,
         "read_error": read_error,

@@ -4,7 +4,9 @@ Addresses (fixed for every case so captures are comparable):
 client namespace: 10.10.0.10 and fd00:10::10 ("internal" host)
 server namespace: 198.51.100.20 and 2001:db8::20 (documentation ranges, the "external" host)
 
-Neither namespace has a default route, only a host route to the peer through the veth, so
+`add_addresses` puts more hosts on either side (secondary addresses, host routes alike).
+
+Neither namespace has a default route, only host routes to the peer through the veth, so
 nothing can leave them. Everything is torn down on exit, also after an exception.
 """
 
@@ -75,6 +77,19 @@ class NetnsPair:
         _ip("-n", s, "route", "add", f"{CLIENT_V4}/32", "dev", "veth-s", "src", SERVER_V4)
         _ip("-n", c, "-6", "route", "add", f"{SERVER_V6}/128", "dev", "veth-c")
         _ip("-n", s, "-6", "route", "add", f"{CLIENT_V6}/128", "dev", "veth-s")
+
+    def add_addresses(self, role: str, *addresses: str) -> None:
+        """More addresses on `role`'s veth (more internal hosts in the client namespace, more
+        external servers in the server one), each with a host route to it from the peer, as the
+        fixed pair has. Call inside the `with` block; they go away with the namespaces."""
+        peer = "server" if role == "client" else "client"
+        for address in addresses:
+            v6 = ":" in address
+            prefix = f"{address}/{128 if v6 else 32}"
+            family = ["-6"] if v6 else []
+            _ip("-n", self.ns[role], "addr", "add", prefix, "dev", self.dev[role],
+                *(["nodad"] if v6 else []))  # fmt: skip
+            _ip("-n", self.ns[peer], *family, "route", "add", prefix, "dev", self.dev[peer])
 
     def _teardown(self) -> None:
         for proc in reversed(self._procs):

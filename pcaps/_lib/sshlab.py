@@ -22,6 +22,7 @@ while the pipeline does not wire the SSH parser yet.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -188,8 +189,11 @@ class SshLab:
         cmd = ["ip", "netns", "exec", self.net.ns["client"], *argv]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kw)
 
-    def _opts(self, port: int, cipher: str | None, mac: str | None, key: str = "client_key"):
+    def _opts(self, port: int, cipher: str | None, mac: str | None, key: str = "client_key",
+              source: str | None = None) -> list[str]:  # fmt: skip
         opts = ["-F", str(self.dir / "ssh_config"), "-i", str(self.dir / key), "-v"]
+        if source:  # one of several client addresses (NetnsPair.add_addresses)
+            opts += ["-o", f"BindAddress={source}"]
         if cipher:
             opts += ["-o", f"Ciphers={cipher}"]
         if mac:
@@ -212,8 +216,11 @@ class SshLab:
     # -- sessions --------------------------------------------------------------------------
     def sftp(self, pcap: Path, op: str, size: int, *, seed: int = 0, port: int = 22,
              cipher: str | None = None, mac: str | None = None,
-             local: Path | None = None) -> Truth:  # fmt: skip
-        """`sftp -b batch`: op "put" (upload) or "get" (download) of one file of `size` bytes."""
+             local: Path | None = None, source: str | None = None,
+             capture: bool = True) -> Truth:  # fmt: skip
+        """`sftp -b batch`: op "put" (upload) or "get" (download) of one file of `size` bytes.
+        `source`: the client address to connect from; `capture=False`: the caller is already
+        capturing into `pcap` (one session among other traffic)."""
         assert self.net is not None
         tag = f"{op}{seed}"
         if local is None:
@@ -229,9 +236,14 @@ class SshLab:
             target = remote
             batch = f"put {local} {remote}\n"
         (self.dir / "batch").write_text(batch)
-        argv = ["sftp", *self._opts(port, cipher, mac), "-P", str(port), "-b",
+        argv = ["sftp", *self._opts(port, cipher, mac, source=source), "-P", str(port), "-b",
                 str(self.dir / "batch"), f"{USER}@{SERVER_V4}"]  # fmt: skip
-        with self.net.capture(pcap, bpf="tcp port 22 or tcp port 443"):
+        recording: contextlib.AbstractContextManager[None]
+        if capture:
+            recording = self.net.capture(pcap, bpf="tcp port 22 or tcp port 443")
+        else:
+            recording = contextlib.nullcontext()
+        with recording:
             res = self._client(argv)
         if res.returncode != 0:
             raise RuntimeError(f"sftp failed: {res.stderr[-2000:]}")

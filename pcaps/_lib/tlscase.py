@@ -19,6 +19,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -147,10 +148,18 @@ def client_context(workdir: Path) -> ssl.SSLContext:
     return ctx
 
 
-def upload_over(sock: socket.socket, workdir: Path, body: bytes) -> None:
-    """TLS client on a connected socket: handshake with SNI, upload `body`, read b"ok"."""
+def upload_over(sock: socket.socket, workdir: Path, body: bytes, *, spread: float = 0.0) -> None:
+    """TLS client on a connected socket: handshake with SNI, upload `body`, read b"ok".
+    `spread` > 0: send it in 64 KiB pieces evenly over about that many seconds (a slow sync
+    whose one connection spans several of the meter's time buckets)."""
     with client_context(workdir).wrap_socket(sock, server_hostname=SNI) as tls:
-        tls.sendall(struct.pack("!I", len(body)) + body)
+        data = struct.pack("!I", len(body)) + body
+        piece = 65536 if spread > 0 else len(data)
+        pieces = range(0, len(data), piece)
+        for offset in pieces:
+            if offset:
+                time.sleep(spread / len(pieces))
+            tls.sendall(data[offset : offset + piece])
         assert recv_exactly(tls, 2) == b"ok"
         realcase.append_record(
             workdir,

@@ -243,6 +243,15 @@ class CounterDeltas(Generic[C]):
     def __init__(self) -> None:
         self._last: dict[Hashable, tuple[int, int]] = {}
 
+    @property
+    def totals(self) -> dict[Hashable, tuple[int, int]]:
+        """Cumulative (packets, bytes) per key as of the last read."""
+        return dict(self._last)
+
+    def seed(self, totals: dict[Hashable, tuple[int, int]]) -> None:
+        """Start from known totals (what an earlier run already reported), not from zero."""
+        self._last = dict(totals)
+
     def update(self, counters: Iterable[C]) -> list[C]:
         out: list[C] = []
         seen: dict[Hashable, tuple[int, int]] = {}
@@ -272,6 +281,14 @@ class CounterIncrements:
     pairs: list[PairCounter]
 
 
+@dataclass(frozen=True, slots=True)
+class CounterTotals:
+    """Cumulative (packets, bytes) per host key and per pair key, as CounterDeltas keeps them."""
+
+    hosts: dict[Hashable, tuple[int, int]]
+    pairs: dict[Hashable, tuple[int, int]]
+
+
 class CounterPoller:
     """Read a probe's maps every `interval` seconds and hand out the increments.
 
@@ -294,6 +311,24 @@ class CounterPoller:
     @property
     def next_due(self) -> float | None:
         return self._next
+
+    def totals(self) -> CounterTotals:
+        """Cumulative counts as of the last poll: everything handed out so far."""
+        return CounterTotals(self._hosts.totals, self._pairs.totals)
+
+    def seed(self, totals: CounterTotals) -> None:
+        """Continue from `totals` (saved by an earlier run): the first poll then reports only
+        what was counted since, also what a killed predecessor never handed out."""
+        self._hosts.seed(totals.hosts)
+        self._pairs.seed(totals.pairs)
+
+    def skip_to_now(self) -> CounterIncrements:
+        """Take the maps' current totals as the starting point (no saved totals: counts of an
+        earlier run are not attributed to this one); returns what is skipped."""
+        return CounterIncrements(
+            self._hosts.update(self._source.read_counters()),
+            self._pairs.update(self._source.read_pairs()),
+        )
 
     def poll(self, now: float) -> CounterIncrements | None:
         if self._next is not None and now < self._next:

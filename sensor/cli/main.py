@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import IO
 
 from probes.pcap import PcapError, PcapReader
+from sensor.cli import live as live_cli
 from sensor.cli import top as top_view
 from sensor.config import Config, ConfigError, load_config
 from sensor.content.objects import ObjectStore
-from sensor.metering.categories import CategoryError, load_categories
-from sensor.metering.geo import GeoError, open_geo
+from sensor.metering.categories import CategoryDb, CategoryError, load_categories
+from sensor.metering.geo import GeoDb, GeoError, open_geo
 from sensor.metering.meter import Meter
 from sensor.metering.store import MeterStore, StoreError
 from sensor.outputs import eve
@@ -28,6 +29,10 @@ from sensor.pipeline import Pipeline, Summary
 
 EXIT_USAGE = 2
 METER_DB = "sluice.db"  # in a replay's --out directory
+SIGNATURES_HELP = (
+    "signatures data directory (default: signatures_dir in the config, else $SLUICE_SIGNATURES, "
+    "else the installed or checkout copy)"
+)
 
 
 class UsageError(Exception):
@@ -46,6 +51,7 @@ def _build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--out", required=True, metavar="DIR")
     replay.add_argument("--config", metavar="FILE")
     replay.add_argument("--geoip", metavar="FILE", help="MaxMind-format country database")
+    replay.add_argument("--signatures", metavar="DIR", help=SIGNATURES_HELP)
     replay.add_argument("--quiet", action="store_true", help="no summary on stdout")
     extract = sub.add_parser(
         "extract", help="write every transferred object to DIR/files/<sha256> + DIR/files.jsonl"
@@ -54,8 +60,10 @@ def _build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--out", required=True, metavar="DIR")
     extract.add_argument("--config", metavar="FILE")
     extract.add_argument("--geoip", metavar="FILE", help="MaxMind-format country database")
+    extract.add_argument("--signatures", metavar="DIR", help=SIGNATURES_HELP)
     extract.add_argument("--quiet", action="store_true", help="no summary on stdout")
     top_view.add_parsers(sub)
+    live_cli.add_parser(sub, SIGNATURES_HELP)
     return parser
 
 
@@ -68,7 +76,7 @@ def _check_inputs(paths: Sequence[str]) -> None:
             raise UsageError(str(exc)) from None
 
 
-def _prepare_out(out: str) -> Path:
+def prepare_out(out: str) -> Path:
     directory = Path(out)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -80,30 +88,45 @@ def _prepare_out(out: str) -> Path:
     return directory
 
 
-def _load_config(path: str | None) -> Config:
+def load_config_or_fail(path: str | None) -> Config:
     try:
         return load_config(path)
     except ConfigError as exc:
         raise UsageError(f"config: {exc}") from None
 
 
-def open_meter(config: Config, geoip: str | None) -> Meter:
-    """The volume meter with its data: destination categories from signatures/, countries
-    from the operator's MaxMind file or the bundled registry data."""
-    try:
-        categories = load_categories()
-        geo = open_geo(geoip)
-    except (CategoryError, GeoError) as exc:
-        raise UsageError(str(exc)) from None
+def open_meter(config: Config, geoip: str | None, signatures: str | None = None) -> Meter:
+    """The volume meter with its data: destination categories from the signatures directory
+    (`--signatures`, else the config's signatures_dir, else the search in
+    sensor/config/signatures.py), countries from the operator's MaxMind file or the bundled
+    registry data."""
+    categories, geo = meter_data(config, geoip, signatures)
     return Meter(config.metering, config.home_net, categories, geo)
 
 
+def meter_data(
+    config: Config, geoip: str | None, signatures: str | None
+) -> tuple[CategoryDb, GeoDb | None]:
+    """The meter's data files: destination categories and the country database."""
+    chosen: str | Path | None = signatures if signatures is not None else config.signatures_dir
+    origin = "--signatures" if signatures is not None else "signatures_dir in the config"
+    try:
+        return load_categories(signatures=chosen, origin=origin), open_geo(geoip)
+    except (CategoryError, GeoError) as exc:
+        raise UsageError(str(exc)) from None
+
+
 def run(
-    paths: Sequence[str], out: Path, config: Config, extract: bool, geoip: str | None = None
+    paths: Sequence[str],
+    out: Path,
+    config: Config,
+    extract: bool,
+    geoip: str | None = None,
+    signatures: str | None = None,
 ) -> tuple[Summary, float]:
     """Replay `paths` in order through one pipeline; returns the summary and wall seconds.
     The volume meter's time series go to DIR/sluice.db, which `sluice top --db DIR` reads."""
-    meter = open_meter(config, geoip) if config.metering.enabled else None
+    meter = open_meter(config, geoip, signatures) if config.metering.enabled else None
     database = out / METER_DB
     for stale in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
         stale.unlink(missing_ok=True)  # a replay describes its captures only
@@ -222,12 +245,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     if args.command in ("top", "host"):
         return top_view.run(args)
+    if args.command == "run":
+        return live_cli.main(args)
     try:
-        config = _load_config(args.config)
+        config = load_config_or_fail(args.config)
         _check_inputs(args.pcaps)
-        out = _prepare_out(args.out)
+        out = prepare_out(args.out)
         summary, seconds = run(
-            args.pcaps, out, config, extract=args.command == "extract", geoip=args.geoip
+            args.pcaps,
+            out,
+            config,
+            extract=args.command == "extract",
+            geoip=args.geoip,
+            signatures=args.signatures,
         )
     except UsageError as exc:
         print(f"sluice: error: {exc}", file=sys.stderr)

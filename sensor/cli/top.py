@@ -107,7 +107,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--categories",
         metavar="FILE",
-        help="destination categories (default signatures/categories.toml)",
+        help="destination categories file (default: categories.toml of the signatures "
+        "directory: $SLUICE_SIGNATURES, else the installed or checkout copy)",
     )
 
 

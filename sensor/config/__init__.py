@@ -187,6 +187,9 @@ class Config:
     content: ContentConfig = field(default_factory=ContentConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     metering: MeteringConfig = field(default_factory=MeteringConfig)
+    # The signatures/ data directory; None = search (sensor/config/signatures.py). A relative
+    # path in a config file is relative to that file's directory.
+    signatures_dir: Path | None = None
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -310,15 +313,26 @@ def parse_networks(items: object, key: str = "home_net") -> tuple[IPNetwork, ...
     return tuple(nets)
 
 
-def config_from_dict(raw: dict[str, Any]) -> Config:
+def _directory(value: object, key: str, base: Path | None) -> Path:
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ConfigError(f"{key} must be a directory path (a non-empty string)")
+    path = Path(value)
+    return base / path if base is not None and not path.is_absolute() else path
+
+
+def config_from_dict(raw: dict[str, Any], base: Path | None = None) -> Config:
+    """`base`: the directory relative paths are taken from (the config file's), else the cwd."""
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "home_net":
             kwargs["home_net"] = parse_networks(value)
+        elif key == "signatures_dir":
+            kwargs["signatures_dir"] = _directory(value, key, base)
         elif key in _SECTIONS:
             kwargs[key] = _section(key, _SECTIONS[key], value)
         else:
-            raise ConfigError(f"unknown key {key!r} (known: home_net, {', '.join(_SECTIONS)})")
+            known = ", ".join(["home_net", "signatures_dir", *_SECTIONS])
+            raise ConfigError(f"unknown key {key!r} (known: {known})")
     return Config(**kwargs)
 
 
@@ -337,6 +351,6 @@ def load_config(path: str | Path | None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
     try:
-        return config_from_dict(raw)
+        return config_from_dict(raw, p.parent)
     except ConfigError as exc:
         raise ConfigError(f"{p}: {exc}") from None

@@ -15,6 +15,9 @@ File format::
 
 A file that breaks any rule raises `CategoryError` naming the file, the entry and the rule.
 `parse_categories` is pure; `load_categories(path)` reads the file (at start-up, by the runtime).
+Without a path it reads `categories.toml` from the signatures directory that
+`sensor.config.signatures.find_signatures` resolves (operator's choice, $SLUICE_SIGNATURES, the
+installed data, the source tree).
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "signatures" / "categories.toml"
+from sensor.config.signatures import SignaturesError, find_signatures
+
+FILE_NAME = "categories.toml"
+# The source tree's copy (tests); the runtime resolves the directory with find_signatures.
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "signatures" / FILE_NAME
 
 _ID = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _CATEGORY_ID = re.compile(r"[a-z][a-z0-9_]*")
@@ -100,7 +107,20 @@ def parse_categories(text: str, source: str = "<categories>") -> CategoryDb:
         raise CategoryError(f"{source}: {exc}") from None
 
 
-def load_categories(path: str | Path = DEFAULT_PATH) -> CategoryDb:
+def load_categories(
+    path: str | Path | None = None,
+    *,
+    signatures: str | Path | None = None,
+    origin: str = "--signatures",
+) -> CategoryDb:
+    """`path` names the file itself; without it the file comes from the signatures directory:
+    `signatures` (the operator's, `origin` saying from where) or else the default search."""
+    if path is None:
+        try:
+            found = find_signatures(signatures, origin=origin)
+            path = found.file(FILE_NAME)
+        except SignaturesError as exc:
+            raise CategoryError(str(exc)) from None
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")

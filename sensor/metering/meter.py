@@ -140,6 +140,7 @@ class MeterStats:
     bucket_overflow: int = 0  # new pairs folded into "other" because the bucket was full
     address_cache_resets: int = 0
     findings: int = 0
+    kernel_foreign: int = 0  # probe packets whose source is not internal by our home_net
 
 
 class Meter:
@@ -149,8 +150,18 @@ class Meter:
         home_net: tuple[IPNetwork, ...],
         categories: CategoryDb,
         geo: GeoDb | None,
+        *,
+        kernel_out: bool = False,
+        dest_prefix: tuple[int, int] | None = None,
     ) -> None:
+        """`kernel_out`: outbound wire bytes and packets come from the eBPF probe's counters
+        (`add_kernel`), so `add` takes only payload and inbound counts from packets.
+        `dest_prefix` (IPv4, IPv6 prefix lengths): destinations are networks, not addresses,
+        e.g. (24, 64) to match the probe's per-destination aggregation."""
         self.config = config
+        self.kernel_out = kernel_out
+        self.dest_prefix = dest_prefix
+        self._masks: dict[bytes, bytes] = {}
         self._categories = categories
         self._geo = geo
         self._tz = zoneinfo.ZoneInfo(config.timezone)
@@ -227,14 +238,21 @@ class Meter:
             if dst_in:
                 self.stats.east_west_packets += packets
                 return
+            if self.dest_prefix is not None:
+                dst = self._mask(dst)
             key = (src, dst)
             entry = self._cur.get(key)
             if entry is None:
                 entry = self._entry(key, dst_port)
-            entry[0] += ip_bytes
-            entry[1] += packets
+            elif not entry[_PORT]:
+                entry[_PORT] = dst_port
+            if not self.kernel_out:
+                entry[0] += ip_bytes
+                entry[1] += packets
             entry[2] += payload_new
         elif dst_in:
+            if self.dest_prefix is not None:
+                src = self._mask(src)
             key = (dst, src)
             entry = self._cur.get(key)
             if entry is None:
@@ -245,9 +263,54 @@ class Meter:
         else:
             self.stats.transit_packets += packets
 
+    def add_kernel(self, ts: float, src: bytes, dst: bytes, ip_bytes: int, packets: int) -> None:
+        """Outbound wire bytes and packets counted by the eBPF probe since its last read, from
+        internal `src` to destination network `dst` (b"" = not attributed to a destination,
+        e.g. what the probe's LRU pair map lost). Only with `kernel_out`."""
+        if ts >= self._bucket_end:
+            self._roll(ts)
+        src_in = self._internal.get(src)
+        if src_in is None:
+            src_in = self._classify(src)
+        if not src_in:  # the probe's home_net differs from ours: not an outbound count
+            self.stats.kernel_foreign += packets
+            return
+        if dst and self.dest_prefix is not None:
+            dst = self._mask(dst)
+        key = (src, dst)
+        entry = self._cur.get(key)
+        if entry is None:
+            entry = self._entry(key, 0)
+        entry[0] += ip_bytes
+        entry[1] += packets
+
+    def _mask(self, ip: bytes) -> bytes:
+        """`ip` reduced to its network address under `dest_prefix` (cached)."""
+        masked = self._masks.get(ip)
+        if masked is None:
+            assert self.dest_prefix is not None
+            bits = self.dest_prefix[0] if len(ip) == 4 else self.dest_prefix[1]
+            size = len(ip) * 8
+            value = int.from_bytes(ip, "big") >> (size - bits) << (size - bits) if bits else 0
+            masked = value.to_bytes(len(ip), "big")
+            if len(self._masks) >= _MAX_ADDRESS_CACHE:
+                self._masks.clear()
+            self._masks[ip] = masked
+        return masked
+
     def name(self, ip: bytes, name: str, source: str) -> None:
-        """A name for a destination address (from SNI, HTTP Host or a DNS answer)."""
+        """A name for a destination address (`source` "sni", "http" or "dns"). The last name
+        seen wins, except that a DNS answer never replaces a name the connection itself gave
+        (SNI, Host): a CDN address serves many names, and any host's lookup of a harmless one
+        must not relabel a file-hosting destination. With `dest_prefix` the name goes to the
+        address's network."""
+        if self.dest_prefix is not None:
+            ip = self._mask(ip)
         names = self._names
+        if source == "dns":
+            known = names.get(ip)
+            if known is not None and known[1] != "dns":
+                return
         if ip not in names and len(names) >= self.config.max_names:
             for victim in list(names)[: max(1, len(names) // 100)]:
                 del names[victim]
@@ -428,9 +491,12 @@ class Meter:
             self._evict_pairs(max(1, self.config.max_pairs // 100))
         named = self._names.get(ip)
         name = named[0] if named else None
+        text = ip_text(ip)
+        if self.dest_prefix is not None:
+            text += f"/{self.dest_prefix[0] if len(ip) == 4 else self.dest_prefix[1]}"
         pair = Pair(
             ip=ip,
-            text=ip_text(ip),
+            text=text,
             name=name,
             port=port,
             country=self._geo.country(ip) if self._geo is not None else None,

@@ -107,6 +107,13 @@ class MeterStore:
             "detail TEXT, destinations TEXT)"
         )
         db.execute("CREATE INDEX IF NOT EXISTS findings_ts ON findings (ts)")
+        # The eBPF probe's cumulative counters as of the last bucket written (live runtime):
+        # after a restart the probe's pinned maps continue from there, nothing counted twice.
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS kernel_totals (probe TEXT NOT NULL, kind TEXT NOT NULL, "
+            "key TEXT NOT NULL, packets INTEGER NOT NULL, bytes INTEGER NOT NULL, "
+            "PRIMARY KEY (probe, kind, key)) WITHOUT ROWID"
+        )
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -271,6 +278,26 @@ class MeterStore:
             "WHERE ts >= ? AND dest != ? AND out_bytes > 0 GROUP BY 1"
         )
         return [(label, float(ts)) for label, ts in self._db.execute(sql, (int(since), OTHER))]
+
+    def kernel_totals(self, probe: str) -> dict[tuple[str, str], tuple[int, int]]:
+        """(kind, key) -> (packets, bytes) saved for the probe `probe` (its pin directory)."""
+        sql = "SELECT kind, key, packets, bytes FROM kernel_totals WHERE probe = ?"
+        return {(kind, key): (p, b) for kind, key, p, b in self._db.execute(sql, (probe,))}
+
+    def save_kernel_totals(
+        self, probe: str, totals: Iterable[tuple[tuple[str, str], tuple[int, int]]]
+    ) -> None:
+        rows = [(probe, kind, key, p, b) for (kind, key), (p, b) in totals]
+        if not rows:
+            return
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany("INSERT OR REPLACE INTO kernel_totals VALUES (?, ?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def oldest(self) -> int | None:
         """Start of the oldest bucket still held by any tier (None when nothing is stored):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,88 @@ def test_extract_writes_objects_named_by_hash(tmp_path: Path) -> None:
         data = (out / "files" / record["sha256"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == record["sha256"]
         assert len(data) == record["size"]
+
+
+# -- where the signatures come from -----------------------------------------------------------
+
+
+def _signatures(directory: Path, db_id: str) -> Path:
+    """A signatures dir whose categories put the sample's server (198.51.100.20) in one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "categories.toml").write_text(
+        f'id = "{db_id}"\nversion = 1\n[[category]]\nid = "file_hosting"\nmin_bytes = 1\n'
+        'cidrs = ["198.51.100.0/24"]\n'
+    )
+    return directory
+
+
+def _category_source(out: Path) -> str:
+    """The categories id named by the replay's category finding."""
+    for line in (out / "events.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["event_type"] == "finding" and record["finding"]["kind"] == "category_upload":
+            return str(record["finding"]["detail"]).split("(file_hosting, ")[1].split(" v")[0]
+    return ""
+
+
+def test_signatures_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "etc" / "sluice.toml"
+    config.parent.mkdir()
+    config.write_text('signatures_dir = "sigs"\n')  # relative to the config file
+    _signatures(tmp_path / "etc" / "sigs", "from-config")
+    option = _signatures(tmp_path / "option", "from-option")
+    monkeypatch.setenv("SLUICE_SIGNATURES", str(_signatures(tmp_path / "env", "from-env")))
+    base = ["replay", str(SAMPLE), "--quiet", "--out"]
+    runs = {
+        "from-option": ["--config", str(config), "--signatures", str(option)],
+        "from-config": ["--config", str(config)],
+        "from-env": [],
+    }
+    for expected, extra in runs.items():
+        out = tmp_path / expected
+        assert main([*base, str(out), *extra]) == 0
+        assert _category_source(out) == expected
+
+
+def test_missing_signatures_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere"
+    _fails_cleanly(
+        ["extract", str(SAMPLE), "--out", str(tmp_path / "o"), "--signatures", str(missing)],
+        capsys,
+        f"signatures directory {missing} (from --signatures) does not exist",
+    )
+
+
+def test_signatures_dir_without_categories(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _fails_cleanly(
+        ["replay", str(SAMPLE), "--out", str(tmp_path / "o"), "--signatures", str(empty)],
+        capsys,
+        f"no categories.toml in signatures directory {empty} from --signatures",
+    )
+
+
+def test_broken_categories_from_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sigs = _signatures(tmp_path / "sigs", "x")
+    (sigs / "categories.toml").write_text("id = 'x'\nversion = 1\n")
+    config = tmp_path / "sluice.toml"
+    config.write_text(f'signatures_dir = "{sigs}"\n')
+    _fails_cleanly(
+        ["replay", str(SAMPLE), "--out", str(tmp_path / "o"), "--config", str(config)],
+        capsys,
+        f"{sigs / 'categories.toml'}: needs at least one [[category]]",
+    )
+
+
+def test_bad_signatures_env(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLUICE_SIGNATURES", str(tmp_path / "typo"))
+    _fails_cleanly(
+        ["replay", str(SAMPLE), "--out", str(tmp_path / "o")],
+        capsys,
+        "(from $SLUICE_SIGNATURES) does not exist",
+    )

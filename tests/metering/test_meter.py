@@ -3,14 +3,17 @@ from __future__ import annotations
 import ast
 import ipaddress
 import random
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from sensor.config import VolumeThreshold
-from sensor.metering.categories import load_categories
+from sensor.config import MeteringConfig, VolumeThreshold
+from sensor.metering.categories import CategoryDb, load_categories
 from sensor.metering.meter import Meter
 from sensor.metering.values import KINDS, OTHER, Volume
 from tests.metering.conftest import (
     DAY,
+    HOME_NET,
     MB,
     T0,
     FixedGeo,
@@ -294,3 +297,56 @@ def test_every_emitted_kind_is_registered() -> None:
         and isinstance(node.args[0], ast.Constant)
     }
     assert kinds == set(KINDS)
+
+
+def test_dns_never_replaces_a_name_the_connection_gave(make_meter: MakeMeter) -> None:
+    meter = make_meter()
+    first, second = ip("203.0.113.7"), ip("203.0.113.8")
+    meter.name(first, "upload.example.net", "sni")
+    meter.name(first, "harmless.example.com", "dns")
+    meter.name(second, "a.example.com", "dns")
+    meter.name(second, "b.example.com", "dns")  # DNS after DNS: the last answer wins
+    meter.name(second, "C.Example.com.", "http")  # the connection's own name wins over DNS
+    meter.observe(T0, HOST, first, 1500, 1448, 443)
+    meter.observe(T0, HOST, second, 100, 48, 80)
+    meter.finish()
+    names = {p.text: p.name for p in meter.hosts[HOST].pairs.values()}
+    assert names == {"203.0.113.7": "upload.example.net", "203.0.113.8": "c.example.com"}
+
+
+def kernel_meter(**overrides: Any) -> Meter:
+    """A meter fed as the live runtime feeds it when the eBPF probe runs."""
+    config = replace(MeteringConfig(), **overrides)
+    return Meter(config, HOME_NET, CategoryDb.empty(), None, kernel_out=True, dest_prefix=(24, 64))
+
+
+def test_kernel_mode_takes_outbound_wire_counts_only_from_the_probe() -> None:
+    meter = kernel_meter()
+    # Packets: 3 outbound (2,000 wire bytes, 1,500 unique payload), 1 inbound.
+    meter.add(T0, HOST, SERVER, 2000, 3, 1500, 443)
+    meter.add(T0, SERVER, HOST, 100, 1, 40, 50000)
+    # The probe counted the same outbound packets, and 2 more the capture dropped.
+    meter.add_kernel(T0 + 1, HOST, ip("198.51.100.0"), 3000, 5)
+    meter.add_kernel(T0 + 1, HOST6, ip("2001:db8::"), 700, 2)
+    (summary, summary6) = sorted(summaries(meter.finish()), key=lambda s: s.host)
+    assert summary.host == "10.1.2.3"
+    total = summary.volume
+    assert (total.out_bytes, total.out_packets, total.out_payload) == (3000, 5, 1500)
+    assert (total.in_bytes, total.in_packets, total.in_payload) == (100, 1, 40)
+    (dest,) = summary.destinations
+    assert dest.ip == "198.51.100.0/24" and dest.port == 443
+    assert summary6.host == "fd00::5" and summary6.destinations[0].ip == "2001:db8::/64"
+    assert meter.stats.kernel_foreign == 0
+
+
+def test_kernel_mode_names_networks_and_refuses_foreign_sources() -> None:
+    meter = kernel_meter()
+    meter.name(ip("198.51.100.77"), "files.example.org", "sni")
+    meter.add_kernel(T0, HOST, ip("198.51.100.0"), 1000, 2)
+    meter.add_kernel(T0, SERVER, ip("10.1.2.0"), 1000, 2)  # not an internal source here
+    meter.add_kernel(T0, HOST, b"", 500, 1)  # what the probe's pair map lost
+    (summary,) = summaries(meter.finish())
+    by_ip = {d.ip: d for d in summary.destinations}
+    assert by_ip["198.51.100.0/24"].name == "files.example.org"
+    assert summary.volume.out_bytes == 1500
+    assert meter.stats.kernel_foreign == 2

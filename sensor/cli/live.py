@@ -1,0 +1,104 @@
+"""`sluice run --iface IF --out DIR`: the live sensor (see sensor/runtime.py).
+
+It writes what a replay writes, continuously: DIR/events.jsonl (appended), DIR/sluice.db (the
+meter's time series, kept across restarts), so `sluice top --db DIR` and `sluice host` show a
+running sensor's view. Status lines go to stderr; a stop by SIGTERM/SIGINT ends every flow,
+writes the last bucket and detaches the eBPF probe (its maps stay pinned).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from sensor.runtime import PROBE_CHOICES, LiveError, LiveOptions, LiveSensor
+
+EXIT_USAGE = 2
+
+
+def add_parser(sub: Any, signatures_help: str) -> None:
+    run = sub.add_parser(
+        "run",
+        help="capture live from an interface, write DIR/events.jsonl and DIR/sluice.db",
+        description="Capture live from IFACE through the whole pipeline until SIGTERM/SIGINT "
+        "(or --duration). With --probe auto the eBPF probe counts outbound bytes in the "
+        "kernel; where it cannot run, Sluice says why once and meters from packets.",
+    )
+    run.add_argument("--iface", required=True, metavar="IFACE")
+    run.add_argument("--out", required=True, metavar="DIR")
+    run.add_argument("--config", metavar="FILE")
+    run.add_argument("--geoip", metavar="FILE", help="MaxMind-format country database")
+    run.add_argument("--signatures", metavar="DIR", help=signatures_help)
+    run.add_argument(
+        "--probe",
+        choices=PROBE_CHOICES,
+        default="auto",
+        help="eBPF meter: xdp (SPAN port, LAN side of a gateway), tc (egress of a gateway's WAN "
+        "side), auto (xdp, else packets), off (default: auto)",
+    )
+    run.add_argument("--pin-dir", metavar="DIR", help="bpffs directory for the probe's maps")
+    run.add_argument("--filter", metavar="BPF", help="libpcap capture filter (tcpdump syntax)")
+    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    run.add_argument(
+        "--poll", type=float, default=1.0, metavar="SECONDS", help="eBPF map reads (default 1)"
+    )
+    run.add_argument(
+        "--stats-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a stats event this often (0: only at the end)",
+    )
+
+
+def _status(line: str) -> None:
+    print(f"sluice run: {line}", file=sys.stderr, flush=True)
+
+
+def _warn(line: str) -> None:
+    print(f"sluice: warning: {line}", file=sys.stderr, flush=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    from sensor.cli.main import UsageError, load_config_or_fail, meter_data, prepare_out
+
+    if args.duration is not None and args.duration <= 0:
+        print("sluice: error: --duration must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    if args.poll <= 0:
+        print("sluice: error: --poll must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        config = load_config_or_fail(args.config)
+        out = prepare_out(args.out)
+        categories, geo = meter_data(config, args.geoip, args.signatures)
+        options = LiveOptions(
+            iface=args.iface,
+            out=out,
+            probe=args.probe,
+            duration=args.duration,
+            poll_interval=args.poll,
+            stats_interval=args.stats_interval,
+            bpf_filter=args.filter,
+            pin_dir=args.pin_dir,
+        )
+        sensor = LiveSensor(config, options, categories, geo, warn=_warn, ready=_status)
+        report = sensor.run()
+    except (UsageError, LiveError) as exc:
+        print(f"sluice: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    s, c = report.summary, report.capture
+    _status(
+        f"stopped after {report.seconds:.1f} s: {s.packets:,} packets, {s.flows:,} flows, "
+        f"{len(s.findings)} findings; capture received {c.received:,}, dropped {c.dropped:,} "
+        f"(interface {c.if_dropped:,}); eBPF probe: {report.probe}"
+    )
+    if report.kernel_skipped != (0, 0):
+        _status(
+            f"pinned counters of an earlier run without saved totals were not attributed: "
+            f"{report.kernel_skipped[1]:,} bytes in {report.kernel_skipped[0]:,} packets"
+        )
+    for error in report.errors:
+        _warn(error)
+    return 1 if report.errors else 0

@@ -1,0 +1,362 @@
+"""The live runtime (`sluice run --iface IF`): capture loop, clock, signals, the eBPF probe.
+
+This is the one place below the CLI that reads the wall clock and loops. Packets come from
+libpcap (`probes.live`) and go through the same `Pipeline` as a replay; between packets the
+runtime moves the pipeline's clock (`Pipeline.tick`) so timeouts and meter buckets close on
+time on a quiet link.
+
+The eBPF probe
+--------------
+With `--probe auto` (the default) the runtime attaches the probe's XDP program to the capture
+interface (`xdp`, a SPAN port or a gateway's LAN side: what arrives there is what internal
+hosts send) or its TC egress program (`tc`, a gateway's WAN side). When it runs, the meter
+takes outbound wire bytes and packets from the probe's kernel counters, read in batches every
+`poll_interval` seconds (`CounterPoller`), and destinations become the probe's networks (/24,
+/64); packets still give inbound counts, unique payload and names. Counting in the kernel
+keeps up at line rate when the capture drops packets. When the probe cannot run, the runtime
+says why, once, and meters from packets. An explicit `--probe xdp|tc` that fails is an error.
+
+Counters survive restarts: the probe's maps are pinned, and at every meter bucket written the
+runtime saves the cumulative counts it has handed to the meter (the `kernel_totals` table of
+sluice.db). The next start continues from there, so what a killed sensor counted but never
+reported is attributed after the restart, and nothing twice. Without saved totals (a new
+database beside old pins) the pinned counts are skipped and the skip is reported.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any, Literal
+
+from probes.ebpf.counters import CounterIncrements, CounterPoller, CounterTotals
+from probes.live import CaptureError, CaptureStats, LiveCapture
+from sensor.config import Config
+from sensor.metering.categories import CategoryDb
+from sensor.metering.geo import GeoDb
+from sensor.metering.meter import Meter
+from sensor.metering.store import MeterStore, StoreError
+from sensor.outputs import eve
+from sensor.pipeline import Pipeline, Summary
+
+PROBE_CHOICES = ("auto", "xdp", "tc", "off")
+KERNEL_DEST_PREFIX = (24, 64)  # the probe's per-destination aggregation (sluice_meter.bpf.c)
+TICK_SECONDS = 0.25  # how often the pipeline's clock moves on a quiet link
+UNAVAILABLE = "eBPF probe unavailable, metering from packets instead: "
+
+
+class LiveError(Exception):
+    """Something the operator can fix (interface, permissions, an explicit probe that cannot
+    run): one line, exit status 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveOptions:
+    iface: str
+    out: Path
+    probe: str = "auto"
+    duration: float | None = None  # stop after this many seconds (None: until a signal)
+    poll_interval: float = 1.0  # eBPF map reads
+    stats_interval: float = 60.0  # a `stats` event this often
+    bpf_filter: str | None = None
+    snaplen: int = 262_144
+    pin_dir: str | None = None
+
+
+@dataclass(slots=True)
+class LiveReport:
+    summary: Summary
+    probe: str  # "xdp (native)", "tc (tcx)", "off", or why it is unavailable
+    capture: CaptureStats
+    seconds: float
+    kernel_skipped: tuple[int, int] = (0, 0)  # (packets, bytes) of earlier runs not attributed
+    errors: list[str] = field(default_factory=list)
+
+
+class ProbeFeed:
+    """The eBPF probe's counters into the pipeline's meter, with totals saved for restarts."""
+
+    def __init__(self, probe: Any, poll_interval: float, store: MeterStore) -> None:
+        self.probe = probe
+        self.key = str(probe.pin_dir)
+        self.poller = CounterPoller(probe, poll_interval)
+        self.store = store
+        self._saved: dict[tuple[str, str], tuple[int, int]] = {}
+        self.skipped = (0, 0)
+
+    def start(self) -> None:
+        saved = self.store.kernel_totals(self.key)
+        if saved:
+            self.poller.seed(_totals_from_rows(saved))
+            self._saved = saved
+        else:
+            skipped = self.poller.skip_to_now()
+            self.skipped = (
+                sum(h.packets for h in skipped.hosts),
+                sum(h.bytes for h in skipped.hosts),
+            )
+            self.save()
+
+    def poll(self, pipeline: Pipeline, now: float, force: bool = False) -> None:
+        increments = self.poller.poll(float("inf") if force else time.monotonic())
+        if increments is not None:
+            feed_increments(pipeline, now, increments)
+
+    def save(self) -> None:
+        """Save the totals handed out so far (call when all of them are in written buckets)."""
+        rows = _rows_from_totals(self.poller.totals())
+        changed = [(key, value) for key, value in rows.items() if self._saved.get(key) != value]
+        self.store.save_kernel_totals(self.key, changed)
+        self._saved = rows
+
+
+def feed_increments(pipeline: Pipeline, now: float, increments: CounterIncrements) -> None:
+    """Per (host, destination network) increments to the meter; what a host sent beyond its
+    pairs' sum (pairs evicted from the probe's LRU map between reads) goes to its "other"."""
+    by_host: dict[str, list[int]] = {}
+    for pair in increments.pairs:
+        pipeline.kernel_counts(now, _packed(pair.src), _packed(pair.dst_net), pair.bytes,
+                               pair.packets)  # fmt: skip
+        sums = by_host.setdefault(pair.src, [0, 0])
+        sums[0] += pair.packets
+        sums[1] += pair.bytes
+    for host in increments.hosts:
+        packets, size = by_host.get(host.ip, (0, 0))
+        if host.bytes > size or host.packets > packets:
+            pipeline.kernel_counts(
+                now,
+                _packed(host.ip),
+                b"",
+                max(0, host.bytes - size),
+                max(0, host.packets - packets),
+            )
+
+
+def _packed(text: str) -> bytes:
+    return ipaddress.ip_address(text.split("/")[0]).packed
+
+
+def _rows_from_totals(totals: CounterTotals) -> dict[tuple[str, str], tuple[int, int]]:
+    rows: dict[tuple[str, str], tuple[int, int]] = {}
+    for key, value in totals.hosts.items():
+        rows[("h", str(key))] = value
+    for key, value in totals.pairs.items():
+        assert isinstance(key, tuple)
+        rows[("p", f"{key[0]}|{key[1]}")] = value
+    return rows
+
+
+def _totals_from_rows(rows: dict[tuple[str, str], tuple[int, int]]) -> CounterTotals:
+    hosts: dict[Hashable, tuple[int, int]] = {}
+    pairs: dict[Hashable, tuple[int, int]] = {}
+    for (kind, key), value in rows.items():
+        if kind == "h":
+            hosts[key] = value
+        else:
+            src, _, net = key.partition("|")
+            pairs[(src, net)] = value
+    return CounterTotals(hosts, pairs)
+
+
+def attach_probe(config: Config, options: LiveOptions, warn: Callable[[str], None]) -> Any:
+    """The attached EbpfProbe, or None (off, or unavailable under `auto`: said once)."""
+    if options.probe == "off":
+        return None
+    mode: Literal["xdp", "tc"] = "tc" if options.probe == "tc" else "xdp"
+    try:
+        from probes.ebpf.loader import EbpfError, EbpfProbe, probe_unavailable_reason
+    except Exception as exc:  # pragma: no cover - bcc's import may fail in odd ways
+        return _unavailable(options, f"cannot load the probe's loader: {exc}", warn)
+    reason = probe_unavailable_reason(trial_load=False)
+    if reason is not None:
+        return _unavailable(options, reason.removeprefix(UNAVAILABLE), warn)
+    try:
+        probe = EbpfProbe(options.iface, mode, config.home_net, options.pin_dir)
+        return probe.attach()
+    except (EbpfError, OSError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        return _unavailable(options, f"{mode} on {options.iface}: {first_line}", warn)
+
+
+def _unavailable(options: LiveOptions, why: str, warn: Callable[[str], None]) -> None:
+    if options.probe != "auto":
+        raise LiveError(f"the eBPF probe ({options.probe}) cannot run: {why}")
+    warn(UNAVAILABLE + why)
+    return None
+
+
+def describe_probe(probe: Any) -> str:
+    return f"{probe.mode} ({probe.attach_kind})" if probe is not None else "off"
+
+
+class LiveSensor:
+    """One live run: `LiveSensor(...).run()` until `stop` is set, a signal, or `duration`."""
+
+    def __init__(
+        self,
+        config: Config,
+        options: LiveOptions,
+        categories: CategoryDb,
+        geo: GeoDb | None,
+        *,
+        warn: Callable[[str], None],
+        ready: Callable[[str], None] = lambda _line: None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.config = config
+        self.options = options
+        self.categories = categories
+        self.geo = geo
+        self.warn = warn
+        self.ready = ready
+        self.stop = stop or threading.Event()
+
+    def run(self) -> LiveReport:
+        options, config = self.options, self.config
+        capture = LiveCapture(options.iface, snaplen=options.snaplen, bpf_filter=options.bpf_filter)
+        try:
+            capture.open()
+        except CaptureError as exc:
+            raise LiveError(str(exc)) from None
+        probe = None
+        try:
+            probe = attach_probe(config, options, self.warn) if config.metering.enabled else None
+            return self._run(capture, probe)
+        finally:
+            if probe is not None:
+                probe.detach()  # the maps stay pinned: the next start continues from them
+            capture.close()
+
+    def _run(self, capture: LiveCapture, probe: Any) -> LiveReport:
+        options, config = self.options, self.config
+        probe_text = describe_probe(probe)
+        store = meter = feed = None
+        if config.metering.enabled:
+            meter = Meter(
+                config.metering,
+                config.home_net,
+                self.categories,
+                self.geo,
+                kernel_out=probe is not None,
+                dest_prefix=KERNEL_DEST_PREFIX if probe is not None else None,
+            )
+            try:
+                store = MeterStore(options.out / "sluice.db")
+            except StoreError as exc:
+                raise LiveError(str(exc)) from None
+            if store.newest:  # a restart: novelty continues from what the database knows
+                meter.learn_destinations(
+                    store.destinations(store.newest - config.metering.retention_days * 86400)
+                )
+        events: IO[str] = (options.out / "events.jsonl").open("a", encoding="utf-8")
+        started = time.monotonic()
+        report: LiveReport | None = None
+        try:
+            pipeline = Pipeline(config, [eve.JsonlWriter(events)], None, meter, store)
+            if probe is not None and store is not None:
+                feed = ProbeFeed(probe, options.poll_interval, store)
+                feed.start()
+            self.ready(f"capturing on {options.iface} (eBPF probe: {probe_text})")
+            with _signals_set(self.stop):
+                capture_error = self._loop(capture, pipeline, feed)
+            now = time.time()
+            pipeline.tick(now)
+            if feed is not None:
+                feed.poll(pipeline, now, force=True)
+            pipeline.stats_extra = self._stats(capture, probe, feed)
+            summary = pipeline.finish()
+            if feed is not None:
+                feed.save()
+            report = LiveReport(
+                summary,
+                probe_text,
+                capture.stats(),
+                time.monotonic() - started,
+                feed.skipped if feed is not None else (0, 0),
+                [capture_error] if capture_error else [],
+            )
+        finally:
+            events.close()
+            if store is not None:
+                store.close()
+        return report
+
+    def _loop(self, capture: LiveCapture, pipeline: Pipeline, feed: ProbeFeed | None) -> str | None:
+        options = self.options
+        process = pipeline.process
+        stop = self.stop
+        deadline = time.monotonic() + options.duration if options.duration else float("inf")
+        next_tick = next_stats = 0.0
+        while not stop.is_set():
+            try:
+                frames = capture.read()
+            except CaptureError as exc:
+                self.warn(str(exc))
+                return str(exc)
+            for frame in frames:
+                process(frame)
+            mono = time.monotonic()
+            if mono >= next_tick:
+                next_tick = mono + TICK_SECONDS
+                now = time.time()
+                if pipeline.tick(now) and feed is not None:
+                    feed.save()  # what was fed before this poll is in the bucket just written
+                if feed is not None:
+                    feed.poll(pipeline, now)
+                if options.stats_interval and mono >= next_stats:
+                    if next_stats:
+                        pipeline.emit_stats(
+                            self._stats(capture, feed.probe if feed else None, feed)
+                        )
+                    next_stats = mono + options.stats_interval
+            if mono >= deadline:
+                break
+        return None
+
+    def _stats(self, capture: LiveCapture, probe: Any, feed: ProbeFeed | None) -> eve.Record:
+        c = capture.stats()
+        extra: eve.Record = {
+            "capture": {"received": c.received, "dropped": c.dropped, "if_dropped": c.if_dropped}
+        }
+        if probe is not None:
+            try:
+                kernel = probe.read_stats()
+                extra["probe"] = {
+                    "not_ip": kernel.not_ip,
+                    "malformed": kernel.malformed,
+                    "not_outbound": kernel.not_outbound,
+                    "counted": kernel.counted,
+                    "dropped": kernel.dropped,
+                    "map_full": kernel.map_full,
+                }
+            except Exception as exc:  # stats are best effort; the run goes on
+                self.warn(f"eBPF probe stats: {exc}")
+        return extra
+
+
+class _signals_set:
+    """SIGTERM and SIGINT set `stop` while the loop runs (main thread only)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self._old: list[tuple[int, Any]] = []
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._old.append((sig, signal.signal(sig, handler)))
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old:
+            signal.signal(sig, old)

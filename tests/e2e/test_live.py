@@ -1,0 +1,266 @@
+"""End to end, for real: `sluice run` capturing live inside a network namespace.
+
+A real HTTP upload (http.server and urllib) crosses a veth pair while `sluice run` captures on
+the client's side and tcpdump records the same interface. Replay and live run the same
+pipeline, so `sluice top --json` of the live sensor's database must equal that of a replay of
+tcpdump's capture:
+
+- `--probe off`: every counter of every row, destinations included;
+- `--probe tc`: outbound bytes and packets then come from the eBPF probe's kernel counters and
+  destinations are the probe's /24 networks; the sums must still be exactly the replay's;
+- eBPF unavailable (the sensor runs without CAP_BPF/CAP_SYS_ADMIN, as a hardened unit might):
+  `--probe auto` says why exactly once and meters from packets; `--probe tc` is an error;
+- a restart continues from the probe's pinned counters without counting anything twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import cannot_run, require_root_netns, require_tool
+from tests.e2e.test_capture_replay import CLIENT, SERVER
+
+SLUICE = str(Path(sys.executable).parent / "sluice")
+READY = b"capturing on"
+# Drop the capabilities eBPF needs (CAP_BPF, CAP_SYS_ADMIN) but keep packet capture's.
+WITHOUT_BPF = ["setpriv", "--bounding-set=-bpf,-sys_admin", "--inh-caps=-bpf,-sys_admin", "--"]
+
+
+@dataclass
+class Lab:
+    net: Any  # pcaps._lib.netns.NetnsPair
+    tmp: Path
+    bpffs: str
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    require_root_netns()
+    require_tool("tcpdump")
+    from pcaps._lib.netns import NetnsPair
+
+    (tmp_path / "server.py").write_text(SERVER)
+    (tmp_path / "client.py").write_text(CLIENT)
+    bpffs = tempfile.mkdtemp(prefix="sluice-live-bpffs-")
+    mounted = False
+    try:
+        # A private bpffs: the probe's pins never land in the host's /sys/fs/bpf.
+        subprocess.run(["mount", "-t", "bpf", "bpf", bpffs], check=True, capture_output=True)
+        mounted = True
+        with NetnsPair("live") as net:
+            yield Lab(net, tmp_path, bpffs)
+    finally:
+        if mounted:
+            subprocess.run(["umount", bpffs], check=False, capture_output=True)
+        shutil.rmtree(bpffs, ignore_errors=True)
+
+
+class Sensor:
+    """`sluice run` in the client namespace; stderr collected, stopped by SIGTERM."""
+
+    def __init__(self, lab: Lab, out: Path, probe: str, prefix: Sequence[str] = ()) -> None:
+        argv = [
+            "ip", "netns", "exec", lab.net.ns["client"], *prefix, SLUICE, "run",
+            "--iface", "veth-c", "--out", str(out), "--probe", probe,
+            "--pin-dir", f"{lab.bpffs}/sluice", "--poll", "0.2", "--stats-interval", "0",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE)
+        self.stderr = b""
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + timeout
+        while READY not in self.stderr:
+            left = deadline - time.monotonic()
+            if self.proc.poll() is not None or left <= 0:
+                self.stop()
+                raise AssertionError(f"sluice run did not start: {self.stderr.decode()}")
+            ready, _, _ = select.select([self.proc.stderr], [], [], left)
+            if ready:
+                self.stderr += os.read(self.proc.stderr.fileno(), 4096)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=10)
+        self.stderr += err or b""
+        return self.proc.returncode
+
+
+def upload(lab: Lab, size: int) -> None:
+    body = b"".join(b"%d,Patient %d,cervical screening %d\n" % (i, i, i % 5) for i in range(size))
+    (lab.tmp / "body.csv").write_bytes(body)
+    server = lab.net.spawn("server", [sys.executable, str(lab.tmp / "server.py")])
+    lab.net.wait_for_line(server, b"ready")
+    lab.net.run(
+        "client", [sys.executable, str(lab.tmp / "client.py"), str(lab.tmp / "body.csv")], 60
+    )
+    server.wait(timeout=30)
+
+
+def top(db: Path) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [SLUICE, "top", "--db", str(db), "--json", "--window", "all", "--limit", "50"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows: list[dict[str, Any]] = json.loads(done.stdout)
+    return rows
+
+
+def replayed(lab: Lab, pcap: Path) -> list[dict[str, Any]]:
+    out = lab.tmp / "replay"
+    done = subprocess.run(
+        [SLUICE, "replay", str(pcap), "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return top(out)
+
+
+COUNTERS = ("bytes_out", "packets_out", "bytes_in", "payload_bytes_out")
+
+
+def by_host(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {row["host"]: row for row in rows}
+
+
+def live_and_replay(lab: Lab, probe: str, prefix: Sequence[str] = ()) -> tuple[Any, ...]:
+    out, pcap = lab.tmp / "live", lab.tmp / "same-iface.pcap"
+    sensor = Sensor(lab, out, probe, prefix)
+    try:
+        sensor.wait_ready()
+        with lab.net.capture(pcap, bpf=""):
+            upload(lab, 20_000)
+        time.sleep(0.5)  # the last ACKs through the sensor's capture too
+    finally:
+        rc = sensor.stop()
+    return rc, sensor.stderr.decode(), top(out), replayed(lab, pcap), out
+
+
+def test_live_run_without_probe_equals_a_replay_of_the_same_traffic(lab: Lab) -> None:
+    rc, stderr, live, replay, out = live_and_replay(lab, "off")
+    assert rc == 0, stderr
+    assert "eBPF probe: off" in stderr and "dropped 0 " in stderr
+    assert "10.10.0.10" in by_host(replay)
+    assert by_host(replay)["10.10.0.10"]["bytes_out"] > 600_000  # the upload is in there
+    for row in (*live, *replay):
+        row.pop("window_start"), row.pop("window_end")
+        row.pop("share")  # the live sensor also saw the link's IPv6 neighbour discovery
+    ours, theirs = by_host(live)["10.10.0.10"], by_host(replay)["10.10.0.10"]
+    assert {k: v for k, v in ours.items() if ours[k] != theirs.get(k)} == {}
+    events = [json.loads(line) for line in (out / "events.jsonl").open()]
+    http = [e for e in events if e["event_type"] == "http"]
+    assert [e["http"]["http_method"] for e in http] == ["POST"]
+    (stats,) = [e for e in events if e["event_type"] == "stats"]
+    assert stats["stats"]["capture"]["dropped"] == 0
+    assert stats["stats"]["capture"]["received"] == stats["stats"]["packets"]
+
+
+def test_live_run_with_the_tc_probe_takes_outbound_counts_from_the_kernel(lab: Lab) -> None:
+    reason = _probe_reason()
+    if reason is not None:
+        cannot_run(reason)
+    rc, stderr, live, replay, out = live_and_replay(lab, "tc")
+    assert rc == 0, stderr
+    assert "eBPF probe: tc (" in stderr and "warning" not in stderr
+    ours, theirs = by_host(live)["10.10.0.10"], by_host(replay)["10.10.0.10"]
+    for key in COUNTERS:
+        assert ours[key] == theirs[key], key
+    (dest,) = [d for d in ours["destinations"] if d["bytes_out"]]
+    assert dest["ip"] == "198.51.100.0/24"
+    assert dest["bytes_out"] == theirs["destinations"][0]["bytes_out"]
+    events = [json.loads(line) for line in (out / "events.jsonl").open()]
+    (stats,) = [e for e in events if e["event_type"] == "stats"]
+    assert stats["stats"]["probe"]["counted"] == theirs["packets_out"]
+    # Nothing of the probe is left attached to the interface after the sensor stopped.
+    shown = subprocess.run(
+        ["ip", "-n", lab.net.ns["client"], "link", "show", "veth-c"], capture_output=True, text=True
+    ).stdout
+    assert "xdp" not in shown
+    filters = subprocess.run(
+        ["tc", "-n", lab.net.ns["client"], "filter", "show", "dev", "veth-c", "egress"],
+        capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert "sluice" not in filters
+
+
+def test_a_restart_continues_from_the_pinned_counters_without_double_counting(lab: Lab) -> None:
+    reason = _probe_reason()
+    if reason is not None:
+        cannot_run(reason)
+    out = lab.tmp / "live"
+    pcap_a, pcap_b = lab.tmp / "a.pcap", lab.tmp / "b.pcap"
+    for pcap in (pcap_a, pcap_b):
+        sensor = Sensor(lab, out, "tc")
+        try:
+            sensor.wait_ready()
+            with lab.net.capture(pcap, bpf=""):
+                upload(lab, 8_000)
+            time.sleep(0.5)
+        finally:
+            assert sensor.stop() == 0, sensor.stderr.decode()
+    assert "not attributed" not in sensor.stderr.decode()  # the first run's totals were saved
+    ours = by_host(top(out))["10.10.0.10"]
+    a = by_host(replayed(lab, pcap_a))["10.10.0.10"]
+    shutil.rmtree(lab.tmp / "replay")
+    b = by_host(replayed(lab, pcap_b))["10.10.0.10"]
+    assert ours["bytes_out"] == a["bytes_out"] + b["bytes_out"]
+    assert ours["packets_out"] == a["packets_out"] + b["packets_out"]
+
+
+def test_without_bpf_capabilities_auto_says_why_once_and_meters_from_packets(lab: Lab) -> None:
+    require_tool("setpriv")
+    rc, stderr, live, replay, _ = live_and_replay(lab, "auto", WITHOUT_BPF)
+    assert rc == 0, stderr
+    warnings = [line for line in stderr.splitlines() if "eBPF probe unavailable" in line]
+    assert len(warnings) == 1, stderr
+    assert "CAP_BPF" in warnings[0]
+    ours, theirs = by_host(live)["10.10.0.10"], by_host(replay)["10.10.0.10"]
+    for key in COUNTERS:
+        assert ours[key] == theirs[key], key
+    assert ours["destinations"][0]["ip"] == "198.51.100.20"  # packets: addresses, not networks
+
+
+def test_an_explicit_probe_that_cannot_run_is_an_error(lab: Lab) -> None:
+    require_tool("setpriv")
+    sensor = Sensor(lab, lab.tmp / "live", "tc", WITHOUT_BPF)
+    rc = sensor.stop() if sensor.proc.wait(timeout=60) is None else sensor.proc.returncode
+    sensor.stop()
+    assert rc == 2
+    assert "the eBPF probe (tc) cannot run" in sensor.stderr.decode()
+
+
+def test_an_interface_that_does_not_exist_is_one_clear_error(tmp_path: Path) -> None:
+    require_root_netns()
+    done = subprocess.run(
+        [SLUICE, "run", "--iface", "sluice-nope0", "--out", str(tmp_path), "--probe", "off"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("sluice: error: cannot capture on sluice-nope0")
+    assert "Traceback" not in done.stderr
+
+
+def _probe_reason() -> str | None:
+    from probes.ebpf.loader import probe_unavailable_reason
+
+    return probe_unavailable_reason(trial_load=False)
