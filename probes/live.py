@@ -108,14 +108,14 @@ class LiveCapture:
         self._handle = handle
         return self
 
-    def read(self, max_frames: int = DEFAULT_BATCH) -> list[Frame]:
-        """Up to `max_frames` frames, waiting at most the timeout for the first."""
+    def read(self, max_frames: int = DEFAULT_BATCH, *, wait: bool = True) -> list[Frame]:
+        """Up to `max_frames` frames, waiting at most the timeout for the first (`wait`)."""
         handle = self._handle
         if handle is None:
             raise CaptureError("the capture is not open")
         try:
             data, meta = handle.next_batch(max_frames)
-            if not meta and select.select([self._fd], [], [], self.timeout_ms / 1000)[0]:
+            if not meta and wait and select.select([self._fd], [], [], self.timeout_ms / 1000)[0]:
                 data, meta = handle.next_batch(max_frames)
         except Exception as exc:  # pcapy.PcapError: the interface went away, ...
             raise CaptureError(f"capture on {self.iface} failed: {exc}") from None

@@ -48,6 +48,8 @@ from sensor.pipeline import Pipeline, Summary
 PROBE_CHOICES = ("auto", "xdp", "tc", "off")
 KERNEL_DEST_PREFIX = (24, 64)  # the probe's per-destination aggregation (sluice_meter.bpf.c)
 TICK_SECONDS = 0.25  # how often the pipeline's clock moves on a quiet link
+DRAIN_BATCHES = 64  # batches read after a stop request, for what the kernel still holds
+_SAVED_MARK = ("m", "saved")  # kernel_totals row present once a run saved its totals
 UNAVAILABLE = "eBPF probe unavailable, metering from packets instead: "
 
 
@@ -111,6 +113,7 @@ class ProbeFeed:
     def save(self) -> None:
         """Save the totals handed out so far (call when all of them are in written buckets)."""
         rows = _rows_from_totals(self.poller.totals())
+        rows[_SAVED_MARK] = (0, 0)  # "this probe's totals were saved", even when all are 0
         changed = [(key, value) for key, value in rows.items() if self._saved.get(key) != value]
         self.store.save_kernel_totals(self.key, changed)
         self._saved = rows
@@ -158,7 +161,7 @@ def _totals_from_rows(rows: dict[tuple[str, str], tuple[int, int]]) -> CounterTo
     for (kind, key), value in rows.items():
         if kind == "h":
             hosts[key] = value
-        else:
+        elif kind == "p":
             src, _, net = key.partition("|")
             pairs[(src, net)] = value
     return CounterTotals(hosts, pairs)
@@ -265,6 +268,8 @@ class LiveSensor:
             self.ready(f"capturing on {options.iface} (eBPF probe: {probe_text})")
             with _signals_set(self.stop):
                 capture_error = self._loop(capture, pipeline, feed)
+                if capture_error is None:
+                    self._drain(capture, pipeline)
             now = time.time()
             pipeline.tick(now)
             if feed is not None:
@@ -318,6 +323,18 @@ class LiveSensor:
             if mono >= deadline:
                 break
         return None
+
+    def _drain(self, capture: LiveCapture, pipeline: Pipeline) -> None:
+        """What the kernel buffered before the stop (bounded: a busy link never drains)."""
+        for _ in range(DRAIN_BATCHES):
+            try:
+                frames = capture.read(wait=False)
+            except CaptureError:
+                return
+            if not frames:
+                return
+            for frame in frames:
+                pipeline.process(frame)
 
     def _stats(self, capture: LiveCapture, probe: Any, feed: ProbeFeed | None) -> eve.Record:
         c = capture.stats()
