@@ -20,6 +20,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,8 @@ from typing import Any
 
 import pytest
 
+from probes.ebpf import bpf_syscall as sysbpf
+from probes.ebpf.netns import inside_netns
 from tests.conftest import cannot_run, require_root_netns, require_tool
 from tests.e2e.test_capture_replay import CLIENT, SERVER
 
@@ -72,10 +75,12 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 class Sensor:
     """`sluice run` in the client namespace; stderr collected, stopped by SIGTERM."""
 
-    def __init__(self, lab: Lab, out: Path, probe: str, prefix: Sequence[str] = ()) -> None:
+    def __init__(
+        self, lab: Lab, out: Path, probe: str, prefix: Sequence[str] = (), role: str = "client"
+    ) -> None:
         argv = [
-            "ip", "netns", "exec", lab.net.ns["client"], *prefix, SLUICE, "run",
-            "--iface", "veth-c", "--out", str(out), "--probe", probe,
+            "ip", "netns", "exec", lab.net.ns[role], *prefix, SLUICE, "run",
+            "--iface", lab.net.dev[role], "--out", str(out), "--probe", probe,
             "--pin-dir", f"{lab.bpffs}/sluice", "--poll", "0.2", "--stats-interval", "0",
         ]  # fmt: skip
         self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE)
@@ -144,10 +149,14 @@ def by_host(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def live_and_replay(
-    lab: Lab, probe: str, prefix: Sequence[str] = (), running: Callable[[Path], None] | None = None
+    lab: Lab,
+    probe: str,
+    prefix: Sequence[str] = (),
+    running: Callable[[Path], None] | None = None,
+    role: str = "client",
 ) -> tuple[Any, ...]:
     out, pcap = lab.tmp / "live", lab.tmp / "same-iface.pcap"
-    sensor = Sensor(lab, out, probe, prefix)
+    sensor = Sensor(lab, out, probe, prefix, role)
     try:
         sensor.wait_ready()
         with lab.net.capture(pcap, bpf=""):
@@ -194,13 +203,35 @@ def test_live_run_without_probe_equals_a_replay_of_the_same_traffic(lab: Lab) ->
     assert 0 <= stats["stats"]["capture"]["received"] - stats["stats"]["packets"] <= 2
 
 
-def test_live_run_with_the_tc_probe_takes_outbound_counts_from_the_kernel(lab: Lab) -> None:
+@pytest.mark.parametrize(
+    ("probe", "role"),
+    [("tc", "client"), ("xdp", "server")],
+    ids=["tc-egress-of-the-sender", "xdp-ingress-of-the-receiving-side"],
+)
+def test_live_run_with_the_probe_takes_outbound_counts_from_the_kernel(
+    lab: Lab, probe: str, role: str
+) -> None:
+    """tc: the gateway's egress (the client's side of the veth). xdp: a SPAN-like receiving
+    side, the server's end of the veth, where the client's packets arrive."""
     reason = _probe_reason()
     if reason is not None:
         cannot_run(reason)
-    rc, stderr, live, replay, out = live_and_replay(lab, "tc")
+    ns, dev = lab.net.ns[role], lab.net.dev[role]
+
+    def attached() -> tuple[bool, bool]:
+        shown = subprocess.run(["ip", "-n", ns, "link", "show", dev], capture_output=True)
+        assert shown.returncode == 0
+        with inside_netns(ns):
+            index = socket.if_nametoindex(dev)
+            tcx = sysbpf.prog_query_count(index, sysbpf.AttachType.TCX_EGRESS)
+        return b"xdp" in shown.stdout, tcx > 0
+
+    def while_running(_out: Path) -> None:
+        assert attached() == (probe == "xdp", probe == "tc")
+
+    rc, stderr, live, replay, out = live_and_replay(lab, probe, running=while_running, role=role)
     assert rc == 0, stderr
-    assert "eBPF probe: tc (" in stderr and "warning" not in stderr
+    assert f"eBPF probe: {probe} (" in stderr and "warning" not in stderr
     ours, theirs = by_host(live)["10.10.0.10"], by_host(replay)["10.10.0.10"]
     for key in COUNTERS:
         assert ours[key] == theirs[key], key
@@ -211,15 +242,11 @@ def test_live_run_with_the_tc_probe_takes_outbound_counts_from_the_kernel(lab: L
     (stats,) = [e for e in events if e["event_type"] == "stats"]
     assert stats["stats"]["probe"]["counted"] == theirs["packets_out"]
     # Nothing of the probe is left attached to the interface after the sensor stopped.
-    shown = subprocess.run(
-        ["ip", "-n", lab.net.ns["client"], "link", "show", "veth-c"], capture_output=True, text=True
-    ).stdout
-    assert "xdp" not in shown
+    assert attached() == (False, False)
     filters = subprocess.run(
-        ["tc", "-n", lab.net.ns["client"], "filter", "show", "dev", "veth-c", "egress"],
-        capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    assert "sluice" not in filters
+        ["tc", "-n", ns, "filter", "show", "dev", dev, "egress"], capture_output=True, text=True
+    )
+    assert filters.stdout.strip() == ""
 
 
 @pytest.mark.parametrize("first_end", ["SIGTERM", "SIGKILL"])
