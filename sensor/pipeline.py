@@ -62,11 +62,11 @@ _SEQ = struct.Struct("!I")
 # Ethernet type, IPv4 version/IHL, total length, flags/fragment offset, protocol, TCP sequence
 # number, data offset, flags: what the flow bypass reads of a frame, in one unpack.
 _BYPASS_HEADER = struct.Struct("!12xHBxH2xHxB2x8x4xI4xBB")
-_MAX_FTP_EXPECTED = 4096
+_MAX_FTP_EXPECTED = 4096  # announced FTP data connections waiting to be seen
 _HOSTNAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_.])?")
 # A segment this far beyond the highest sequence number seen (plus its own length) counts only
 # its own payload: a corrupt or forged sequence number must not add gigabytes.
-_MAX_PAYLOAD_HOLE = 16 << 20  # announced FTP data connections waiting to be seen
+_MAX_PAYLOAD_HOLE = 16 << 20
 
 
 def protocol_specs(config: Config) -> tuple[ProtocolSpec, ...]:
@@ -180,6 +180,9 @@ class Pipeline:
         self._meter = meter
         self._meter_store = meter_store
         self.stats_extra: eve.Record = {}  # the runtime's counters, added to `stats` events
+        # The live runtime's (before, after) calls around every meter bucket close: the last
+        # kernel counts go into the closing bucket, and it learns when a bucket is written.
+        self.bucket_hooks: tuple[Callable[[float], None], Callable[[float], None]] | None = None
         self._meter_due = -math.inf if meter is not None else math.inf
         self._horizon = -math.inf  # packet time of the next timeout scan or meter bucket end
         self._bypass_on = config.flows.bypass
@@ -332,10 +335,10 @@ class Pipeline:
     # -- the live runtime's clock and the eBPF probe's counts ------------------------------
 
     def tick(self, now: float) -> bool:
-        """Live capture: time passed without packets (the runtime calls this a few times a
-        second with the capture clock). Runs what packets would have run at `now`: timeouts
-        and a meter bucket close. Returns True when a meter bucket closed (its results are
-        in the store). Never goes back in time."""
+        """Live capture: time passed without packets. The runtime calls this a few times a
+        second with the wall clock, the clock libpcap stamps packets with. Runs what a packet
+        at `now` would have run: timeouts and a meter bucket close. Returns True when a meter
+        bucket closed. A `now` behind the pipeline's clock does nothing."""
         if now <= self._now:
             return False
         self._now = now
@@ -349,13 +352,26 @@ class Pipeline:
         self._horizon = min(self.flows.next_scan, self._meter_due)
         return closed
 
-    def kernel_counts(self, ts: float, src: bytes, dst: bytes, ip_bytes: int, packets: int) -> None:
-        """Outbound counts from the eBPF probe (`Meter.add_kernel`): the meter takes
-        outbound wire bytes from there instead of from packets."""
+    def add_kernel_counts(self, src: bytes, dst: bytes, ip_bytes: int, packets: int) -> None:
+        """Outbound counts from the eBPF probe (`Meter.add_kernel`) into the meter's open
+        bucket: the meter takes outbound wire bytes from there instead of from packets."""
         if self._meter is not None:
-            self._meter.add_kernel(
-                self._meter_time(max(ts, self._now)), src, dst, ip_bytes, packets
-            )
+            self._meter.add_kernel(self._meter_time(self._now), src, dst, ip_bytes, packets)
+
+    def outbound_packets(self) -> int:
+        """Outbound packets (internal host to external address) of the flows in the table, as
+        the meter classifies them: what the live runtime compares with the probe's count."""
+        meter = self._meter
+        if meter is None:
+            return 0
+        total = 0
+        for flow in self.flows:
+            client_in, server_in = meter.is_internal(flow.client), meter.is_internal(flow.server)
+            if client_in and not server_in:
+                total += flow.pkts_toserver
+            elif server_in and not client_in:
+                total += flow.pkts_toclient
+        return total
 
     # -- metering ------------------------------------------------------------------------
 
@@ -383,12 +399,17 @@ class Pipeline:
         were seen before `now`), then the meter closes the bucket and reports."""
         meter = self._meter
         assert meter is not None
+        hooks = self.bucket_hooks
+        if hooks is not None:
+            hooks[0](now)
         inside = self._meter_time(now)
         for flow in self.flows:
             self._meter_flow(flow, inside)
         self._meter_results(meter.tick(now))
         bucket = self.config.metering.bucket_seconds
         self._meter_due = math.floor(now / bucket) * bucket + bucket
+        if hooks is not None:
+            hooks[1](now)
 
     def _meter_time(self, ts: float) -> float:
         """A time inside the meter's open bucket: counts gathered since the last flush were all

@@ -16,11 +16,14 @@ takes outbound wire bytes and packets from the probe's kernel counters, read in 
 keeps up at line rate when the capture drops packets. When the probe cannot run, the runtime
 says why, once, and meters from packets. An explicit `--probe xdp|tc` that fails is an error.
 
-Counters survive restarts: the probe's maps are pinned, and at every meter bucket written the
-runtime saves the cumulative counts it has handed to the meter (the `kernel_totals` table of
-sluice.db). The next start continues from there, so what a killed sensor counted but never
-reported is attributed after the restart, and nothing twice. Without saved totals (a new
-database beside old pins) the pinned counts are skipped and the skip is reported.
+Counters survive restarts: the probe's maps are pinned, and after every meter bucket written
+the runtime saves the cumulative counts it has handed to the meter (the `kernel_totals` table
+of sluice.db), all of which are in written buckets. The next start continues from there, so
+what a killed sensor counted but never wrote is attributed after the restart, and nothing twice
+(the bucket and the totals are two transactions: a kill exactly between them counts that one
+bucket's kernel bytes twice). Without saved totals (a new database beside old pins) the pinned
+counts are skipped and the skip is reported. A probe that sees no outbound packet while the
+capture does (XDP on the sending side) is given up at the first bucket, with a warning.
 """
 
 from __future__ import annotations
@@ -82,21 +85,39 @@ class LiveReport:
 
 
 class ProbeFeed:
-    """The eBPF probe's counters into the pipeline's meter, with totals saved for restarts."""
+    """The eBPF probe's counters into the pipeline's meter, with totals saved for restarts.
 
-    def __init__(self, probe: Any, poll_interval: float, store: MeterStore) -> None:
+    `poll` runs on the runtime's timer; around every meter bucket close (Pipeline.bucket_hooks)
+    `before_bucket_end` polls once more, so the closing bucket gets every kernel count up to
+    its end, and `after_bucket_written` saves the totals handed out, which are then all in
+    written buckets. Until the probe has counted an outbound packet, each bucket close also
+    checks that it sees the outbound traffic the capture sees (an XDP program on the sender's
+    own interface sees only what arrives); if not, it says so once and the meter goes back to
+    packets before the first bucket that would have lost them is written."""
+
+    def __init__(
+        self,
+        probe: Any,
+        poll_interval: float,
+        store: MeterStore,
+        meter: Meter,
+        warn: Callable[[str], None],
+    ) -> None:
         self.probe = probe
         self.key = str(probe.pin_dir)
         self.poller = CounterPoller(probe, poll_interval)
         self.store = store
-        self._saved: dict[tuple[str, str], tuple[int, int]] = {}
+        self.meter = meter
+        self.warn = warn
+        self.active = True
         self.skipped = (0, 0)
+        self.counted = 0  # outbound packets the probe reported during this run
+        self.blind = ""  # why the probe was given up during the run
 
     def start(self) -> None:
         saved = self.store.kernel_totals(self.key)
         if saved:
             self.poller.seed(_totals_from_rows(saved))
-            self._saved = saved
         else:
             skipped = self.poller.skip_to_now()
             self.skipped = (
@@ -105,39 +126,56 @@ class ProbeFeed:
             )
             self.save()
 
-    def poll(self, pipeline: Pipeline, now: float, force: bool = False) -> None:
+    def poll(self, pipeline: Pipeline, force: bool = False) -> None:
+        if not self.active:
+            return
         increments = self.poller.poll(float("inf") if force else time.monotonic())
         if increments is not None:
-            feed_increments(pipeline, now, increments)
+            self.counted += sum(h.packets for h in increments.hosts)
+            feed_increments(pipeline, increments)
+
+    def before_bucket_end(self, pipeline: Pipeline) -> None:
+        if not self.active:
+            return
+        self.poll(pipeline, force=True)
+        if self.counted == 0 and pipeline.outbound_packets() > 0:
+            self.blind = (
+                f"the {self.probe.mode} probe on {self.probe.iface} counted no outbound packet "
+                "while the capture saw some (XDP sees only what arrives: on the sending side "
+                "use --probe tc); metering outbound bytes from packets instead"
+            )
+            self.warn(self.blind)
+            self.active = False
+            self.meter.kernel_out = False
+            self.probe.detach()
+
+    def after_bucket_written(self) -> None:
+        if self.active:
+            self.save()
 
     def save(self) -> None:
-        """Save the totals handed out so far (call when all of them are in written buckets)."""
+        """Replace the saved totals with those handed out so far (call when all of them are
+        in written buckets): one snapshot per probe, so the table stays as small as the maps."""
         rows = _rows_from_totals(self.poller.totals())
         rows[_SAVED_MARK] = (0, 0)  # "this probe's totals were saved", even when all are 0
-        changed = [(key, value) for key, value in rows.items() if self._saved.get(key) != value]
-        self.store.save_kernel_totals(self.key, changed)
-        self._saved = rows
+        self.store.replace_kernel_totals(self.key, rows.items())
 
 
-def feed_increments(pipeline: Pipeline, now: float, increments: CounterIncrements) -> None:
+def feed_increments(pipeline: Pipeline, increments: CounterIncrements) -> None:
     """Per (host, destination network) increments to the meter; what a host sent beyond its
     pairs' sum (pairs evicted from the probe's LRU map between reads) goes to its "other"."""
     by_host: dict[str, list[int]] = {}
     for pair in increments.pairs:
-        pipeline.kernel_counts(now, _packed(pair.src), _packed(pair.dst_net), pair.bytes,
-                               pair.packets)  # fmt: skip
+        pipeline.add_kernel_counts(_packed(pair.src), _packed(pair.dst_net), pair.bytes,
+                                   pair.packets)  # fmt: skip
         sums = by_host.setdefault(pair.src, [0, 0])
         sums[0] += pair.packets
         sums[1] += pair.bytes
     for host in increments.hosts:
         packets, size = by_host.get(host.ip, (0, 0))
         if host.bytes > size or host.packets > packets:
-            pipeline.kernel_counts(
-                now,
-                _packed(host.ip),
-                b"",
-                max(0, host.bytes - size),
-                max(0, host.packets - packets),
+            pipeline.add_kernel_counts(
+                _packed(host.ip), b"", max(0, host.bytes - size), max(0, host.packets - packets)
             )
 
 
@@ -228,13 +266,17 @@ class LiveSensor:
         except CaptureError as exc:
             raise LiveError(str(exc)) from None
         probe = None
-        try:
-            probe = attach_probe(config, options, self.warn) if config.metering.enabled else None
-            return self._run(capture, probe)
-        finally:
-            if probe is not None:
-                probe.detach()  # the maps stay pinned: the next start continues from them
-            capture.close()
+        # A stop request during startup (the probe's compile takes seconds) is honoured as
+        # soon as the loop starts, with the usual orderly end.
+        with _signals_set(self.stop):
+            try:
+                if config.metering.enabled:
+                    probe = attach_probe(config, options, self.warn)
+                return self._run(capture, probe)
+            finally:
+                if probe is not None:
+                    probe.detach()  # the maps stay pinned: the next start continues from them
+                capture.close()
 
     def _run(self, capture: LiveCapture, probe: Any) -> LiveReport:
         options, config = self.options, self.config
@@ -262,22 +304,27 @@ class LiveSensor:
         report: LiveReport | None = None
         try:
             pipeline = Pipeline(config, [eve.JsonlWriter(events)], None, meter, store)
-            if probe is not None and store is not None:
-                feed = ProbeFeed(probe, options.poll_interval, store)
+            if probe is not None and store is not None and meter is not None:
+                feed = ProbeFeed(probe, options.poll_interval, store, meter, self.warn)
                 feed.start()
+                active = feed
+                pipeline.bucket_hooks = (
+                    lambda _now: active.before_bucket_end(pipeline),
+                    lambda _now: active.after_bucket_written(),
+                )
             self.ready(f"capturing on {options.iface} (eBPF probe: {probe_text})")
-            with _signals_set(self.stop):
-                capture_error = self._loop(capture, pipeline, feed)
-                if capture_error is None:
-                    self._drain(capture, pipeline)
-            now = time.time()
-            pipeline.tick(now)
+            capture_error = self._loop(capture, pipeline, feed)
+            if capture_error is None:
+                self._drain(capture, pipeline)
+            pipeline.tick(time.time())
             if feed is not None:
-                feed.poll(pipeline, now, force=True)
-            pipeline.stats_extra = self._stats(capture, probe, feed)
+                feed.before_bucket_end(pipeline)  # the last counts, into the last bucket
+            pipeline.stats_extra = self._stats(capture, feed)
             summary = pipeline.finish()
             if feed is not None:
-                feed.save()
+                feed.after_bucket_written()
+                if feed.blind:
+                    probe_text += ": " + feed.blind
             report = LiveReport(
                 summary,
                 probe_text,
@@ -301,24 +348,19 @@ class LiveSensor:
         while not stop.is_set():
             try:
                 frames = capture.read()
-            except CaptureError as exc:
-                self.warn(str(exc))
+            except CaptureError as exc:  # reported once, by the caller; the run ends in order
                 return str(exc)
             for frame in frames:
                 process(frame)
             mono = time.monotonic()
             if mono >= next_tick:
                 next_tick = mono + TICK_SECONDS
-                now = time.time()
-                if pipeline.tick(now) and feed is not None:
-                    feed.save()  # what was fed before this poll is in the bucket just written
+                pipeline.tick(time.time())
                 if feed is not None:
-                    feed.poll(pipeline, now)
+                    feed.poll(pipeline)
                 if options.stats_interval and mono >= next_stats:
                     if next_stats:
-                        pipeline.emit_stats(
-                            self._stats(capture, feed.probe if feed else None, feed)
-                        )
+                        pipeline.emit_stats(self._stats(capture, feed))
                     next_stats = mono + options.stats_interval
             if mono >= deadline:
                 break
@@ -336,14 +378,14 @@ class LiveSensor:
             for frame in frames:
                 pipeline.process(frame)
 
-    def _stats(self, capture: LiveCapture, probe: Any, feed: ProbeFeed | None) -> eve.Record:
+    def _stats(self, capture: LiveCapture, feed: ProbeFeed | None) -> eve.Record:
         c = capture.stats()
         extra: eve.Record = {
             "capture": {"received": c.received, "dropped": c.dropped, "if_dropped": c.if_dropped}
         }
-        if probe is not None:
+        if feed is not None and feed.active:
             try:
-                kernel = probe.read_stats()
+                kernel = feed.probe.read_stats()
                 extra["probe"] = {
                     "not_ip": kernel.not_ip,
                     "malformed": kernel.malformed,

@@ -69,6 +69,9 @@ def main(args: argparse.Namespace) -> int:
     if args.poll <= 0:
         print("sluice: error: --poll must be positive", file=sys.stderr)
         return EXIT_USAGE
+    if args.stats_interval < 0:
+        print("sluice: error: --stats-interval must not be negative", file=sys.stderr)
+        return EXIT_USAGE
     try:
         config = load_config_or_fail(args.config)
         out = prepare_out(args.out)

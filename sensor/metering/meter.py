@@ -284,6 +284,11 @@ class Meter:
         entry[0] += ip_bytes
         entry[1] += packets
 
+    def is_internal(self, ip: bytes) -> bool:
+        """`ip` is inside home_net."""
+        inside = self._internal.get(ip)
+        return self._classify(ip) if inside is None else inside
+
     def _mask(self, ip: bytes) -> bytes:
         """`ip` reduced to its network address under `dest_prefix` (cached)."""
         masked = self._masks.get(ip)

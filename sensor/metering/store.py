@@ -284,16 +284,16 @@ class MeterStore:
         sql = "SELECT kind, key, packets, bytes FROM kernel_totals WHERE probe = ?"
         return {(kind, key): (p, b) for kind, key, p, b in self._db.execute(sql, (probe,))}
 
-    def save_kernel_totals(
+    def replace_kernel_totals(
         self, probe: str, totals: Iterable[tuple[tuple[str, str], tuple[int, int]]]
     ) -> None:
+        """The probe's totals as of now, replacing what was saved for it (one transaction)."""
         rows = [(probe, kind, key, p, b) for (kind, key), (p, b) in totals]
-        if not rows:
-            return
         db = self._db
         db.execute("BEGIN")
         try:
-            db.executemany("INSERT OR REPLACE INTO kernel_totals VALUES (?, ?, ?, ?, ?)", rows)
+            db.execute("DELETE FROM kernel_totals WHERE probe = ?", (probe,))
+            db.executemany("INSERT INTO kernel_totals VALUES (?, ?, ?, ?, ?)", rows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

@@ -1,0 +1,144 @@
+"""sensor/runtime.py without a kernel: the eBPF feed's bookkeeping with a real Pipeline, Meter
+and MeterStore. The counter source is a plain table of cumulative counts standing for the
+probe's maps (the probe itself runs for real in tests/e2e/test_live.py); packets are built
+frames. What is checked here is what e2e timing cannot reach reliably: a busy link closing
+buckets inside `process`, a kill at any point, LRU evictions."""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from pathlib import Path
+
+from probes.ebpf.counters import CounterIncrements, HostCounter, PairCounter
+from probes.frame import LINKTYPE_ETHERNET, Frame
+from sensor.config import Config
+from sensor.metering.categories import CategoryDb
+from sensor.metering.meter import Meter
+from sensor.metering.store import MeterStore
+from sensor.pipeline import Pipeline
+from sensor.runtime import KERNEL_DEST_PREFIX, ProbeFeed, feed_increments
+
+T0 = 1_767_225_600.0
+CLIENT, SERVER = bytes([10, 0, 0, 1]), bytes([198, 51, 100, 7])
+
+
+def udp_frame(ts: float, src: bytes, dst: bytes, size: int = 100) -> Frame:
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + size, 0, 0, 64, 17, 0, src, dst)
+    udp = struct.pack("!HHHH", 40000, 9999, 8 + size, 0)
+    return Frame(ts, bytes(12) + b"\x08\x00" + ip + udp + bytes(size), LINKTYPE_ETHERNET)
+
+
+class Maps:
+    """Cumulative per-host and per-pair counts, as the probe's pinned maps hold them."""
+
+    pin_dir = "/sys/fs/bpf/sluice/test"
+    mode = "tc"
+    iface = "test0"
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.detached = False
+
+    def send(self, packets: int) -> None:
+        self.packets += packets
+
+    def read_counters(self) -> list[HostCounter]:
+        return [HostCounter("10.0.0.1", self.packets, self.packets * 1000)]
+
+    def read_pairs(self) -> list[PairCounter]:
+        return [PairCounter("10.0.0.1", "198.51.100.0/24", self.packets, self.packets * 1000)]
+
+    def detach(self) -> None:
+        self.detached = True
+
+
+def live(db: Path, maps: Maps, warnings: list[str]) -> tuple[Pipeline, ProbeFeed, MeterStore]:
+    config = Config()
+    meter = Meter(config.metering, config.home_net, CategoryDb.empty(), None, kernel_out=True,
+                  dest_prefix=KERNEL_DEST_PREFIX)  # fmt: skip
+    store = MeterStore(db)
+    pipeline = Pipeline(config, [], None, meter, store)
+    feed = ProbeFeed(maps, 1.0, store, meter, warnings.append)
+    feed.start()
+    pipeline.bucket_hooks = (
+        lambda _now: feed.before_bucket_end(pipeline),
+        lambda _now: feed.after_bucket_written(),
+    )
+    return pipeline, feed, store
+
+
+def busy_link(pipeline: Pipeline, feed: ProbeFeed, maps: Maps, start: float, end: float) -> None:
+    """A packet every 0.25 s, counted by the kernel as it is sent; buckets close inside
+    `process` (never in `tick`), the runtime polls on its own timer."""
+    t = start
+    while t < end:
+        maps.send(1)
+        pipeline.process(udp_frame(t, CLIENT, SERVER))
+        if int(t * 4) % 3 == 0:
+            feed.poll(pipeline, force=True)
+        t += 0.25
+
+
+def out_bytes(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        (total,) = conn.execute("SELECT SUM(out_bytes) FROM volume_10s").fetchone()
+    return int(total or 0)
+
+
+def test_a_killed_sensor_on_a_busy_link_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    db, maps, warnings = tmp_path / "sluice.db", Maps(), []
+    pipeline, feed, store = live(db, maps, warnings)
+    busy_link(pipeline, feed, maps, T0, T0 + 60)
+    written = out_bytes(db)
+    assert 0 < written < maps.packets * 1000  # buckets were written, the open one was not
+    store.close()  # SIGKILL: no finish, no final save; what the kernel counted stays pinned
+    pipeline, feed, store = live(db, maps, warnings)
+    busy_link(pipeline, feed, maps, T0 + 60, T0 + 75)
+    feed.before_bucket_end(pipeline)
+    pipeline.finish()
+    feed.after_bucket_written()
+    store.close()
+    assert out_bytes(db) == maps.packets * 1000
+    assert warnings == [] and feed.skipped == (0, 0)
+
+
+def test_a_probe_blind_to_the_outbound_traffic_is_given_up_before_bytes_are_lost(
+    tmp_path: Path,
+) -> None:
+    db, maps, warnings = tmp_path / "sluice.db", Maps(), []
+    pipeline, feed, store = live(db, maps, warnings)
+    for i in range(40):  # the capture sees outbound packets, the kernel counts none
+        pipeline.process(udp_frame(T0 + 0.25 * i, CLIENT, SERVER))
+    pipeline.tick(T0 + 20)
+    pipeline.finish()
+    store.close()
+    (warning,) = warnings
+    assert "counted no outbound packet" in warning and "--probe tc" in warning
+    assert maps.detached and not feed.active
+    assert out_bytes(db) == 40 * 128  # every packet's IP length, from packets after all
+
+
+def test_increments_beyond_the_pairs_go_to_the_hosts_other_destination(tmp_path: Path) -> None:
+    config = Config()
+    meter = Meter(config.metering, config.home_net, CategoryDb.empty(), None, kernel_out=True,
+                  dest_prefix=KERNEL_DEST_PREFIX)  # fmt: skip
+    pipeline = Pipeline(config, [], None, meter, None)
+    pipeline.tick(T0)
+    feed_increments(
+        pipeline,
+        CounterIncrements(
+            hosts=[HostCounter("10.0.0.1", 7, 7000), HostCounter("fd00::1", 1, 100)],
+            pairs=[
+                PairCounter("10.0.0.1", "198.51.100.0/24", 5, 5000),
+                PairCounter("fd00::1", "2001:db8::/64", 1, 100),
+            ],
+        ),
+    )
+    summaries = {s.host: s for s in meter.finish() if hasattr(s, "destinations")}
+    v4 = {d.ip: d.volume.out_bytes for d in summaries["10.0.0.1"].destinations}
+    assert v4 == {"198.51.100.0/24": 5000, "other": 2000}
+    assert summaries["10.0.0.1"].volume.out_packets == 7
+    assert {d.ip: d.volume.out_bytes for d in summaries["fd00::1"].destinations} == {
+        "2001:db8::/64": 100
+    }
