@@ -10,9 +10,9 @@ The eBPF probe
 With `--probe auto` (the default) the runtime attaches the probe's XDP program to the capture
 interface (`xdp`, a SPAN port or a gateway's LAN side: what arrives there is what internal
 hosts send) or its TC egress program (`tc`, a gateway's WAN side). When it runs, the meter
-takes outbound wire bytes and packets from the probe's kernel counters, read in batches every
-`poll_interval` seconds (`CounterPoller`), and destinations become the probe's networks (/24,
-/64); packets still give inbound counts, unique payload and names. Counting in the kernel
+takes outbound wire bytes and packets from the probe's kernel counters, read in batches right
+before every meter bucket closes (`ProbeFeed`), and destinations become the probe's networks
+(/24, /64); packets still give inbound counts, unique payload and names. Counting in the kernel
 keeps up at line rate when the capture drops packets. When the probe cannot run, the runtime
 says why, once, and meters from packets. An explicit `--probe xdp|tc` that fails is an error.
 
@@ -28,17 +28,16 @@ capture does (XDP on the sending side) is given up at the first bucket, with a w
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Literal
 
-from probes.ebpf.counters import CounterIncrements, CounterPoller, CounterTotals
+from probes.ebpf.counters import RawDeltas, dst_net_bytes, source_bytes
 from probes.live import CaptureError, CaptureStats, LiveCapture
 from sensor.config import Config
 from sensor.metering.categories import CategoryDb
@@ -67,7 +66,6 @@ class LiveOptions:
     out: Path
     probe: str = "auto"
     duration: float | None = None  # stop after this many seconds (None: until a signal)
-    poll_interval: float = 1.0  # eBPF map reads
     stats_interval: float = 60.0  # a `stats` event this often
     bpf_filter: str | None = None
     snaplen: int = 262_144
@@ -87,28 +85,25 @@ class LiveReport:
 class ProbeFeed:
     """The eBPF probe's counters into the pipeline's meter, with totals saved for restarts.
 
-    `poll` runs on the runtime's timer; around every meter bucket close (Pipeline.bucket_hooks)
-    `before_bucket_end` polls once more, so the closing bucket gets every kernel count up to
-    its end, and `after_bucket_written` saves the totals handed out, which are then all in
-    written buckets. Until the probe has counted an outbound packet, each bucket close also
+    The meter consumes per bucket, so the maps are read once per bucket: right before it
+    closes (`before_bucket_end`, through Pipeline.bucket_hooks), so the closing bucket gets
+    every kernel count up to its end; `after_bucket_written` then saves the totals handed out,
+    which are all in written buckets. Reads compare raw map keys and decode only the entries
+    that changed. Until the probe has counted an outbound packet, each bucket close also
     checks that it sees the outbound traffic the capture sees (an XDP program on the sender's
     own interface sees only what arrives); if not, it says so once and the meter goes back to
     packets before the first bucket that would have lost them is written."""
 
     def __init__(
-        self,
-        probe: Any,
-        poll_interval: float,
-        store: MeterStore,
-        meter: Meter,
-        warn: Callable[[str], None],
+        self, probe: Any, store: MeterStore, meter: Meter, warn: Callable[[str], None]
     ) -> None:
         self.probe = probe
         self.key = str(probe.pin_dir)
-        self.poller = CounterPoller(probe, poll_interval)
         self.store = store
         self.meter = meter
         self.warn = warn
+        self.hosts = RawDeltas()
+        self.pairs = RawDeltas()
         self.active = True
         self.skipped = (0, 0)
         self.counted = 0  # outbound packets the probe reported during this run
@@ -117,27 +112,21 @@ class ProbeFeed:
     def start(self) -> None:
         saved = self.store.kernel_totals(self.key)
         if saved:
-            self.poller.seed(_totals_from_rows(saved))
+            self.hosts.seed({bytes.fromhex(k): v for (kind, k), v in saved.items() if kind == "h"})
+            self.pairs.seed({bytes.fromhex(k): v for (kind, k), v in saved.items() if kind == "p"})
         else:
-            skipped = self.poller.skip_to_now()
-            self.skipped = (
-                sum(h.packets for h in skipped.hosts),
-                sum(h.bytes for h in skipped.hosts),
-            )
+            skipped = self.hosts.update(self.probe.read_raw("hosts"))
+            self.pairs.update(self.probe.read_raw("pairs"))
+            self.skipped = (sum(p for _, p, _ in skipped), sum(b for _, _, b in skipped))
             self.save()
-
-    def poll(self, pipeline: Pipeline, force: bool = False) -> None:
-        if not self.active:
-            return
-        increments = self.poller.poll(float("inf") if force else time.monotonic())
-        if increments is not None:
-            self.counted += sum(h.packets for h in increments.hosts)
-            feed_increments(pipeline, increments)
 
     def before_bucket_end(self, pipeline: Pipeline) -> None:
         if not self.active:
             return
-        self.poll(pipeline, force=True)
+        hosts = self.hosts.update(self.probe.read_raw("hosts"))
+        pairs = self.pairs.update(self.probe.read_raw("pairs"))
+        self.counted += sum(p for _, p, _ in hosts)
+        feed_increments(pipeline, hosts, pairs)
         if self.counted == 0 and pipeline.outbound_packets() > 0:
             self.blind = (
                 f"the {self.probe.mode} probe on {self.probe.iface} counted no outbound packet "
@@ -156,53 +145,32 @@ class ProbeFeed:
     def save(self) -> None:
         """Replace the saved totals with those handed out so far (call when all of them are
         in written buckets): one snapshot per probe, so the table stays as small as the maps."""
-        rows = _rows_from_totals(self.poller.totals())
-        rows[_SAVED_MARK] = (0, 0)  # "this probe's totals were saved", even when all are 0
-        self.store.replace_kernel_totals(self.key, rows.items())
+        rows = [(("h", k.hex()), v) for k, v in self.hosts.totals.items()]
+        rows += [(("p", k.hex()), v) for k, v in self.pairs.totals.items()]
+        rows.append((_SAVED_MARK, (0, 0)))  # "this probe's totals were saved", even if none
+        self.store.replace_kernel_totals(self.key, rows)
 
 
-def feed_increments(pipeline: Pipeline, increments: CounterIncrements) -> None:
+Increment = tuple[bytes, int, int]  # raw map key, packets, IP bytes
+
+
+def feed_increments(pipeline: Pipeline, hosts: list[Increment], pairs: list[Increment]) -> None:
     """Per (host, destination network) increments to the meter; what a host sent beyond its
     pairs' sum (pairs evicted from the probe's LRU map between reads) goes to its "other"."""
-    by_host: dict[str, list[int]] = {}
-    for pair in increments.pairs:
-        pipeline.add_kernel_counts(_packed(pair.src), _packed(pair.dst_net), pair.bytes,
-                                   pair.packets)  # fmt: skip
-        sums = by_host.setdefault(pair.src, [0, 0])
-        sums[0] += pair.packets
-        sums[1] += pair.bytes
-    for host in increments.hosts:
-        packets, size = by_host.get(host.ip, (0, 0))
-        if host.bytes > size or host.packets > packets:
+    by_host: dict[bytes, list[int]] = {}
+    for key, packets, size in pairs:
+        src = source_bytes(key)
+        pipeline.add_kernel_counts(src, dst_net_bytes(key), size, packets)
+        sums = by_host.setdefault(src, [0, 0])
+        sums[0] += packets
+        sums[1] += size
+    for key, packets, size in hosts:
+        src = source_bytes(key)
+        in_pairs = by_host.get(src, (0, 0))
+        if size > in_pairs[1] or packets > in_pairs[0]:
             pipeline.add_kernel_counts(
-                _packed(host.ip), b"", max(0, host.bytes - size), max(0, host.packets - packets)
+                src, b"", max(0, size - in_pairs[1]), max(0, packets - in_pairs[0])
             )
-
-
-def _packed(text: str) -> bytes:
-    return ipaddress.ip_address(text.split("/")[0]).packed
-
-
-def _rows_from_totals(totals: CounterTotals) -> dict[tuple[str, str], tuple[int, int]]:
-    rows: dict[tuple[str, str], tuple[int, int]] = {}
-    for key, value in totals.hosts.items():
-        rows[("h", str(key))] = value
-    for key, value in totals.pairs.items():
-        assert isinstance(key, tuple)
-        rows[("p", f"{key[0]}|{key[1]}")] = value
-    return rows
-
-
-def _totals_from_rows(rows: dict[tuple[str, str], tuple[int, int]]) -> CounterTotals:
-    hosts: dict[Hashable, tuple[int, int]] = {}
-    pairs: dict[Hashable, tuple[int, int]] = {}
-    for (kind, key), value in rows.items():
-        if kind == "h":
-            hosts[key] = value
-        elif kind == "p":
-            src, _, net = key.partition("|")
-            pairs[(src, net)] = value
-    return CounterTotals(hosts, pairs)
 
 
 def attach_probe(config: Config, options: LiveOptions, warn: Callable[[str], None]) -> Any:
@@ -305,7 +273,7 @@ class LiveSensor:
         try:
             pipeline = Pipeline(config, [eve.JsonlWriter(events)], None, meter, store)
             if probe is not None and store is not None and meter is not None:
-                feed = ProbeFeed(probe, options.poll_interval, store, meter, self.warn)
+                feed = ProbeFeed(probe, store, meter, self.warn)
                 feed.start()
                 active = feed
                 pipeline.bucket_hooks = (
@@ -356,8 +324,6 @@ class LiveSensor:
             if mono >= next_tick:
                 next_tick = mono + TICK_SECONDS
                 pipeline.tick(time.time())
-                if feed is not None:
-                    feed.poll(pipeline)
                 if options.stats_interval and mono >= next_stats:
                     if next_stats:
                         pipeline.emit_stats(self._stats(capture, feed))

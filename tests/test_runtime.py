@@ -10,7 +10,7 @@ import sqlite3
 import struct
 from pathlib import Path
 
-from probes.ebpf.counters import CounterIncrements, HostCounter, PairCounter
+from probes.ebpf.counters import encode_addr, pair_key
 from probes.frame import LINKTYPE_ETHERNET, Frame
 from sensor.config import Config
 from sensor.metering.categories import CategoryDb
@@ -43,11 +43,9 @@ class Maps:
     def send(self, packets: int) -> None:
         self.packets += packets
 
-    def read_counters(self) -> list[HostCounter]:
-        return [HostCounter("10.0.0.1", self.packets, self.packets * 1000)]
-
-    def read_pairs(self) -> list[PairCounter]:
-        return [PairCounter("10.0.0.1", "198.51.100.0/24", self.packets, self.packets * 1000)]
+    def read_raw(self, name: str) -> list[tuple[bytes, int, int]]:
+        key = encode_addr("10.0.0.1") if name == "hosts" else pair_key("10.0.0.1", "198.51.100.7")
+        return [(key, self.packets, self.packets * 1000)]
 
     def detach(self) -> None:
         self.detached = True
@@ -59,7 +57,7 @@ def live(db: Path, maps: Maps, warnings: list[str]) -> tuple[Pipeline, ProbeFeed
                   dest_prefix=KERNEL_DEST_PREFIX)  # fmt: skip
     store = MeterStore(db)
     pipeline = Pipeline(config, [], None, meter, store)
-    feed = ProbeFeed(maps, 1.0, store, meter, warnings.append)
+    feed = ProbeFeed(maps, store, meter, warnings.append)
     feed.start()
     pipeline.bucket_hooks = (
         lambda _now: feed.before_bucket_end(pipeline),
@@ -70,13 +68,11 @@ def live(db: Path, maps: Maps, warnings: list[str]) -> tuple[Pipeline, ProbeFeed
 
 def busy_link(pipeline: Pipeline, feed: ProbeFeed, maps: Maps, start: float, end: float) -> None:
     """A packet every 0.25 s, counted by the kernel as it is sent; buckets close inside
-    `process` (never in `tick`), the runtime polls on its own timer."""
+    `process` (never in `tick`), which reads the maps through the bucket hooks."""
     t = start
     while t < end:
         maps.send(1)
         pipeline.process(udp_frame(t, CLIENT, SERVER))
-        if int(t * 4) % 3 == 0:
-            feed.poll(pipeline, force=True)
         t += 0.25
 
 
@@ -125,15 +121,14 @@ def test_increments_beyond_the_pairs_go_to_the_hosts_other_destination(tmp_path:
                   dest_prefix=KERNEL_DEST_PREFIX)  # fmt: skip
     pipeline = Pipeline(config, [], None, meter, None)
     pipeline.tick(T0)
+    host4, host6 = encode_addr("10.0.0.1"), encode_addr("fd00::1")
     feed_increments(
         pipeline,
-        CounterIncrements(
-            hosts=[HostCounter("10.0.0.1", 7, 7000), HostCounter("fd00::1", 1, 100)],
-            pairs=[
-                PairCounter("10.0.0.1", "198.51.100.0/24", 5, 5000),
-                PairCounter("fd00::1", "2001:db8::/64", 1, 100),
-            ],
-        ),
+        [(host4, 7, 7000), (host6, 1, 100)],
+        [
+            (pair_key("10.0.0.1", "198.51.100.9"), 5, 5000),
+            (pair_key("fd00::1", "2001:db8::9"), 1, 100),
+        ],
     )
     summaries = {s.host: s for s in meter.finish() if hasattr(s, "destinations")}
     v4 = {d.ip: d.volume.out_bytes for d in summaries["10.0.0.1"].destinations}

@@ -1,7 +1,8 @@
 """Values the eBPF meter hands to user space, and the byte layouts of its map keys and values.
 
 Capture side (probes/ebpf/). Pure: raw map bytes come in, `HostCounter`/`PairCounter` values go
-out; `CounterDeltas` turns the kernel's cumulative counters into increments for the meter. No
+out; `RawDeltas` (on raw keys, for the runtime) and `CounterDeltas` (on decoded values) turn
+the kernel's cumulative counters into increments for the meter. No
 syscalls here, so all of it is tested without root.
 
 Layouts (must match `sluice_meter.bpf.c`):
@@ -210,6 +211,58 @@ def sum_percpu_counts(raw: bytes, ncpus: int) -> tuple[int, int]:
     return packets, total
 
 
+def source_bytes(key: bytes) -> bytes:
+    """The packed address (4 or 16 bytes) of a host key or of a pair key's source."""
+    return key[12:16] if key[:12] == IPV4_MAPPED_PREFIX else key[:ADDR_LEN]
+
+
+def dst_net_bytes(pair_key: bytes) -> bytes:
+    """The packed network address (4 or 16 bytes) of a pair key's destination /24 or /64,
+    without going through `ipaddress` (the runtime reads up to the whole map every bucket)."""
+    dst = pair_key[ADDR_LEN:]
+    if pair_key[:12] == IPV4_MAPPED_PREFIX:
+        return dst[4:7] + b"\0"
+    return dst + bytes(8)
+
+
+def pair_key(src: str | IpAddress, dst: str | IpAddress) -> bytes:
+    """The pair map's key for a source and any address of the destination network."""
+    return encode_addr(src) + encode_dst_net(dst)
+
+
+class RawDeltas:
+    """`CounterDeltas` on raw map keys: cumulative (packets, bytes) per key in, increments of
+    the keys that changed out. Nothing is decoded here, so a read of a full map costs a dict
+    comparison per entry; the caller decodes only what changed."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: dict[bytes, tuple[int, int]] = {}
+
+    @property
+    def totals(self) -> dict[bytes, tuple[int, int]]:
+        return dict(self._last)
+
+    def seed(self, totals: dict[bytes, tuple[int, int]]) -> None:
+        self._last = dict(totals)
+
+    def update(self, entries: Iterable[tuple[bytes, int, int]]) -> list[tuple[bytes, int, int]]:
+        last = self._last
+        seen: dict[bytes, tuple[int, int]] = {}
+        out = []
+        for key, packets, size in entries:
+            seen[key] = (packets, size)
+            old = last.get(key)
+            if old is None or packets < old[0] or size < old[1]:  # new key, or a new series
+                if packets or size:
+                    out.append((key, packets, size))
+            elif packets != old[0] or size != old[1]:
+                out.append((key, packets - old[0], size - old[1]))
+        self._last = seen
+        return out
+
+
 def sum_percpu_u64(raw: bytes, ncpus: int) -> int:
     return sum(_U64.unpack_from(raw, cpu * STAT_LEN)[0] for cpu in range(ncpus))
 
@@ -243,15 +296,6 @@ class CounterDeltas(Generic[C]):
     def __init__(self) -> None:
         self._last: dict[Hashable, tuple[int, int]] = {}
 
-    @property
-    def totals(self) -> dict[Hashable, tuple[int, int]]:
-        """Cumulative (packets, bytes) per key as of the last read."""
-        return dict(self._last)
-
-    def seed(self, totals: dict[Hashable, tuple[int, int]]) -> None:
-        """Start from known totals (what an earlier run already reported), not from zero."""
-        self._last = dict(totals)
-
     def update(self, counters: Iterable[C]) -> list[C]:
         out: list[C] = []
         seen: dict[Hashable, tuple[int, int]] = {}
@@ -265,76 +309,3 @@ class CounterDeltas(Generic[C]):
                 out.append(replace(c, packets=c.packets - old_p, bytes=c.bytes - old_b))
         self._last = seen
         return out
-
-
-class CounterSource(Protocol):
-    def read_counters(self) -> list[HostCounter]: ...
-
-    def read_pairs(self) -> list[PairCounter]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class CounterIncrements:
-    """What was counted since the previous poll: per host and per (host, destination net)."""
-
-    hosts: list[HostCounter]
-    pairs: list[PairCounter]
-
-
-@dataclass(frozen=True, slots=True)
-class CounterTotals:
-    """Cumulative (packets, bytes) per host key and per pair key, as CounterDeltas keeps them."""
-
-    hosts: dict[Hashable, tuple[int, int]]
-    pairs: dict[Hashable, tuple[int, int]]
-
-
-class CounterPoller:
-    """Read a probe's maps every `interval` seconds and hand out the increments.
-
-    The runtime owns the clock and the loop: it calls `poll(now)` whenever it wakes up (at
-    the latest at `next_due`); the poller never sleeps and returns None when not due. `now`
-    is any monotonic clock; the increments carry no packet time (stamp them on arrival).
-    """
-
-    __slots__ = ("_hosts", "_next", "_pairs", "_source", "interval")
-
-    def __init__(self, source: CounterSource, interval: float) -> None:
-        if interval <= 0:
-            raise ValueError("interval must be positive")
-        self._source = source
-        self.interval = interval
-        self._hosts: CounterDeltas[HostCounter] = CounterDeltas()
-        self._pairs: CounterDeltas[PairCounter] = CounterDeltas()
-        self._next: float | None = None
-
-    @property
-    def next_due(self) -> float | None:
-        return self._next
-
-    def totals(self) -> CounterTotals:
-        """Cumulative counts as of the last poll: everything handed out so far."""
-        return CounterTotals(self._hosts.totals, self._pairs.totals)
-
-    def seed(self, totals: CounterTotals) -> None:
-        """Continue from `totals` (saved by an earlier run): the first poll then reports only
-        what was counted since, also what a killed predecessor never handed out."""
-        self._hosts.seed(totals.hosts)
-        self._pairs.seed(totals.pairs)
-
-    def skip_to_now(self) -> CounterIncrements:
-        """Take the maps' current totals as the starting point (no saved totals: counts of an
-        earlier run are not attributed to this one); returns what is skipped."""
-        return CounterIncrements(
-            self._hosts.update(self._source.read_counters()),
-            self._pairs.update(self._source.read_pairs()),
-        )
-
-    def poll(self, now: float) -> CounterIncrements | None:
-        if self._next is not None and now < self._next:
-            return None
-        self._next = now + self.interval
-        return CounterIncrements(
-            self._hosts.update(self._source.read_counters()),
-            self._pairs.update(self._source.read_pairs()),
-        )

@@ -408,6 +408,16 @@ class EbpfProbe:
         out.sort(key=lambda c: (-c.bytes, c.src, c.dst_net))
         return out
 
+    def read_raw(self, name: Literal["hosts", "pairs"]) -> list[tuple[bytes, int, int]]:
+        """(key bytes, packets, IP bytes) of every entry of the hosts or pairs map, per-CPU
+        copies summed, keys not decoded (see counters.source_bytes / dst_net_bytes)."""
+        key_len = ADDR_LEN if name == "hosts" else PAIR_KEY_LEN
+        ncpus = self._ncpus
+        return [
+            (k, *sum_percpu_counts(v, ncpus))
+            for k, v in sysbpf.map_lookup_batch(self._fd(name), key_len, COUNT_LEN * ncpus)
+        ]
+
     def read_stats(self) -> ProbeStats:
         fd = self._fd("stats")
         values = []

@@ -41,9 +41,6 @@ def add_parser(sub: Any, signatures_help: str) -> None:
     run.add_argument("--filter", metavar="BPF", help="libpcap capture filter (tcpdump syntax)")
     run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     run.add_argument(
-        "--poll", type=float, default=1.0, metavar="SECONDS", help="eBPF map reads (default 1)"
-    )
-    run.add_argument(
         "--stats-interval",
         type=float,
         default=60.0,
@@ -66,9 +63,6 @@ def main(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration <= 0:
         print("sluice: error: --duration must be positive", file=sys.stderr)
         return EXIT_USAGE
-    if args.poll <= 0:
-        print("sluice: error: --poll must be positive", file=sys.stderr)
-        return EXIT_USAGE
     if args.stats_interval < 0:
         print("sluice: error: --stats-interval must not be negative", file=sys.stderr)
         return EXIT_USAGE
@@ -81,7 +75,6 @@ def main(args: argparse.Namespace) -> int:
             out=out,
             probe=args.probe,
             duration=args.duration,
-            poll_interval=args.poll,
             stats_interval=args.stats_interval,
             bpf_filter=args.filter,
             pin_dir=args.pin_dir,

@@ -81,7 +81,7 @@ class Sensor:
         argv = [
             "ip", "netns", "exec", lab.net.ns[role], *prefix, SLUICE, "run",
             "--iface", lab.net.dev[role], "--out", str(out), "--probe", probe,
-            "--pin-dir", f"{lab.bpffs}/sluice", "--poll", "0.2", "--stats-interval", "0",
+            "--pin-dir", f"{lab.bpffs}/sluice", "--stats-interval", "0",
         ]  # fmt: skip
         self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE)
         self.stderr = b""

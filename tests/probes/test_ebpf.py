@@ -39,17 +39,20 @@ from probes.ebpf import bpf_syscall as sysbpf
 from probes.ebpf.counters import (
     BLOCK_SCAN,
     CounterDeltas,
-    CounterPoller,
     HostCounter,
     PairCounter,
+    RawDeltas,
     decode_addr,
     decode_dst_net,
+    dst_net_bytes,
     encode_addr,
     encode_blockctl,
     encode_config,
     encode_dst_net,
+    pair_key,
     parse_cpu_list,
     parse_home_nets,
+    source_bytes,
     sum_percpu_counts,
 )
 from probes.ebpf.kernel_build import HeadersMissing, find_build_env
@@ -156,29 +159,30 @@ def test_counter_deltas_work_for_pairs_too() -> None:
     ]
 
 
-def test_counter_poller_reads_only_when_due() -> None:
-    class Source:
-        def __init__(self) -> None:
-            self.reads = 0
+def test_raw_deltas_report_changed_keys_and_treat_a_drop_as_a_new_series() -> None:
+    a, b = pair_key("10.0.0.1", "198.51.100.9"), pair_key("fd00::1", "2001:db8:1:2::9")
+    deltas = RawDeltas()
+    assert deltas.update([(a, 2, 200), (b, 0, 0)]) == [(a, 2, 200)]
+    assert deltas.update([(a, 2, 200), (b, 1, 60)]) == [(b, 1, 60)]
+    assert deltas.update([(a, 1, 50), (b, 1, 60)]) == [(a, 1, 50)]  # LRU evicted, came back
+    deltas.seed({a: (10, 1000)})  # totals an earlier run saved
+    assert deltas.update([(a, 12, 1100)]) == [(a, 2, 100)]
+    assert deltas.totals == {a: (12, 1100)}
 
-        def read_counters(self) -> list[HostCounter]:
-            self.reads += 1
-            return [HostCounter("10.0.0.1", self.reads, 100 * self.reads)]
 
-        def read_pairs(self) -> list[PairCounter]:
-            return [PairCounter("10.0.0.1", "198.51.100.0/24", self.reads, 100 * self.reads)]
-
-    source = Source()
-    poller = CounterPoller(source, interval=5.0)
-    first = poller.poll(100.0)
-    assert first is not None
-    assert first.hosts == [HostCounter("10.0.0.1", 1, 100)]
-    assert first.pairs == [PairCounter("10.0.0.1", "198.51.100.0/24", 1, 100)]
-    assert poller.next_due == 105.0
-    assert poller.poll(104.9) is None
-    assert source.reads == 1
-    second = poller.poll(105.0)
-    assert second is not None and second.hosts == [HostCounter("10.0.0.1", 1, 100)]
+def test_raw_keys_decode_to_packed_source_and_destination_network() -> None:
+    v4 = pair_key("10.0.0.1", "198.51.100.77")
+    v6 = pair_key("fd00::1", "2001:db8:1:2:3:4:5:6")
+    assert source_bytes(v4) == bytes([10, 0, 0, 1])
+    assert dst_net_bytes(v4) == bytes([198, 51, 100, 0])
+    assert source_bytes(v6) == ipaddress.ip_address("fd00::1").packed
+    assert dst_net_bytes(v6) == ipaddress.ip_address("2001:db8:1:2::").packed
+    assert source_bytes(encode_addr("192.168.1.2")) == bytes([192, 168, 1, 2])
+    for key in (v4, v6):  # the same as the typed decoders say
+        src = decode_addr(key[:16])
+        net = decode_dst_net(key[16:], src.version == 4)
+        assert source_bytes(key) == src.packed
+        assert dst_net_bytes(key) == ipaddress.ip_network(net).network_address.packed
 
 
 def test_missing_kernel_headers_are_explained(
@@ -490,6 +494,11 @@ def test_counts_are_exact_per_host_ipv4_and_ipv6(
             assert pairs[(H6A, "fd00:99:2::/64")] == ip_bytes_udp(H6A, 41, 200)
             assert pairs[(H6A, "fd00:99:3::/64")] == ip_bytes_udp(H6A, 7, 1200)
             assert len(pairs) == 6
+            # The runtime's raw reads carry the same counts under undecoded keys.
+            raw = {key: (p, b) for key, p, b in probe.read_raw("pairs")}
+            assert raw == {pair_key(s, d.split("/")[0]): v for (s, d), v in pairs.items()}
+            raw_hosts = {key: (p, b) for key, p, b in probe.read_raw("hosts")}
+            assert raw_hosts == {encode_addr(h): v for h, v in host_map(probe).items()}
             stats = probe.read_stats()
             assert stats.counted == sum(p for p, _ in expected_hosts(TRAFFIC).values())
             if mode == "xdp":
