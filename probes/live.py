@@ -76,6 +76,7 @@ class LiveCapture:
         self.linktype = -1
         self._handle: Any = None
         self._fd = -1
+        self._closed_stats = CaptureStats(0, 0, 0)  # of handles closed before (reopens)
 
     def open(self) -> LiveCapture:
         try:
@@ -126,6 +127,16 @@ class LiveCapture:
         return frames
 
     def stats(self) -> CaptureStats:
+        """Counts since the first open, over every reopen (a new handle starts from zero)."""
+        base = self._closed_stats
+        current = self._handle_stats()
+        return CaptureStats(
+            base.received + current.received,
+            base.dropped + current.dropped,
+            base.if_dropped + current.if_dropped,
+        )
+
+    def _handle_stats(self) -> CaptureStats:
         if self._handle is None:
             return CaptureStats(0, 0, 0)
         try:
@@ -135,6 +146,7 @@ class LiveCapture:
         return CaptureStats(int(received), int(dropped), int(if_dropped))
 
     def close(self) -> None:
+        self._closed_stats = self.stats()
         handle, self._handle = self._handle, None
         if handle is not None:
             handle.close()

@@ -29,6 +29,7 @@ capture does (XDP on the sending side) is given up at the first bucket, with a w
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +52,7 @@ PROBE_CHOICES = ("auto", "xdp", "tc", "off")
 KERNEL_DEST_PREFIX = (24, 64)  # the probe's per-destination aggregation (sluice_meter.bpf.c)
 TICK_SECONDS = 0.25  # how often the pipeline's clock moves on a quiet link
 DRAIN_BATCHES = 64  # batches read after a stop request, for what the kernel still holds
+REOPEN_FIRST, REOPEN_MAX = 1.0, 30.0  # seconds between tries to reopen a failed capture
 _SAVED_MARK = ("m", "saved")  # kernel_totals row present once a run saved its totals
 UNAVAILABLE = "eBPF probe unavailable, metering from packets instead: "
 
@@ -128,15 +130,19 @@ class ProbeFeed:
         self.counted += sum(p for _, p, _ in hosts)
         feed_increments(pipeline, hosts, pairs)
         if self.counted == 0 and pipeline.outbound_packets() > 0:
-            self.blind = (
+            self.give_up(
                 f"the {self.probe.mode} probe on {self.probe.iface} counted no outbound packet "
                 "while the capture saw some (XDP sees only what arrives: on the sending side "
                 "use --probe tc); metering outbound bytes from packets instead"
             )
-            self.warn(self.blind)
-            self.active = False
-            self.meter.kernel_out = False
-            self.probe.detach()
+
+    def give_up(self, why: str) -> None:
+        """Meter outbound bytes from packets from now on (said once, kept in the report)."""
+        self.blind = why
+        self.warn(why)
+        self.active = False
+        self.meter.kernel_out = False
+        self.probe.detach()
 
     def after_bucket_written(self) -> None:
         if self.active:
@@ -225,6 +231,8 @@ class LiveSensor:
         self.warn = warn
         self.ready = ready
         self.stop = stop or threading.Event()
+        self.outages = 0  # times the capture failed and was reopened
+        self.ifindex: int | None = None
 
     def run(self) -> LiveReport:
         options, config = self.options, self.config
@@ -233,6 +241,7 @@ class LiveSensor:
             capture.open()
         except CaptureError as exc:
             raise LiveError(str(exc)) from None
+        self.ifindex = _ifindex(options.iface)
         probe = None
         # A stop request during startup (the probe's compile takes seconds) is honoured as
         # soon as the loop starts, with the usual orderly end.
@@ -308,6 +317,9 @@ class LiveSensor:
         return report
 
     def _loop(self, capture: LiveCapture, pipeline: Pipeline, feed: ProbeFeed | None) -> str | None:
+        """Capture until stopped. A capture that fails (the interface went down or away) is
+        reopened with backoff while the pipeline's clock keeps moving; returns the error if
+        the run ends while the capture is down."""
         options = self.options
         process = pipeline.process
         stop = self.stop
@@ -316,8 +328,11 @@ class LiveSensor:
         while not stop.is_set():
             try:
                 frames = capture.read()
-            except CaptureError as exc:  # reported once, by the caller; the run ends in order
-                return str(exc)
+            except CaptureError as exc:
+                error = self._reopen(capture, pipeline, feed, str(exc), deadline)
+                if error is not None:
+                    return error
+                continue
             for frame in frames:
                 process(frame)
             mono = time.monotonic()
@@ -331,6 +346,40 @@ class LiveSensor:
             if mono >= deadline:
                 break
         return None
+
+    def _reopen(
+        self,
+        capture: LiveCapture,
+        pipeline: Pipeline,
+        feed: ProbeFeed | None,
+        error: str,
+        deadline: float,
+    ) -> str | None:
+        """Reopen a failed capture, waiting REOPEN_FIRST..REOPEN_MAX seconds between tries;
+        None once it captures again, else the error (stopped, or the run's time is up)."""
+        self.warn(f"{error}; reopening the capture, the pipeline keeps running")
+        self.outages += 1
+        capture.close()
+        down_since, wait = time.monotonic(), REOPEN_FIRST
+        while not self.stop.wait(wait):
+            pipeline.tick(time.time())
+            if time.monotonic() >= deadline:
+                return error
+            try:
+                capture.open()
+            except CaptureError as exc:
+                error, wait = str(exc), min(wait * 2, REOPEN_MAX)
+                continue
+            self.ready(f"capture on {capture.iface} resumed after "
+                       f"{time.monotonic() - down_since:.0f} s")  # fmt: skip
+            index = _ifindex(capture.iface)
+            if feed is not None and feed.active and index != self.ifindex:
+                feed.give_up(
+                    f"{capture.iface} was re-created (index {self.ifindex} -> {index}), which "
+                    "removed the eBPF probe; metering outbound bytes from packets instead"
+                )
+            return None
+        return error
 
     def _drain(self, capture: LiveCapture, pipeline: Pipeline) -> None:
         """What the kernel buffered before the stop (bounded: a busy link never drains)."""
@@ -347,7 +396,12 @@ class LiveSensor:
     def _stats(self, capture: LiveCapture, feed: ProbeFeed | None) -> eve.Record:
         c = capture.stats()
         extra: eve.Record = {
-            "capture": {"received": c.received, "dropped": c.dropped, "if_dropped": c.if_dropped}
+            "capture": {
+                "received": c.received,
+                "dropped": c.dropped,
+                "if_dropped": c.if_dropped,
+                "outages": self.outages,
+            }
         }
         if feed is not None and feed.active:
             try:
@@ -363,6 +417,13 @@ class LiveSensor:
             except Exception as exc:  # stats are best effort; the run goes on
                 self.warn(f"eBPF probe stats: {exc}")
         return extra
+
+
+def _ifindex(iface: str) -> int | None:
+    try:
+        return socket.if_nametoindex(iface)
+    except OSError:  # "any", or gone
+        return None
 
 
 class _signals_set:

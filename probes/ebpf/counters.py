@@ -21,7 +21,7 @@ import ipaddress
 import struct
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, replace
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -87,13 +87,20 @@ class Sensor:
         self.stderr = b""
 
     def wait_ready(self, timeout: float = 60) -> None:
+        try:
+            self.wait_for(READY, timeout)
+        except AssertionError:
+            self.stop()
+            raise
+
+    def wait_for(self, marker: bytes, timeout: float = 30) -> None:
+        """Poll stderr until `marker` appears (the sensor must still be running)."""
         assert self.proc.stderr is not None
         deadline = time.monotonic() + timeout
-        while READY not in self.stderr:
+        while marker not in self.stderr:
             left = deadline - time.monotonic()
             if self.proc.poll() is not None or left <= 0:
-                self.stop()
-                raise AssertionError(f"sluice run did not start: {self.stderr.decode()}")
+                raise AssertionError(f"no {marker!r} from sluice run: {self.stderr.decode()}")
             ready, _, _ = select.select([self.proc.stderr], [], [], left)
             if ready:
                 self.stderr += os.read(self.proc.stderr.fileno(), 4096)
@@ -335,3 +342,35 @@ def _probe_reason() -> str | None:
     from probes.ebpf.loader import probe_unavailable_reason
 
     return probe_unavailable_reason(trial_load=False)
+
+
+def test_a_link_flap_is_survived_and_traffic_after_it_is_metered(lab: Lab) -> None:
+    """The interface goes down under the sensor and comes back: the capture is reopened (with
+    a warning, once), the run goes on, and what crosses after the flap is metered."""
+    out, pcap = lab.tmp / "live", lab.tmp / "after-flap.pcap"
+    sensor = Sensor(lab, out, "off")
+    ns = lab.net.ns["client"]
+    try:
+        sensor.wait_ready()
+        subprocess.run(["ip", "-n", ns, "link", "set", "veth-c", "down"], check=True)
+        sensor.wait_for(b"reopening the capture")
+        subprocess.run(["ip", "-n", ns, "link", "set", "veth-c", "up"], check=True)
+        # Link down flushed the client's host route to the server; put it back.
+        subprocess.run(["ip", "-n", ns, "route", "replace", "198.51.100.20/32", "dev", "veth-c"],
+                       check=True)  # fmt: skip
+        sensor.wait_for(b"resumed after")
+        with lab.net.capture(pcap, bpf=""):
+            upload(lab, 8_000)
+        time.sleep(0.5)
+    finally:
+        rc = sensor.stop()
+    stderr = sensor.stderr.decode()
+    assert rc == 0, stderr
+    assert stderr.count("reopening the capture") == 1, stderr
+    ours = by_host(top(out))["10.10.0.10"]
+    theirs = by_host(replayed(lab, pcap))["10.10.0.10"]
+    for key in COUNTERS:
+        assert ours[key] == theirs[key], key
+    events = [json.loads(line) for line in (out / "events.jsonl").open()]
+    (stats,) = [e for e in events if e["event_type"] == "stats"]
+    assert stats["stats"]["capture"]["outages"] == 1
