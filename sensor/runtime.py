@@ -39,7 +39,7 @@ from types import FrameType
 from typing import IO, Any, Literal
 
 from probes.ebpf.counters import RawDeltas, dst_net_bytes, source_bytes
-from probes.live import CaptureError, CaptureStats, LiveCapture
+from probes.live import DEFAULT_BATCH, CaptureError, CaptureStats, LiveCapture
 from sensor.config import Config
 from sensor.metering.categories import CategoryDb
 from sensor.metering.geo import GeoDb
@@ -338,7 +338,8 @@ class LiveSensor:
             mono = time.monotonic()
             if mono >= next_tick:
                 next_tick = mono + TICK_SECONDS
-                pipeline.tick(time.time())
+                if len(frames) < DEFAULT_BATCH:  # caught up: the wall clock may move time on;
+                    pipeline.tick(time.time())  # else older frames wait and packets do it
                 if options.stats_interval and mono >= next_stats:
                     if next_stats:
                         pipeline.emit_stats(self._stats(capture, feed))
