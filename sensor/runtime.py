@@ -52,6 +52,7 @@ PROBE_CHOICES = ("auto", "xdp", "tc", "off")
 KERNEL_DEST_PREFIX = (24, 64)  # the probe's per-destination aggregation (sluice_meter.bpf.c)
 TICK_SECONDS = 0.25  # how often the pipeline's clock moves on a quiet link
 DRAIN_BATCHES = 64  # batches read after a stop request, for what the kernel still holds
+CLOCK_STEP_SECONDS = 5.0  # wall vs monotonic clock jumps beyond this are reported
 REOPEN_FIRST, REOPEN_MAX = 1.0, 30.0  # seconds between tries to reopen a failed capture
 _SAVED_MARK = ("m", "saved")  # kernel_totals row present once a run saved its totals
 UNAVAILABLE = "eBPF probe unavailable, metering from packets instead: "
@@ -232,6 +233,8 @@ class LiveSensor:
         self.ready = ready
         self.stop = stop or threading.Event()
         self.outages = 0  # times the capture failed and was reopened
+        self.clock_steps = 0  # wall-clock steps seen (NTP corrections, manual changes)
+        self._clock_offset: float | None = None
         self.ifindex: int | None = None
 
     def run(self) -> LiveReport:
@@ -338,8 +341,10 @@ class LiveSensor:
             mono = time.monotonic()
             if mono >= next_tick:
                 next_tick = mono + TICK_SECONDS
+                now = time.time()
+                self._check_clock(now, mono)
                 if len(frames) < DEFAULT_BATCH:  # caught up: the wall clock may move time on;
-                    pipeline.tick(time.time())  # else older frames wait and packets do it
+                    pipeline.tick(now)  # else older frames wait and packets do it
                 if options.stats_interval and mono >= next_stats:
                     if next_stats:
                         pipeline.emit_stats(self._stats(capture, feed))
@@ -347,6 +352,21 @@ class LiveSensor:
             if mono >= deadline:
                 break
         return None
+
+    def _check_clock(self, now: float, mono: float) -> None:
+        """Say when the wall clock (which stamps packets) steps against the monotonic one.
+        Packet time is evidence and is not rebased; after a backward step, buckets stay open
+        until the clock is past them again, which the operator should know."""
+        offset = now - mono
+        if self._clock_offset is None:
+            self._clock_offset = offset
+        elif abs(offset - self._clock_offset) > CLOCK_STEP_SECONDS:
+            self.clock_steps += 1
+            self.warn(
+                f"the wall clock stepped by {offset - self._clock_offset:+.0f} s; packet times "
+                "follow it (a backward step holds the open meter bucket until time passes it)"
+            )
+            self._clock_offset = offset
 
     def _reopen(
         self,
@@ -402,6 +422,7 @@ class LiveSensor:
                 "dropped": c.dropped,
                 "if_dropped": c.if_dropped,
                 "outages": self.outages,
+                "clock_steps": self.clock_steps,
             }
         }
         if feed is not None and feed.active:

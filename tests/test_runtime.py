@@ -17,7 +17,7 @@ from sensor.metering.categories import CategoryDb
 from sensor.metering.meter import Meter
 from sensor.metering.store import MeterStore
 from sensor.pipeline import Pipeline
-from sensor.runtime import KERNEL_DEST_PREFIX, ProbeFeed, feed_increments
+from sensor.runtime import KERNEL_DEST_PREFIX, LiveOptions, LiveSensor, ProbeFeed, feed_increments
 
 T0 = 1_767_225_600.0
 CLIENT, SERVER = bytes([10, 0, 0, 1]), bytes([198, 51, 100, 7])
@@ -137,3 +137,17 @@ def test_increments_beyond_the_pairs_go_to_the_hosts_other_destination(tmp_path:
     assert {d.ip: d.volume.out_bytes for d in summaries["fd00::1"].destinations} == {
         "2001:db8::/64": 100
     }
+
+
+def test_a_wall_clock_step_is_reported_once_per_step(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    sensor = LiveSensor(
+        Config(), LiveOptions("lo", tmp_path), CategoryDb.empty(), None, warn=warnings.append
+    )
+    sensor._check_clock(T0, 100.0)
+    sensor._check_clock(T0 + 1.0, 101.0)  # both clocks moved alike: nothing to say
+    sensor._check_clock(T0 + 2.0 - 3600, 102.0)  # NTP stepped the wall clock back an hour
+    sensor._check_clock(T0 + 3.0 - 3600, 103.0)
+    assert sensor.clock_steps == 1
+    (warning,) = warnings
+    assert "stepped by -3600 s" in warning
