@@ -59,9 +59,11 @@ DIRECTION_NAMES = ("upload", "download")  # TO_SERVER, TO_CLIENT
 _STATE_FLAGS = TCP_FIN | TCP_SYN | TCP_RST  # the flags that can change a flow's TCP state
 _PORTS = struct.Struct("!HH")
 _SEQ = struct.Struct("!I")
-# Ethernet type, IPv4 version/IHL, total length, flags/fragment offset, protocol, TCP sequence
-# number, data offset, flags: what the flow bypass reads of a frame, in one unpack.
-_BYPASS_HEADER = struct.Struct("!12xHBxH2xHxB2x8x4xI4xBB")
+# Ethernet type + IPv4 version/IHL + TOS (one word), total length, flags/fragment offset,
+# protocol, TCP sequence number, data offset, flags: what the flow bypass reads of a frame, in
+# one unpack.
+_BYPASS_HEADER = struct.Struct("!12xIH2xHxB2x8x4xI4xBB")
+_BYPASS_ETH_IP4 = 0x08004500  # the word above without TOS: Ethernet IPv4, 20-byte header
 _MAX_FTP_EXPECTED = 4096  # announced FTP data connections waiting to be seen
 _HOSTNAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_.])?")
 # A segment this far beyond the highest sequence number seen (plus its own length) counts only
@@ -216,37 +218,39 @@ class Pipeline:
         """One captured frame through every stage. This is the hot path: keep it flat."""
         summary = self.summary
         summary.packets += 1
-        data = frame.data
-        summary.bytes += len(data)
+        ts, data, linktype, _iface, _wire_len = frame
+        size = len(data)
+        summary.bytes += size
         # Flow bypass (Suricata's idea): once a flow is only counted (TLS, SSH after detection,
         # unknown protocols), its plain Ethernet/IPv4/TCP packets without SYN/FIN/RST need
         # nothing but the counters, read straight from the header bytes. Everything else, and
-        # any packet due a timeout scan, takes the full path below.
-        if self._bypass and frame.linktype == LINKTYPE_ETHERNET and len(data) >= 54:
-            etype, vihl, ip_len, frag, proto, seq, doff, flags = _BYPASS_HEADER.unpack_from(data)
-            if (
-                etype == 0x0800
-                and vihl == 0x45
-                and proto == PROTO_TCP
-                and not flags & _STATE_FLAGS
-                and not frag & 0x3FFF
-                and ip_len >= 40
-            ):
-                hit = self._bypass.get(data[26:38])
-                if hit is not None and frame.ts < self._horizon:
+        # any packet due a timeout scan, takes the full path below. Most packets that get this
+        # far are bypassed, so the table lookup comes before the header checks and the
+        # counting does the fewest operations it can (each one shows in the replay benchmark).
+        bypass = self._bypass
+        if bypass and ts < self._horizon and linktype == LINKTYPE_ETHERNET and size >= 54:
+            hit = bypass.get(data[26:38])
+            if hit is not None:
+                head, ip_len, frag, proto, seq, doff, flags = _BYPASS_HEADER.unpack_from(data)
+                if (
+                    head & 0xFFFFFF00 == _BYPASS_ETH_IP4
+                    and proto == PROTO_TCP
+                    and not flags & _STATE_FLAGS
+                    and not frag & 0x3FFF
+                    and ip_len >= 40
+                ):
                     counted, way = hit
-                    ts = frame.ts
                     self._now = counted.last = ts
                     self._bypassed += 1
                     # Unique payload: only bytes beyond the highest sequence number seen
                     # count (serial arithmetic, RFC 1982), so retransmissions do not; see
                     # _track_payload for the holes a reordered segment leaves.
-                    plen = ip_len - 20 - ((doff >> 4) << 2)
-                    end = (seq + plen) & 0xFFFFFFFF
+                    plen = ip_len - 20 - ((doff & 0xF0) >> 2)
                     if way == TO_SERVER:
                         counted.pkts_toserver += 1
                         counted.bytes_toserver += ip_len
                         if plen > 0:
+                            end = (seq + plen) & 0xFFFFFFFF
                             high = counted.seq_high_toserver
                             ahead = (end - high) & 0xFFFFFFFF if high >= 0 else plen
                             if 0 < ahead < 0x80000000:
@@ -258,6 +262,7 @@ class Pipeline:
                         counted.pkts_toclient += 1
                         counted.bytes_toclient += ip_len
                         if plen > 0:
+                            end = (seq + plen) & 0xFFFFFFFF
                             high = counted.seq_high_toclient
                             ahead = (end - high) & 0xFFFFFFFF if high >= 0 else plen
                             if 0 < ahead < 0x80000000:

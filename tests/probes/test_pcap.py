@@ -505,3 +505,102 @@ def test_mutated_files_never_raise_past_the_header(
         assert report.truncated == (report.error is not None)
         if report.truncated:
             assert report.error_offset is not None and 0 <= report.error_offset <= len(data)
+
+
+# -- chunking: how the file is cut into read chunks never shows in what comes out ----------
+# A record or block that straddles a chunk is read again from the file at the start of the
+# next chunk, and one longer than a whole chunk is grown by concatenation (PcapReader._refill).
+# Both must give the same frames, damage report (text and offset) and counters as one read.
+
+WHOLE_FILE = 1 << 30  # one read takes any test file at once: the reference
+
+
+def _read(path: str) -> tuple[list[Frame], ReadReport]:
+    with PcapReader(path) as reader:
+        frames = list(reader)
+    return frames, reader.report
+
+
+def _read_with_chunk(
+    monkeypatch: pytest.MonkeyPatch, path: str, chunk: int
+) -> tuple[list[Frame], ReadReport]:
+    with monkeypatch.context() as m:
+        m.setattr(pcap_module, "CHUNK_SIZE", chunk)
+        return _read(path)
+
+
+def _assert_chunking_invisible(monkeypatch: pytest.MonkeyPatch, path: str, chunk: int) -> None:
+    expected = _read_with_chunk(monkeypatch, path, WHOLE_FILE)
+    frames, report = _read_with_chunk(monkeypatch, path, chunk)
+    assert frames == expected[0], chunk
+    assert report == expected[1], chunk
+
+
+@pytest.mark.parametrize("which", ["pcapng", "pcap"])
+@pytest.mark.parametrize("chunk", [1, 5, 12, 16, 31, 64, 100])
+def test_every_cut_reads_the_same_in_small_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str, chunk: int
+) -> None:
+    blob = _sample_files()[0 if which == "pcapng" else 1]
+    path = tmp_path / f"cut.{which}"
+    for cut in range(24, len(blob) + 1):
+        path.write_bytes(blob[:cut])
+        _assert_chunking_invisible(monkeypatch, str(path), chunk)
+
+
+def test_cut_record_after_a_chunk_boundary_keeps_frames_and_offset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    datas = [bytes([i]) * (60 + i) for i in range(50)]
+    path = tmp_path / "cut.pcap"
+    offsets = write_pcap(path, datas)
+    blob = path.read_bytes()
+    path.write_bytes(blob[: offsets[40] + 30])  # record 40 cut inside its data
+    frames, report = _read_with_chunk(monkeypatch, str(path), 256)
+    assert [f.data for f in frames] == datas[:40]
+    assert report.truncated and report.frames == 40
+    assert report.error_offset == offsets[40]
+    assert report.error == "file ends inside a packet record (30 bytes left)"
+
+
+def test_pcapng_block_longer_than_a_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    big = bytes(range(256)) * 40  # a 10 KiB packet in 1 KiB chunks grows by concatenation
+    path = tmp_path / "big.pcapng"
+    path.write_bytes(
+        shb("<")
+        + idb("<", LINKTYPE_ETHERNET)
+        + epb("<", 0, 1, b"a" * 60)
+        + epb("<", 0, 2, big)
+        + epb("<", 0, 3, b"b" * 60)
+    )
+    frames, report = _read_with_chunk(monkeypatch, str(path), 1024)
+    assert [f.data for f in frames] == [b"a" * 60, big, b"b" * 60]
+    assert not report.truncated
+    _assert_chunking_invisible(monkeypatch, str(path), 1024)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    which=st.integers(min_value=0, max_value=1),
+    edits=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=400), st.integers(0, 255)), max_size=6
+    ),
+    cut=st.integers(min_value=0, max_value=500),
+    chunk=st.integers(min_value=1, max_value=128),
+)
+def test_mutated_files_read_the_same_in_any_chunk_size(
+    which: int, edits: list[tuple[int, int]], cut: int, chunk: int
+) -> None:
+    blob = bytearray(_sample_files()[which])
+    for pos, value in edits:
+        if pos < len(blob):
+            blob[pos] = value
+    with tempfile.NamedTemporaryFile(suffix=".cap") as tmp:
+        tmp.write(bytes(blob[:cut]))
+        tmp.flush()
+        try:
+            PcapReader(tmp.name).close()
+        except PcapError:
+            return
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            _assert_chunking_invisible(monkeypatch, tmp.name, chunk)
