@@ -28,6 +28,7 @@ capture does (XDP on the sending side) is given up at the first bucket, with a w
 
 from __future__ import annotations
 
+import ipaddress
 import signal
 import socket
 import threading
@@ -276,9 +277,10 @@ class LiveSensor:
             except StoreError as exc:
                 raise LiveError(str(exc)) from None
             if store.newest:  # a restart: novelty continues from what the database knows
-                meter.learn_destinations(
-                    store.destinations(store.newest - config.metering.retention_days * 86400)
-                )
+                known = store.destinations(store.newest - config.metering.retention_days * 86400)
+                if meter.dest_prefix is not None:  # addresses metered without the probe
+                    known = [(_as_network(label, meter.dest_prefix), ts) for label, ts in known]
+                meter.learn_destinations(known)
         events: IO[str] = (options.out / "events.jsonl").open("a", encoding="utf-8")
         started = time.monotonic()
         report: LiveReport | None = None
@@ -439,6 +441,17 @@ class LiveSensor:
             except Exception as exc:  # stats are best effort; the run goes on
                 self.warn(f"eBPF probe stats: {exc}")
         return extra
+
+
+def _as_network(label: str, prefix: tuple[int, int]) -> str:
+    """A destination label as the meter names it with `dest_prefix`: an address becomes its
+    network ("198.51.100.0/24"); names and networks stay as they are."""
+    try:
+        address = ipaddress.ip_address(label)
+    except ValueError:
+        return label
+    bits = prefix[0] if address.version == 4 else prefix[1]
+    return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
 
 
 def _ifindex(iface: str) -> int | None:

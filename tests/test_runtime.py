@@ -17,7 +17,14 @@ from sensor.metering.categories import CategoryDb
 from sensor.metering.meter import Meter
 from sensor.metering.store import MeterStore
 from sensor.pipeline import Pipeline
-from sensor.runtime import KERNEL_DEST_PREFIX, LiveOptions, LiveSensor, ProbeFeed, feed_increments
+from sensor.runtime import (
+    KERNEL_DEST_PREFIX,
+    LiveOptions,
+    LiveSensor,
+    ProbeFeed,
+    _as_network,
+    feed_increments,
+)
 
 T0 = 1_767_225_600.0
 CLIENT, SERVER = bytes([10, 0, 0, 1]), bytes([198, 51, 100, 7])
@@ -151,3 +158,10 @@ def test_a_wall_clock_step_is_reported_once_per_step(tmp_path: Path) -> None:
     assert sensor.clock_steps == 1
     (warning,) = warnings
     assert "stepped by -3600 s" in warning
+
+
+def test_destinations_known_by_address_stay_known_when_the_probe_meters_networks() -> None:
+    assert _as_network("198.51.100.20", KERNEL_DEST_PREFIX) == "198.51.100.0/24"
+    assert _as_network("2001:db8:1:2::20", KERNEL_DEST_PREFIX) == "2001:db8:1:2::/64"
+    assert _as_network("files.example.org", KERNEL_DEST_PREFIX) == "files.example.org"
+    assert _as_network("198.51.100.0/24", KERNEL_DEST_PREFIX) == "198.51.100.0/24"
