@@ -567,6 +567,7 @@ class Pipeline:
             ),
             http.HttpTransaction: self._on_http_transaction,
             http.TunnelStart: self._on_http_tunnel,
+            http.TunnelData: self._on_http_tunnel_data,
             smtp.MessageStart: self._on_smtp_message,
             smtp.MessageData: lambda f, a, e, ts: self._feed(
                 f, a, ("smtp", e.txid, TO_SERVER), e.data, ts
@@ -610,6 +611,16 @@ class Pipeline:
         if event.held_to_server:
             events = analysis.session.feed(Direction.TO_SERVER, event.held_to_server, ts)
             self._app_events(flow, analysis, events, ts)
+
+    def _on_http_tunnel_data(
+        self, flow: Flow, analysis: Analysis, event: http.TunnelData, ts: float
+    ) -> None:
+        """Bytes the HTTP parser saw after the tunnel started (the server's first TLS bytes in
+        the segment of its 200, say): to the tunnel's own session. An Upgrade is counted only."""
+        if analysis.tunnel:
+            return
+        events = analysis.session.feed(event.direction, event.data, ts)
+        self._app_events(flow, analysis, events, ts)
 
     def _on_tls_handshake(
         self, flow: Flow, analysis: Analysis, event: tls.TlsHandshake, ts: float

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -252,3 +253,37 @@ def test_flow_bypass_changes_nothing_but_the_work_done(tmp_path: Path) -> None:
     assert slow_stats["flows"]["bypassed_packets"] == 0
     assert fast == slow
     assert any(e["event_type"] == "file" for e in fast)
+
+
+def test_server_bytes_after_a_connect_200_in_the_same_segment_reach_the_tunnel(
+    tmp_path: Path,
+) -> None:
+    """A client that sends its ClientHello right behind the CONNECT, and a proxy that answers
+    with its 200 and the server's first flight in one segment: the TLS parser inside the
+    tunnel still sees the ServerHello (negotiated version, JA3S)."""
+    from tests.protocols.feeding import C
+    from tests.protocols.test_tls import SNI, contexts, converse, make_cert
+
+    server_ctx, client_ctx = contexts(make_cert(tmp_path), ssl.TLSVersion.TLSv1_3)
+    session = converse(server_ctx, client_ctx)
+    (client_hello, server_flight), rest = (
+        [data for _, data in session.segments[:2]],
+        session.segments[2:],
+    )
+    assert session.segments[0][0] == C
+    conv = TcpConversation(server_port=3128)
+    conv.handshake()
+    connect = f"CONNECT {SNI}:443 HTTP/1.1\r\nHost: {SNI}:443\r\n\r\n".encode()
+    conv.emit_all(conv.segments("client", connect + client_hello))
+    conv.emit_all(conv.segments("server", b"HTTP/1.1 200 Connection established\r\n\r\n"
+                                + server_flight))  # fmt: skip
+    for direction, data in rest:
+        conv.emit_all(conv.segments("client" if direction == C else "server", data))
+    conv.close()
+    pcap = tmp_path / "connect.pcap"
+    write_conversations(pcap, conv)
+    events = _run(pcap)
+    (tls,) = [e["tls"] for e in events if e["event_type"] == "tls"]
+    assert tls["sni"] == SNI and tls["version"] == "TLSv1.3"
+    assert tls["ja3s_hash"] and tls["cipher_suite"]
+    assert not [e for e in events if e["event_type"] == "anomaly"]

@@ -2,7 +2,8 @@
 
 In: reassembled bytes of the client->server and server->client streams, gaps and eofs, as the
 pipeline hands them over (sans-IO, see base.py). Out: events in wire order: message heads, body
-start/data/gap/end, one `HttpTransaction` per request/response pair, `TunnelStart`, `Anomaly`.
+start/data/gap/end, one `HttpTransaction` per request/response pair, `TunnelStart` and
+`TunnelData`, `Anomaly`.
 
 Theory of operation
 -------------------
@@ -17,7 +18,7 @@ arrive, with transfer framing (chunked) removed and content codings left alone. 
          \\-------------> BODY_UNTIL_CLOSE (responses only) ------ eof -------> CLOSED
     request side only:  CONNECT or Upgrade request done -> PAUSED (bytes held, not parsed) until
                         its response: 2xx to CONNECT / 101 -> TUNNEL, anything else -> HEAD
-    any state -- eof --> CLOSED;  TUNNEL ignores all data (the pipeline only counts it).
+    any state -- eof --> CLOSED;  TUNNEL hands every byte over as TunnelData, unparsed.
 
 Pairing (RFC 9112 section 9.3): requests are queued in `_pending` in arrival order; each final
 (non-1xx) response takes the oldest one. A response with no queued request (mid-stream or
@@ -87,6 +88,7 @@ __all__ = [
     "HttpResponseHead",
     "HttpTransaction",
     "HttpViolation",
+    "TunnelData",
     "TunnelStart",
     "detect",
 ]
@@ -167,6 +169,15 @@ class TunnelStart:
     # Client bytes sent after the CONNECT/Upgrade request and held until the answer: the first
     # bytes of the tunnelled protocol, so whoever takes the tunnel over loses nothing.
     held_to_server: bytes = b""
+
+
+@dataclass(slots=True)
+class TunnelData:
+    """Bytes of either side after a tunnel started (CONNECT 2xx, 101), also those that came in
+    the same segment as the answer's head: the tunnelled protocol's, handed over unparsed."""
+
+    direction: Direction
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,7 +335,10 @@ class HttpParser:
     def feed(self, direction: Direction, data: bytes, ts: float) -> list[object]:
         out: list[object] = []
         reader = self._readers[direction]
-        if self._dead or not data or reader.state in (_State.TUNNEL, _State.CLOSED):
+        if self._dead or not data or reader.state is _State.CLOSED:
+            return out
+        if reader.state is _State.TUNNEL:
+            out.append(TunnelData(direction, bytes(data)))
             return out
         reader.buf += data
         if reader.state is _State.PAUSED:
@@ -382,6 +396,8 @@ class HttpParser:
                 elif state is _State.PAUSED:
                     break  # the rest is held until the response decides what it is
                 else:  # TUNNEL / CLOSED: nothing more to parse
+                    if state is _State.TUNNEL and pos < len(r.buf):  # after the answer's head
+                        out.append(TunnelData(r.direction, bytes(r.buf[pos:])))
                     pos = len(r.buf)
                     break
                 if (pos, r.state) == before:
@@ -539,7 +555,10 @@ class HttpParser:
         for reader in self._readers:
             if reader.state is not _State.CLOSED:
                 reader.state = _State.TUNNEL
-            reader.buf.clear()
+            if reader is client:
+                reader.buf.clear()  # held: handed over in TunnelStart
+            # The answer's reader keeps its buffer: what follows the head in it is handed over
+            # as TunnelData when the pump reaches the TUNNEL state.
             if reader.tx is not None:
                 reader.tx.req_done = True
                 reader.tx = None

@@ -24,6 +24,7 @@ from sensor.protocols.http import (
     HttpResponseHead,
     HttpTransaction,
     HttpViolation,
+    TunnelData,
     TunnelStart,
     detect,
 )
@@ -46,8 +47,10 @@ from tests.protocols.feeding import (
 
 
 def merge(events: list[object]) -> list[object]:
-    """Merge adjacent BodyData of the same message: segmentation must not matter otherwise."""
-    return merge_adjacent(events, BodyData, key=lambda e: (e.txid, e.direction))
+    """Merge adjacent BodyData of the same message and TunnelData of the same direction:
+    segmentation must not matter otherwise."""
+    events = merge_adjacent(events, BodyData, key=lambda e: (e.txid, e.direction))
+    return merge_adjacent(events, TunnelData, key=lambda e: e.direction)
 
 
 run = runner(HttpParser, max_cuts=6, merge=merge)
@@ -288,10 +291,15 @@ def test_head_204_304_have_no_body() -> None:
     assert not of(ev, BodyData)
 
 
-def test_connect_tunnel_ignores_data() -> None:
+def test_connect_tunnel_hands_every_byte_over_unparsed() -> None:
     ev = run(SAMPLES["connect"])
-    # The client's first tunnel bytes, held while the CONNECT was unanswered, are handed over.
+    # The client's first tunnel bytes, held while the CONNECT was unanswered, are handed over,
+    # then the server's bytes that followed its 200 in the same segment, then the rest.
     assert of(ev, TunnelStart) == [TunnelStart(1, TS, b"\x16\x03\x01\x00")]
+    assert of(ev, TunnelData) == [
+        TunnelData(S, b"\x16\x03\x03\x00\x10"),
+        TunnelData(C, b"\x17\x03\x03 more tls"),
+    ]
     assert not of(ev, BodyData)
     (tx,) = of(ev, HttpTransaction)
     assert (tx.request.method, tx.response.status) == (b"CONNECT", 200)
@@ -301,6 +309,7 @@ def test_connect_tunnel_ignores_data() -> None:
 def test_websocket_upgrade_101() -> None:
     ev = run(SAMPLES["websocket"])
     assert of(ev, TunnelStart) == [TunnelStart(1, TS)]
+    assert [e.data for e in of(ev, TunnelData)] == [b"\x81\x05hello", b"\x81\x85maskdata"]
     assert len(of(ev, HttpRequestHead)) == 1
     assert not of(ev, BodyData)
 
