@@ -183,7 +183,8 @@ class Pipeline:
         self._meter_store = meter_store
         self.stats_extra: eve.Record = {}  # the runtime's counters, added to `stats` events
         # The live runtime's (before, after) calls around every meter bucket close: the last
-        # kernel counts go into the closing bucket, and it learns when a bucket is written.
+        # kernel counts go into the closing bucket (after the flows' counts, so the runtime
+        # can compare the two), and it learns when a bucket is written.
         self.bucket_hooks: tuple[Callable[[float], None], Callable[[float], None]] | None = None
         self._meter_due = -math.inf if meter is not None else math.inf
         self._horizon = -math.inf  # packet time of the next timeout scan or meter bucket end
@@ -363,21 +364,6 @@ class Pipeline:
         if self._meter is not None:
             self._meter.add_kernel(self._meter_time(self._now), src, dst, ip_bytes, packets)
 
-    def outbound_packets(self) -> int:
-        """Outbound packets (internal host to external address) of the flows in the table, as
-        the meter classifies them: what the live runtime compares with the probe's count."""
-        meter = self._meter
-        if meter is None:
-            return 0
-        total = 0
-        for flow in self.flows:
-            client_in, server_in = meter.is_internal(flow.client), meter.is_internal(flow.server)
-            if client_in and not server_in:
-                total += flow.pkts_toserver
-            elif server_in and not client_in:
-                total += flow.pkts_toclient
-        return total
-
     # -- metering ------------------------------------------------------------------------
 
     def _meter_flow(self, flow: Flow, ts: float) -> None:
@@ -404,12 +390,14 @@ class Pipeline:
         were seen before `now`), then the meter closes the bucket and reports."""
         meter = self._meter
         assert meter is not None
-        hooks = self.bucket_hooks
-        if hooks is not None:
-            hooks[0](now)
+        # The hooks run around real bucket closes only (not at the first flush, which opens
+        # the first bucket). They must not raise: the runtime contains its own errors.
+        hooks = self.bucket_hooks if self._meter_due != -math.inf else None
         inside = self._meter_time(now)
         for flow in self.flows:
             self._meter_flow(flow, inside)
+        if hooks is not None:  # the bucket has every packet's counts; the probe's come next
+            hooks[0](now)
         self._meter_results(meter.tick(now))
         bucket = self.config.metering.bucket_seconds
         self._meter_due = math.floor(now / bucket) * bucket + bucket

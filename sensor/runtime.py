@@ -55,6 +55,7 @@ TICK_SECONDS = 0.25  # how often the pipeline's clock moves on a quiet link
 DRAIN_BATCHES = 64  # batches read after a stop request, for what the kernel still holds
 CLOCK_STEP_SECONDS = 5.0  # wall vs monotonic clock jumps beyond this are reported
 REOPEN_FIRST, REOPEN_MAX = 1.0, 30.0  # seconds between tries to reopen a failed capture
+STOP_POLL_SECONDS = 0.1  # how often a wait checks for a stop request
 _SAVED_MARK = ("m", "saved")  # kernel_totals row present once a run saved its totals
 UNAVAILABLE = "eBPF probe unavailable, metering from packets instead: "
 
@@ -112,6 +113,10 @@ class ProbeFeed:
         self.skipped = (0, 0)
         self.counted = 0  # outbound packets the probe reported during this run
         self.blind = ""  # why the probe was given up during the run
+        self.save_failing = False
+        # Per host: what its pairs got beyond its own count so far (the two maps are read one
+        # after the other; a packet counted in between shows in the pairs first).
+        self.carry: dict[bytes, list[int]] = {}
 
     def start(self) -> None:
         saved = self.store.kernel_totals(self.key)
@@ -127,11 +132,15 @@ class ProbeFeed:
     def before_bucket_end(self, pipeline: Pipeline) -> None:
         if not self.active:
             return
-        hosts = self.hosts.update(self.probe.read_raw("hosts"))
-        pairs = self.pairs.update(self.probe.read_raw("pairs"))
+        try:
+            hosts = self.hosts.update(self.probe.read_raw("hosts"))
+            pairs = self.pairs.update(self.probe.read_raw("pairs"))
+        except Exception as exc:  # one failed read must not stop the sensor
+            self.give_up(f"reading the eBPF probe's maps failed ({exc}); metering from packets")
+            return
         self.counted += sum(p for _, p, _ in hosts)
-        feed_increments(pipeline, hosts, pairs)
-        if self.counted == 0 and pipeline.outbound_packets() > 0:
+        feed_increments(pipeline, hosts, pairs, self.carry)
+        if self.counted == 0 and self.meter.stats.packet_out_packets > 0:
             self.give_up(
                 f"the {self.probe.mode} probe on {self.probe.iface} counted no outbound packet "
                 "while the capture saw some (XDP sees only what arrives: on the sending side "
@@ -139,16 +148,35 @@ class ProbeFeed:
             )
 
     def give_up(self, why: str) -> None:
-        """Meter outbound bytes from packets from now on (said once, kept in the report)."""
+        """Meter outbound bytes from packets from now on, the open bucket included (said once,
+        kept in the report). What the maps counted but no bucket got is read and saved as
+        handed out, so the next start does not attribute it on top of the packets' count."""
         self.blind = why
         self.warn(why)
         self.active = False
-        self.meter.kernel_out = False
-        self.probe.detach()
+        self.meter.use_packet_counts()
+        try:
+            self.hosts.update(self.probe.read_raw("hosts"))
+            self.pairs.update(self.probe.read_raw("pairs"))
+            self.save()
+        except Exception as exc:
+            self.warn(f"could not save the eBPF probe's totals after giving it up: {exc}")
+        try:
+            self.probe.detach()
+        except Exception as exc:  # detach never raises by contract; belt and braces
+            self.warn(f"detaching the eBPF probe: {exc}")
 
     def after_bucket_written(self) -> None:
-        if self.active:
+        if not self.active:
+            return
+        try:
             self.save()
+        except Exception as exc:  # the next bucket tries again; counts stay in the maps
+            if not self.save_failing:
+                self.warn(f"saving the eBPF probe's totals failed ({exc}); retrying each bucket")
+            self.save_failing = True
+        else:
+            self.save_failing = False
 
     def save(self) -> None:
         """Replace the saved totals with those handed out so far (call when all of them are
@@ -162,9 +190,16 @@ class ProbeFeed:
 Increment = tuple[bytes, int, int]  # raw map key, packets, IP bytes
 
 
-def feed_increments(pipeline: Pipeline, hosts: list[Increment], pairs: list[Increment]) -> None:
-    """Per (host, destination network) increments to the meter; what a host sent beyond its
-    pairs' sum (pairs evicted from the probe's LRU map between reads) goes to its "other"."""
+def feed_increments(
+    pipeline: Pipeline,
+    hosts: list[Increment],
+    pairs: list[Increment],
+    carry: dict[bytes, list[int]],
+) -> None:
+    """Per (host, destination network) increments to the meter. What a host sent beyond its
+    pairs' sum (pairs evicted from the probe's LRU map between reads) goes to its "other";
+    a host whose pairs got more than it did (a packet counted between the two reads) carries
+    the difference to the next read, so nothing is counted twice."""
     by_host: dict[bytes, list[int]] = {}
     for key, packets, size in pairs:
         src = source_bytes(key)
@@ -172,13 +207,18 @@ def feed_increments(pipeline: Pipeline, hosts: list[Increment], pairs: list[Incr
         sums = by_host.setdefault(src, [0, 0])
         sums[0] += packets
         sums[1] += size
-    for key, packets, size in hosts:
-        src = source_bytes(key)
+    increments = {source_bytes(key): (packets, size) for key, packets, size in hosts}
+    for src in by_host.keys() | carry.keys() | increments.keys():
+        packets, size = increments.get(src, (0, 0))
         in_pairs = by_host.get(src, (0, 0))
-        if size > in_pairs[1] or packets > in_pairs[0]:
-            pipeline.add_kernel_counts(
-                src, b"", max(0, size - in_pairs[1]), max(0, packets - in_pairs[0])
-            )
+        owed = carry.setdefault(src, [0, 0])
+        extra_packets = packets - in_pairs[0] + owed[0]
+        extra_bytes = size - in_pairs[1] + owed[1]
+        if extra_packets > 0 or extra_bytes > 0:
+            pipeline.add_kernel_counts(src, b"", max(0, extra_bytes), max(0, extra_packets))
+        owed[0], owed[1] = min(0, extra_packets), min(0, extra_bytes)
+        if owed == [0, 0]:
+            del carry[src]
 
 
 def attach_probe(config: Config, options: LiveOptions, warn: Callable[[str], None]) -> Any:
@@ -384,7 +424,14 @@ class LiveSensor:
         self.outages += 1
         capture.close()
         down_since, wait = time.monotonic(), REOPEN_FIRST
-        while not self.stop.wait(wait):
+        while True:
+            # Sleep in slices and poll the flag: Event.wait here could deadlock with the signal
+            # handler's Event.set (both take the event's lock in this one thread).
+            until = min(time.monotonic() + wait, deadline)
+            while not self.stop.is_set() and time.monotonic() < until:
+                time.sleep(STOP_POLL_SECONDS)
+            if self.stop.is_set():
+                return None  # a requested stop ends the run normally, outage or not
             pipeline.tick(time.time())
             if time.monotonic() >= deadline:
                 return error
@@ -401,8 +448,8 @@ class LiveSensor:
                     f"{capture.iface} was re-created (index {self.ifindex} -> {index}), which "
                     "removed the eBPF probe; metering outbound bytes from packets instead"
                 )
+            self.ifindex = index
             return None
-        return error
 
     def _drain(self, capture: LiveCapture, pipeline: Pipeline) -> None:
         """What the kernel buffered before the stop (bounded: a busy link never drains)."""
@@ -427,7 +474,9 @@ class LiveSensor:
                 "clock_steps": self.clock_steps,
             }
         }
-        if feed is not None and feed.active:
+        if feed is not None and not feed.active:
+            extra["probe"] = {"given_up": feed.blind}
+        elif feed is not None:
             try:
                 kernel = feed.probe.read_stats()
                 extra["probe"] = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 from probes.ebpf.counters import encode_addr, pair_key
@@ -43,23 +44,37 @@ class Maps:
     mode = "tc"
     iface = "test0"
 
-    def __init__(self) -> None:
+    def __init__(self, between: int = 0) -> None:
         self.packets = 0
+        self.between = between  # packets counted between the hosts read and the pairs read
+        self.failing = False
         self.detached = False
+        self.reads = 0
 
     def send(self, packets: int) -> None:
-        self.packets += packets
+        if not self.detached:  # a detached program counts nothing (its maps stay pinned)
+            self.packets += packets
 
     def read_raw(self, name: str) -> list[tuple[bytes, int, int]]:
-        key = encode_addr("10.0.0.1") if name == "hosts" else pair_key("10.0.0.1", "198.51.100.7")
-        return [(key, self.packets, self.packets * 1000)]
+        if self.failing:
+            raise OSError("bpf(BPF_MAP_LOOKUP_BATCH): Cannot allocate memory")
+        if name == "hosts":
+            return [(encode_addr("10.0.0.1"), self.packets, self.packets * 1000)]
+        # Between the two reads the kernel may count more (`between`, every other read: the
+        # gap between the reads changes from one bucket to the next): the pairs show it first.
+        if self.between:
+            self.packets += self.between * (self.reads % 2)
+            self.reads += 1
+        return [(pair_key("10.0.0.1", "198.51.100.7"), self.packets, self.packets * 1000)]
 
     def detach(self) -> None:
         self.detached = True
 
 
-def live(db: Path, maps: Maps, warnings: list[str]) -> tuple[Pipeline, ProbeFeed, MeterStore]:
-    config = Config()
+def live(
+    db: Path, maps: Maps, warnings: list[str], config: Config | None = None
+) -> tuple[Pipeline, ProbeFeed, MeterStore]:
+    config = config or Config()
     meter = Meter(config.metering, config.home_net, CategoryDb.empty(), None, kernel_out=True,
                   dest_prefix=KERNEL_DEST_PREFIX)  # fmt: skip
     store = MeterStore(db)
@@ -136,6 +151,7 @@ def test_increments_beyond_the_pairs_go_to_the_hosts_other_destination(tmp_path:
             (pair_key("10.0.0.1", "198.51.100.9"), 5, 5000),
             (pair_key("fd00::1", "2001:db8::9"), 1, 100),
         ],
+        {},
     )
     summaries = {s.host: s for s in meter.finish() if hasattr(s, "destinations")}
     v4 = {d.ip: d.volume.out_bytes for d in summaries["10.0.0.1"].destinations}
@@ -165,3 +181,82 @@ def test_destinations_known_by_address_stay_known_when_the_probe_meters_networks
     assert _as_network("2001:db8:1:2::20", KERNEL_DEST_PREFIX) == "2001:db8:1:2::/64"
     assert _as_network("files.example.org", KERNEL_DEST_PREFIX) == "files.example.org"
     assert _as_network("198.51.100.0/24", KERNEL_DEST_PREFIX) == "198.51.100.0/24"
+
+
+def test_packets_counted_between_the_two_map_reads_are_not_counted_twice(
+    tmp_path: Path,
+) -> None:
+    db, maps, warnings = tmp_path / "sluice.db", Maps(), []
+    pipeline, feed, store = live(db, maps, warnings)
+    maps.between = 1  # from now on every read races with the kernel
+    busy_link(pipeline, feed, maps, T0, T0 + 45)
+    feed.before_bucket_end(pipeline)
+    pipeline.finish()
+    feed.after_bucket_written()
+    store.close()
+    assert out_bytes(db) == maps.packets * 1000
+    assert warnings == []
+
+
+def test_a_kill_before_the_first_bucket_closed_loses_nothing(tmp_path: Path) -> None:
+    db, maps, warnings = tmp_path / "sluice.db", Maps(), []
+    pipeline, feed, store = live(db, maps, warnings)
+    busy_link(pipeline, feed, maps, T0 + 1, T0 + 5)  # inside the first bucket
+    store.close()  # SIGKILL
+    pipeline, feed, store = live(db, maps, warnings)
+    busy_link(pipeline, feed, maps, T0 + 5, T0 + 25)
+    feed.before_bucket_end(pipeline)
+    pipeline.finish()
+    feed.after_bucket_written()
+    store.close()
+    assert out_bytes(db) == maps.packets * 1000
+
+
+def test_a_failing_map_read_gives_the_probe_up_and_the_sensor_goes_on(tmp_path: Path) -> None:
+    db, maps, warnings = tmp_path / "sluice.db", Maps(), []
+    pipeline, feed, store = live(db, maps, warnings)
+    busy_link(pipeline, feed, maps, T0, T0 + 15)
+    maps.failing = True
+    busy_link(pipeline, feed, maps, T0 + 15, T0 + 35)  # buckets close: reads fail inside process
+    pipeline.finish()
+    store.close()
+    failed, unsaved = warnings  # the read failed, and so did the read for the final save
+    assert "reading the eBPF probe's maps failed" in failed and "Cannot allocate" in failed
+    assert "could not save the eBPF probe's totals" in unsaved
+    assert not feed.active and maps.detached
+    assert out_bytes(db) > 0
+
+
+def test_giving_the_probe_up_saves_its_totals_so_a_restart_adds_nothing(tmp_path: Path) -> None:
+    db, maps, warnings = tmp_path / "sluice.db", Maps(), []
+    pipeline, feed, store = live(db, maps, warnings)
+    busy_link(pipeline, feed, maps, T0, T0 + 25)
+    feed.give_up("test0 was re-created")
+    busy_link(pipeline, feed, maps, T0 + 25, T0 + 45)  # metered from packets now
+    pipeline.finish()
+    store.close()
+    before = out_bytes(db)
+    pipeline, feed, store = live(db, maps, [])
+    pipeline.tick(T0 + 60)
+    pipeline.tick(T0 + 75)
+    feed.before_bucket_end(pipeline)
+    pipeline.finish()
+    feed.after_bucket_written()
+    store.close()
+    assert out_bytes(db) == before  # the maps' counts were all handed out once
+
+
+def test_flows_that_ended_before_the_first_bucket_still_reveal_a_blind_probe(
+    tmp_path: Path,
+) -> None:
+    db, maps, warnings = tmp_path / "sluice.db", Maps(), []
+    config = replace(Config(), flows=replace(Config().flows, udp_idle_timeout=1.0))
+    pipeline, _feed, store = live(db, maps, warnings, config)
+    for i in range(4):
+        pipeline.process(udp_frame(T0 + 0.1 * i, CLIENT, SERVER))
+    pipeline.tick(T0 + 5)  # the UDP flow timed out and was metered: no flow left in the table
+    pipeline.tick(T0 + 20)
+    pipeline.finish()
+    store.close()
+    assert len(warnings) == 1 and "counted no outbound packet" in warnings[0]
+    assert out_bytes(db) == 4 * 128

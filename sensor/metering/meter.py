@@ -66,6 +66,12 @@ from sensor.metering.windows import Windows, WindowSpec, window_specs
 
 _OTHER_KEY = b""  # destination of the entries folded in beyond max_bucket_entries
 _PORT = N_COUNTERS  # index of the destination port in a bucket entry
+# With kernel_out, packet-derived outbound bytes and packets are kept aside in these slots of a
+# bucket entry: `use_packet_counts` puts them back if the probe turns out not to see them.
+_PKT_OUT_BYTES, _PKT_OUT_PACKETS = N_COUNTERS + 1, N_COUNTERS + 2
+# A destination known by its network (as the eBPF probe aggregates: /24, /64) is not novel
+# when later metered by address.
+NETWORK_LABEL_PREFIX = (24, 64)
 _MAX_ADDRESS_CACHE = 1 << 18  # addresses whose home_net membership is cached
 _DAY = 86400.0
 _TOP = 5  # destinations named in a host-level finding
@@ -141,6 +147,7 @@ class MeterStats:
     address_cache_resets: int = 0
     findings: int = 0
     kernel_foreign: int = 0  # probe packets whose source is not internal by our home_net
+    packet_out_packets: int = 0  # with kernel_out: outbound packets the packets showed
 
 
 class Meter:
@@ -246,7 +253,11 @@ class Meter:
                 entry = self._entry(key, dst_port)
             elif not entry[_PORT]:
                 entry[_PORT] = dst_port
-            if not self.kernel_out:
+            if self.kernel_out:
+                entry[_PKT_OUT_BYTES] += ip_bytes
+                entry[_PKT_OUT_PACKETS] += packets
+                self.stats.packet_out_packets += packets
+            else:
                 entry[0] += ip_bytes
                 entry[1] += packets
             entry[2] += payload_new
@@ -284,10 +295,14 @@ class Meter:
         entry[0] += ip_bytes
         entry[1] += packets
 
-    def is_internal(self, ip: bytes) -> bool:
-        """`ip` is inside home_net."""
-        inside = self._internal.get(ip)
-        return self._classify(ip) if inside is None else inside
+    def use_packet_counts(self) -> None:
+        """Stop taking outbound counts from the probe: from now on, and for the open bucket,
+        outbound wire bytes and packets are the packets' (kept aside until now)."""
+        self.kernel_out = False
+        for entry in self._cur.values():
+            entry[0] += entry[_PKT_OUT_BYTES]
+            entry[1] += entry[_PKT_OUT_PACKETS]
+            entry[_PKT_OUT_BYTES] = entry[_PKT_OUT_PACKETS] = 0
 
     def _mask(self, ip: bytes) -> bytes:
         """`ip` reduced to its network address under `dest_prefix` (cached)."""
@@ -406,7 +421,7 @@ class Meter:
             entry = cur.get(key)
             if entry is not None:
                 return entry
-        entry = cur[key] = [0, 0, 0, 0, 0, 0, port]
+        entry = cur[key] = [0, 0, 0, 0, 0, 0, port, 0, 0]
         return entry
 
     def _roll(self, ts: float) -> None:
@@ -512,6 +527,8 @@ class Meter:
         )
         label = pair.label
         last = self._seen.get(label)
+        if last is None and name is None and self.dest_prefix is None:
+            last = self._seen.get(_network_label(ip, NETWORK_LABEL_PREFIX))
         learning = self._learning_until is not None and t < self._learning_until
         pair.novel = not learning and (last is None or t - last > self._retention)
         host.pairs[ip] = pair
@@ -800,6 +817,14 @@ class Meter:
             del host.pairs[pair.ip]
         self._npairs -= len(victims)
         self.stats.pairs_evicted += len(victims)
+
+
+def _network_label(ip: bytes, prefix: tuple[int, int]) -> str:
+    """ "198.51.100.0/24" for 198.51.100.20: the label of the address's network."""
+    bits = prefix[0] if len(ip) == 4 else prefix[1]
+    size = len(ip) * 8
+    value = int.from_bytes(ip, "big") >> (size - bits) << (size - bits)
+    return f"{ip_text(value.to_bytes(len(ip), 'big'))}/{bits}"
 
 
 def _dest(pair: Pair, volume: Volume) -> DestVolume:

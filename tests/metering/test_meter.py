@@ -350,3 +350,16 @@ def test_kernel_mode_names_networks_and_refuses_foreign_sources() -> None:
     assert by_ip["198.51.100.0/24"].name == "files.example.org"
     assert summary.volume.out_bytes == 1500
     assert meter.stats.kernel_foreign == 2
+
+
+def test_a_destination_known_by_its_network_is_not_novel_by_address(
+    make_meter: MakeMeter,
+) -> None:
+    """After a run with the eBPF probe the store knows networks ("198.51.100.0/24"); metered
+    from packets later, an address inside such a network is not a first contact."""
+    meter = make_meter(novel_min_bytes=1000)
+    meter.learn_destinations([("198.51.100.0/24", T0 - 3600)])
+    meter.observe(T0, HOST, SERVER, 3000, 2900, 443)  # 198.51.100.7: its /24 is known
+    meter.observe(T0, HOST, ip("203.0.113.7"), 3000, 2900, 443)  # never seen: novel
+    novel = [f for f in findings(meter.finish()) if f.kind == "novel_destination"]
+    assert [f.destinations for f in novel] == [("203.0.113.7",)]
