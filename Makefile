@@ -7,7 +7,7 @@ DEBIAN_PACKAGES := libpcap0.8 libpcap0.8-dev libmagic1 tshark tcpdump tcpreplay 
 	python3-dev gcc make openssh-server openssh-client openssl systemd dnsmasq-base
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-debian setup-kernel-headers setup-venv demo test lint bench bench-ebpf pcaps clean
+.PHONY: setup setup-debian setup-kernel-headers setup-venv demo test lint bench bench-ebpf bench-live pcaps clean
 
 setup: setup-debian setup-kernel-headers setup-venv
 
@@ -63,6 +63,10 @@ bench: setup
 # Kernel cost of the eBPF programs (root; network namespaces, tcpreplay): about 8 minutes.
 bench-ebpf: setup
 	$(PY) benchmarks/ebpf_bench.py
+
+# Live capture under load, with and without the eBPF probe (root; namespaces, tcpreplay): ~3 min.
+bench-live: setup
+	$(PY) benchmarks/live_bench.py
 
 clean:
 	rm -rf build benchmarks/out .pytest_cache .mypy_cache .ruff_cache

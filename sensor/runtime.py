@@ -74,6 +74,7 @@ class LiveOptions:
     stats_interval: float = 60.0  # a `stats` event this often
     bpf_filter: str | None = None
     snaplen: int = 262_144
+    buffer_bytes: int = 64 << 20  # libpcap's kernel buffer: what absorbs bursts
     pin_dir: str | None = None
 
 
@@ -280,7 +281,12 @@ class LiveSensor:
 
     def run(self) -> LiveReport:
         options, config = self.options, self.config
-        capture = LiveCapture(options.iface, snaplen=options.snaplen, bpf_filter=options.bpf_filter)
+        capture = LiveCapture(
+            options.iface,
+            snaplen=options.snaplen,
+            bpf_filter=options.bpf_filter,
+            buffer_bytes=options.buffer_bytes,
+        )
         try:
             capture.open()
         except CaptureError as exc:

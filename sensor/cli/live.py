@@ -41,6 +41,13 @@ def add_parser(sub: Any, signatures_help: str) -> None:
     run.add_argument("--filter", metavar="BPF", help="libpcap capture filter (tcpdump syntax)")
     run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     run.add_argument(
+        "--buffer-mb",
+        type=int,
+        default=64,
+        metavar="MB",
+        help="libpcap's kernel buffer, which absorbs bursts (default 64)",
+    )
+    run.add_argument(
         "--stats-interval",
         type=float,
         default=60.0,
@@ -63,6 +70,9 @@ def main(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration <= 0:
         print("sluice: error: --duration must be positive", file=sys.stderr)
         return EXIT_USAGE
+    if not 1 <= args.buffer_mb <= 4096:
+        print("sluice: error: --buffer-mb must be between 1 and 4096", file=sys.stderr)
+        return EXIT_USAGE
     if args.stats_interval < 0:
         print("sluice: error: --stats-interval must not be negative", file=sys.stderr)
         return EXIT_USAGE
@@ -77,6 +87,7 @@ def main(args: argparse.Namespace) -> int:
             duration=args.duration,
             stats_interval=args.stats_interval,
             bpf_filter=args.filter,
+            buffer_bytes=args.buffer_mb << 20,
             pin_dir=args.pin_dir,
         )
         sensor = LiveSensor(config, options, categories, geo, warn=_warn, ready=_status)
