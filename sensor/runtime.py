@@ -28,16 +28,18 @@ capture does (XDP on the sending side) is given up at the first bucket, with a w
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import signal
 import socket
+import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from probes.ebpf.counters import RawDeltas, dst_net_bytes, source_bytes
 from probes.live import DEFAULT_BATCH, CaptureError, CaptureStats, LiveCapture
@@ -46,6 +48,7 @@ from sensor.metering.categories import CategoryDb
 from sensor.metering.geo import GeoDb
 from sensor.metering.meter import Meter
 from sensor.metering.store import MeterStore, StoreError
+from sensor.metering.values import Finding, VolumeSummary
 from sensor.outputs import eve
 from sensor.pipeline import Pipeline, Summary
 
@@ -56,6 +59,7 @@ DRAIN_BATCHES = 64  # batches read after a stop request, for what the kernel sti
 CLOCK_STEP_SECONDS = 5.0  # wall vs monotonic clock jumps beyond this are reported
 REOPEN_FIRST, REOPEN_MAX = 1.0, 30.0  # seconds between tries to reopen a failed capture
 STOP_POLL_SECONDS = 0.1  # how often a wait checks for a stop request
+MAX_BACKLOG_WRITES = 360  # meter buckets kept while the database cannot be written (1 hour)
 _SAVED_MARK = ("m", "saved")  # kernel_totals row present once a run saved its totals
 UNAVAILABLE = "eBPF probe unavailable, metering from packets instead: "
 
@@ -274,6 +278,7 @@ class LiveSensor:
         self.warn = warn
         self.ready = ready
         self.stop = stop or threading.Event()
+        self.events: EventLog | None = None
         self.outages = 0  # times the capture failed and was reopened
         self.clock_steps = 0  # wall-clock steps seen (NTP corrections, manual changes)
         self._clock_offset: float | None = None
@@ -319,7 +324,7 @@ class LiveSensor:
                 dest_prefix=KERNEL_DEST_PREFIX if probe is not None else None,
             )
             try:
-                store = MeterStore(options.out / "sluice.db")
+                store = RetryingStore(options.out / "sluice.db", warn=self.warn)
             except StoreError as exc:
                 raise LiveError(str(exc)) from None
             if store.newest:  # a restart: novelty continues from what the database knows
@@ -327,11 +332,12 @@ class LiveSensor:
                 if meter.dest_prefix is not None:  # addresses metered without the probe
                     known = [(_as_network(label, meter.dest_prefix), ts) for label, ts in known]
                 meter.learn_destinations(known)
-        events: IO[str] = (options.out / "events.jsonl").open("a", encoding="utf-8")
+        events = EventLog(options.out / "events.jsonl", self.warn)
+        self.events = events
         started = time.monotonic()
         report: LiveReport | None = None
         try:
-            pipeline = Pipeline(config, [eve.JsonlWriter(events)], None, meter, store)
+            pipeline = Pipeline(config, [events], None, meter, store)
             if probe is not None and store is not None and meter is not None:
                 feed = ProbeFeed(probe, store, meter, self.warn)
                 feed.start()
@@ -391,6 +397,8 @@ class LiveSensor:
                 next_tick = mono + TICK_SECONDS
                 now = time.time()
                 self._check_clock(now, mono)
+                if self.events is not None:
+                    self.events.flush()  # readers (tail -f, a SIEM shipper) see events promptly
                 if len(frames) < DEFAULT_BATCH:  # caught up: the wall clock may move time on;
                     pipeline.tick(now)  # else older frames wait and packets do it
                 if options.stats_interval and mono >= next_stats:
@@ -478,6 +486,7 @@ class LiveSensor:
                 "if_dropped": c.if_dropped,
                 "outages": self.outages,
                 "clock_steps": self.clock_steps,
+                "events_lost": self.events.lost if self.events is not None else 0,
             }
         }
         if feed is not None and not feed.active:
@@ -496,6 +505,81 @@ class LiveSensor:
             except Exception as exc:  # stats are best effort; the run goes on
                 self.warn(f"eBPF probe stats: {exc}")
         return extra
+
+
+class EventLog:
+    """The live sensor's events.jsonl (appended). A write that fails (disk full, I/O error)
+    loses that event, counted in `lost`, said once per failing streak; the sensor goes on."""
+
+    def __init__(self, path: Path, warn: Callable[[str], None]) -> None:
+        self.path = path
+        self.warn = warn
+        # Line-buffered: each event reaches the file (and readers such as `tail -f` or a SIEM
+        # shipper) as it is written, and a failing write shows at that event.
+        self._stream = path.open("a", encoding="utf-8", buffering=1)
+        self._writer = eve.JsonlWriter(self._stream)
+        self.lost = 0
+        self._failing = False
+
+    def __call__(self, record: eve.Record) -> None:
+        self._guard(self._writer, record)
+
+    def flush(self) -> None:
+        self._guard(lambda _record: self._stream.flush(), None)
+
+    def _guard(self, action: Callable[[Any], None], record: eve.Record | None) -> None:
+        try:
+            action(record)
+        except OSError as exc:
+            if record is not None:
+                self.lost += 1
+            if not self._failing:
+                self.warn(f"writing {self.path} failed ({exc}); events are lost until it works")
+            self._failing = True
+        else:
+            if self._failing and record is None:  # a flush went through: it works again
+                self.warn(f"writing {self.path} works again ({self.lost} events lost so far)")
+                self._failing = False
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        except OSError as exc:
+            self.warn(f"closing {self.path}: {exc}")
+
+
+class RetryingStore(MeterStore):
+    """The metering database for a live sensor: a bucket that cannot be written (disk full,
+    locked) is kept and written with the next one, up to `MAX_BACKLOG_WRITES` of them (then the
+    oldest is dropped and counted); said once per failing streak; the sensor goes on."""
+
+    def __init__(self, path: Path, *, warn: Callable[[str], None]) -> None:
+        super().__init__(path)
+        self.warn = warn
+        self.backlog: collections.deque[list[VolumeSummary | Finding]] = collections.deque()
+        self.dropped_writes = 0
+        self.failing = False
+
+    def write(self, items: Iterable[VolumeSummary | Finding]) -> None:
+        batch = list(items)
+        if batch:
+            self.backlog.append(batch)
+        if len(self.backlog) > MAX_BACKLOG_WRITES:
+            self.backlog.popleft()
+            self.dropped_writes += 1
+        while self.backlog:
+            try:
+                super().write(self.backlog[0])
+            except (sqlite3.Error, OSError) as exc:
+                if not self.failing:
+                    self.warn(f"writing {self.path} failed ({exc}); keeping up to "
+                              f"{MAX_BACKLOG_WRITES} buckets to write later")  # fmt: skip
+                self.failing = True
+                return
+            self.backlog.popleft()
+        if self.failing:
+            self.warn(f"writing {self.path} works again ({self.dropped_writes} buckets dropped)")
+        self.failing = False
 
 
 def _as_network(label: str, prefix: tuple[int, int]) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 import struct
+import subprocess
+from contextlib import closing, suppress
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,15 +19,19 @@ from sensor.config import Config
 from sensor.metering.categories import CategoryDb
 from sensor.metering.meter import Meter
 from sensor.metering.store import MeterStore
+from sensor.metering.values import DestVolume, Volume, VolumeSummary
 from sensor.pipeline import Pipeline
 from sensor.runtime import (
     KERNEL_DEST_PREFIX,
+    EventLog,
     LiveOptions,
     LiveSensor,
     ProbeFeed,
+    RetryingStore,
     _as_network,
     feed_increments,
 )
+from tests.conftest import require_root_netns
 
 T0 = 1_767_225_600.0
 CLIENT, SERVER = bytes([10, 0, 0, 1]), bytes([198, 51, 100, 7])
@@ -99,7 +105,7 @@ def busy_link(pipeline: Pipeline, feed: ProbeFeed, maps: Maps, start: float, end
 
 
 def out_bytes(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:
         (total,) = conn.execute("SELECT SUM(out_bytes) FROM volume_10s").fetchone()
     return int(total or 0)
 
@@ -260,3 +266,59 @@ def test_flows_that_ended_before_the_first_bucket_still_reveal_a_blind_probe(
     store.close()
     assert len(warnings) == 1 and "counted no outbound packet" in warnings[0]
     assert out_bytes(db) == 4 * 128
+
+
+def test_a_full_disk_loses_counted_events_and_keeps_buckets_for_later(tmp_path: Path) -> None:
+    """A real full filesystem (a 512 KiB tmpfs): events that cannot be written are counted as
+    lost, buckets wait in a backlog and are written once there is room; the sensor goes on."""
+    require_root_netns()  # root, for the mount
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(small)], check=True)
+    store: RetryingStore | None = None
+    log: EventLog | None = None
+    try:
+        warnings: list[str] = []
+        store = RetryingStore(small / "sluice.db", warn=warnings.append)
+        log = EventLog(small / "events.jsonl", warnings.append)
+        filler = small / "filler"
+        with filler.open("wb", buffering=0) as fill:  # unbuffered: ENOSPC shows at write
+            try:
+                while True:
+                    fill.write(bytes(4096))
+            except OSError:
+                pass
+        for i in range(50):
+            log({"event_type": "flow", "n": i, "pad": "x" * 400})
+            log.flush()
+        assert log.lost > 0
+        store.write([_summary(T0)])
+        assert store.failing and len(store.backlog) == 1
+        filler.unlink()
+        log.flush()
+        log({"event_type": "flow", "n": 99})
+        log.flush()
+        store.write([_summary(T0 + 10)])
+        assert not store.failing and not store.backlog
+        store.close()
+        log.close()
+        with closing(sqlite3.connect(small / "sluice.db")) as conn:
+            (rows,) = conn.execute("SELECT COUNT(*) FROM volume_10s").fetchone()
+        assert rows == 2  # both buckets, the one written late included
+        assert b'"n":99' in (small / "events.jsonl").read_bytes()
+        assert sum("failed" in w for w in warnings) == 2, warnings  # once per component
+        assert sum("works again" in w for w in warnings) == 2, warnings
+    finally:
+        for handle in (store, log):
+            if handle is not None:
+                with suppress(Exception):
+                    handle.close()
+        if subprocess.run(["umount", str(small)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(small)], check=False)  # never leave a mount
+
+
+def _summary(ts: float) -> VolumeSummary:
+    volume = Volume(1000, 1, 900, 0, 0, 0)
+    return VolumeSummary(
+        "10.0.0.1", ts, 10.0, volume, (DestVolume("198.51.100.7", None, volume),), ()
+    )
