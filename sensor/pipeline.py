@@ -182,10 +182,9 @@ class Pipeline:
         self._meter = meter
         self._meter_store = meter_store
         self.stats_extra: eve.Record = {}  # the runtime's counters, added to `stats` events
-        # The live runtime's (before, after) calls around every meter bucket close: the last
-        # kernel counts go into the closing bucket (after the flows' counts, so the runtime
-        # can compare the two), and it learns when a bucket is written.
-        self.bucket_hooks: tuple[Callable[[float], None], Callable[[float], None]] | None = None
+        # The live runtime's call just before every meter bucket closes, after the flows'
+        # counts are in it: the probe's last kernel counts (and their totals) go with it.
+        self.bucket_hook: Callable[[float], None] | None = None
         self._meter_due = -math.inf if meter is not None else math.inf
         self._horizon = -math.inf  # packet time of the next timeout scan or meter bucket end
         self._bypass_on = config.flows.bypass
@@ -390,19 +389,16 @@ class Pipeline:
         were seen before `now`), then the meter closes the bucket and reports."""
         meter = self._meter
         assert meter is not None
-        # The hooks run around real bucket closes only (not at the first flush, which opens
-        # the first bucket). They must not raise: the runtime contains its own errors.
-        hooks = self.bucket_hooks if self._meter_due != -math.inf else None
         inside = self._meter_time(now)
         for flow in self.flows:
             self._meter_flow(flow, inside)
-        if hooks is not None:  # the bucket has every packet's counts; the probe's come next
-            hooks[0](now)
+        # Only around a real bucket close (not at the first flush, which opens the first
+        # bucket); the hook must not raise: the runtime contains its own errors.
+        if self.bucket_hook is not None and self._meter_due != -math.inf:
+            self.bucket_hook(now)
         self._meter_results(meter.tick(now))
         bucket = self.config.metering.bucket_seconds
         self._meter_due = math.floor(now / bucket) * bucket + bucket
-        if hooks is not None:
-            hooks[1](now)
 
     def _meter_time(self, ts: float) -> float:
         """A time inside the meter's open bucket: counts gathered since the last flush were all

@@ -16,14 +16,13 @@ before every meter bucket closes (`ProbeFeed`), and destinations become the prob
 keeps up at line rate when the capture drops packets. When the probe cannot run, the runtime
 says why, once, and meters from packets. An explicit `--probe xdp|tc` that fails is an error.
 
-Counters survive restarts: the probe's maps are pinned, and after every meter bucket written
-the runtime saves the cumulative counts it has handed to the meter (the `kernel_totals` table
-of sluice.db), all of which are in written buckets. The next start continues from there, so
-what a killed sensor counted but never wrote is attributed after the restart, and nothing twice
-(the bucket and the totals are two transactions: a kill exactly between them counts that one
-bucket's kernel bytes twice). Without saved totals (a new database beside old pins) the pinned
-counts are skipped and the skip is reported. A probe that sees no outbound packet while the
-capture does (XDP on the sending side) is given up at the first bucket, with a warning.
+Counters survive restarts: the probe's maps are pinned, and every meter bucket is written in
+one transaction with the cumulative counts handed to the meter up to it (the `kernel_totals`
+table of sluice.db). The next start continues from there, so what a killed sensor counted but
+never wrote is attributed after the restart, and nothing twice. Without saved totals (a new
+database beside old pins) the pinned counts are skipped and the skip is reported. A probe that
+sees no outbound packet while the capture does (XDP on the sending side) is given up at the
+first bucket, with a warning.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ from sensor.config import Config
 from sensor.metering.categories import CategoryDb
 from sensor.metering.geo import GeoDb
 from sensor.metering.meter import Meter
-from sensor.metering.store import MeterStore, StoreError
+from sensor.metering.store import KernelTotals, MeterStore, StoreError
 from sensor.metering.values import Finding, VolumeSummary
 from sensor.outputs import eve
 from sensor.pipeline import Pipeline, Summary
@@ -96,9 +95,9 @@ class ProbeFeed:
     """The eBPF probe's counters into the pipeline's meter, with totals saved for restarts.
 
     The meter consumes per bucket, so the maps are read once per bucket: right before it
-    closes (`before_bucket_end`, through Pipeline.bucket_hooks), so the closing bucket gets
-    every kernel count up to its end; `after_bucket_written` then saves the totals handed out,
-    which are all in written buckets. Reads compare raw map keys and decode only the entries
+    closes (`before_bucket_end`, through Pipeline.bucket_hook), so the closing bucket gets
+    every kernel count up to its end, and the totals handed out are staged to be saved in the
+    same transaction as that bucket. Reads compare raw map keys and decode only the entries
     that changed. Until the probe has counted an outbound packet, each bucket close also
     checks that it sees the outbound traffic the capture sees (an XDP program on the sender's
     own interface sees only what arrives); if not, it says so once and the meter goes back to
@@ -118,7 +117,6 @@ class ProbeFeed:
         self.skipped = (0, 0)
         self.counted = 0  # outbound packets the probe reported during this run
         self.blind = ""  # why the probe was given up during the run
-        self.save_failing = False
         # Per host: what its pairs got beyond its own count so far (the two maps are read one
         # after the other; a packet counted in between shows in the pairs first).
         self.carry: dict[bytes, list[int]] = {}
@@ -145,6 +143,9 @@ class ProbeFeed:
             return
         self.counted += sum(p for _, p, _ in hosts)
         feed_increments(pipeline, hosts, pairs, self.carry)
+        # Everything read so far is in the closing bucket: its totals go with it, in the same
+        # transaction, so a kill can never leave the two disagreeing.
+        self.store.stage_kernel_totals(self.key, self._rows())
         if self.counted == 0 and self.meter.stats.packet_out_packets > 0:
             self.give_up(
                 f"the {self.probe.mode} probe on {self.probe.iface} counted no outbound packet "
@@ -171,25 +172,17 @@ class ProbeFeed:
         except Exception as exc:  # detach never raises by contract; belt and braces
             self.warn(f"detaching the eBPF probe: {exc}")
 
-    def after_bucket_written(self) -> None:
-        if not self.active:
-            return
-        try:
-            self.save()
-        except Exception as exc:  # the next bucket tries again; counts stay in the maps
-            if not self.save_failing:
-                self.warn(f"saving the eBPF probe's totals failed ({exc}); retrying each bucket")
-            self.save_failing = True
-        else:
-            self.save_failing = False
-
     def save(self) -> None:
-        """Replace the saved totals with those handed out so far (call when all of them are
-        in written buckets): one snapshot per probe, so the table stays as small as the maps."""
+        """Replace the saved totals with those handed out so far, now (at start and when the
+        probe is given up; at bucket closes they are staged with the bucket instead)."""
+        self.store.replace_kernel_totals(self.key, self._rows())
+
+    def _rows(self) -> list[tuple[tuple[str, str], tuple[int, int]]]:
+        """One snapshot per probe, so the table stays as small as the maps."""
         rows = [(("h", k.hex()), v) for k, v in self.hosts.totals.items()]
         rows += [(("p", k.hex()), v) for k, v in self.pairs.totals.items()]
         rows.append((_SAVED_MARK, (0, 0)))  # "this probe's totals were saved", even if none
-        self.store.replace_kernel_totals(self.key, rows)
+        return rows
 
 
 Increment = tuple[bytes, int, int]  # raw map key, packets, IP bytes
@@ -342,10 +335,7 @@ class LiveSensor:
                 feed = ProbeFeed(probe, store, meter, self.warn)
                 feed.start()
                 active = feed
-                pipeline.bucket_hooks = (
-                    lambda _now: active.before_bucket_end(pipeline),
-                    lambda _now: active.after_bucket_written(),
-                )
+                pipeline.bucket_hook = lambda _now: active.before_bucket_end(pipeline)
             self.ready(f"capturing on {options.iface} (eBPF probe: {probe_text})")
             capture_error = self._loop(capture, pipeline, feed)
             if capture_error is None:
@@ -354,11 +344,9 @@ class LiveSensor:
             if feed is not None:
                 feed.before_bucket_end(pipeline)  # the last counts, into the last bucket
             pipeline.stats_extra = self._stats(capture, feed)
-            summary = pipeline.finish()
-            if feed is not None:
-                feed.after_bucket_written()
-                if feed.blind:
-                    probe_text += ": " + feed.blind
+            summary = pipeline.finish()  # writes the last bucket with the staged totals
+            if feed is not None and feed.blind:
+                probe_text += ": " + feed.blind
             report = LiveReport(
                 summary,
                 probe_text,
@@ -556,20 +544,27 @@ class RetryingStore(MeterStore):
     def __init__(self, path: Path, *, warn: Callable[[str], None]) -> None:
         super().__init__(path)
         self.warn = warn
-        self.backlog: collections.deque[list[VolumeSummary | Finding]] = collections.deque()
+        self.backlog: collections.deque[
+            tuple[list[VolumeSummary | Finding], KernelTotals | None]
+        ] = collections.deque()
         self.dropped_writes = 0
         self.failing = False
 
-    def write(self, items: Iterable[VolumeSummary | Finding]) -> None:
+    def write(
+        self,
+        items: Iterable[VolumeSummary | Finding],
+        kernel_totals: KernelTotals | None = None,
+    ) -> None:
         batch = list(items)
-        if batch:
-            self.backlog.append(batch)
+        totals, self.staged = kernel_totals or self.staged, None
+        if batch or totals is not None:
+            self.backlog.append((batch, totals))
         if len(self.backlog) > MAX_BACKLOG_WRITES:
             self.backlog.popleft()
             self.dropped_writes += 1
         while self.backlog:
             try:
-                super().write(self.backlog[0])
+                super().write(*self.backlog[0])
             except (sqlite3.Error, OSError) as exc:
                 if not self.failing:
                     self.warn(f"writing {self.path} failed ({exc}); keeping up to "

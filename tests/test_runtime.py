@@ -87,10 +87,7 @@ def live(
     pipeline = Pipeline(config, [], None, meter, store)
     feed = ProbeFeed(maps, store, meter, warnings.append)
     feed.start()
-    pipeline.bucket_hooks = (
-        lambda _now: feed.before_bucket_end(pipeline),
-        lambda _now: feed.after_bucket_written(),
-    )
+    pipeline.bucket_hook = lambda _now: feed.before_bucket_end(pipeline)
     return pipeline, feed, store
 
 
@@ -121,7 +118,6 @@ def test_a_killed_sensor_on_a_busy_link_loses_and_doubles_nothing(tmp_path: Path
     busy_link(pipeline, feed, maps, T0 + 60, T0 + 75)
     feed.before_bucket_end(pipeline)
     pipeline.finish()
-    feed.after_bucket_written()
     store.close()
     assert out_bytes(db) == maps.packets * 1000
     assert warnings == [] and feed.skipped == (0, 0)
@@ -198,7 +194,6 @@ def test_packets_counted_between_the_two_map_reads_are_not_counted_twice(
     busy_link(pipeline, feed, maps, T0, T0 + 45)
     feed.before_bucket_end(pipeline)
     pipeline.finish()
-    feed.after_bucket_written()
     store.close()
     assert out_bytes(db) == maps.packets * 1000
     assert warnings == []
@@ -213,7 +208,6 @@ def test_a_kill_before_the_first_bucket_closed_loses_nothing(tmp_path: Path) -> 
     busy_link(pipeline, feed, maps, T0 + 5, T0 + 25)
     feed.before_bucket_end(pipeline)
     pipeline.finish()
-    feed.after_bucket_written()
     store.close()
     assert out_bytes(db) == maps.packets * 1000
 
@@ -247,7 +241,6 @@ def test_giving_the_probe_up_saves_its_totals_so_a_restart_adds_nothing(tmp_path
     pipeline.tick(T0 + 75)
     feed.before_bucket_end(pipeline)
     pipeline.finish()
-    feed.after_bucket_written()
     store.close()
     assert out_bytes(db) == before  # the maps' counts were all handed out once
 

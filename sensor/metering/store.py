@@ -34,6 +34,10 @@ _COUNTERS = ("out_bytes", "out_packets", "out_payload", "in_bytes", "in_packets"
 _SUMS = ", ".join(f"SUM({c})" for c in _COUNTERS)
 
 
+# (probe, [((kind, key), (packets, bytes)), ...]): the eBPF probe's totals for one write.
+KernelTotals = tuple[str, list[tuple[tuple[str, str], tuple[int, int]]]]
+
+
 class StoreError(Exception):
     """The metering database cannot be used; the message says which file and why."""
 
@@ -78,6 +82,7 @@ class MeterStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the metering database ({exc})") from None
         self.newest = int(self._meta("newest") or 0)
+        self.staged: KernelTotals | None = None
         self._pruned_hour = int(self._meta("pruned_hour") or 0)
 
     # -- schema ---------------------------------------------------------------------------
@@ -124,7 +129,22 @@ class MeterStore:
 
     # -- writing --------------------------------------------------------------------------
 
-    def write(self, items: Iterable[VolumeSummary | Finding]) -> None:
+    def stage_kernel_totals(
+        self, probe: str, totals: Iterable[tuple[tuple[str, str], tuple[int, int]]]
+    ) -> None:
+        """The probe's totals as of the bucket about to be written: saved by the next
+        `write()` in the same transaction as that bucket, so the two never disagree."""
+        self.staged = (probe, list(totals))
+
+    def write(
+        self,
+        items: Iterable[VolumeSummary | Finding],
+        kernel_totals: KernelTotals | None = None,
+    ) -> None:
+        """One closed bucket's summaries and findings, with the probe totals staged for it
+        (or given) in the same transaction."""
+        if kernel_totals is None:
+            kernel_totals, self.staged = self.staged, None
         rows: list[tuple[int, str, str, str | None, int, int, int, int, int, int]] = []
         findings = []
         newest = self.newest
@@ -143,12 +163,14 @@ class MeterStore:
                     (ts, item.host, dest.ip, dest.name, v.out_bytes, v.out_packets,
                      v.out_payload, v.in_bytes, v.in_packets, v.in_payload)
                 )  # fmt: skip
-        if not rows and not findings:
+        if not rows and not findings and kernel_totals is None:
             return
         db = self._db
         updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in _COUNTERS)
         db.execute("BEGIN")
         try:
+            if kernel_totals is not None:
+                self._replace_kernel_totals(*kernel_totals)
             for tier in self.tiers:
                 step = tier.step
                 db.executemany(
@@ -288,16 +310,21 @@ class MeterStore:
         self, probe: str, totals: Iterable[tuple[tuple[str, str], tuple[int, int]]]
     ) -> None:
         """The probe's totals as of now, replacing what was saved for it (one transaction)."""
-        rows = [(probe, kind, key, p, b) for (kind, key), (p, b) in totals]
         db = self._db
         db.execute("BEGIN")
         try:
-            db.execute("DELETE FROM kernel_totals WHERE probe = ?", (probe,))
-            db.executemany("INSERT INTO kernel_totals VALUES (?, ?, ?, ?, ?)", rows)
+            self._replace_kernel_totals(probe, list(totals))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _replace_kernel_totals(
+        self, probe: str, totals: list[tuple[tuple[str, str], tuple[int, int]]]
+    ) -> None:
+        rows = [(probe, kind, key, p, b) for (kind, key), (p, b) in totals]
+        self._db.execute("DELETE FROM kernel_totals WHERE probe = ?", (probe,))
+        self._db.executemany("INSERT INTO kernel_totals VALUES (?, ?, ?, ?, ?)", rows)
 
     def oldest(self) -> int | None:
         """Start of the oldest bucket still held by any tier (None when nothing is stored):
