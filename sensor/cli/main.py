@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from sensor.outputs import eve
 from sensor.pipeline import Pipeline, Summary
 
 EXIT_USAGE = 2
+EXIT_OUTPUT = 3  # the output could not be written (the run's results are incomplete)
 METER_DB = "sluice.db"  # in a replay's --out directory
 SIGNATURES_HELP = (
     "signatures data directory (default: signatures_dir in the config, else $SLUICE_SIGNATURES, "
@@ -262,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"sluice: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except (OSError, sqlite3.Error) as exc:  # writing the output: disk full, I/O error
+        print(f"sluice: error: writing to {args.out} failed: {exc}", file=sys.stderr)
+        return EXIT_OUTPUT
     except KeyboardInterrupt:
         print("sluice: interrupted", file=sys.stderr)
         return 130

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sensor.cli.main import main
+from tests.conftest import cannot_run
 from tests.replays import PCAPS
 
 SAMPLE = PCAPS / "http-post-raw" / "input.pcap"
@@ -186,3 +188,27 @@ def test_bad_signatures_env(
         capsys,
         "(from $SLUICE_SIGNATURES) does not exist",
     )
+
+
+def test_a_full_disk_during_an_extraction_is_one_clear_error(tmp_path: Path) -> None:
+    """A real full filesystem (a 1 MiB tmpfs) under --out, filled by the extracted objects of a
+    10 MB capture: one line, exit status 3, no traceback."""
+    if os.geteuid() != 0:
+        cannot_run("needs root to mount a small tmpfs")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        capture = next(Path(__file__).resolve().parents[2].glob("pcaps/office-egress/input.pcap"))
+        done = subprocess.run(
+            [sys.executable, "-m", "sensor.cli.main", "extract", str(capture), "--out",
+             str(small / "out"), "--quiet"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 3, done.stderr
+        assert done.stderr.startswith("sluice: error: writing to ")
+        assert "No space left on device" in done.stderr or "full" in done.stderr
+        assert "Traceback" not in done.stderr
+    finally:
+        if subprocess.run(["umount", str(small)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(small)], check=False)
