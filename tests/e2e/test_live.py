@@ -34,6 +34,7 @@ import pytest
 
 from probes.ebpf import bpf_syscall as sysbpf
 from probes.ebpf.netns import inside_netns
+from probes.pcap import PcapReader
 from tests.conftest import cannot_run, require_root_netns, require_tool
 from tests.e2e.test_capture_replay import CLIENT, SERVER
 
@@ -81,8 +82,11 @@ class Sensor:
         argv = [
             "ip", "netns", "exec", lab.net.ns[role], *prefix, SLUICE, "run",
             "--iface", lab.net.dev[role], "--out", str(out), "--probe", probe,
-            "--pin-dir", f"{lab.bpffs}/sluice", "--stats-interval", "0",
+            "--pin-dir", f"{lab.bpffs}/sluice", "--stats-interval", "0.5",
         ]  # fmt: skip
+        events = out / "events.jsonl"
+        self.out = out
+        self.events_offset = events.stat().st_size if events.exists() else 0  # this run's start
         self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE)
         self.stderr = b""
 
@@ -166,14 +170,40 @@ def live_and_replay(
     sensor = Sensor(lab, out, probe, prefix, role)
     try:
         sensor.wait_ready()
-        with lab.net.capture(pcap, bpf=""):
-            upload(lab, 20_000)
-        time.sleep(0.5)  # the last ACKs through the sensor's capture too
+        captured_upload(lab, sensor, pcap, 20_000)
         if running is not None:
             running(out)
     finally:
         rc = sensor.stop()
     return rc, sensor.stderr.decode(), top(out), replayed(lab, pcap), out
+
+
+def processed(sensor: Sensor) -> int:
+    """Packets the running sensor has processed, from its latest periodic `stats` event."""
+    latest = 0
+    path = sensor.out / "events.jsonl"
+    if path.exists():
+        with path.open("rb") as events:
+            events.seek(sensor.events_offset)  # this run's events only
+            for line in events:
+                if b'"event_type":"stats"' in line:
+                    latest = json.loads(line)["stats"]["packets"]
+    return latest
+
+
+def captured_upload(lab: Lab, sensor: Sensor, pcap: Path, lines: int, timeout: float = 30) -> None:
+    """An upload recorded by tcpdump on the sensor's interface; returns once the sensor has
+    processed at least as many packets since as tcpdump captured (its stats say so)."""
+    before = processed(sensor)
+    with lab.net.capture(pcap, bpf=""):
+        upload(lab, lines)
+    with PcapReader(str(pcap)) as reader:
+        expected = before + sum(1 for _ in reader)
+    deadline = time.monotonic() + timeout
+    while processed(sensor) < expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the sensor processed {processed(sensor)} of {expected}")
+        time.sleep(0.1)
 
 
 def seen_while_running(out: Path) -> None:
@@ -204,7 +234,7 @@ def test_live_run_without_probe_equals_a_replay_of_the_same_traffic(lab: Lab) ->
     events = [json.loads(line) for line in (out / "events.jsonl").open()]
     http = [e for e in events if e["event_type"] == "http"]
     assert [e["http"]["http_method"] for e in http] == ["POST"]
-    (stats,) = [e for e in events if e["event_type"] == "stats"]
+    stats = [e for e in events if e["event_type"] == "stats"][-1]  # the one at the stop
     assert stats["stats"]["capture"]["dropped"] == 0
     # libpcap's count is read after the last batch: a stray neighbour-discovery packet may
     # arrive in between; nothing of the upload can.
@@ -247,7 +277,7 @@ def test_live_run_with_the_probe_takes_outbound_counts_from_the_kernel(
     assert dest["ip"] == "198.51.100.0/24"
     assert dest["bytes_out"] == theirs["destinations"][0]["bytes_out"]
     events = [json.loads(line) for line in (out / "events.jsonl").open()]
-    (stats,) = [e for e in events if e["event_type"] == "stats"]
+    stats = [e for e in events if e["event_type"] == "stats"][-1]  # the one at the stop
     assert stats["stats"]["probe"]["counted"] == theirs["packets_out"]
     # Nothing of the probe is left attached to the interface after the sensor stopped.
     assert attached() == (False, False)
@@ -272,9 +302,7 @@ def test_a_restart_continues_from_the_pinned_counters_without_double_counting(
         sensor = Sensor(lab, out, "tc")
         try:
             sensor.wait_ready()
-            with lab.net.capture(pcap, bpf=""):
-                upload(lab, 8_000)
-            time.sleep(0.5)
+            captured_upload(lab, sensor, pcap, 8_000)
         finally:
             if pcap is pcap_a and first_end == "SIGKILL":
                 sensor.proc.kill()
@@ -359,9 +387,7 @@ def test_a_link_flap_is_survived_and_traffic_after_it_is_metered(lab: Lab) -> No
         subprocess.run(["ip", "-n", ns, "route", "replace", "198.51.100.20/32", "dev", "veth-c"],
                        check=True)  # fmt: skip
         sensor.wait_for(b"resumed after")
-        with lab.net.capture(pcap, bpf=""):
-            upload(lab, 8_000)
-        time.sleep(0.5)
+        captured_upload(lab, sensor, pcap, 8_000)
     finally:
         rc = sensor.stop()
     stderr = sensor.stderr.decode()
@@ -372,5 +398,5 @@ def test_a_link_flap_is_survived_and_traffic_after_it_is_metered(lab: Lab) -> No
     for key in COUNTERS:
         assert ours[key] == theirs[key], key
     events = [json.loads(line) for line in (out / "events.jsonl").open()]
-    (stats,) = [e for e in events if e["event_type"] == "stats"]
+    stats = [e for e in events if e["event_type"] == "stats"][-1]  # the one at the stop
     assert stats["stats"]["capture"]["outages"] == 1
