@@ -284,11 +284,7 @@ class Pipeline:
         if ts >= self._horizon:
             if summary.first_ts is None:
                 summary.first_ts = ts
-            if ts >= flows.next_scan:
-                self._expire(ts)
-            if self._meter is not None and ts >= self._meter_due:
-                self._meter_flush(ts)
-            self._horizon = min(flows.next_scan, self._meter_due)
+            self._advance(ts)
         # Fast path: a known flow. A SYN on a closed connection's tuple (a new connection) and
         # every new flow take the table's full lookup.
         flags = pkt.tcp_flags
@@ -339,23 +335,24 @@ class Pipeline:
 
     # -- the live runtime's clock and the eBPF probe's counts ------------------------------
 
-    def tick(self, now: float) -> bool:
+    def tick(self, now: float) -> None:
         """Live capture: time passed without packets. The runtime calls this a few times a
         second with the wall clock, the clock libpcap stamps packets with. Runs what a packet
-        at `now` would have run: timeouts and a meter bucket close. Returns True when a meter
-        bucket closed. A `now` behind the pipeline's clock does nothing."""
+        at `now` would have run: timeouts and a meter bucket close. A `now` behind the
+        pipeline's clock does nothing."""
         if now <= self._now:
-            return False
+            return
         self._now = now
-        if now < self._horizon:
-            return False
-        closed = self._meter is not None and now >= self._meter_due
+        if now >= self._horizon:
+            self._advance(now)
+
+    def _advance(self, now: float) -> None:
+        """The packet clock reached the horizon: flow timeouts and meter bucket closes due."""
         if now >= self.flows.next_scan:
             self._expire(now)
-        if closed:
+        if self._meter is not None and now >= self._meter_due:
             self._meter_flush(now)
         self._horizon = min(self.flows.next_scan, self._meter_due)
-        return closed
 
     def add_kernel_counts(self, src: bytes, dst: bytes, ip_bytes: int, packets: int) -> None:
         """Outbound counts from the eBPF probe (`Meter.add_kernel`) into the meter's open

@@ -28,6 +28,7 @@ first bucket, with a warning.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import ipaddress
 import signal
 import socket
@@ -45,7 +46,7 @@ from probes.live import DEFAULT_BATCH, CaptureError, CaptureStats, LiveCapture
 from sensor.config import Config
 from sensor.metering.categories import CategoryDb
 from sensor.metering.geo import GeoDb
-from sensor.metering.meter import Meter
+from sensor.metering.meter import Meter, network_label
 from sensor.metering.store import KernelTotals, MeterStore, StoreError
 from sensor.metering.values import Finding, VolumeSummary
 from sensor.outputs import eve
@@ -91,6 +92,9 @@ class LiveReport:
     errors: list[str] = field(default_factory=list)
 
 
+Increment = tuple[bytes, int, int]  # raw map key, packets, IP bytes
+
+
 class ProbeFeed:
     """The eBPF probe's counters into the pipeline's meter, with totals saved for restarts.
 
@@ -111,8 +115,8 @@ class ProbeFeed:
         self.store = store
         self.meter = meter
         self.warn = warn
-        self.hosts = RawDeltas()
-        self.pairs = RawDeltas()
+        self.hosts: RawDeltas[bytes] = RawDeltas()
+        self.pairs: RawDeltas[bytes] = RawDeltas()
         self.active = True
         self.skipped = (0, 0)
         self.counted = 0  # outbound packets the probe reported during this run
@@ -127,8 +131,7 @@ class ProbeFeed:
             self.hosts.seed({bytes.fromhex(k): v for (kind, k), v in saved.items() if kind == "h"})
             self.pairs.seed({bytes.fromhex(k): v for (kind, k), v in saved.items() if kind == "p"})
         else:
-            skipped = self.hosts.update(self.probe.read_raw("hosts"))
-            self.pairs.update(self.probe.read_raw("pairs"))
+            skipped, _pairs = self._read()
             self.skipped = (sum(p for _, p, _ in skipped), sum(b for _, _, b in skipped))
             self.save()
 
@@ -136,8 +139,7 @@ class ProbeFeed:
         if not self.active:
             return
         try:
-            hosts = self.hosts.update(self.probe.read_raw("hosts"))
-            pairs = self.pairs.update(self.probe.read_raw("pairs"))
+            hosts, pairs = self._read()
         except Exception as exc:  # one failed read must not stop the sensor
             self.give_up(f"reading the eBPF probe's maps failed ({exc}); metering from packets")
             return
@@ -162,8 +164,7 @@ class ProbeFeed:
         self.active = False
         self.meter.use_packet_counts()
         try:
-            self.hosts.update(self.probe.read_raw("hosts"))
-            self.pairs.update(self.probe.read_raw("pairs"))
+            self._read()
             self.save()
         except Exception as exc:
             self.warn(f"could not save the eBPF probe's totals after giving it up: {exc}")
@@ -171,6 +172,13 @@ class ProbeFeed:
             self.probe.detach()
         except Exception as exc:  # detach never raises by contract; belt and braces
             self.warn(f"detaching the eBPF probe: {exc}")
+
+    def _read(self) -> tuple[list[Increment], list[Increment]]:
+        """Both maps, as increments since the previous read: hosts first, then pairs."""
+        return (
+            self.hosts.update(self.probe.read_raw("hosts")),
+            self.pairs.update(self.probe.read_raw("pairs")),
+        )
 
     def save(self) -> None:
         """Replace the saved totals with those handed out so far, now (at start and when the
@@ -183,9 +191,6 @@ class ProbeFeed:
         rows += [(("p", k.hex()), v) for k, v in self.pairs.totals.items()]
         rows.append((_SAVED_MARK, (0, 0)))  # "this probe's totals were saved", even if none
         return rows
-
-
-Increment = tuple[bytes, int, int]  # raw map key, packets, IP bytes
 
 
 def feed_increments(
@@ -261,7 +266,7 @@ class LiveSensor:
         geo: GeoDb | None,
         *,
         warn: Callable[[str], None],
-        ready: Callable[[str], None] = lambda _line: None,
+        status: Callable[[str], None] = lambda _line: None,
         stop: threading.Event | None = None,
     ) -> None:
         self.config = config
@@ -269,7 +274,7 @@ class LiveSensor:
         self.categories = categories
         self.geo = geo
         self.warn = warn
-        self.ready = ready
+        self.status = status
         self.stop = stop or threading.Event()
         self.events: EventLog | None = None
         self.outages = 0  # times the capture failed and was reopened
@@ -336,7 +341,7 @@ class LiveSensor:
                 feed.start()
                 active = feed
                 pipeline.bucket_hook = lambda _now: active.before_bucket_end(pipeline)
-            self.ready(f"capturing on {options.iface} (eBPF probe: {probe_text})")
+            self.status(f"capturing on {options.iface} (eBPF probe: {probe_text})")
             capture_error = self._loop(capture, pipeline, feed)
             if capture_error is None:
                 self._drain(capture, pipeline)
@@ -442,7 +447,7 @@ class LiveSensor:
             except CaptureError as exc:
                 error, wait = str(exc), min(wait * 2, REOPEN_MAX)
                 continue
-            self.ready(f"capture on {capture.iface} resumed after "
+            self.status(f"capture on {capture.iface} resumed after "
                        f"{time.monotonic() - down_since:.0f} s")  # fmt: skip
             index = _ifindex(capture.iface)
             if feed is not None and feed.active and index != self.ifindex:
@@ -481,15 +486,7 @@ class LiveSensor:
             extra["probe"] = {"given_up": feed.blind}
         elif feed is not None:
             try:
-                kernel = feed.probe.read_stats()
-                extra["probe"] = {
-                    "not_ip": kernel.not_ip,
-                    "malformed": kernel.malformed,
-                    "not_outbound": kernel.not_outbound,
-                    "counted": kernel.counted,
-                    "dropped": kernel.dropped,
-                    "map_full": kernel.map_full,
-                }
+                extra["probe"] = dataclasses.asdict(feed.probe.read_stats())
             except Exception as exc:  # stats are best effort; the run goes on
                 self.warn(f"eBPF probe stats: {exc}")
         return extra
@@ -510,24 +507,26 @@ class EventLog:
         self._failing = False
 
     def __call__(self, record: eve.Record) -> None:
-        self._guard(self._writer, record)
+        try:
+            self._writer(record)
+        except OSError as exc:
+            self.lost += 1
+            self._failed(exc)
 
     def flush(self) -> None:
-        self._guard(lambda _record: self._stream.flush(), None)
-
-    def _guard(self, action: Callable[[Any], None], record: eve.Record | None) -> None:
         try:
-            action(record)
+            self._stream.flush()
         except OSError as exc:
-            if record is not None:
-                self.lost += 1
-            if not self._failing:
-                self.warn(f"writing {self.path} failed ({exc}); events are lost until it works")
-            self._failing = True
-        else:
-            if self._failing and record is None:  # a flush went through: it works again
-                self.warn(f"writing {self.path} works again ({self.lost} events lost so far)")
-                self._failing = False
+            self._failed(exc)
+            return
+        if self._failing:  # a flush went through: it works again
+            self.warn(f"writing {self.path} works again ({self.lost} events lost so far)")
+            self._failing = False
+
+    def _failed(self, exc: OSError) -> None:
+        if not self._failing:
+            self.warn(f"writing {self.path} failed ({exc}); events are lost until it works")
+        self._failing = True
 
     def close(self) -> None:
         try:
@@ -581,11 +580,10 @@ def _as_network(label: str, prefix: tuple[int, int]) -> str:
     """A destination label as the meter names it with `dest_prefix`: an address becomes its
     network ("198.51.100.0/24"); names and networks stay as they are."""
     try:
-        address = ipaddress.ip_address(label)
+        packed = ipaddress.ip_address(label).packed
     except ValueError:
         return label
-    bits = prefix[0] if address.version == 4 else prefix[1]
-    return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
+    return network_label(packed, prefix)
 
 
 def _ifindex(iface: str) -> int | None:

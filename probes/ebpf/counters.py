@@ -96,6 +96,7 @@ class PairCounter:
 
 
 C = TypeVar("C", HostCounter, PairCounter)
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,26 +231,31 @@ def pair_key(src: str | IpAddress, dst: str | IpAddress) -> bytes:
     return encode_addr(src) + encode_dst_net(dst)
 
 
-class RawDeltas:
-    """`CounterDeltas` on raw map keys: cumulative (packets, bytes) per key in, increments of
-    the keys that changed out. Nothing is decoded here, so a read of a full map costs a dict
-    comparison per entry; the caller decodes only what changed."""
+class RawDeltas(Generic[K]):
+    """Cumulative (packets, bytes) per raw map key in, increments of the keys that changed out.
+
+    The kernel maps are LRUs: a quiet key can be evicted and come back from zero, and a
+    restarted sensor finds the pinned totals of its predecessor. A counter that went down is
+    therefore a new series and its whole value is the increment; the first read of a key
+    reports everything counted so far (`seed` says what an earlier run already reported).
+    Nothing is decoded here, so a read of a full map costs a dict comparison per entry; the
+    caller decodes only what changed."""
 
     __slots__ = ("_last",)
 
     def __init__(self) -> None:
-        self._last: dict[bytes, tuple[int, int]] = {}
+        self._last: dict[K, tuple[int, int]] = {}
 
     @property
-    def totals(self) -> dict[bytes, tuple[int, int]]:
+    def totals(self) -> dict[K, tuple[int, int]]:
         return dict(self._last)
 
-    def seed(self, totals: dict[bytes, tuple[int, int]]) -> None:
+    def seed(self, totals: dict[K, tuple[int, int]]) -> None:
         self._last = dict(totals)
 
-    def update(self, entries: Iterable[tuple[bytes, int, int]]) -> list[tuple[bytes, int, int]]:
+    def update(self, entries: Iterable[tuple[K, int, int]]) -> list[tuple[K, int, int]]:
         last = self._last
-        seen: dict[bytes, tuple[int, int]] = {}
+        seen: dict[K, tuple[int, int]] = {}
         out = []
         for key, packets, size in entries:
             seen[key] = (packets, size)
@@ -283,29 +289,14 @@ def parse_cpu_list(text: str) -> list[int]:
 
 
 class CounterDeltas(Generic[C]):
-    """Turn cumulative counters (hosts or pairs) into increments since the previous read.
+    """`RawDeltas` for decoded counters (hosts or pairs): the increments as counter values."""
 
-    The kernel maps are LRUs: a quiet key can be evicted and come back from zero, and a
-    restarted sensor finds the pinned totals of its predecessor. A counter that went down is
-    therefore a new series and its whole value is the increment; the first read of a key
-    reports everything counted so far (the meter decides whether that belongs to its window).
-    """
-
-    __slots__ = ("_last",)
+    __slots__ = ("_raw",)
 
     def __init__(self) -> None:
-        self._last: dict[Hashable, tuple[int, int]] = {}
+        self._raw: RawDeltas[Hashable] = RawDeltas()
 
     def update(self, counters: Iterable[C]) -> list[C]:
-        out: list[C] = []
-        seen: dict[Hashable, tuple[int, int]] = {}
-        for c in counters:
-            key = c.key
-            seen[key] = (c.packets, c.bytes)
-            old_p, old_b = self._last.get(key, (0, 0))
-            if c.packets < old_p or c.bytes < old_b:
-                old_p = old_b = 0
-            if c.packets != old_p or c.bytes != old_b:
-                out.append(replace(c, packets=c.packets - old_p, bytes=c.bytes - old_b))
-        self._last = seen
-        return out
+        by_key: dict[Hashable, C] = {c.key: c for c in counters}
+        changed = self._raw.update((k, c.packets, c.bytes) for k, c in by_key.items())
+        return [replace(by_key[k], packets=p, bytes=b) for k, p, b in changed]

@@ -67,16 +67,13 @@ def _warn(line: str) -> None:
 def main(args: argparse.Namespace) -> int:
     from sensor.cli.main import UsageError, load_config_or_fail, meter_data, prepare_out
 
-    if args.duration is not None and args.duration <= 0:
-        print("sluice: error: --duration must be positive", file=sys.stderr)
-        return EXIT_USAGE
-    if not 1 <= args.buffer_mb <= 4096:
-        print("sluice: error: --buffer-mb must be between 1 and 4096", file=sys.stderr)
-        return EXIT_USAGE
-    if args.stats_interval < 0:
-        print("sluice: error: --stats-interval must not be negative", file=sys.stderr)
-        return EXIT_USAGE
     try:
+        if args.duration is not None and args.duration <= 0:
+            raise UsageError("--duration must be positive")
+        if not 1 <= args.buffer_mb <= 4096:
+            raise UsageError("--buffer-mb must be between 1 and 4096")
+        if args.stats_interval < 0:
+            raise UsageError("--stats-interval must not be negative")
         config = load_config_or_fail(args.config)
         out = prepare_out(args.out)
         categories, geo = meter_data(config, args.geoip, args.signatures)
@@ -90,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
             buffer_bytes=args.buffer_mb << 20,
             pin_dir=args.pin_dir,
         )
-        sensor = LiveSensor(config, options, categories, geo, warn=_warn, ready=_status)
+        sensor = LiveSensor(config, options, categories, geo, warn=_warn, status=_status)
         report = sensor.run()
     except (UsageError, LiveError) as exc:
         print(f"sluice: error: {exc}", file=sys.stderr)

@@ -309,10 +309,7 @@ class Meter:
         masked = self._masks.get(ip)
         if masked is None:
             assert self.dest_prefix is not None
-            bits = self.dest_prefix[0] if len(ip) == 4 else self.dest_prefix[1]
-            size = len(ip) * 8
-            value = int.from_bytes(ip, "big") >> (size - bits) << (size - bits) if bits else 0
-            masked = value.to_bytes(len(ip), "big")
+            masked = network_of(ip, self.dest_prefix)
             if len(self._masks) >= _MAX_ADDRESS_CACHE:
                 self._masks.clear()
             self._masks[ip] = masked
@@ -511,12 +508,9 @@ class Meter:
             self._evict_pairs(max(1, self.config.max_pairs // 100))
         named = self._names.get(ip)
         name = named[0] if named else None
-        text = ip_text(ip)
-        if self.dest_prefix is not None:
-            text += f"/{self.dest_prefix[0] if len(ip) == 4 else self.dest_prefix[1]}"
         pair = Pair(
             ip=ip,
-            text=text,
+            text=ip_text(ip) if self.dest_prefix is None else network_label(ip, self.dest_prefix),
             name=name,
             port=port,
             country=self._geo.country(ip) if self._geo is not None else None,
@@ -528,7 +522,7 @@ class Meter:
         label = pair.label
         last = self._seen.get(label)
         if last is None and name is None and self.dest_prefix is None:
-            last = self._seen.get(_network_label(ip, NETWORK_LABEL_PREFIX))
+            last = self._seen.get(network_label(ip, NETWORK_LABEL_PREFIX))
         learning = self._learning_until is not None and t < self._learning_until
         pair.novel = not learning and (last is None or t - last > self._retention)
         host.pairs[ip] = pair
@@ -819,12 +813,17 @@ class Meter:
         self.stats.pairs_evicted += len(victims)
 
 
-def _network_label(ip: bytes, prefix: tuple[int, int]) -> str:
-    """ "198.51.100.0/24" for 198.51.100.20: the label of the address's network."""
+def network_of(ip: bytes, prefix: tuple[int, int]) -> bytes:
+    """The network address of packed `ip` under (IPv4, IPv6) prefix lengths."""
     bits = prefix[0] if len(ip) == 4 else prefix[1]
     size = len(ip) * 8
-    value = int.from_bytes(ip, "big") >> (size - bits) << (size - bits)
-    return f"{ip_text(value.to_bytes(len(ip), 'big'))}/{bits}"
+    value = int.from_bytes(ip, "big") >> (size - bits) << (size - bits) if bits else 0
+    return value.to_bytes(len(ip), "big")
+
+
+def network_label(ip: bytes, prefix: tuple[int, int]) -> str:
+    """ "198.51.100.0/24" for 198.51.100.20: how the meter names the address's network."""
+    return f"{ip_text(network_of(ip, prefix))}/{prefix[0] if len(ip) == 4 else prefix[1]}"
 
 
 def _dest(pair: Pair, volume: Volume) -> DestVolume:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -167,8 +168,7 @@ class MeterStore:
             return
         db = self._db
         updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in _COUNTERS)
-        db.execute("BEGIN")
-        try:
+        with self._transaction():
             if kernel_totals is not None:
                 self._replace_kernel_totals(*kernel_totals)
             for tier in self.tiers:
@@ -185,9 +185,16 @@ class MeterStore:
                 self._set_meta("newest", newest)
             if newest // 3600 != self._pruned_hour:
                 self._prune()
-            db.execute("COMMIT")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN .. COMMIT; any failure, the COMMIT's own (a full disk) included, rolls back."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+            self._db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            self._db.execute("ROLLBACK")
             raise
 
     def _prune(self) -> None:
@@ -310,14 +317,8 @@ class MeterStore:
         self, probe: str, totals: Iterable[tuple[tuple[str, str], tuple[int, int]]]
     ) -> None:
         """The probe's totals as of now, replacing what was saved for it (one transaction)."""
-        db = self._db
-        db.execute("BEGIN")
-        try:
+        with self._transaction():
             self._replace_kernel_totals(probe, list(totals))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def _replace_kernel_totals(
         self, probe: str, totals: list[tuple[tuple[str, str], tuple[int, int]]]
