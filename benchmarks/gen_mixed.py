@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Write a deterministic mixed egress capture for the replay benchmark.
 
-Usage: gen_mixed.py [--packets N] [--seed S] [--summary-json PATH] OUT.pcap
+Usage: gen_mixed.py [--packets N] [--seed S] [--mix egress|inspected] [--summary-json PATH]
+                   OUT.pcap
 
-The capture is what an egress SPAN port of a small organisation might see, by packet count
-roughly 80% TLS bulk transfers (mostly uploads), 12% HTTP/1.1 on ports 80 and 8080 (uploads with
-Content-Length or chunked bodies, downloads, keep-alive), 5% DNS over UDP and 3% SSH/SMTP.
+The default mix ("egress") is what an egress SPAN port of a small organisation might see, by
+packet count roughly 80% TLS bulk transfers (mostly uploads), 12% HTTP/1.1 on ports 80 and 8080
+(uploads with Content-Length or chunked bodies, downloads, keep-alive), 5% DNS over UDP and 3%
+SSH/SMTP. Most of it rides Sluice's flow bypass once the TLS handshakes are seen. The
+"inspected" mix turns that round (70% HTTP, 20% SSH/SMTP, 5% DNS, 5% TLS): nearly every packet
+takes the full path (reassembly, parsers, content), the case a favourable mix hides.
 Internal clients live in 10.20.0.0/16, servers in the documentation ranges 198.51.100.0/24 and
 203.0.113.0/24. Nothing is sent; this only writes a file.
 
@@ -50,7 +54,11 @@ CONCURRENT_FLOWS = 48  # flows interleaved at any moment
 FLUSH_BYTES = 8 << 20
 
 # Target share of packets per category; the scheduler starts the flow with the largest deficit.
-MIX: dict[str, float] = {"tls": 0.80, "http": 0.12, "dns": 0.05, "other": 0.03}
+MIXES: dict[str, dict[str, float]] = {
+    "egress": {"tls": 0.80, "http": 0.12, "dns": 0.05, "other": 0.03},
+    "inspected": {"tls": 0.05, "http": 0.70, "dns": 0.05, "other": 0.20},
+}
+MIX = MIXES["egress"]  # the categories (every mix has the same ones) and the default shares
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 TCP_DOFF_PLAIN = 5 << 4
@@ -758,11 +766,12 @@ class Summary:
         self.smtp_messages += planned.smtp_messages
 
 
-def next_category(committed: dict[str, int], total: int) -> str:
-    return max(MIX, key=lambda c: MIX[c] * (total + 1) - committed[c])
+def next_category(committed: dict[str, int], total: int, mix: dict[str, float]) -> str:
+    return max(mix, key=lambda c: mix[c] * (total + 1) - committed[c])
 
 
-def generate(out_path: Path, packets: int, seed: int) -> Summary:
+def generate(out_path: Path, packets: int, seed: int, mix: str = "egress") -> Summary:
+    shares = MIXES[mix]
     rng = random.Random(seed)
     ctx = Context(rng=rng, pools=Pools.build(rng), hosts=Hosts.build(rng))
     jitter = [rng.randrange(4, 37) for _ in range(1024)]  # mean ~20 us between packets
@@ -780,7 +789,7 @@ def generate(out_path: Path, packets: int, seed: int) -> Summary:
         buf = bytearray()
         while True:
             while len(active) < CONCURRENT_FLOWS and planned_total < packets:
-                category = next_category(committed, planned_total)
+                category = next_category(committed, planned_total, shares)
                 planned = plan_within(ctx, category, packets - planned_total)
                 summary.add(planned)
                 committed[planned.category] += len(planned.flow.plan)
@@ -838,16 +847,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, metavar="OUT.pcap")
     parser.add_argument("--packets", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--mix", choices=sorted(MIXES), default="egress", help="traffic mix")
     parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON")
     args = parser.parse_args(argv)
     if args.packets < 1:
         parser.error("--packets must be at least 1")
-    summary = generate(args.out, args.packets, args.seed)
+    summary = generate(args.out, args.packets, args.seed, args.mix)
     print(format_summary(summary))
     if args.summary_json:
         record = {
             "generator_version": GENERATOR_VERSION,
             "seed": args.seed,
+            "mix": args.mix,
             "pcap": str(args.out),
         }
         record.update(asdict(summary))

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Replay throughput of Sluice against peers measured in the same run on the same capture.
 
-Usage: replay_bench.py [--packets N] [--seed S] [--repeat R] [--keep] [--timeout SECONDS]
+Usage: replay_bench.py [--packets N] [--seed S] [--mix egress|inspected] [--repeat R]
+                       [--baseline CHECKOUT] [--keep] [--timeout SECONDS]
 
 Generates the mixed egress capture (gen_mixed.py) into benchmarks/out/ unless a capture for the
 same generator version, packet count and seed is already there, warms the page cache with it,
@@ -12,6 +13,12 @@ exists:
   probes loop    python -c: iterate our probes.pcap.PcapReader, count packets and bytes
   sluice replay  sluice replay FILE --out DIR (the whole pipeline)
   tshark http    tshark -r FILE -q --export-objects http,DIR (dissects, reassembles HTTP bodies)
+  baseline       with --baseline CHECKOUT: `sluice replay` of another checkout of Sluice (e.g. a
+                 `git worktree` of the previous commit) with this interpreter, so a change is
+                 measured against the code before it in the same run
+
+`--mix inspected` generates a capture where nearly every packet takes the full path (see
+gen_mixed.py); report it next to the default "egress" mix, which mostly rides the flow bypass.
 
 Wall time is time.perf_counter() around the child, peak RSS is ru_maxrss of that very child from
 os.wait4(). Packets/s and Mbit/s divide the capture's packet count and captured frame bytes (pcap
@@ -143,10 +150,11 @@ def measure(argv: list[str], timeout: float) -> Measurement:
         )
 
 
-def ensure_capture(packets: int, seed: int) -> tuple[Path, dict[str, Any]]:
+def ensure_capture(packets: int, seed: int, mix: str) -> tuple[Path, dict[str, Any]]:
     """Return the cached capture for these parameters, generating it first if needed."""
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    stem = f"mixed-v{gen_mixed.GENERATOR_VERSION}-n{packets}-s{seed}"
+    name = "mixed" if mix == "egress" else mix
+    stem = f"{name}-v{gen_mixed.GENERATOR_VERSION}-n{packets}-s{seed}"
     pcap, summary = OUT_DIR / f"{stem}.pcap", OUT_DIR / f"{stem}.json"
     if pcap.exists() and summary.exists():
         print(f"capture: {pcap.relative_to(REPO)} (cached)")
@@ -160,6 +168,8 @@ def ensure_capture(packets: int, seed: int) -> tuple[Path, dict[str, Any]]:
             str(packets),
             "--seed",
             str(seed),
+            "--mix",
+            mix,
             "--summary-json",
             str(summary),
             str(partial),
@@ -234,7 +244,24 @@ def write_nometer_config() -> Path:
     return path
 
 
-def contenders() -> list[Contender]:
+BASELINE_REPLAY = """\
+import sys
+from sensor.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def baseline_contender(checkout: Path) -> Contender:
+    """`sluice replay` of another checkout, run from its own tree (PYTHONPATH first)."""
+
+    def build(pcap: Path, d: Path) -> list[str]:
+        code = f"import sys; sys.path.insert(0, {str(checkout)!r})\n" + BASELINE_REPLAY
+        return [sys.executable, "-c", code, "replay", str(pcap), "--out", str(d)]
+
+    return Contender("baseline", f"sluice replay at {checkout.name}", "subject before", build)
+
+
+def contenders(baseline: Path | None = None) -> list[Contender]:
     py = sys.executable
     return [
         Contender(
@@ -275,6 +302,7 @@ def contenders() -> list[Contender]:
             "peer",
             lambda pcap, d: ["tshark", "-r", str(pcap), "-q", "--export-objects", f"http,{d}"],
         ),
+        *([baseline_contender(baseline)] if baseline is not None else []),
     ]
 
 
@@ -309,7 +337,7 @@ def judge(c: Contender, m: Measurement, expected: tuple[int, int], out_dir: Path
     if c.key in ("dpkt", "probes"):
         if m.stdout_tail.split()[-2:] != [str(expected[0]), str(expected[1])]:
             c.note = f"counted {m.stdout_tail!r}, expected {expected[0]} {expected[1]}"
-    elif c.key in ("sluice", "sluice-nometer"):
+    elif c.key in ("sluice", "sluice-nometer", "baseline"):
         c.objects = count_file_events(out_dir)
     elif c.key == "tshark":
         c.objects = sum(1 for p in out_dir.iterdir() if p.is_file())
@@ -325,7 +353,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--packets", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--mix", choices=sorted(gen_mixed.MIXES), default="egress", help="traffic mix"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender (best kept)")
+    parser.add_argument(
+        "--baseline", type=Path, help="another Sluice checkout to replay side by side"
+    )
     parser.add_argument(
         "--keep", action="store_true", help="keep Sluice's output and tshark's objects"
     )
@@ -333,14 +367,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command_line = shlex.join([sys.executable, *sys.argv])
 
-    pcap, capture = ensure_capture(args.packets, args.seed)
+    if args.baseline is not None and not (args.baseline / "sensor" / "cli" / "main.py").is_file():
+        parser.error(f"--baseline {args.baseline}: not a Sluice checkout")
+    pcap, capture = ensure_capture(args.packets, args.seed, args.mix)
     packets, captured = int(capture["packets"]), int(capture["captured_bytes"])
     warm_page_cache(pcap)
     machine = machine_info()
     started = dt.datetime.now(dt.UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     keep_root = OUT_DIR / f"run-{stamp}"
-    everyone = contenders()
+    everyone = contenders(args.baseline.resolve() if args.baseline else None)
 
     for r in range(args.repeat):
         for c in everyone:

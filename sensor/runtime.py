@@ -11,10 +11,11 @@ With `--probe auto` (the default) the runtime attaches the probe's XDP program t
 interface (`xdp`, a SPAN port or a gateway's LAN side: what arrives there is what internal
 hosts send) or its TC egress program (`tc`, a gateway's WAN side). When it runs, the meter
 takes outbound wire bytes and packets from the probe's kernel counters, read in batches right
-before every meter bucket closes (`ProbeFeed`), and destinations become the probe's networks
-(/24, /64); packets still give inbound counts, unique payload and names. Counting in the kernel
-keeps up at line rate when the capture drops packets. When the probe cannot run, the runtime
-says why, once, and meters from packets. An explicit `--probe xdp|tc` that fails is an error.
+before every meter bucket closes (`ProbeFeed`, the meter's bucket feed), and destinations
+become the probe's networks (/24, /64); packets still give inbound counts, unique payload and
+names. Counting in the kernel keeps up at line rate when the capture drops packets. When the
+probe cannot run, the runtime says why, once, and meters from packets. An explicit
+`--probe xdp|tc` that fails is an error.
 
 Counters survive restarts: the probe's maps are pinned, and every meter bucket is written in
 one transaction with the cumulative counts handed to the meter up to it (the `kernel_totals`
@@ -47,8 +48,8 @@ from sensor.config import Config
 from sensor.metering.categories import CategoryDb
 from sensor.metering.geo import GeoDb
 from sensor.metering.meter import Meter, network_label
-from sensor.metering.store import KernelTotals, MeterStore, StoreError
-from sensor.metering.values import Finding, VolumeSummary
+from sensor.metering.store import MeterStore, StoreError
+from sensor.metering.values import Finding, KernelTotals, VolumeSummary
 from sensor.outputs import eve
 from sensor.pipeline import Pipeline, Summary
 
@@ -96,24 +97,21 @@ Increment = tuple[bytes, int, int]  # raw map key, packets, IP bytes
 
 
 class ProbeFeed:
-    """The eBPF probe's counters into the pipeline's meter, with totals saved for restarts.
+    """The eBPF probe's counters into the meter, with totals saved for restarts.
 
-    The meter consumes per bucket, so the maps are read once per bucket: right before it
-    closes (`before_bucket_end`, through Pipeline.bucket_hook), so the closing bucket gets
-    every kernel count up to its end, and the totals handed out are staged to be saved in the
-    same transaction as that bucket. Reads compare raw map keys and decode only the entries
-    that changed. Until the probe has counted an outbound packet, each bucket close also
-    checks that it sees the outbound traffic the capture sees (an XDP program on the sender's
-    own interface sees only what arrives); if not, it says so once and the meter goes back to
-    packets before the first bucket that would have lost them is written."""
+    The meter consumes per bucket, so the maps are read once per bucket: the meter asks for them
+    right before each bucket closes (`before_close`: it is the meter's `BucketFeed`), so the
+    closing bucket gets every kernel count up to its end, and the totals handed out are returned
+    to be saved in the same transaction as that bucket. Reads compare raw map keys and decode
+    only the entries that changed. Until the probe has counted an outbound packet, each bucket
+    close also checks that it sees the outbound traffic the capture sees (an XDP program on the
+    sender's own interface sees only what arrives); if not, it says so once and the meter goes
+    back to packets before the first bucket that would have lost them is written."""
 
-    def __init__(
-        self, probe: Any, store: MeterStore, meter: Meter, warn: Callable[[str], None]
-    ) -> None:
+    def __init__(self, probe: Any, store: MeterStore, warn: Callable[[str], None]) -> None:
         self.probe = probe
         self.key = str(probe.pin_dir)
         self.store = store
-        self.meter = meter
         self.warn = warn
         self.hosts: RawDeltas[bytes] = RawDeltas()
         self.pairs: RawDeltas[bytes] = RawDeltas()
@@ -135,34 +133,37 @@ class ProbeFeed:
             self.skipped = (sum(p for _, p, _ in skipped), sum(b for _, _, b in skipped))
             self.save()
 
-    def before_bucket_end(self, pipeline: Pipeline) -> None:
+    def before_close(self, meter: Meter, now: float) -> KernelTotals | None:
         if not self.active:
-            return
+            return None
         try:
             hosts, pairs = self._read()
         except Exception as exc:  # one failed read must not stop the sensor
-            self.give_up(f"reading the eBPF probe's maps failed ({exc}); metering from packets")
-            return
+            self.give_up(meter, f"reading the eBPF probe's maps failed ({exc}); metering "
+                         "from packets")  # fmt: skip
+            return None
         self.counted += sum(p for _, p, _ in hosts)
-        feed_increments(pipeline, hosts, pairs, self.carry)
-        # Everything read so far is in the closing bucket: its totals go with it, in the same
-        # transaction, so a kill can never leave the two disagreeing.
-        self.store.stage_kernel_totals(self.key, self._rows())
-        if self.counted == 0 and self.meter.stats.packet_out_packets > 0:
+        feed_increments(meter, meter.bucket_time(now), hosts, pairs, self.carry)
+        if self.counted == 0 and meter.stats.packet_out_packets > 0:
             self.give_up(
+                meter,
                 f"the {self.probe.mode} probe on {self.probe.iface} counted no outbound packet "
                 "while the capture saw some (XDP sees only what arrives: on the sending side "
-                "use --probe tc); metering outbound bytes from packets instead"
+                "use --probe tc); metering outbound bytes from packets instead",
             )
+            return None
+        # Everything read so far is in the closing bucket: its totals go with it, in the same
+        # transaction, so a kill can never leave the two disagreeing.
+        return self.key, self._rows()
 
-    def give_up(self, why: str) -> None:
+    def give_up(self, meter: Meter, why: str) -> None:
         """Meter outbound bytes from packets from now on, the open bucket included (said once,
         kept in the report). What the maps counted but no bucket got is read and saved as
         handed out, so the next start does not attribute it on top of the packets' count."""
         self.blind = why
         self.warn(why)
         self.active = False
-        self.meter.use_packet_counts()
+        meter.use_packet_counts()
         try:
             self._read()
             self.save()
@@ -182,7 +183,7 @@ class ProbeFeed:
 
     def save(self) -> None:
         """Replace the saved totals with those handed out so far, now (at start and when the
-        probe is given up; at bucket closes they are staged with the bucket instead)."""
+        probe is given up; at bucket closes they go with the bucket instead)."""
         self.store.replace_kernel_totals(self.key, self._rows())
 
     def _rows(self) -> list[tuple[tuple[str, str], tuple[int, int]]]:
@@ -194,19 +195,21 @@ class ProbeFeed:
 
 
 def feed_increments(
-    pipeline: Pipeline,
+    meter: Meter,
+    at: float,
     hosts: list[Increment],
     pairs: list[Increment],
     carry: dict[bytes, list[int]],
 ) -> None:
-    """Per (host, destination network) increments to the meter. What a host sent beyond its
-    pairs' sum (pairs evicted from the probe's LRU map between reads) goes to its "other";
-    a host whose pairs got more than it did (a packet counted between the two reads) carries
-    the difference to the next read, so nothing is counted twice."""
+    """Per (host, destination network) increments into the meter at `at` (a time inside its
+    open bucket). What a host
+    sent beyond its pairs' sum (pairs evicted from the probe's LRU map between reads) goes to
+    its "other"; a host whose pairs got more than it did (a packet counted between the two
+    reads) carries the difference to the next read, so nothing is counted twice."""
     by_host: dict[bytes, list[int]] = {}
     for key, packets, size in pairs:
         src = source_bytes(key)
-        pipeline.add_kernel_counts(src, dst_net_bytes(key), size, packets)
+        meter.add_kernel(at, src, dst_net_bytes(key), size, packets)
         sums = by_host.setdefault(src, [0, 0])
         sums[0] += packets
         sums[1] += size
@@ -218,7 +221,7 @@ def feed_increments(
         extra_packets = packets - in_pairs[0] + owed[0]
         extra_bytes = size - in_pairs[1] + owed[1]
         if extra_packets > 0 or extra_bytes > 0:
-            pipeline.add_kernel_counts(src, b"", max(0, extra_bytes), max(0, extra_packets))
+            meter.add_kernel(at, src, b"", max(0, extra_bytes), max(0, extra_packets))
         owed[0], owed[1] = min(0, extra_packets), min(0, extra_bytes)
         if owed == [0, 0]:
             del carry[src]
@@ -313,6 +316,12 @@ class LiveSensor:
         probe_text = describe_probe(probe)
         store = meter = feed = None
         if config.metering.enabled:
+            try:
+                store = RetryingStore(options.out / "sluice.db", warn=self.warn)
+            except StoreError as exc:
+                raise LiveError(str(exc)) from None
+            if probe is not None:
+                feed = ProbeFeed(probe, store, self.warn)
             meter = Meter(
                 config.metering,
                 config.home_net,
@@ -320,11 +329,8 @@ class LiveSensor:
                 self.geo,
                 kernel_out=probe is not None,
                 dest_prefix=KERNEL_DEST_PREFIX if probe is not None else None,
+                feed=feed,
             )
-            try:
-                store = RetryingStore(options.out / "sluice.db", warn=self.warn)
-            except StoreError as exc:
-                raise LiveError(str(exc)) from None
             if store.newest:  # a restart: novelty continues from what the database knows
                 known = store.destinations(store.newest - config.metering.retention_days * 86400)
                 if meter.dest_prefix is not None:  # addresses metered without the probe
@@ -335,21 +341,17 @@ class LiveSensor:
         started = time.monotonic()
         report: LiveReport | None = None
         try:
-            pipeline = Pipeline(config, [events], None, meter, store)
-            if probe is not None and store is not None and meter is not None:
-                feed = ProbeFeed(probe, store, meter, self.warn)
+            pipeline = Pipeline(
+                config, [events], None, meter, store, lambda: self._stats(capture, feed)
+            )
+            if feed is not None:
                 feed.start()
-                active = feed
-                pipeline.bucket_hook = lambda _now: active.before_bucket_end(pipeline)
             self.status(f"capturing on {options.iface} (eBPF probe: {probe_text})")
-            capture_error = self._loop(capture, pipeline, feed)
+            capture_error = self._loop(capture, pipeline, meter, feed)
             if capture_error is None:
                 self._drain(capture, pipeline)
             pipeline.tick(time.time())
-            if feed is not None:
-                feed.before_bucket_end(pipeline)  # the last counts, into the last bucket
-            pipeline.stats_extra = self._stats(capture, feed)
-            summary = pipeline.finish()  # writes the last bucket with the staged totals
+            summary = pipeline.finish()  # the last bucket, with the probe's last counts
             if feed is not None and feed.blind:
                 probe_text += ": " + feed.blind
             report = LiveReport(
@@ -366,7 +368,13 @@ class LiveSensor:
                 store.close()
         return report
 
-    def _loop(self, capture: LiveCapture, pipeline: Pipeline, feed: ProbeFeed | None) -> str | None:
+    def _loop(
+        self,
+        capture: LiveCapture,
+        pipeline: Pipeline,
+        meter: Meter | None,
+        feed: ProbeFeed | None,
+    ) -> str | None:
         """Capture until stopped. A capture that fails (the interface went down or away) is
         reopened with backoff while the pipeline's clock keeps moving; returns the error if
         the run ends while the capture is down."""
@@ -379,7 +387,7 @@ class LiveSensor:
             try:
                 frames = capture.read()
             except CaptureError as exc:
-                error = self._reopen(capture, pipeline, feed, str(exc), deadline)
+                error = self._reopen(capture, pipeline, meter, feed, str(exc), deadline)
                 if error is not None:
                     return error
                 continue
@@ -396,7 +404,7 @@ class LiveSensor:
                     pipeline.tick(now)  # else older frames wait and packets do it
                 if options.stats_interval and mono >= next_stats:
                     if next_stats:
-                        pipeline.emit_stats(self._stats(capture, feed))
+                        pipeline.emit_stats()
                     next_stats = mono + options.stats_interval
             if mono >= deadline:
                 break
@@ -421,6 +429,7 @@ class LiveSensor:
         self,
         capture: LiveCapture,
         pipeline: Pipeline,
+        meter: Meter | None,
         feed: ProbeFeed | None,
         error: str,
         deadline: float,
@@ -450,10 +459,11 @@ class LiveSensor:
             self.status(f"capture on {capture.iface} resumed after "
                        f"{time.monotonic() - down_since:.0f} s")  # fmt: skip
             index = _ifindex(capture.iface)
-            if feed is not None and feed.active and index != self.ifindex:
+            if feed is not None and meter is not None and feed.active and index != self.ifindex:
                 feed.give_up(
+                    meter,
                     f"{capture.iface} was re-created (index {self.ifindex} -> {index}), which "
-                    "removed the eBPF probe; metering outbound bytes from packets instead"
+                    "removed the eBPF probe; metering outbound bytes from packets instead",
                 )
             self.ifindex = index
             return None
@@ -555,9 +565,8 @@ class RetryingStore(MeterStore):
         kernel_totals: KernelTotals | None = None,
     ) -> None:
         batch = list(items)
-        totals, self.staged = kernel_totals or self.staged, None
-        if batch or totals is not None:
-            self.backlog.append((batch, totals))
+        if batch or kernel_totals is not None:
+            self.backlog.append((batch, kernel_totals))
         if len(self.backlog) > MAX_BACKLOG_WRITES:
             self.backlog.popleft()
             self.dropped_writes += 1

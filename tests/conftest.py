@@ -3,10 +3,12 @@ failure, never a silent skip (handbook: "Honest tests")."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +39,15 @@ def require_tool(name: str) -> str:
         cannot_run(f"needs `{name}` (installed by `make setup`)")
     assert path is not None
     return path
+
+
+def require_module(name: str) -> Any:
+    """Import `name`, or say why the test cannot run (a dev dependency `make setup` installs)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        cannot_run(f"needs the Python module {name} (installed by `make setup`): {exc}")
+        raise  # unreachable: cannot_run raises
 
 
 @pytest.fixture

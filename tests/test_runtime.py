@@ -12,6 +12,7 @@ import subprocess
 from contextlib import closing, suppress
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 from probes.ebpf.counters import encode_addr, pair_key
 from probes.frame import LINKTYPE_ETHERNET, Frame
@@ -77,23 +78,28 @@ class Maps:
         self.detached = True
 
 
-def live(
-    db: Path, maps: Maps, warnings: list[str], config: Config | None = None
-) -> tuple[Pipeline, ProbeFeed, MeterStore]:
+class Live(NamedTuple):
+    pipeline: Pipeline
+    feed: ProbeFeed
+    store: MeterStore
+    meter: Meter
+
+
+def live(db: Path, maps: Maps, warnings: list[str], config: Config | None = None) -> Live:
+    """The runtime's wiring: the probe feed is the meter's bucket feed."""
     config = config or Config()
-    meter = Meter(config.metering, config.home_net, CategoryDb.empty(), None, kernel_out=True,
-                  dest_prefix=KERNEL_DEST_PREFIX)  # fmt: skip
     store = MeterStore(db)
+    feed = ProbeFeed(maps, store, warnings.append)
+    meter = Meter(config.metering, config.home_net, CategoryDb.empty(), None, kernel_out=True,
+                  dest_prefix=KERNEL_DEST_PREFIX, feed=feed)  # fmt: skip
     pipeline = Pipeline(config, [], None, meter, store)
-    feed = ProbeFeed(maps, store, meter, warnings.append)
     feed.start()
-    pipeline.bucket_hook = lambda _now: feed.before_bucket_end(pipeline)
-    return pipeline, feed, store
+    return Live(pipeline, feed, store, meter)
 
 
 def busy_link(pipeline: Pipeline, feed: ProbeFeed, maps: Maps, start: float, end: float) -> None:
     """A packet every 0.25 s, counted by the kernel as it is sent; buckets close inside
-    `process` (never in `tick`), which reads the maps through the bucket hooks."""
+    `process` (never in `tick`), where the meter reads the maps through its bucket feed."""
     t = start
     while t < end:
         maps.send(1)
@@ -109,14 +115,13 @@ def out_bytes(db: Path) -> int:
 
 def test_a_killed_sensor_on_a_busy_link_loses_and_doubles_nothing(tmp_path: Path) -> None:
     db, maps, warnings = tmp_path / "sluice.db", Maps(), []
-    pipeline, feed, store = live(db, maps, warnings)
+    pipeline, feed, store, _meter = live(db, maps, warnings)
     busy_link(pipeline, feed, maps, T0, T0 + 60)
     written = out_bytes(db)
     assert 0 < written < maps.packets * 1000  # buckets were written, the open one was not
     store.close()  # SIGKILL: no finish, no final save; what the kernel counted stays pinned
-    pipeline, feed, store = live(db, maps, warnings)
+    pipeline, feed, store, _meter = live(db, maps, warnings)
     busy_link(pipeline, feed, maps, T0 + 60, T0 + 75)
-    feed.before_bucket_end(pipeline)
     pipeline.finish()
     store.close()
     assert out_bytes(db) == maps.packets * 1000
@@ -127,7 +132,7 @@ def test_a_probe_blind_to_the_outbound_traffic_is_given_up_before_bytes_are_lost
     tmp_path: Path,
 ) -> None:
     db, maps, warnings = tmp_path / "sluice.db", Maps(), []
-    pipeline, feed, store = live(db, maps, warnings)
+    pipeline, feed, store, _meter = live(db, maps, warnings)
     for i in range(40):  # the capture sees outbound packets, the kernel counts none
         pipeline.process(udp_frame(T0 + 0.25 * i, CLIENT, SERVER))
     pipeline.tick(T0 + 20)
@@ -147,7 +152,8 @@ def test_increments_beyond_the_pairs_go_to_the_hosts_other_destination(tmp_path:
     pipeline.tick(T0)
     host4, host6 = encode_addr("10.0.0.1"), encode_addr("fd00::1")
     feed_increments(
-        pipeline,
+        meter,
+        meter.bucket_time(T0),
         [(host4, 7, 7000), (host6, 1, 100)],
         [
             (pair_key("10.0.0.1", "198.51.100.9"), 5, 5000),
@@ -189,10 +195,9 @@ def test_packets_counted_between_the_two_map_reads_are_not_counted_twice(
     tmp_path: Path,
 ) -> None:
     db, maps, warnings = tmp_path / "sluice.db", Maps(), []
-    pipeline, feed, store = live(db, maps, warnings)
+    pipeline, feed, store, _meter = live(db, maps, warnings)
     maps.between = 1  # from now on every read races with the kernel
     busy_link(pipeline, feed, maps, T0, T0 + 45)
-    feed.before_bucket_end(pipeline)
     pipeline.finish()
     store.close()
     assert out_bytes(db) == maps.packets * 1000
@@ -201,12 +206,11 @@ def test_packets_counted_between_the_two_map_reads_are_not_counted_twice(
 
 def test_a_kill_before_the_first_bucket_closed_loses_nothing(tmp_path: Path) -> None:
     db, maps, warnings = tmp_path / "sluice.db", Maps(), []
-    pipeline, feed, store = live(db, maps, warnings)
+    pipeline, feed, store, _meter = live(db, maps, warnings)
     busy_link(pipeline, feed, maps, T0 + 1, T0 + 5)  # inside the first bucket
     store.close()  # SIGKILL
-    pipeline, feed, store = live(db, maps, warnings)
+    pipeline, feed, store, _meter = live(db, maps, warnings)
     busy_link(pipeline, feed, maps, T0 + 5, T0 + 25)
-    feed.before_bucket_end(pipeline)
     pipeline.finish()
     store.close()
     assert out_bytes(db) == maps.packets * 1000
@@ -214,7 +218,7 @@ def test_a_kill_before_the_first_bucket_closed_loses_nothing(tmp_path: Path) -> 
 
 def test_a_failing_map_read_gives_the_probe_up_and_the_sensor_goes_on(tmp_path: Path) -> None:
     db, maps, warnings = tmp_path / "sluice.db", Maps(), []
-    pipeline, feed, store = live(db, maps, warnings)
+    pipeline, feed, store, _meter = live(db, maps, warnings)
     busy_link(pipeline, feed, maps, T0, T0 + 15)
     maps.failing = True
     busy_link(pipeline, feed, maps, T0 + 15, T0 + 35)  # buckets close: reads fail inside process
@@ -229,17 +233,16 @@ def test_a_failing_map_read_gives_the_probe_up_and_the_sensor_goes_on(tmp_path: 
 
 def test_giving_the_probe_up_saves_its_totals_so_a_restart_adds_nothing(tmp_path: Path) -> None:
     db, maps, warnings = tmp_path / "sluice.db", Maps(), []
-    pipeline, feed, store = live(db, maps, warnings)
+    pipeline, feed, store, meter = live(db, maps, warnings)
     busy_link(pipeline, feed, maps, T0, T0 + 25)
-    feed.give_up("test0 was re-created")
+    feed.give_up(meter, "test0 was re-created")
     busy_link(pipeline, feed, maps, T0 + 25, T0 + 45)  # metered from packets now
     pipeline.finish()
     store.close()
     before = out_bytes(db)
-    pipeline, feed, store = live(db, maps, [])
+    pipeline, feed, store, meter = live(db, maps, [])
     pipeline.tick(T0 + 60)
     pipeline.tick(T0 + 75)
-    feed.before_bucket_end(pipeline)
     pipeline.finish()
     store.close()
     assert out_bytes(db) == before  # the maps' counts were all handed out once
@@ -250,7 +253,7 @@ def test_flows_that_ended_before_the_first_bucket_still_reveal_a_blind_probe(
 ) -> None:
     db, maps, warnings = tmp_path / "sluice.db", Maps(), []
     config = replace(Config(), flows=replace(Config().flows, udp_idle_timeout=1.0))
-    pipeline, _feed, store = live(db, maps, warnings, config)
+    pipeline, _feed, store, _meter = live(db, maps, warnings, config)
     for i in range(4):
         pipeline.process(udp_frame(T0 + 0.1 * i, CLIENT, SERVER))
     pipeline.tick(T0 + 5)  # the UDP flow timed out and was metered: no flow left in the table

@@ -95,7 +95,7 @@ def main(args: argparse.Namespace) -> int:
     s, c = report.summary, report.capture
     _status(
         f"stopped after {report.seconds:.1f} s: {s.packets:,} packets, {s.flows:,} flows, "
-        f"{len(s.findings)} findings; capture received {c.received:,}, dropped {c.dropped:,} "
+        f"{s.events['finding']:,} findings; capture received {c.received:,}, dropped {c.dropped:,} "
         f"(interface {c.if_dropped:,}); eBPF probe: {report.probe}"
     )
     if report.kernel_skipped != (0, 0):

@@ -26,6 +26,8 @@ from sensor.metering.geo import GeoDb, GeoError, open_geo
 from sensor.metering.meter import Meter
 from sensor.metering.store import MeterStore, StoreError
 from sensor.outputs import eve
+from sensor.outputs.digest import Digest
+from sensor.outputs.files import extracted_record
 from sensor.pipeline import Pipeline, Summary
 
 EXIT_USAGE = 2
@@ -125,9 +127,11 @@ def run(
     extract: bool,
     geoip: str | None = None,
     signatures: str | None = None,
+    digest: Digest | None = None,
 ) -> tuple[Summary, float]:
     """Replay `paths` in order through one pipeline; returns the summary and wall seconds.
-    The volume meter's time series go to DIR/sluice.db, which `sluice top --db DIR` reads."""
+    The volume meter's time series go to DIR/sluice.db, which `sluice top --db DIR` reads;
+    `digest` keeps what the printed summary lists."""
     meter = open_meter(config, geoip, signatures) if config.metering.enabled else None
     database = out / METER_DB
     for stale in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
@@ -149,9 +153,11 @@ def run(
 
         def write_file(record: eve.Record) -> None:
             if record["event_type"] == "file":
-                files_writer(eve.extracted_record(record))
+                files_writer(extracted_record(record))
 
         sinks.append(write_file)
+    if digest is not None:
+        sinks.append(digest)
     started = time.perf_counter()
     try:
         pipeline = Pipeline(config, sinks, store, meter, meter_store)
@@ -186,7 +192,13 @@ def _human_bytes(n: float) -> str:
 
 
 def print_summary(
-    command: str, paths: Sequence[str], summary: Summary, seconds: float, out: Path, stream: IO[str]
+    command: str,
+    paths: Sequence[str],
+    summary: Summary,
+    digest: Digest,
+    seconds: float,
+    out: Path,
+    stream: IO[str],
 ) -> None:
     rate = summary.packets / seconds if seconds > 0 else 0.0
     w = stream.write
@@ -198,15 +210,16 @@ def print_summary(
     top = ", ".join(f"{k} {v}" for k, v in summary.anomalies.most_common(4))
     w(
         f"  flows {summary.flows:,}   objects {summary.objects:,} "
-        f"({len(summary.uploads):,} uploads)   anomalies {anomalies:,}"
+        f"({digest.uploads.total:,} uploads)   anomalies {anomalies:,}"
         + (f" ({top})" if top else "")
         + "\n"
     )
     for error in summary.capture_errors:
         w(f"  capture damaged: {error}\n")
-    if summary.uploads:
+    uploads = digest.uploads
+    if uploads.records:
         w("  uploads (client -> server):\n")
-        for record in summary.uploads[:50]:
+        for record in uploads.records:
             f = record["file"]
             where = f"{record['src_ip']} -> {record['dest_ip']}:{record['dest_port']}"
             if f["proto"] == "smtp":
@@ -225,11 +238,11 @@ def print_summary(
                 f"{f['filename'] or '-'}  {f['mime_type'] or '-'}  {f['size']:,} B  "
                 f"sha256 {f['sha256'][:16]}  {state}\n"
             )
-        if len(summary.uploads) > 50:
-            w(f"    ... {len(summary.uploads) - 50} more in {out / 'events.jsonl'}\n")
-    if summary.messages:
+        if uploads.total > len(uploads.records):
+            w(f"    ... {uploads.total - len(uploads.records)} more in {out / 'events.jsonl'}\n")
+    if digest.messages.records:
         w("  mail (SMTP transactions):\n")
-        for record in summary.messages[:50]:
+        for record in digest.messages.records:
             m = record["smtp"]
             rcpts = ", ".join(m["rcpt_to"][:3]) + (" ..." if len(m["rcpt_to"]) > 3 else "")
             subject = m.get("headers", {}).get("subject")
@@ -253,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config_or_fail(args.config)
         _check_inputs(args.pcaps)
         out = prepare_out(args.out)
+        digest = Digest()
         summary, seconds = run(
             args.pcaps,
             out,
@@ -260,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             extract=args.command == "extract",
             geoip=args.geoip,
             signatures=args.signatures,
+            digest=digest,
         )
     except UsageError as exc:
         print(f"sluice: error: {exc}", file=sys.stderr)
@@ -272,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     if not args.quiet:
         try:
-            print_summary(args.command, args.pcaps, summary, seconds, out, sys.stdout)
+            print_summary(args.command, args.pcaps, summary, digest, seconds, out, sys.stdout)
             if args.command == "extract":
                 print(f"  files: {out / 'files.jsonl'} and {out / 'files'}{os.sep}")
             sys.stdout.flush()

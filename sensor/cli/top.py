@@ -37,7 +37,8 @@ from sensor.metering.categories import CategoryDb, CategoryError, load_categorie
 from sensor.metering.geo import GeoDb, GeoError, open_geo
 from sensor.metering.store import MeterStore, StoreError, TopRow
 from sensor.metering.values import Finding, Volume
-from sensor.outputs.eve import iso_time, volume_fields
+from sensor.outputs.eve import iso_time
+from sensor.outputs.meter import volume_fields
 
 EXIT_USAGE = 2
 DB_NAME = "sluice.db"  # inside a replay's --out directory

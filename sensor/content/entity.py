@@ -1,4 +1,4 @@
-"""Content stage entry point: one message body in, finished file objects out.
+"""Content stage: one message body in, finished file objects out (router.py hands it over).
 
 In: a message's header fields (bytes, any case), the content codings the sender applied, and the
 body itself as it arrives (`feed`), with gaps (`gap`) and its end (`end`). Nothing here knows
@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from urllib.parse import unquote_to_bytes
 
 from sensor.anomaly import Anomaly
@@ -238,8 +238,8 @@ class BodyEntity:
 
     def __init__(
         self,
-        headers: list[tuple[bytes, bytes]],
-        encodings: list[str],
+        headers: Iterable[tuple[bytes, bytes]],
+        encodings: Sequence[str],
         ts: float,
         caps: ContentCaps = DEFAULT_CAPS,
         store: ObjectStore | None = None,

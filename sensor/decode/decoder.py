@@ -3,7 +3,8 @@
 In: `probes.frame.Frame` values (link type + captured bytes, packet-clock `ts`).
 Out: one `sensor.decode.packet.Packet` per IP packet (or per reassembled datagram) for the flow
 table, `None` for anything the flow table cannot use (non-IP, broken IP header, a fragment
-held for reassembly), plus `Anomaly` values via `take_anomalies()` and `tick()`.
+held for reassembly), plus `Anomaly` values: `decode`, `tick` and `finish` note them, and
+`take_anomalies()` is the one way they leave.
 
 Theory of operation
 -------------------
@@ -88,8 +89,17 @@ _IP6_EXT = frozenset(
 )
 
 # Ethernet + option-less IPv4 + TCP in one unpack: the shape of nearly every packet at egress.
+# Ethertype, version/IHL, total length, flags/fragment offset, protocol, addresses, ports,
+# sequence and acknowledgement numbers, data offset, flags.
 _ETH_IP4_TCP = struct.Struct("!12xHBxH2xHxB2x4s4sHHIIBB")
-_ETH_IP4_TCP_LEN = _ETH_IP4_TCP.size  # 54: Ethernet 14 + IPv4 20 + TCP 20
+_ETH_IP4_TCP_LEN = _ETH_IP4_TCP.size  # 48: Ethernet 14 + IPv4 20 + TCP up to its flags
+# The same frame layout as the flow bypass reads it (sensor/flows/bypass.py): only what counting
+# needs, without making bytes objects. Ethertype + version/IHL + TOS as one word, total length,
+# flags/fragment offset, protocol, sequence number, data offset, flags.
+ETH_IP4_TCP_COUNTS = struct.Struct("!12xIH2xHxB2x8x4xI4xBB")
+ETH_IP4_TCP_MIN = 54  # Ethernet 14 + IPv4 20 + a whole option-less TCP header 20
+ETH_IP4_WORD = 0x08004500  # the first word above without TOS: Ethernet IPv4, 20-byte header
+ETH_IP4_TUPLE = slice(26, 38)  # source and destination address, source and destination port
 _IP4 = struct.Struct("!B1xH2xH1xB2x4s4s")  # ver/ihl, total length, flags/offset, proto, src, dst
 _IP4_ID = struct.Struct("!H")
 _IP6 = struct.Struct("!B3xHB1x16s16s")  # ver/tc, payload length, next header, src, dst
@@ -274,20 +284,21 @@ class Decoder:
             self._note(DECODE_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", _ts_of(frame))
             return None
 
-    def tick(self, ts: float) -> list[Anomaly]:
+    def tick(self, ts: float) -> None:
         """Expire fragment state older than `frag_timeout` on the packet clock."""
-        if not self._frags:
-            return []
-        before = len(self.pending_anomalies)
-        self._expire(ts)
-        if len(self.pending_anomalies) == before:
-            return []
-        expired = self.pending_anomalies[before:]
-        del self.pending_anomalies[before:]
-        return expired
+        if self._frags:
+            self._expire(ts - self.caps.frag_timeout, ts)
+
+    def finish(self, ts: float) -> None:
+        """End of input: every datagram still held expires, noted at `ts` (with a rate-limit
+        window of its own, so the end does not depend on the timeouts just before it)."""
+        if self._frags:
+            self._anomaly_window.pop(FRAG_TIMEOUT, None)
+            self._expire(float("inf"), ts)
 
     def take_anomalies(self) -> list[Anomaly]:
-        """Anomalies noted while decoding since the last call."""
+        """Anomalies noted since the last call, by `decode`, `tick` and `finish` alike: the one
+        way they leave the decoder (`pending_anomalies` is truthy while there are some)."""
         if not self.pending_anomalies:
             return []
         taken = self.pending_anomalies
@@ -629,7 +640,7 @@ class Decoder:
         """Hold one fragment; return the datagram when this fragment completes it."""
         stats = self.stats
         stats.fragments += 1
-        self._expire(ts)
+        self._expire(ts - self.caps.frag_timeout, ts)
         fend = foff + length
         v = key[0]
         if length <= 0 or (more and length & 7) or fend > limit:
@@ -745,10 +756,10 @@ class Decoder:
         self.stats.frag_cap += 1
         self._note(FRAG_CAP, f"IPv{key[0]} datagram evicted: {why}", ts)
 
-    def _expire(self, ts: float) -> None:
+    def _expire(self, deadline: float, ts: float) -> None:
+        """Drop datagrams whose first fragment came at or before `deadline`, noted at `ts`."""
         # Datagrams sit in creation order on the packet clock, so the scan stops at the first
         # one still inside its timeout (RFC 791 reassembly timer; RFC 8200 4.5: 60 s max).
-        deadline = ts - self.caps.frag_timeout
         frags = self._frags
         while frags:
             key = next(iter(frags))

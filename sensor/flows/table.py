@@ -14,7 +14,10 @@ Theory of operation
   active timeout get an interim record (NetFlow-style) but live on.
 * Memory cap: at `max_flows`, the least recently seen 1% are evicted (reason `evicted`), found
   with one partial sort, so eviction stays cheap and rare rather than per packet.
-* Wire bytes are IP lengths (IPv4 total length, IPv6 payload length + 40) per direction.
+* Each direction is a `Side`: packets, wire bytes (IP lengths: IPv4 total length, IPv6 payload
+  length + 40) and unique payload with its one rule (`Side.advance`), so a flip swaps two
+  objects. Flows that are only counted skip decoding through the bypass index beside this
+  table (`bypass.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import heapq
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from sensor.config import FlowConfig
 from sensor.decode.packet import (
@@ -54,9 +58,50 @@ REASON_SHUTDOWN = "shutdown"
 
 _EPHEMERAL_START = 1024
 
+A = TypeVar("A")  # what the pipeline keeps per flow
+
+
+# A segment this far beyond the highest sequence number seen (plus its own length) counts only
+# its own payload: a corrupt or forged sequence number must not add gigabytes.
+MAX_PAYLOAD_HOLE = 16 << 20
+
 
 @dataclass(slots=True, eq=False)
-class Flow:
+class Side:
+    """One direction of a flow: what it carried. A flip of the flow swaps its two sides.
+
+    Wire bytes are IP lengths. `payload` counts unique payload bytes: for TCP, only sequence
+    space beyond the highest sequence number seen (`advance`), so retransmissions do not count.
+    """
+
+    pkts: int = 0
+    bytes: int = 0
+    payload: int = 0
+    seq_high: int = -1  # TCP: end of the highest segment seen; -1 before any payload
+    fin: bool = False
+
+    def advance(self, seq: int, size: int) -> None:
+        """`size` payload bytes at sequence number `seq` (the one copy of the unique-payload
+        rule; serial arithmetic, RFC 1982). A segment that jumps ahead counts the hole before
+        it too, up to `MAX_PAYLOAD_HOLE`: the sender sent those bytes, and the reordered (or
+        uncaptured) segment filling it later lies below the high-water mark."""
+        end = (seq + size) & 0xFFFFFFFF
+        high = self.seq_high
+        if high < 0:
+            self.payload += size
+            self.seq_high = end
+            return
+        ahead = (end - high) & 0xFFFFFFFF
+        if 0 < ahead < 0x80000000:
+            self.payload += ahead if ahead <= size + MAX_PAYLOAD_HOLE else size
+            self.seq_high = end
+
+
+@dataclass(slots=True, eq=False)
+class Flow(Generic[A]):
+    """One bidirectional flow. `analysis` is the slot for whatever the stages after this one
+    keep per flow (the pipeline's per-flow state); the flow table never looks into it."""
+
     key: tuple[int, bytes, int, bytes, int]  # (proto, client ip, client port, server ip, port)
     flow_id: int
     proto: int
@@ -69,41 +114,22 @@ class Flow:
     last: float
     midstream: bool = False  # no SYN from the client seen: orientation came from a heuristic
     state: str = STATE_NEW
-    pkts_toserver: int = 0
-    pkts_toclient: int = 0
-    bytes_toserver: int = 0
-    bytes_toclient: int = 0
-    fin_toserver: bool = False
-    fin_toclient: bool = False
+    toserver: Side = field(default_factory=Side)
+    toclient: Side = field(default_factory=Side)
     rst: bool = False
     report_start: float = 0.0  # start of the current active-timeout interval
-    app: object | None = None  # per-flow analysis state, owned by the pipeline
     app_proto: str | None = None
-    counted: bool = False  # analysis over (unknown protocol, tunnel, detached): only counted
-    bypassed: bool = False  # registered for the pipeline's header-bytes fast path
-    # Unique payload bytes per direction (retransmissions excluded) and, for TCP, the highest
-    # sequence number seen (-1: none yet); what the volume meter was last given.
-    payload_toserver: int = 0
-    payload_toclient: int = 0
-    seq_high_toserver: int = -1
-    seq_high_toclient: int = -1
-    metered: tuple[int, int, int, int, int, int] = (0, 0, 0, 0, 0, 0)
+    analysis: A | None = None
     _community_id: str | None = field(default=None, repr=False)
+
+    def side(self, direction: int) -> Side:
+        return self.toserver if direction == TO_SERVER else self.toclient
 
     def flip(self) -> None:
         """Swap client and server (a parser found the orientation was wrong)."""
         self.client, self.server = self.server, self.client
         self.client_port, self.server_port = self.server_port, self.client_port
-        self.pkts_toserver, self.pkts_toclient = self.pkts_toclient, self.pkts_toserver
-        self.bytes_toserver, self.bytes_toclient = self.bytes_toclient, self.bytes_toserver
-        self.fin_toserver, self.fin_toclient = self.fin_toclient, self.fin_toserver
-        self.payload_toserver, self.payload_toclient = self.payload_toclient, self.payload_toserver
-        self.seq_high_toserver, self.seq_high_toclient = (
-            self.seq_high_toclient,
-            self.seq_high_toserver,
-        )
-        m = self.metered
-        self.metered = (m[3], m[4], m[5], m[0], m[1], m[2])
+        self.toserver, self.toclient = self.toclient, self.toserver
         self.key = (self.proto, self.client, self.client_port, self.server, self.server_port)
 
 
@@ -128,14 +154,14 @@ def _flow_id(pkt: Packet, serial: int) -> int:
     return int.from_bytes(h.digest(), "big") & ((1 << 53) - 1)
 
 
-class FlowTable:
+class FlowTable(Generic[A]):
     def __init__(self, config: FlowConfig) -> None:
         self.config = config
         # Both orientations of every flow's tuple -> the flow; and the flows themselves in
         # creation order (deterministic iteration for timeouts and the final drain).
         # `index` is read directly by the pipeline's per-packet fast path.
-        self.index: dict[tuple[int, bytes, int, bytes, int], Flow] = {}
-        self._flows: dict[int, Flow] = {}
+        self.index: dict[tuple[int, bytes, int, bytes, int], Flow[A]] = {}
+        self._flows: dict[int, Flow[A]] = {}
         self._serial = 0
         self.next_scan = 0.0  # packet time of the next timeout scan (read by the pipeline)
         self.active = 0
@@ -147,10 +173,10 @@ class FlowTable:
     def __len__(self) -> int:
         return self.active
 
-    def __iter__(self) -> Iterator[Flow]:
+    def __iter__(self) -> Iterator[Flow[A]]:
         return iter(self._flows.values())
 
-    def lookup(self, pkt: Packet) -> tuple[Flow, int, tuple[tuple[Flow, str], ...]]:
+    def lookup(self, pkt: Packet) -> tuple[Flow[A], int, tuple[tuple[Flow[A], str], ...]]:
         """The packet's flow and direction, creating it if new; plus flows this packet ended
         (a reused port, or eviction to make room)."""
         key = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
@@ -169,13 +195,13 @@ class FlowTable:
                 new, direction = self._create(pkt, key)
                 return new, direction, ((flow, REASON_REUSED),)
             return flow, direction, ()
-        ended: tuple[tuple[Flow, str], ...] = ()
+        ended: tuple[tuple[Flow[A], str], ...] = ()
         if self.active >= self.config.max_flows:
             ended = self._evict(max(1, self.config.max_flows // 100))
         new, direction = self._create(pkt, key)
         return new, direction, ended
 
-    def _create(self, pkt: Packet, key: tuple[int, bytes, int, bytes, int]) -> tuple[Flow, int]:
+    def _create(self, pkt: Packet, key: tuple[int, bytes, int, bytes, int]) -> tuple[Flow[A], int]:
         self._serial += 1
         sender_is_client = _guess_sender_is_client(pkt)
         if sender_is_client:
@@ -185,7 +211,7 @@ class FlowTable:
         midstream = pkt.proto == PROTO_TCP and not (
             pkt.tcp_flags & TCP_SYN and not pkt.tcp_flags & TCP_ACK
         )
-        flow = Flow(
+        flow: Flow[A] = Flow(
             key=(pkt.proto, client, cport, server, sport),
             flow_id=_flow_id(pkt, self._serial),
             proto=pkt.proto,
@@ -207,30 +233,27 @@ class FlowTable:
         self.peak = max(self.peak, self.active)
         return flow, TO_SERVER if sender_is_client else TO_CLIENT
 
-    def _remove(self, flow: Flow) -> None:
+    def _remove(self, flow: Flow[A]) -> None:
         proto, a, ap, b, bp = flow.key
         self.index.pop((proto, a, ap, b, bp), None)
         self.index.pop((proto, b, bp, a, ap), None)
         if self._flows.pop(flow.flow_id, None) is not None:
             self.active -= 1
 
-    def update_tcp_state(self, flow: Flow, direction: int, flags: int) -> None:
+    def update_tcp_state(self, flow: Flow[A], direction: int, flags: int) -> None:
         if flags & TCP_RST:
             flow.rst = True
             flow.state = STATE_CLOSED
             return
         if flags & TCP_FIN:
-            if direction == TO_SERVER:
-                flow.fin_toserver = True
-            else:
-                flow.fin_toclient = True
-            if flow.fin_toserver and flow.fin_toclient:
+            flow.side(direction).fin = True
+            if flow.toserver.fin and flow.toclient.fin:
                 flow.state = STATE_CLOSED
                 return
         if flow.state == STATE_NEW and flags & TCP_ACK and not flags & TCP_SYN:
             flow.state = STATE_ESTABLISHED
 
-    def _timeout(self, flow: Flow) -> float:
+    def _timeout(self, flow: Flow[A]) -> float:
         cfg = self.config
         if flow.proto == PROTO_TCP:
             if flow.state == STATE_CLOSED:
@@ -242,11 +265,11 @@ class FlowTable:
             return cfg.udp_idle_timeout
         return cfg.other_idle_timeout
 
-    def expire(self, now: float) -> tuple[list[Flow], list[Flow]]:
+    def expire(self, now: float) -> tuple[list[Flow[A]], list[Flow[A]]]:
         """Flows that timed out (removed) and flows due an interim active-timeout record."""
         self.next_scan = now + self.config.scan_interval
-        ended: list[Flow] = []
-        interim: list[Flow] = []
+        ended: list[Flow[A]] = []
+        interim: list[Flow[A]] = []
         active_timeout = self.config.active_timeout
         for flow in list(self):
             if now - flow.last > self._timeout(flow):
@@ -258,14 +281,14 @@ class FlowTable:
         self.timed_out += len(ended)
         return ended, interim
 
-    def _evict(self, count: int) -> tuple[tuple[Flow, str], ...]:
+    def _evict(self, count: int) -> tuple[tuple[Flow[A], str], ...]:
         victims = heapq.nsmallest(count, self, key=lambda f: f.last)
         for flow in victims:
             self._remove(flow)
         self.evicted += len(victims)
         return tuple((flow, REASON_EVICTED) for flow in victims)
 
-    def drain(self) -> list[Flow]:
+    def drain(self) -> list[Flow[A]]:
         """Every remaining flow, in creation order, removed from the table (end of input)."""
         flows = list(self._flows.values())
         self._flows.clear()

@@ -46,8 +46,10 @@ import zoneinfo
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from sensor.config import IPNetwork, MeteringConfig, VolumeThreshold
+from sensor.flows.table import Flow, Side
 from sensor.metering.categories import Category, CategoryDb
 from sensor.metering.geo import GeoDb
 from sensor.metering.values import (
@@ -59,6 +61,7 @@ from sensor.metering.values import (
     OUT_PAYLOAD,
     DestVolume,
     Finding,
+    KernelTotals,
     Volume,
     VolumeSummary,
 )
@@ -75,6 +78,23 @@ NETWORK_LABEL_PREFIX = (24, 64)
 _MAX_ADDRESS_CACHE = 1 << 18  # addresses whose home_net membership is cached
 _DAY = 86400.0
 _TOP = 5  # destinations named in a host-level finding
+_NOTHING = (0, 0, 0)
+
+
+class BucketFeed(Protocol):
+    """Counts from outside the packets, handed to the meter right before each bucket closes
+    (`Meter.add_kernel`); returns what must be saved with that bucket, if anything."""
+
+    def before_close(self, meter: Meter, now: float) -> KernelTotals | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MeterOutput:
+    """What a bucket close gave: summaries and findings, and the feed's totals that must be
+    saved in the same transaction as them."""
+
+    results: list[VolumeSummary | Finding]
+    kernel_totals: KernelTotals | None = None
 
 
 def ip_text(ip: bytes) -> str:
@@ -160,12 +180,17 @@ class Meter:
         *,
         kernel_out: bool = False,
         dest_prefix: tuple[int, int] | None = None,
+        feed: BucketFeed | None = None,
     ) -> None:
         """`kernel_out`: outbound wire bytes and packets come from the eBPF probe's counters
         (`add_kernel`), so `add` takes only payload and inbound counts from packets.
         `dest_prefix` (IPv4, IPv6 prefix lengths): destinations are networks, not addresses,
-        e.g. (24, 64) to match the probe's per-destination aggregation."""
+        e.g. (24, 64) to match the probe's per-destination aggregation. `feed` is asked for
+        its counts right before every bucket closes (the live runtime's eBPF probe reader)."""
         self.config = config
+        self._feed = feed
+        # What each flow side had carried when it was last metered: (bytes, packets, payload).
+        self._metered: dict[Side, tuple[int, int, int]] = {}
         self.kernel_out = kernel_out
         self.dest_prefix = dest_prefix
         self._masks: dict[bytes, bytes] = {}
@@ -341,6 +366,61 @@ class Meter:
             if ts > self._seen.get(label, -math.inf):
                 self._remember(label, ts)
         self._learning_until = -math.inf
+
+    # -- flows and buckets on the packet clock --------------------------------------------
+
+    @property
+    def next_close(self) -> float:
+        """Packet time at which the open bucket closes (-inf before the first one, so the first
+        packet opens it): the pipeline calls `close_bucket` once its clock gets there."""
+        return self._bucket_end
+
+    def bucket_time(self, ts: float) -> float:
+        """A time inside the open bucket: counts gathered since the last close were all seen
+        before the bucket ended, so they belong to it (`ts` itself before the first bucket)."""
+        return self._bucket_start + self._bucket / 2 if self._open else ts
+
+    def meter_flow(self, flow: Flow[Any], ts: float) -> None:
+        """What each side of `flow` carried since it was last metered, at `ts`. Flows are
+        metered at bucket closes and when they end, never per packet."""
+        metered = self._metered
+        for side, src, dst, port in (
+            (flow.toserver, flow.client, flow.server, flow.server_port),
+            (flow.toclient, flow.server, flow.client, flow.client_port),
+        ):
+            before = metered.get(side, _NOTHING)
+            if side.pkts != before[1]:
+                metered[side] = (side.bytes, side.pkts, side.payload)
+                self.add(ts, src, dst, side.bytes - before[0], side.pkts - before[1],
+                         side.payload - before[2], port)  # fmt: skip
+
+    def flow_ended(self, flow: Flow[Any], ts: float) -> None:
+        """The flow's last counts go to the open bucket; the meter forgets the flow."""
+        self.meter_flow(flow, self.bucket_time(ts))
+        self._metered.pop(flow.toserver, None)
+        self._metered.pop(flow.toclient, None)
+
+    def close_bucket(self, now: float, flows: Iterable[Flow[Any]]) -> MeterOutput:
+        """The packet clock reached `next_close`: every flow's counts since the last close
+        belong to the closing bucket (all were seen before `now`), then the bucket feed's
+        (the eBPF probe's kernel counts, when the runtime gave one), then the bucket closes.
+        The first call opens the first bucket and closes nothing."""
+        inside = self.bucket_time(now)
+        for flow in flows:
+            self.meter_flow(flow, inside)
+        totals = None
+        if self._open and self._feed is not None:
+            totals = self._feed.before_close(self, now)
+        return MeterOutput(self.tick(now), totals)
+
+    def end(self, now: float, flows: Iterable[Flow[Any]]) -> MeterOutput:
+        """End of input: the flows' counts and the feed's last ones into the open bucket,
+        which then closes."""
+        inside = self.bucket_time(now)
+        for flow in flows:
+            self.meter_flow(flow, inside)
+        totals = self._feed.before_close(self, now) if self._feed is not None else None
+        return MeterOutput(self.finish(), totals)
 
     def tick(self, ts: float) -> list[VolumeSummary | Finding]:
         """Advance the packet clock; what closed buckets produced since the last call."""

@@ -28,15 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from sensor.metering.values import OTHER, Finding, Volume, VolumeSummary
+from sensor.metering.values import OTHER, Finding, KernelTotals, Volume, VolumeSummary
 
 SCHEMA_VERSION = 1
 _COUNTERS = ("out_bytes", "out_packets", "out_payload", "in_bytes", "in_packets", "in_payload")
 _SUMS = ", ".join(f"SUM({c})" for c in _COUNTERS)
-
-
-# (probe, [((kind, key), (packets, bytes)), ...]): the eBPF probe's totals for one write.
-KernelTotals = tuple[str, list[tuple[tuple[str, str], tuple[int, int]]]]
 
 
 class StoreError(Exception):
@@ -83,7 +79,6 @@ class MeterStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the metering database ({exc})") from None
         self.newest = int(self._meta("newest") or 0)
-        self.staged: KernelTotals | None = None
         self._pruned_hour = int(self._meta("pruned_hour") or 0)
 
     # -- schema ---------------------------------------------------------------------------
@@ -130,22 +125,13 @@ class MeterStore:
 
     # -- writing --------------------------------------------------------------------------
 
-    def stage_kernel_totals(
-        self, probe: str, totals: Iterable[tuple[tuple[str, str], tuple[int, int]]]
-    ) -> None:
-        """The probe's totals as of the bucket about to be written: saved by the next
-        `write()` in the same transaction as that bucket, so the two never disagree."""
-        self.staged = (probe, list(totals))
-
     def write(
         self,
         items: Iterable[VolumeSummary | Finding],
         kernel_totals: KernelTotals | None = None,
     ) -> None:
-        """One closed bucket's summaries and findings, with the probe totals staged for it
-        (or given) in the same transaction."""
-        if kernel_totals is None:
-            kernel_totals, self.staged = self.staged, None
+        """One closed bucket's summaries and findings, with the probe's totals handed out up
+        to it (`MeterOutput`) in the same transaction, so the two never disagree."""
         rows: list[tuple[int, str, str, str | None, int, int, int, int, int, int]] = []
         findings = []
         newest = self.newest

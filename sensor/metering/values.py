@@ -18,6 +18,10 @@ N_COUNTERS = 6
 
 OTHER = "other"  # destination label of everything beyond a cap
 
+# (probe, [((kind, key), (packets, bytes)), ...]): the eBPF probe's cumulative totals, saved
+# in the same transaction as the bucket they were handed out for.
+KernelTotals = tuple[str, list[tuple[tuple[str, str], tuple[int, int]]]]
+
 
 @dataclass(frozen=True, slots=True)
 class Volume:

@@ -4,9 +4,10 @@ In: the payload of one UDP datagram sent from port 53 (RFC 1035 4.2.1), whole. D
 one message per datagram, so this is a function, not a per-flow parser: no state between
 messages, no I/O, no clock. Out: `parse_response(message)` gives one `DnsAnswer` per question
 whose answer section resolves it to A (RFC 1035 3.4.1) or AAAA (RFC 3596 2.2) addresses, with
-CNAMEs followed (RFC 1035 3.6.2). The pipeline hands them to the volume meter, which then names
-an upload to one of those addresses after the name the client asked for, even when the upload
-itself names nothing (SSH, FTP, plain TCP). A malformed message raises `DnsViolation`, whose
+CNAMEs followed (RFC 1035 3.6.2). `DnsResponses` is the app layer of a UDP flow to port 53:
+it turns the answers into `AddressName` facts, which the volume meter uses to name an upload to
+one of those addresses after the name the client asked for, even when the upload itself names
+nothing (SSH, FTP, plain TCP). A malformed message raises `DnsViolation`, whose
 `reason` is `dns_truncated` or `dns_malformed`; nothing else escapes.
 
 Theory of operation
@@ -50,7 +51,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from sensor.protocols.base import ProtocolViolation
+from sensor.anomaly import Anomaly
+from sensor.protocols.base import AddressName, Counted, Direction, ProtocolViolation
 
 # Anomaly kinds (registered in sensor/anomaly.py).
 DNS_TRUNCATED = "dns_truncated"
@@ -244,3 +246,44 @@ def _label_text(label: bytes) -> str:
     if label.replace(b"-", b"").isalnum():  # the common case: letters, digits, hyphens
         return label.decode("ascii").lower()
     return "".join([_LABEL_CHARS[b] for b in label])
+
+
+PORT = 53  # DNS over UDP is recognised by its server port
+
+
+class DnsResponses:
+    """The app layer of a UDP flow to port 53: the server's responses to a client that asked.
+
+    Each response's answers become `AddressName` facts (the meter names the addresses after the
+    name the client asked for). Only datagrams from the flow's server count, once its client
+    has sent something: an unsolicited datagram names nothing. A malformed response is an
+    anomaly, and the flow is only counted from then on (`Counted`).
+    """
+
+    __slots__ = ("_asked",)
+
+    def __init__(self) -> None:
+        self._asked = False
+
+    def datagram(
+        self, direction: int, payload: bytes, missing: int, ts: float
+    ) -> list[AddressName | Anomaly | Counted]:
+        if direction == Direction.TO_SERVER:
+            self._asked = True
+            return []
+        if not self._asked:
+            return []
+        try:
+            answers = parse_response(payload)
+        except DnsViolation as exc:
+            detail = f"{exc.detail} (capture cut)" if missing else exc.detail
+            return [Anomaly(exc.reason, detail, ts), Counted(None)]
+        return [
+            AddressName(address, answer.query, "dns")
+            for answer in answers
+            if answer.query
+            for address in answer.addresses
+        ]
+
+    def end(self, flow: object, ts: float) -> list[AddressName | Anomaly | Counted]:
+        return []

@@ -4,7 +4,8 @@ In: reassembled bytes of the client->server (commands) and server->client (repli
 an FTP control connection, gaps and eofs (sans-IO, see base.py). Out: `FtpDataExpected` when a
 transfer command tells where its data connection goes, one `FtpTransfer` per transfer command
 when its outcome is known, one `FtpSession` per connection, `Anomaly`. The data connections
-themselves are other flows: the pipeline links them to this one through `FtpDataExpected`.
+themselves are other flows, announced through `FtpDataExpected` (an `Announcement` for the
+expectation table, expect.py) and read by `FtpDataParser` at the end of this module.
 
 Theory of operation
 -------------------
@@ -67,17 +68,35 @@ Anomaly kinds (stable; "violation" = raised as ProtocolViolation.reason, parser 
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
+import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from sensor.anomaly import Anomaly
-from sensor.protocols.base import Direction, ProtocolViolation
+from sensor.protocols.base import (
+    Announcement,
+    Direction,
+    ObjectChunk,
+    ObjectEnd,
+    ObjectGap,
+    ObjectStart,
+    Opaque,
+    ProtocolEvent,
+    ProtocolViolation,
+)
 
 __all__ = [
+    "DATA_CONNECTION_TIMEOUT",
     "FtpCaps",
+    "FtpDataEvent",
     "FtpDataExpected",
+    "FtpDataLink",
+    "FtpDataParser",
+    "FtpEvent",
     "FtpParser",
     "FtpSession",
     "FtpTransfer",
@@ -85,11 +104,13 @@ __all__ = [
     "detect",
 ]
 
+DATA_CONNECTION_TIMEOUT = 120.0  # seconds an announced data connection is waited for
+
 # --- events -------------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
-class FtpDataExpected:
+class FtpDataExpected(Announcement):
     """A data connection is about to carry (or, in passive mode, may already carry) a transfer.
 
     host/port = the endpoint that ACCEPTS the data connection: the server for passive mode, the
@@ -108,9 +129,32 @@ class FtpDataExpected:
     transfer_type: str = "A"  # TYPE in force (RFC 959 default ASCII): "A" data may be rewritten
     rest: int = 0  # REST offset: the transfer starts this far into the file (a partial object)
 
+    app_proto: ClassVar[str] = "ftp-data"
+    # Servers give up on a data connection that does not come within a minute (vsftpd's
+    # accept_timeout and connect_timeout); it is claimed at its first byte, so allow twice that.
+    timeout: ClassVar[float] = DATA_CONNECTION_TIMEOUT
+
+    def endpoint(self, client: bytes, client_port: int, server: bytes) -> tuple[bytes, int]:
+        """Where the data connection goes. Clients connect to the control server's address
+        whatever a 227 says, so passive endpoints are the server's; an active endpoint's host
+        is the one PORT/EPRT named, else the control connection's client; port 0 is the
+        client's control port (RFC 959 default data port)."""
+        if self.mode == "passive":
+            host = server
+        else:
+            try:
+                family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+                host = socket.inet_pton(family, self.host) if self.host else client
+            except OSError:
+                host = client
+        return host, self.port or client_port
+
+    def parser(self, serial: int, announcer: int) -> FtpDataParser:
+        return FtpDataParser(self, serial, announcer)
+
 
 @dataclass(slots=True)
-class FtpTransfer:
+class FtpTransfer(ProtocolEvent):
     txid: int
     command: str
     filename: str | None
@@ -124,7 +168,7 @@ class FtpTransfer:
 
 
 @dataclass(slots=True)
-class FtpSession:
+class FtpSession(ProtocolEvent):
     user: str | None  # USER argument; PASS is never stored
     auth_tls: bool  # AUTH accepted with 234: everything after it is encrypted
     login_success: bool | None
@@ -141,6 +185,11 @@ class FtpCaps:
     max_pending: int = 256  # unanswered commands
     max_held: int = 65536  # client bytes held while an AUTH is unanswered
     max_bad_lines: int = 16  # consecutive malformed lines before the parser gives up
+
+
+# Everything FtpParser returns: a data connection's announcement (for the expectation table),
+# one FtpTransfer per transfer command, one FtpSession, Opaque after AUTH TLS.
+FtpEvent = FtpDataExpected | FtpTransfer | FtpSession | Opaque | Anomaly
 
 
 class FtpViolation(ProtocolViolation):
@@ -276,8 +325,8 @@ class FtpParser:
 
     # --- public API ----------------------------------------------------------------------------
 
-    def feed(self, direction: Direction, data: bytes, ts: float) -> list[object]:
-        out: list[object] = []
+    def feed(self, direction: Direction, data: bytes, ts: float) -> list[FtpEvent]:
+        out: list[FtpEvent] = []
         lines = self._lines[direction]
         if self._dead or self._opaque or not data or lines.closed:
             return out
@@ -285,16 +334,16 @@ class FtpParser:
         self._guard(out, self._pump, direction, ts, out)
         return out
 
-    def gap(self, direction: Direction, size: int, ts: float) -> list[object]:
-        out: list[object] = []
+    def gap(self, direction: Direction, size: int, ts: float) -> list[FtpEvent]:
+        out: list[FtpEvent] = []
         lines = self._lines[direction]
         if self._dead or self._opaque or size <= 0 or lines.closed:
             return out
         self._guard(out, self._gap, direction, size, ts, out)
         return out
 
-    def eof(self, direction: Direction, ts: float) -> list[object]:
-        out: list[object] = []
+    def eof(self, direction: Direction, ts: float) -> list[FtpEvent]:
+        out: list[FtpEvent] = []
         if self._dead or self._lines[direction].closed:
             return out
         self._guard(out, self._eof, direction, ts, out)
@@ -302,7 +351,7 @@ class FtpParser:
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    def _guard(self, out: list[object], func: Callable[..., None], *args: object) -> None:
+    def _guard(self, out: list[FtpEvent], func: Callable[..., None], *args: object) -> None:
         try:
             func(*args)
         except FtpViolation as exc:
@@ -312,7 +361,7 @@ class FtpParser:
             exc.events = out
             raise
 
-    def _pump(self, direction: Direction, ts: float, out: list[object]) -> None:
+    def _pump(self, direction: Direction, ts: float, out: list[FtpEvent]) -> None:
         """Hand every complete line of this direction to its handler."""
         lines = self._lines[direction]
         buf = lines.buf
@@ -353,7 +402,7 @@ class FtpParser:
             else:
                 del buf[:pos]
 
-    def _bad_line(self, direction: Direction, kind: str, ts: float, out: list[object]) -> None:
+    def _bad_line(self, direction: Direction, kind: str, ts: float, out: list[FtpEvent]) -> None:
         lines = self._lines[direction]
         lines.bad += 1
         if lines.bad > self.caps.max_bad_lines:
@@ -362,7 +411,7 @@ class FtpParser:
 
     # --- commands ------------------------------------------------------------------------------
 
-    def _on_command_line(self, line: bytes, ts: float, out: list[object]) -> None:
+    def _on_command_line(self, line: bytes, ts: float, out: list[FtpEvent]) -> None:
         if not line.strip():
             return
         verb_bytes, _, arg = line.partition(b" ")
@@ -398,7 +447,7 @@ class FtpParser:
         self._pending.append(cmd)
 
     def _parse_port_command(
-        self, verb: str, arg: bytes, ts: float, out: list[object]
+        self, verb: str, arg: bytes, ts: float, out: list[FtpEvent]
     ) -> _Endpoint | None:
         arg = arg.strip()
         if verb == "PORT":
@@ -410,7 +459,7 @@ class FtpParser:
             out.append(Anomaly("ftp_bad_port_argument", verb, ts))
         return endpoint
 
-    def _start_transfer(self, cmd: _Command, arg: bytes, ts: float, out: list[object]) -> None:
+    def _start_transfer(self, cmd: _Command, arg: bytes, ts: float, out: list[FtpEvent]) -> None:
         name = arg if cmd.verb in ("STOR", "STOU", "APPE", "RETR") else arg.strip()
         transfer = _Transfer(
             txid=self._next_txid,
@@ -430,7 +479,7 @@ class FtpParser:
             self._endpoint = None
             self._announce(transfer, ts, out)
 
-    def _announce(self, t: _Transfer, ts: float, out: list[object]) -> None:
+    def _announce(self, t: _Transfer, ts: float, out: list[FtpEvent]) -> None:
         if t.announced or t.endpoint is None or (t.verb == "STOU" and not t.replied):
             return
         t.announced = True
@@ -453,7 +502,7 @@ class FtpParser:
 
     # --- replies -------------------------------------------------------------------------------
 
-    def _on_reply_line(self, line: bytes, ts: float, out: list[object]) -> None:
+    def _on_reply_line(self, line: bytes, ts: float, out: list[FtpEvent]) -> None:
         code = self._reply_code
         if code is not None:  # inside a multi-line reply
             if line.startswith(code) and (len(line) == 3 or line[3:4] == b" "):
@@ -485,7 +534,7 @@ class FtpParser:
         text = b"\n".join(self._reply_lines).strip()
         return _decode(text)[: self.caps.max_text]
 
-    def _reply(self, code: int, ts: float, out: list[object]) -> None:
+    def _reply(self, code: int, ts: float, out: list[FtpEvent]) -> None:
         """One complete (possibly multi-line) reply, text in self._reply_lines."""
         if self._greeting_pending:
             if code in (120, 220, 421):
@@ -532,6 +581,7 @@ class FtpParser:
                 self._go_opaque()
                 self._flush(ts, out)
                 self._emit_session(ts, out)
+                out.append(Opaque("auth_tls", ts))
                 return
             # Refused: the client's held bytes are plain commands again.
             self._pump(Direction.TO_SERVER, ts, out)
@@ -540,7 +590,7 @@ class FtpParser:
                 self._preliminary(cmd, ts, out)
             self._finish_transfer(cmd, code, self._reply_text(), ts, out)
 
-    def _preliminary(self, cmd: _Command, ts: float, out: list[object]) -> None:
+    def _preliminary(self, cmd: _Command, ts: float, out: list[FtpEvent]) -> None:
         t = cmd.transfer
         if t is None or t.replied:
             return
@@ -551,7 +601,7 @@ class FtpParser:
                 t.filename = _decode(match.group(1).strip())
         self._announce(t, ts, out)
 
-    def _on_passive_reply(self, cmd: _Command, code: int, ts: float, out: list[object]) -> None:
+    def _on_passive_reply(self, cmd: _Command, code: int, ts: float, out: list[FtpEvent]) -> None:
         endpoint = None
         if code in (227, 229):
             text = b" ".join(self._reply_lines)
@@ -574,7 +624,7 @@ class FtpParser:
         self._endpoint = endpoint
 
     def _finish_transfer(
-        self, cmd: _Command, code: int | None, text: str | None, ts: float, out: list[object]
+        self, cmd: _Command, code: int | None, text: str | None, ts: float, out: list[FtpEvent]
     ) -> None:
         t = cmd.transfer
         if t is None:
@@ -597,7 +647,7 @@ class FtpParser:
 
     # --- gaps, eof, end of parsing -------------------------------------------------------------
 
-    def _flush(self, ts: float, out: list[object]) -> None:
+    def _flush(self, ts: float, out: list[FtpEvent]) -> None:
         """Report every pending transfer as unanswered and forget the queue."""
         while self._pending:
             self._finish_transfer(self._pending.popleft(), None, None, ts, out)
@@ -608,7 +658,7 @@ class FtpParser:
         for lines in self._lines:
             lines.buf.clear()
 
-    def _gap(self, direction: Direction, size: int, ts: float, out: list[object]) -> None:
+    def _gap(self, direction: Direction, size: int, ts: float, out: list[FtpEvent]) -> None:
         # Which replies the missing bytes held is unknowable: from now on replies that do not
         # fit the oldest command are skipped (_FITTING_REPLIES) and unmatched ones are expected.
         out.append(Anomaly("ftp_gap", f"{size} bytes missing", ts))
@@ -627,10 +677,11 @@ class FtpParser:
             self._auth_tls = True
             self._go_opaque()
             self._emit_session(ts, out)
+            out.append(Opaque("auth_tls", ts))
         else:
             self._pump(Direction.TO_SERVER, ts, out)
 
-    def _eof(self, direction: Direction, ts: float, out: list[object]) -> None:
+    def _eof(self, direction: Direction, ts: float, out: list[FtpEvent]) -> None:
         lines = self._lines[direction]
         held = direction is Direction.TO_SERVER and self._auth_wait
         if not self._opaque:
@@ -644,7 +695,7 @@ class FtpParser:
             self._flush(ts, out)
             self._emit_session(ts, out)
 
-    def _emit_session(self, ts: float, out: list[object]) -> None:
+    def _emit_session(self, ts: float, out: list[FtpEvent]) -> None:
         if self._session_done:
             return
         self._session_done = True
@@ -728,3 +779,90 @@ def _detect_greeting(data: bytes) -> bool | None:
     if b"SMTP" in upper:  # covers ESMTP
         return False
     return True if b"FTP" in upper else None
+
+
+# --- the data connection ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FtpDataLink:
+    """The `about` of a data connection's object: its announcement and the control flow."""
+
+    expected: FtpDataExpected
+    control_flow_id: int
+
+
+# Everything FtpDataParser returns: the transfer as one object (proto "ftp"), anomalies.
+FtpDataEvent = ObjectStart | ObjectChunk | ObjectGap | ObjectEnd | Anomaly
+
+
+class FtpDataParser:
+    """One FTP data connection, linked to the transfer its control connection announced
+    (`FtpDataExpected`) by the expectation table (expect.py).
+
+    In: reassembled bytes of the data connection. Out: one object (start, chunks, gaps, end)
+    keyed by `serial`, in the direction of the transfer. Which TCP side sends is not the
+    question (in active mode the FTP server opens the connection): every byte that flows is the
+    file; the transfer's direction (upload = STOR/STOU/APPE) comes from the control channel.
+    Bytes flowing the other way, which a real FTP data connection never carries, are reported
+    and ignored.
+    """
+
+    name = "ftp-data"
+
+    def __init__(self, expected: FtpDataExpected, serial: int, announcer: int) -> None:
+        self.expected = expected
+        self.serial = serial  # the file's transfer number (its tx_id)
+        self._direction = (
+            Direction.TO_SERVER if expected.direction == "upload" else Direction.TO_CLIENT
+        )
+        self._link = FtpDataLink(expected, announcer)
+        self._sender: Direction | None = None
+        self._started = False
+        self._ended = False
+        self._eof = [False, False]
+
+    def _start(self, ts: float) -> list[FtpDataEvent]:
+        self._started = True
+        name = self.expected.filename
+        filename = posixpath.basename(name.replace("\\", "/")) if name else None
+        return [
+            ObjectStart(
+                self.serial, self._direction, ts, "ftp", name=filename or None, about=self._link
+            )
+        ]
+
+    def _accept(self, direction: Direction, ts: float) -> tuple[list[FtpDataEvent], bool]:
+        if self._ended:
+            return [], False
+        if self._sender is None:
+            self._sender = direction
+        if direction != self._sender:
+            return [
+                Anomaly("ftp_data_both_ways", "data connection carried bytes both ways", ts)
+            ], False
+        return (self._start(ts) if not self._started else []), True
+
+    def feed(self, direction: Direction, data: bytes, ts: float) -> list[FtpDataEvent]:
+        out, ok = self._accept(direction, ts)
+        if ok:
+            out.append(ObjectChunk(self.serial, self._direction, data))
+        return out
+
+    def gap(self, direction: Direction, size: int, ts: float) -> list[FtpDataEvent]:
+        out, ok = self._accept(direction, ts)
+        if ok:
+            out.append(ObjectGap(self.serial, self._direction, size))
+        return out
+
+    def eof(self, direction: Direction, ts: float) -> list[FtpDataEvent]:
+        """The sender's end is the end of the file (RFC 959 stream mode: close = EOF)."""
+        self._eof[direction] = True
+        if self._ended or not self._started:
+            return []
+        if direction == self._sender or all(self._eof):
+            self._ended = True
+            # A close by the sender ends the file; anything else (RST, flow timeout before the
+            # sender's FIN) is judged by the caller through the stream's gaps.
+            return [ObjectEnd(self.serial, self._direction, direction == self._sender, ts)]
+        return []

@@ -1,9 +1,10 @@
 """HTTP/1.x parser for both directions of one TCP connection (protocols stage).
 
 In: reassembled bytes of the client->server and server->client streams, gaps and eofs, as the
-pipeline hands them over (sans-IO, see base.py). Out: events in wire order: message heads, body
-start/data/gap/end, one `HttpTransaction` per request/response pair, `TunnelStart` and
-`TunnelData`, `Anomaly`.
+app layer hands them over (sans-IO, see base.py). Out (`HttpEvent`): events in wire order:
+message heads, every body as an object (start/chunk/gap/end, base.py), one `HttpTransaction`
+per request/response pair, `Tunnel` and `TunnelData` after an accepted CONNECT, `Opaque` after
+an Upgrade, `Anomaly`.
 
 Theory of operation
 -------------------
@@ -32,7 +33,7 @@ Body length follows RFC 9112 section 6.3, see `_request_framing`/`_response_fram
 Two failure channels (STYLE.md habit 6): odd but survivable input is an `Anomaly` in the event
 list; input the parser cannot go on with raises `HttpViolation` (a `ProtocolViolation`) whose
 `events` attribute carries the events produced earlier in the same call, e.g. the
-`BodyEnd(complete=False)` that precedes `http_gap_in_chunked`.
+`ObjectEnd(complete=False)` that precedes `http_gap_in_chunked`.
 
 Anomaly kinds (stable; "violation" = raised as ProtocolViolation.reason, parser detaches)
 -----------------------------------------------------------------------------------------
@@ -69,28 +70,41 @@ Anomaly kinds (stable; "violation" = raised as ProtocolViolation.reason, parser 
 from __future__ import annotations
 
 import enum
+import ipaddress
+import posixpath
 import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from sensor.anomaly import Anomaly
-from sensor.protocols.base import Direction, ProtocolViolation
+from sensor.protocols.base import (
+    Direction,
+    NamesServer,
+    ObjectChunk,
+    ObjectEnd,
+    ObjectGap,
+    ObjectStart,
+    Opaque,
+    ProtocolEvent,
+    ProtocolViolation,
+    Tunnel,
+    TunnelData,
+)
 
 __all__ = [
-    "BodyData",
-    "BodyEnd",
-    "BodyGap",
-    "BodyStart",
     "HttpCaps",
+    "HttpEvent",
     "HttpParser",
     "HttpRequestHead",
     "HttpResponseHead",
     "HttpTransaction",
     "HttpViolation",
-    "TunnelData",
-    "TunnelStart",
     "detect",
+    "host_name",
+    "uri_basename",
 ]
 
 Headers = list[tuple[bytes, bytes]]
@@ -99,7 +113,7 @@ Headers = list[tuple[bytes, bytes]]
 
 
 @dataclass(slots=True)
-class HttpRequestHead:
+class HttpRequestHead(NamesServer):
     txid: int
     method: bytes
     uri: bytes
@@ -107,9 +121,19 @@ class HttpRequestHead:
     headers: Headers  # names lowercased, values stripped of surrounding whitespace
     ts: float
 
+    name_source: ClassVar[str] = "http"
+
+    def server_name(self) -> str | None:
+        """The name in the Host header (RFC 9110 section 7.2), without port; None for an IP
+        literal (it names nothing the address does not) or something that is not a host name."""
+        for key, value in self.headers:
+            if key == b"host":
+                return host_name(value)
+        return None
+
 
 @dataclass(slots=True)
-class HttpResponseHead:
+class HttpResponseHead(ProtocolEvent):
     txid: int
     status: int
     reason: bytes
@@ -119,38 +143,7 @@ class HttpResponseHead:
 
 
 @dataclass(slots=True)
-class BodyStart:
-    txid: int
-    direction: Direction
-    headers: Headers
-    encodings: list[str]  # content codings still applied, in the order the sender applied them
-    ts: float
-
-
-@dataclass(slots=True)
-class BodyData:
-    txid: int
-    direction: Direction
-    data: bytes  # transfer framing removed, content codings not removed
-
-
-@dataclass(slots=True)
-class BodyGap:
-    txid: int
-    direction: Direction
-    size: int
-
-
-@dataclass(slots=True)
-class BodyEnd:
-    txid: int
-    direction: Direction
-    complete: bool  # the body's framing reached its end (gaps are reported by BodyGap)
-    ts: float
-
-
-@dataclass(slots=True)
-class HttpTransaction:
+class HttpTransaction(ProtocolEvent):
     txid: int
     request: HttpRequestHead | None
     response: HttpResponseHead | None
@@ -160,24 +153,24 @@ class HttpTransaction:
     response_missing: int
     interim_statuses: list[int]
     ts: float
+    tunnel: bool = False  # reported after the connection was upgraded to another protocol
 
 
-@dataclass(slots=True)
-class TunnelStart:
-    txid: int
-    ts: float
-    # Client bytes sent after the CONNECT/Upgrade request and held until the answer: the first
-    # bytes of the tunnelled protocol, so whoever takes the tunnel over loses nothing.
-    held_to_server: bytes = b""
-
-
-@dataclass(slots=True)
-class TunnelData:
-    """Bytes of either side after a tunnel started (CONNECT 2xx, 101), also those that came in
-    the same segment as the answer's head: the tunnelled protocol's, handed over unparsed."""
-
-    direction: Direction
-    data: bytes
+# Everything HttpParser returns. Bodies are objects (ObjectStart/Chunk/Gap/End, proto "http",
+# the request head as `about`); CONNECT accepted is a Tunnel, an Upgrade is Opaque.
+HttpEvent = (
+    HttpRequestHead
+    | HttpResponseHead
+    | HttpTransaction
+    | ObjectStart
+    | ObjectChunk
+    | ObjectGap
+    | ObjectEnd
+    | Tunnel
+    | TunnelData
+    | Opaque
+    | Anomaly
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +307,36 @@ def _has_header(headers: Headers, name: bytes) -> bool:
     return any(hname == name for hname, _ in headers)
 
 
+_HOSTNAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_.])?")
+
+
+def host_name(value: bytes) -> str | None:
+    """The name in an HTTP Host header value (RFC 9110 section 7.2), without port; None for an
+    IP literal (it names nothing the address does not) or for something that is not a name."""
+    text = value.strip().decode("ascii", errors="replace").lower()
+    if text.startswith("["):  # IPv6 literal, with or without a port
+        return None
+    host = text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+    if not host or len(host) > 253 or not _HOSTNAME.fullmatch(host):
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host.rstrip(".")
+    return None
+
+
+def uri_basename(uri: bytes) -> str | None:
+    """The last path segment of a request URI, the file name hint of its bodies (as Suricata
+    does)."""
+    try:
+        path = urlsplit(uri.decode("latin-1")).path
+    except ValueError:
+        return None
+    name = posixpath.basename(unquote_to_bytes(path).decode("utf-8", errors="replace"))
+    return name or None
+
+
 # --- the parser ---------------------------------------------------------------------------------
 
 
@@ -329,11 +352,12 @@ class HttpParser:
         self._open: dict[int, _Tx] = {}  # every transaction not yet reported, by txid
         self._next_txid = 1
         self._dead = False
+        self._upgraded = False  # an Upgrade was accepted: later transactions say tunnel
 
     # --- public API ----------------------------------------------------------------------------
 
-    def feed(self, direction: Direction, data: bytes, ts: float) -> list[object]:
-        out: list[object] = []
+    def feed(self, direction: Direction, data: bytes, ts: float) -> list[HttpEvent]:
+        out: list[HttpEvent] = []
         reader = self._readers[direction]
         if self._dead or not data or reader.state is _State.CLOSED:
             return out
@@ -347,16 +371,16 @@ class HttpParser:
         self._guard(out, self._pump, reader, ts, out)
         return out
 
-    def gap(self, direction: Direction, size: int, ts: float) -> list[object]:
-        out: list[object] = []
+    def gap(self, direction: Direction, size: int, ts: float) -> list[HttpEvent]:
+        out: list[HttpEvent] = []
         reader = self._readers[direction]
         if self._dead or size <= 0 or reader.state in (_State.TUNNEL, _State.CLOSED):
             return out
         self._guard(out, self._gap, reader, size, ts, out)
         return out
 
-    def eof(self, direction: Direction, ts: float) -> list[object]:
-        out: list[object] = []
+    def eof(self, direction: Direction, ts: float) -> list[HttpEvent]:
+        out: list[HttpEvent] = []
         reader = self._readers[direction]
         if self._dead or reader.state is _State.CLOSED:
             return out
@@ -365,7 +389,7 @@ class HttpParser:
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    def _guard(self, out: list[object], func: Callable[..., None], *args: object) -> None:
+    def _guard(self, out: list[HttpEvent], func: Callable[..., None], *args: object) -> None:
         """Run a step; on a violation attach the events so far and stop parsing for good."""
         try:
             func(*args)
@@ -374,7 +398,7 @@ class HttpParser:
             exc.events = out
             raise
 
-    def _pump(self, r: _Reader, ts: float, out: list[object]) -> None:
+    def _pump(self, r: _Reader, ts: float, out: list[HttpEvent]) -> None:
         """Consume as much of r.buf as the current state allows."""
         pos = 0
         try:
@@ -407,7 +431,7 @@ class HttpParser:
         if r.state is _State.PAUSED:
             self._check_paused(r, ts, out)
 
-    def _check_paused(self, r: _Reader, ts: float, out: list[object]) -> None:
+    def _check_paused(self, r: _Reader, ts: float, out: list[HttpEvent]) -> None:
         if len(r.buf) > self.caps.max_header_bytes:
             out.append(Anomaly("http_unanswered_upgrade", "client data after CONNECT/Upgrade", ts))
             r.buf.clear()
@@ -415,7 +439,7 @@ class HttpParser:
 
     # --- heads ---------------------------------------------------------------------------------
 
-    def _step_head(self, r: _Reader, pos: int, ts: float, out: list[object]) -> int:
+    def _step_head(self, r: _Reader, pos: int, ts: float, out: list[HttpEvent]) -> int:
         buf = r.buf
         if not r.line_done:
             # RFC 9112 section 2.2: ignore empty lines before a start line.
@@ -472,7 +496,7 @@ class HttpParser:
             if i >= _MAX_METHOD:
                 raise HttpViolation("http_bad_request_line", "method too long")
 
-    def _parse_fields(self, lines: list[bytes], ts: float, out: list[object]) -> Headers:
+    def _parse_fields(self, lines: list[bytes], ts: float, out: list[HttpEvent]) -> Headers:
         headers: Headers = []
         for line in lines:
             if not line:
@@ -500,7 +524,7 @@ class HttpParser:
         return headers
 
     def _on_request_head(
-        self, r: _Reader, line: bytes, headers: Headers, ts: float, out: list[object]
+        self, r: _Reader, line: bytes, headers: Headers, ts: float, out: list[HttpEvent]
     ) -> None:
         method, uri, version, spaced = _parse_request_line(line)
         if spaced:
@@ -520,7 +544,7 @@ class HttpParser:
         self._start_body(r, tx, framing, length, headers, ts, out)
 
     def _on_response_head(
-        self, r: _Reader, line: bytes, headers: Headers, ts: float, out: list[object]
+        self, r: _Reader, line: bytes, headers: Headers, ts: float, out: list[HttpEvent]
     ) -> None:
         version, status, reason = _parse_status_line(line)
         if 100 <= status < 200 and status != 101:
@@ -548,15 +572,19 @@ class HttpParser:
             req.tx = None
             self._pump(req, ts, out)
 
-    def _start_tunnel(self, tx: _Tx, ts: float, out: list[object]) -> None:
+    def _start_tunnel(self, tx: _Tx, ts: float, out: list[HttpEvent]) -> None:
         client = self._readers[Direction.TO_SERVER]
-        held = bytes(client.buf) if client.state is _State.PAUSED and not client.lost else b""
-        out.append(TunnelStart(tx.txid, ts, held))
+        if tx.request is not None and tx.method == b"CONNECT":
+            held = bytes(client.buf) if client.state is _State.PAUSED and not client.lost else b""
+            out.append(Tunnel(ts, held))
+        else:  # an Upgrade (101, or a 2xx to a request we did not see): only counted
+            self._upgraded = True
+            out.append(Opaque("upgrade", ts))
         for reader in self._readers:
             if reader.state is not _State.CLOSED:
                 reader.state = _State.TUNNEL
             if reader is client:
-                reader.buf.clear()  # held: handed over in TunnelStart
+                reader.buf.clear()  # held: handed over in the Tunnel
             # The answer's reader keeps its buffer: what follows the head in it is handed over
             # as TunnelData when the pump reaches the TUNNEL state.
             if reader.tx is not None:
@@ -568,7 +596,7 @@ class HttpParser:
     # --- framing (RFC 9112 section 6.3) --------------------------------------------------------
 
     def _request_framing(
-        self, headers: Headers, ts: float, out: list[object]
+        self, headers: Headers, ts: float, out: list[HttpEvent]
     ) -> tuple[_Framing, int]:
         te = _list_tokens(headers, b"transfer-encoding")
         if te:
@@ -586,7 +614,7 @@ class HttpParser:
         return _Framing.NONE, 0  # rule 7: no CL, no TE -> no body
 
     def _response_framing(
-        self, tx: _Tx, headers: Headers, ts: float, out: list[object]
+        self, tx: _Tx, headers: Headers, ts: float, out: list[HttpEvent]
     ) -> tuple[_Framing, int]:
         status = tx.response.status if tx.response else 0
         if status == 101 or (tx.method == b"CONNECT" and 200 <= status < 300):
@@ -610,7 +638,7 @@ class HttpParser:
         return _Framing.UNTIL_CLOSE, 0  # rule 8
 
     @staticmethod
-    def _content_length(headers: Headers, ts: float, out: list[object]) -> int | None:
+    def _content_length(headers: Headers, ts: float, out: list[HttpEvent]) -> int | None:
         """0 when absent, None when unusable; "5, 5" and repeated equal values are fine."""
         values: list[bytes] = []
         for name, value in headers:
@@ -635,12 +663,24 @@ class HttpParser:
         length: int,
         headers: Headers,
         ts: float,
-        out: list[object],
+        out: list[HttpEvent],
     ) -> None:
         if framing is _Framing.NONE:
             self._message_done(r, tx, ts, out)
             return
-        out.append(BodyStart(tx.txid, r.direction, headers, _encodings(headers), ts))
+        request = tx.request
+        out.append(
+            ObjectStart(
+                tx.txid,
+                r.direction,
+                ts,
+                "http",
+                headers,
+                _encodings(headers),
+                uri_basename(request.uri) if request is not None else None,
+                about=request,
+            )
+        )
         if framing is _Framing.LENGTH:
             r.state = _State.BODY_LENGTH
             r.remaining = length
@@ -650,17 +690,17 @@ class HttpParser:
         else:
             r.state = _State.BODY_UNTIL_CLOSE
 
-    def _emit_data(self, r: _Reader, pos: int, size: int, out: list[object]) -> int:
+    def _emit_data(self, r: _Reader, pos: int, size: int, out: list[HttpEvent]) -> int:
         if size <= 0 or r.tx is None:
             return pos
-        out.append(BodyData(r.tx.txid, r.direction, bytes(r.buf[pos : pos + size])))
+        out.append(ObjectChunk(r.tx.txid, r.direction, bytes(r.buf[pos : pos + size])))
         if r.direction is Direction.TO_SERVER:
             r.tx.request_body_len += size
         else:
             r.tx.response_body_len += size
         return pos + size
 
-    def _step_counted(self, r: _Reader, pos: int, ts: float, out: list[object]) -> int:
+    def _step_counted(self, r: _Reader, pos: int, ts: float, out: list[HttpEvent]) -> int:
         size = min(r.remaining, len(r.buf) - pos)
         pos = self._emit_data(r, pos, size, out)
         r.remaining -= size
@@ -668,13 +708,13 @@ class HttpParser:
             self._counted_done(r, ts, out)
         return pos
 
-    def _counted_done(self, r: _Reader, ts: float, out: list[object]) -> None:
+    def _counted_done(self, r: _Reader, ts: float, out: list[HttpEvent]) -> None:
         if r.state is _State.CHUNK_DATA:
             r.state = _State.CHUNK_DATA_END
         else:
             self._end_body(r, True, ts, out)
 
-    def _step_chunk_size(self, r: _Reader, pos: int, ts: float, out: list[object]) -> int:
+    def _step_chunk_size(self, r: _Reader, pos: int, ts: float, out: list[HttpEvent]) -> int:
         buf = r.buf
         nl = buf.find(b"\n", pos + r.scan)
         limit = self.caps.max_chunk_line
@@ -698,7 +738,7 @@ class HttpParser:
             r.remaining = size
         return nl + 1
 
-    def _step_chunk_data_end(self, r: _Reader, pos: int, ts: float, out: list[object]) -> int:
+    def _step_chunk_data_end(self, r: _Reader, pos: int, ts: float, out: list[HttpEvent]) -> int:
         buf = r.buf
         if pos >= len(buf):
             return pos
@@ -715,7 +755,7 @@ class HttpParser:
         out.append(Anomaly("http_missing_chunk_crlf", "", ts))
         return pos
 
-    def _step_trailer(self, r: _Reader, pos: int, ts: float, out: list[object]) -> int:
+    def _step_trailer(self, r: _Reader, pos: int, ts: float, out: list[HttpEvent]) -> int:
         buf = r.buf
         avail = len(buf) - pos
         if avail == 0:
@@ -742,19 +782,19 @@ class HttpParser:
         return end
 
     def _chunked_violation(
-        self, r: _Reader, kind: str, detail: str, ts: float, out: list[object]
+        self, r: _Reader, kind: str, detail: str, ts: float, out: list[HttpEvent]
     ) -> None:
         self._end_body(r, False, ts, out)
         raise HttpViolation(kind, detail)
 
-    def _end_body(self, r: _Reader, complete: bool, ts: float, out: list[object]) -> None:
+    def _end_body(self, r: _Reader, complete: bool, ts: float, out: list[HttpEvent]) -> None:
         tx = r.tx
         if tx is None:
             return
-        out.append(BodyEnd(tx.txid, r.direction, complete, ts))
+        out.append(ObjectEnd(tx.txid, r.direction, complete, ts))
         self._message_done(r, tx, ts, out)
 
-    def _message_done(self, r: _Reader, tx: _Tx, ts: float, out: list[object]) -> None:
+    def _message_done(self, r: _Reader, tx: _Tx, ts: float, out: list[HttpEvent]) -> None:
         r.state = _State.HEAD
         r.reset_line()
         r.tx = None
@@ -783,7 +823,7 @@ class HttpParser:
         self._open[tx.txid] = tx
         return tx
 
-    def _maybe_report(self, tx: _Tx, ts: float, out: list[object]) -> None:
+    def _maybe_report(self, tx: _Tx, ts: float, out: list[HttpEvent]) -> None:
         if tx.reported or not (tx.req_done and tx.resp_done):
             return
         tx.reported = True
@@ -799,12 +839,13 @@ class HttpParser:
                 response_missing=tx.response_missing,
                 interim_statuses=list(tx.interim),
                 ts=ts,
+                tunnel=self._upgraded,
             )
         )
 
     # --- gaps and eof --------------------------------------------------------------------------
 
-    def _gap(self, r: _Reader, size: int, ts: float, out: list[object]) -> None:
+    def _gap(self, r: _Reader, size: int, ts: float, out: list[HttpEvent]) -> None:
         while size > 0:
             state = r.state
             if state in (_State.TUNNEL, _State.CLOSED):
@@ -831,17 +872,17 @@ class HttpParser:
             self._chunked_violation(r, "http_gap_in_chunked", f"in {state.value}", ts, out)
 
     @staticmethod
-    def _count_gap(r: _Reader, size: int, out: list[object]) -> None:
+    def _count_gap(r: _Reader, size: int, out: list[HttpEvent]) -> None:
         tx = r.tx
         if tx is None or size <= 0:
             return
-        out.append(BodyGap(tx.txid, r.direction, size))
+        out.append(ObjectGap(tx.txid, r.direction, size))
         if r.direction is Direction.TO_SERVER:
             tx.request_missing += size
         else:
             tx.response_missing += size
 
-    def _eof(self, r: _Reader, ts: float, out: list[object]) -> None:
+    def _eof(self, r: _Reader, ts: float, out: list[HttpEvent]) -> None:
         state = r.state
         if state is _State.HEAD:
             if r.buf.strip(b"\r\n"):

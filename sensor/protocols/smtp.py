@@ -1,9 +1,9 @@
 """SMTP/ESMTP parser for both directions of one TCP connection (protocols stage).
 
 In: reassembled bytes of the client->server and server->client streams, gaps and eofs (sans-IO,
-see base.py). Out: events in wire order: `MessageStart`/`MessageData`/`MessageGap`/`MessageEnd`
-for the message bytes (handed to the MIME engine), one `SmtpTransaction` per MAIL transaction
-(the envelope and its fate), `StartTls`, `Anomaly`.
+see base.py). Out (`SmtpEvent`): events in wire order: each message as an object (start,
+chunks, gaps, end: base.py; the content stage's MIME engine reads it), one `SmtpTransaction` per
+MAIL transaction (the envelope and its fate), `Opaque` when STARTTLS is accepted, `Anomaly`.
 
 Theory of operation
 -------------------
@@ -59,7 +59,7 @@ line (only lengths and known verbs).
 
 Two failure channels (STYLE.md habit 6): `Anomaly` in the event list, or `SmtpViolation` (a
 `ProtocolViolation`) whose `events` carry what the failing call produced, including the
-`MessageEnd(complete=False)` and the `SmtpTransaction` of a message cut short.
+`ObjectEnd(complete=False)` and the `SmtpTransaction` of a message cut short.
 
 Anomaly kinds (stable; "violation" = raised as ProtocolViolation.reason, parser detaches)
 -----------------------------------------------------------------------------------------
@@ -90,55 +90,42 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sensor.anomaly import Anomaly
-from sensor.protocols.base import Direction, ProtocolViolation
+from sensor.protocols.base import (
+    Direction,
+    ObjectChunk,
+    ObjectEnd,
+    ObjectGap,
+    ObjectStart,
+    Opaque,
+    ProtocolEvent,
+    ProtocolViolation,
+)
 
 __all__ = [
-    "MessageData",
-    "MessageEnd",
-    "MessageGap",
-    "MessageStart",
+    "Envelope",
     "SmtpCaps",
+    "SmtpEvent",
     "SmtpParser",
     "SmtpTransaction",
     "SmtpViolation",
-    "StartTls",
     "detect",
 ]
 
 # --- events -------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class MessageStart:
-    txid: int
-    ts: float
-    # The envelope as known when the message starts (recipients not refused so far), so the
-    # objects of the message can name who it goes to before the transaction is settled.
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The envelope as known when a message starts (recipients not refused so far): the
+    `about` of its object, so the message's files can name who it goes to before the
+    transaction is settled."""
+
     mail_from: str | None = None
     rcpt_to: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
-class MessageData:
-    txid: int
-    data: bytes  # DATA: dot-unstuffed, up to and with the last line's CRLF; BDAT: chunk bytes
-
-
-@dataclass(slots=True)
-class MessageGap:
-    txid: int
-    size: int
-
-
-@dataclass(slots=True)
-class MessageEnd:
-    txid: int
-    complete: bool  # end of data seen (CRLF.CRLF / BDAT LAST); gaps are reported by MessageGap
-    ts: float
-
-
-@dataclass(slots=True)
-class SmtpTransaction:
+class SmtpTransaction(ProtocolEvent):
     txid: int
     helo: str | None
     mail_from: str | None
@@ -155,17 +142,17 @@ class SmtpTransaction:
     missing: int = 0  # message bytes lost to capture gaps (not in `size`)
 
 
-@dataclass(slots=True)
-class StartTls:
-    ts: float
-
-
 @dataclass(frozen=True, slots=True)
 class SmtpCaps:
     max_line: int = 4096  # RFC 5321 4.5.3.1 says 512/1000; be lenient
     max_rcpt: int = 1000
     max_pending_commands: int = 1000  # pipelined commands awaiting replies
     max_bdat_chunk: int = 1 << 31
+
+
+# Everything SmtpParser returns. Each message is an object (proto "smtp", `message=True`: the
+# MIME engine reads it; its `Envelope` as `about`); STARTTLS accepted is Opaque.
+SmtpEvent = SmtpTransaction | ObjectStart | ObjectChunk | ObjectGap | ObjectEnd | Opaque | Anomaly
 
 
 class SmtpViolation(ProtocolViolation):
@@ -307,8 +294,8 @@ class SmtpParser:
 
     # --- public API ----------------------------------------------------------------------------
 
-    def feed(self, direction: Direction, data: bytes, ts: float) -> list[object]:
-        out: list[object] = []
+    def feed(self, direction: Direction, data: bytes, ts: float) -> list[SmtpEvent]:
+        out: list[SmtpEvent] = []
         r = self._reader(direction)
         if self._dead or not data or r.state in (_State.TLS, _State.CLOSED):
             return out
@@ -320,8 +307,8 @@ class SmtpParser:
             self._guard(out, self._pump_server, ts, out)
         return out
 
-    def gap(self, direction: Direction, size: int, ts: float) -> list[object]:
-        out: list[object] = []
+    def gap(self, direction: Direction, size: int, ts: float) -> list[SmtpEvent]:
+        out: list[SmtpEvent] = []
         r = self._reader(direction)
         if self._dead or size <= 0 or r.state in (_State.TLS, _State.CLOSED):
             return out
@@ -332,8 +319,8 @@ class SmtpParser:
             self._guard(out, self._gap_server, size, ts, out)
         return out
 
-    def eof(self, direction: Direction, ts: float) -> list[object]:
-        out: list[object] = []
+    def eof(self, direction: Direction, ts: float) -> list[SmtpEvent]:
+        out: list[SmtpEvent] = []
         r = self._reader(direction)
         if self._dead or r.state is _State.CLOSED:
             return out
@@ -348,7 +335,7 @@ class SmtpParser:
     def _reader(self, direction: Direction) -> _Reader:
         return self._client if direction is Direction.TO_SERVER else self._server
 
-    def _guard(self, out: list[object], func: Callable[..., None], *args: object) -> None:
+    def _guard(self, out: list[SmtpEvent], func: Callable[..., None], *args: object) -> None:
         """Run a step; on a violation close what is open, attach the events and stop."""
         try:
             func(*args)
@@ -357,20 +344,20 @@ class SmtpParser:
             exc.events = out
             raise
 
-    def _violation(self, kind: str, detail: str, ts: float, out: list[object]) -> None:
+    def _violation(self, kind: str, detail: str, ts: float, out: list[SmtpEvent]) -> None:
         if self._client.tx is not None:
             self._end_message(False, ts, out)
         self._report_all(ts, out)
         raise SmtpViolation(kind, detail)
 
-    def _bad_line(self, kind: str, detail: str, ts: float, out: list[object]) -> None:
+    def _bad_line(self, kind: str, detail: str, ts: float, out: list[SmtpEvent]) -> None:
         out.append(Anomaly(kind, detail, ts))
         self._bad_lines += 1
         if self._bad_lines > _MAX_BAD_LINES:
             self._violation(kind, f"more than {_MAX_BAD_LINES} unparseable lines", ts, out)
 
     def _take_line(
-        self, r: _Reader, pos: int, ts: float, out: list[object]
+        self, r: _Reader, pos: int, ts: float, out: list[SmtpEvent]
     ) -> tuple[bytes | None, int]:
         """The next line (CRLF or bare LF stripped) and the position after it, or (None, pos)."""
         buf = r.buf
@@ -402,7 +389,7 @@ class SmtpParser:
 
     # --- client side ---------------------------------------------------------------------------
 
-    def _pump_client(self, ts: float, out: list[object]) -> None:
+    def _pump_client(self, ts: float, out: list[SmtpEvent]) -> None:
         r = self._client
         pos = 0
         try:
@@ -430,7 +417,7 @@ class SmtpParser:
             else:
                 del r.buf[:pos]
 
-    def _step_command(self, pos: int, ts: float, out: list[object]) -> int:
+    def _step_command(self, pos: int, ts: float, out: list[SmtpEvent]) -> int:
         line, new = self._take_line(self._client, pos, ts, out)
         if line is None:
             return new
@@ -438,7 +425,7 @@ class SmtpParser:
             self._on_command(line, ts, out)
         return new
 
-    def _step_await(self, pos: int, ts: float, out: list[object]) -> int:
+    def _step_await(self, pos: int, ts: float, out: list[SmtpEvent]) -> int:
         r = self._client
         if len(r.buf) - pos <= _MAX_HOLD or r.awaiting is None:
             return pos
@@ -447,7 +434,7 @@ class SmtpParser:
         self._assume_accepted(ts, out)
         return pos
 
-    def _assume_accepted(self, ts: float, out: list[object]) -> None:
+    def _assume_accepted(self, ts: float, out: list[SmtpEvent]) -> None:
         """Resolve AWAIT without the reply (hold overflow, server gone)."""
         r = self._client
         entry = r.awaiting
@@ -461,7 +448,7 @@ class SmtpParser:
         else:
             self._resume_commands(ts, out)
 
-    def _resume_commands(self, ts: float, out: list[object]) -> None:
+    def _resume_commands(self, ts: float, out: list[SmtpEvent]) -> None:
         r = self._client
         r.state = _State.COMMAND
         r.awaiting = None
@@ -471,7 +458,7 @@ class SmtpParser:
             r.await_lost = 0
             r.skip_line = True
 
-    def _on_command(self, line: bytes, ts: float, out: list[object]) -> None:
+    def _on_command(self, line: bytes, ts: float, out: list[SmtpEvent]) -> None:
         """One command line (RFC 5321 section 4.1.1)."""
         verb, _, arg = line.strip().partition(b" ")
         verb = verb.upper()
@@ -517,7 +504,7 @@ class SmtpParser:
             self._bad_line("smtp_unknown_command", f"{len(line)} bytes", ts, out)
             self._queue(_Pending(b"?"), ts, out)
 
-    def _on_mail(self, arg: bytes, ts: float, out: list[object]) -> None:
+    def _on_mail(self, arg: bytes, ts: float, out: list[SmtpEvent]) -> None:
         # RFC 5321 4.1.1.2: MAIL FROM:<reverse-path> [SP mail-parameters]
         self._close_current("mail", ts, out)
         tx = self._new_tx()
@@ -529,7 +516,7 @@ class SmtpParser:
             tx.mail_from, tx.mail_params = parsed
         self._queue(_Pending(b"MAIL", tx), ts, out)
 
-    def _on_rcpt(self, arg: bytes, ts: float, out: list[object]) -> None:
+    def _on_rcpt(self, arg: bytes, ts: float, out: list[SmtpEvent]) -> None:
         # RFC 5321 4.1.1.3: RCPT TO:<forward-path> [SP rcpt-parameters]
         tx = self._current
         if tx is None:  # mid-stream pickup: the MAIL was not seen
@@ -547,7 +534,7 @@ class SmtpParser:
             tx.rcpts.append(rcpt)
         self._queue(_Pending(b"RCPT", tx, rcpt), ts, out)
 
-    def _on_bdat(self, arg: bytes, ts: float, out: list[object]) -> None:
+    def _on_bdat(self, arg: bytes, ts: float, out: list[SmtpEvent]) -> None:
         # RFC 3030 section 2: BDAT SP chunk-size [SP end-marker]; the chunk follows at once,
         # without waiting for a reply, and its bytes are not interpreted at all.
         r = self._client
@@ -571,7 +558,7 @@ class SmtpParser:
         r.bdat_last = last
         self._queue(_Pending(b"BDAT", tx, last=last), ts, out)
 
-    def _on_auth(self, arg: bytes, ts: float, out: list[object]) -> None:
+    def _on_auth(self, arg: bytes, ts: float, out: list[SmtpEvent]) -> None:
         # RFC 4954 section 4: AUTH mechanism [initial-response]. Only the name is kept.
         r = self._client
         parts = arg.split(None, 1)
@@ -592,7 +579,7 @@ class SmtpParser:
             r.auth_left = left
             r.auth_by_reply = False
 
-    def _step_auth(self, pos: int, ts: float, out: list[object]) -> int:
+    def _step_auth(self, pos: int, ts: float, out: list[SmtpEvent]) -> int:
         r = self._client
         line, new = self._take_line(r, pos, ts, out)
         if line is None:
@@ -618,7 +605,7 @@ class SmtpParser:
             r.state = _State.COMMAND
         return new
 
-    def _step_data(self, pos: int, ts: float, out: list[object]) -> int:
+    def _step_data(self, pos: int, ts: float, out: list[SmtpEvent]) -> int:
         """Message content up to CRLF.CRLF, unstuffed (RFC 5321 4.5.2)."""
         r = self._client
         buf = r.buf
@@ -684,16 +671,16 @@ class SmtpParser:
         r.smuggling += sum(1 for m in _SMUGGLING.finditer(window) if m.end(1) > skip)
         r.tail = window[-_TERMINATOR_LOOKBACK:]
 
-    def _emit_data(self, chunks: list[bytes], out: list[object]) -> None:
+    def _emit_data(self, chunks: list[bytes], out: list[SmtpEvent]) -> None:
         tx = self._client.tx
         if not chunks or tx is None:
             return
         data = b"".join(chunks)
         if data:
-            out.append(MessageData(tx.txid, data))
+            out.append(ObjectChunk(tx.txid, Direction.TO_SERVER, data))
             tx.size += len(data)
 
-    def _step_bdat(self, pos: int, ts: float, out: list[object]) -> int:
+    def _step_bdat(self, pos: int, ts: float, out: list[SmtpEvent]) -> int:
         r = self._client
         size = min(r.remaining, len(r.buf) - pos)
         if size > 0:
@@ -703,7 +690,7 @@ class SmtpParser:
             self._chunk_done(ts, out)
         return pos + size
 
-    def _chunk_done(self, ts: float, out: list[object]) -> None:
+    def _chunk_done(self, ts: float, out: list[SmtpEvent]) -> None:
         r = self._client
         r.state = _State.COMMAND
         if r.bdat_last:
@@ -723,7 +710,7 @@ class SmtpParser:
         self._open[tx.txid] = tx
         return tx
 
-    def _tx_for_data(self, ts: float, out: list[object], bdat: bool) -> _Tx:
+    def _tx_for_data(self, ts: float, out: list[SmtpEvent], bdat: bool) -> _Tx:
         tx = self._current
         if tx is not None and (tx.message_ended or (tx.message_started and not (bdat and tx.bdat))):
             # A second message without a new MAIL, or DATA mixed with BDAT (RFC 3030 section
@@ -734,10 +721,19 @@ class SmtpParser:
             tx = self._current = self._new_tx()
         return tx
 
-    def _start_message(self, tx: _Tx, ts: float, out: list[object]) -> None:
+    def _start_message(self, tx: _Tx, ts: float, out: list[SmtpEvent]) -> None:
         r = self._client
         recipients = tuple(x.address for x in tx.rcpts if x.code is None or x.code < 400)
-        out.append(MessageStart(tx.txid, ts, tx.mail_from, recipients))
+        out.append(
+            ObjectStart(
+                tx.txid,
+                Direction.TO_SERVER,
+                ts,
+                "smtp",
+                message=True,
+                about=Envelope(tx.mail_from, recipients),
+            )
+        )
         tx.message_started = True
         r.tx = tx
         r.awaiting = None
@@ -747,12 +743,12 @@ class SmtpParser:
         r.tail = b"\r\n"  # the DATA line's CRLF precedes the content
         r.smuggling = 0
         if r.await_lost:
-            out.append(MessageGap(tx.txid, r.await_lost))
+            out.append(ObjectGap(tx.txid, Direction.TO_SERVER, r.await_lost))
             tx.missing += r.await_lost
             r.await_lost = 0
             r.bol = False
 
-    def _end_message(self, complete: bool, ts: float, out: list[object]) -> None:
+    def _end_message(self, complete: bool, ts: float, out: list[SmtpEvent]) -> None:
         r = self._client
         tx = r.tx
         if tx is None:
@@ -768,7 +764,7 @@ class SmtpParser:
                 Anomaly("smtp_bare_lf_end", f"{r.smuggling} bare LF/CR next to '.' in DATA", ts)
             )
             r.smuggling = 0
-        out.append(MessageEnd(tx.txid, complete, ts))
+        out.append(ObjectEnd(tx.txid, Direction.TO_SERVER, complete, ts))
         tx.message_ended = True
         tx.data_done = tx.data_done or complete
         r.tx = None
@@ -777,7 +773,7 @@ class SmtpParser:
             # The reply to CRLF.CRLF settles the message (RFC 5321 4.1.1.4).
             self._queue(_Pending(b".", tx), ts, out)
 
-    def _queue(self, entry: _Pending, ts: float, out: list[object]) -> None:
+    def _queue(self, entry: _Pending, ts: float, out: list[SmtpEvent]) -> None:
         if not self._server.seen or self._server.state is _State.CLOSED:
             return  # nothing will answer (client-only capture, or the server is gone)
         self._pending.append(entry)
@@ -789,7 +785,7 @@ class SmtpParser:
             out.append(Anomaly("smtp_too_many_pending", f"{verb} dropped", ts))
             self._replied(dropped, ts, out)
 
-    def _replied(self, entry: _Pending, ts: float, out: list[object]) -> None:
+    def _replied(self, entry: _Pending, ts: float, out: list[SmtpEvent]) -> None:
         tx = entry.tx
         if tx is None:
             return
@@ -797,7 +793,7 @@ class SmtpParser:
         if tx.closed_by is not None and tx.outstanding <= 0:
             self._report(tx, ts, out)
 
-    def _close_current(self, why: str, ts: float, out: list[object]) -> None:
+    def _close_current(self, why: str, ts: float, out: list[SmtpEvent]) -> None:
         tx = self._current
         self._current = None
         if tx is None:
@@ -808,7 +804,7 @@ class SmtpParser:
         if tx.outstanding <= 0:
             self._report(tx, ts, out)
 
-    def _report(self, tx: _Tx, ts: float, out: list[object]) -> None:
+    def _report(self, tx: _Tx, ts: float, out: list[SmtpEvent]) -> None:
         if tx.reported:
             return
         tx.reported = True
@@ -836,16 +832,16 @@ class SmtpParser:
             )
         )
 
-    def _report_all(self, ts: float, out: list[object]) -> None:
+    def _report_all(self, ts: float, out: list[SmtpEvent]) -> None:
         for tx in list(self._open.values()):
             self._report(tx, ts, out)
         self._current = None
 
-    def _start_tls(self, ts: float, out: list[object]) -> None:
+    def _start_tls(self, ts: float, out: list[SmtpEvent]) -> None:
         """RFC 3207 section 4: after 220 both sides start the TLS handshake."""
         if self._client.tx is not None:  # a BDAT message left without its LAST chunk
             self._end_message(False, ts, out)
-        out.append(StartTls(ts))
+        out.append(Opaque("starttls", ts))
         tx = self._current if self._current is not None else self._new_tx()
         tx.tls = True
         tx.closed_by = "starttls"
@@ -860,7 +856,7 @@ class SmtpParser:
 
     # --- server side ---------------------------------------------------------------------------
 
-    def _pump_server(self, ts: float, out: list[object]) -> None:
+    def _pump_server(self, ts: float, out: list[SmtpEvent]) -> None:
         r = self._server
         pos = 0
         try:
@@ -876,7 +872,7 @@ class SmtpParser:
             else:
                 del r.buf[:pos]
 
-    def _on_reply_line(self, line: bytes, ts: float, out: list[object]) -> None:
+    def _on_reply_line(self, line: bytes, ts: float, out: list[SmtpEvent]) -> None:
         # RFC 5321 4.2: Reply-line = *( Reply-code "-" [ textstring ] CRLF )
         #                            Reply-code [ SP textstring ] CRLF; codes 2yz..5yz.
         r = self._server
@@ -897,7 +893,7 @@ class SmtpParser:
         text = text[:3] + " " + text[4:] if len(text) > 3 else text  # "250-x" -> "250 x"
         self._on_reply(int(code), text, ts, out)
 
-    def _on_reply(self, code: int, text: str, ts: float, out: list[object]) -> None:
+    def _on_reply(self, code: int, text: str, ts: float, out: list[SmtpEvent]) -> None:
         pending = self._pending
         head = pending[0] if pending else None
         if not self._greeted:
@@ -967,7 +963,7 @@ class SmtpParser:
             self._pump_client(ts, out)
         self._replied(head, ts, out)
 
-    def _unmatched_reply(self, code: int, text: str, ts: float, out: list[object]) -> None:
+    def _unmatched_reply(self, code: int, text: str, ts: float, out: list[SmtpEvent]) -> None:
         c = self._client
         if c.state in (_State.DATA, _State.BDAT) and c.tx is not None:
             # The end of data was lost (gap) or never sent: the server has settled it.
@@ -996,7 +992,7 @@ class SmtpParser:
 
     # --- gaps and eof --------------------------------------------------------------------------
 
-    def _gap_client(self, size: int, ts: float, out: list[object]) -> None:
+    def _gap_client(self, size: int, ts: float, out: list[SmtpEvent]) -> None:
         r = self._client
         while size > 0:
             state = r.state
@@ -1009,7 +1005,7 @@ class SmtpParser:
                 elif r.owed_crlf:
                     self._emit_data([b"\r\n"], out)
                 if tx is not None:
-                    out.append(MessageGap(tx.txid, size))
+                    out.append(ObjectGap(tx.txid, Direction.TO_SERVER, size))
                     tx.missing += size
                 # Whatever the hole held, the next CRLF "." CRLF still ends the message.
                 r.bol = False
@@ -1019,7 +1015,7 @@ class SmtpParser:
             if state is _State.BDAT:
                 n = min(size, r.remaining)
                 if n and r.tx is not None:
-                    out.append(MessageGap(r.tx.txid, n))
+                    out.append(ObjectGap(r.tx.txid, Direction.TO_SERVER, n))
                     r.tx.missing += n
                 r.remaining -= n
                 size -= n
@@ -1040,7 +1036,7 @@ class SmtpParser:
                     r.state = _State.AWAIT if r.auth_by_reply else _State.COMMAND
             return
 
-    def _gap_server(self, size: int, ts: float, out: list[object]) -> None:
+    def _gap_server(self, size: int, ts: float, out: list[SmtpEvent]) -> None:
         r = self._server
         out.append(Anomaly("smtp_gap", f"{size} bytes of replies lost", ts))
         r.buf.clear()
@@ -1049,7 +1045,7 @@ class SmtpParser:
         r.reply_first = None
         r.skip_line = True
 
-    def _eof_client(self, ts: float, out: list[object]) -> None:
+    def _eof_client(self, ts: float, out: list[SmtpEvent]) -> None:
         r = self._client
         if r.state is _State.AWAIT and r.buf:
             self._assume_accepted(ts, out)  # what the client sent is all there will be
@@ -1064,7 +1060,7 @@ class SmtpParser:
         else:
             self._close_current("eof", ts, out)
 
-    def _eof_server(self, ts: float, out: list[object]) -> None:
+    def _eof_server(self, ts: float, out: list[SmtpEvent]) -> None:
         r = self._server
         c = self._client
         if r.state is not _State.TLS:

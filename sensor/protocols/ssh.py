@@ -92,7 +92,7 @@ import struct
 from dataclasses import dataclass
 
 from sensor.anomaly import Anomaly
-from sensor.protocols.base import Direction, ProtocolViolation
+from sensor.protocols.base import Direction, ProtocolEvent, ProtocolViolation
 
 __all__ = ["Anomaly", "SshParser", "SshSession", "SshViolation", "detect"]
 
@@ -130,7 +130,7 @@ IMPLICIT_MAC = "<implicit>"
 
 
 @dataclass(slots=True)
-class SshSession:
+class SshSession(ProtocolEvent):
     """One SSH connection. Software = the RFC 4253 softwareversion (banner up to the first
     space, after "SSH-protoversion-"). Algorithms are the negotiated ones (module docstring)."""
 
@@ -158,6 +158,9 @@ class SshSession:
     keystrokes: int = 0
     encrypted_bytes: tuple[int, int] = (0, 0)  # wire bytes after NEWKEYS, (to server, to client)
     key_gaps: tuple[int, ...] = ()  # keystroke gap histogram, bins KEY_GAP_BINS + overflow
+
+
+SshEvent = SshSession | Anomaly  # everything SshParser returns
 
 
 class SshViolation(ProtocolViolation):
@@ -305,10 +308,10 @@ class SshParser:
 
     # --- public API -------------------------------------------------------------------------
 
-    def feed(self, direction: Direction, data: bytes, ts: float) -> list[object]:
+    def feed(self, direction: Direction, data: bytes, ts: float) -> list[SshEvent]:
         side = self._sides[direction]
         self._ts = ts
-        out: list[object] = []
+        out: list[SshEvent] = []
         if self._reported or not data or side.phase is _Phase.CLOSED:
             return out
         if side.phase is _Phase.ENCRYPTED:
@@ -323,7 +326,7 @@ class SshParser:
             raise
         return out
 
-    def gap(self, direction: Direction, size: int, ts: float) -> list[object]:
+    def gap(self, direction: Direction, size: int, ts: float) -> list[SshEvent]:
         side = self._sides[direction]
         self._ts = ts
         if self._reported or side.phase is _Phase.CLOSED or size <= 0:
@@ -339,10 +342,10 @@ class SshParser:
         self._reported = True
         raise exc
 
-    def eof(self, direction: Direction, ts: float) -> list[object]:
+    def eof(self, direction: Direction, ts: float) -> list[SshEvent]:
         side = self._sides[direction]
         self._ts = ts
-        out: list[object] = []
+        out: list[SshEvent] = []
         if self._reported or side.eof:
             return out
         side.eof = True
@@ -360,7 +363,7 @@ class SshParser:
 
     # --- cleartext phase --------------------------------------------------------------------
 
-    def _cleartext(self, side: _Side, data: bytes, ts: float, out: list[object]) -> None:
+    def _cleartext(self, side: _Side, data: bytes, ts: float, out: list[SshEvent]) -> None:
         if side.buf is None:
             side.buf = bytearray()
         buf = side.buf
@@ -392,7 +395,7 @@ class SshParser:
             if rest:  # first ciphertext arrived in the same segment as NEWKEYS
                 self._record(side, rest, ts)
 
-    def _banner_line(self, side: _Side, line: bytes, ts: float, out: list[object]) -> None:
+    def _banner_line(self, side: _Side, line: bytes, ts: float, out: list[SshEvent]) -> None:
         if len(line) > MAX_BANNER_LINE:
             raise SshViolation("ssh_banner_too_long", f"{len(line)} byte line")
         text = line.rstrip(b"\r\n")
@@ -413,7 +416,7 @@ class SshParser:
         side.banner = banner
         side.phase = _Phase.PACKETS
 
-    def _packet(self, side: _Side, payload: bytes, ts: float, out: list[object]) -> None:
+    def _packet(self, side: _Side, payload: bytes, ts: float, out: list[SshEvent]) -> None:
         if not payload:
             return
         msg = payload[0]
@@ -424,7 +427,7 @@ class SshParser:
         elif msg == MSG_NEWKEYS:
             side.phase = _Phase.ENCRYPTED
 
-    def _maybe_negotiate(self, ts: float, out: list[object]) -> None:
+    def _maybe_negotiate(self, ts: float, out: list[SshEvent]) -> None:
         c, s = self._sides[0].kexinit, self._sides[1].kexinit
         if c is None or s is None or self._negotiated:
             return

@@ -2,7 +2,7 @@
 
 In: reassembled bytes of the client->server and server->client streams, gaps and eofs (sans-IO,
 see base.py). Out: at most one `TlsHandshake` (what the cleartext handshake revealed: SNI, ALPN,
-versions, cipher, JA3/JA3S/JA4, the server's certificate chain), then `TlsEncrypted` once the
+versions, cipher, JA3/JA3S/JA4, the server's certificate chain), then `Opaque` once the
 rest of the connection is opaque, plus `Anomaly` events. Nothing is decrypted.
 
 Theory of operation
@@ -24,9 +24,9 @@ The connection as a whole walks:
       TLS 1.3 ServerHello (supported_versions 0x0304, not a HelloRetryRequest) ---------> DONE
       TLS <= 1.2: ChangeCipherSpec seen from both sides --------------------------------> DONE
       application_data record from either side -----------------------------------------> DONE
-      eof of both sides: TlsHandshake with what was seen (no TlsEncrypted) -------------> DONE
+      eof of both sides: TlsHandshake with what was seen (no Opaque) -------------> DONE
       gap before DONE: violation tls_gap_in_handshake, carrying TlsHandshake if any hello
-    DONE: TlsHandshake + TlsEncrypted were emitted; all further input is ignored.
+    DONE: TlsHandshake + Opaque were emitted; all further input is ignored.
 
 After a side's ChangeCipherSpec its handshake records are encrypted (Finished) and skipped. In
 TLS 1.3 middlebox-compatibility mode (RFC 8446 appendix D.4) a ChangeCipherSpec may precede the
@@ -63,16 +63,16 @@ import hashlib
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography import x509
 
 from sensor.anomaly import Anomaly
-from sensor.protocols.base import Direction, ProtocolViolation
+from sensor.protocols.base import Direction, NamesServer, Opaque, ProtocolViolation
 
 __all__ = [
     "TlsCaps",
-    "TlsEncrypted",
+    "TlsEvent",
     "TlsHandshake",
     "TlsParser",
     "TlsViolation",
@@ -84,7 +84,7 @@ __all__ = [
 
 
 @dataclass(slots=True)
-class TlsHandshake:
+class TlsHandshake(NamesServer):
     sni: str | None  # client offer (server_name host_name)
     alpn: list[str]  # client offer, in order
     client_version: str  # highest version offered (supported_versions, else legacy_version)
@@ -101,12 +101,15 @@ class TlsHandshake:
     certificates: list[dict[str, Any]]  # TLS <= 1.2 server chain, leaf first
     ts: float
 
+    name_source: ClassVar[str] = "sni"
 
-@dataclass(slots=True)
-class TlsEncrypted:
-    """The rest of the connection is encrypted: the pipeline only counts it from here on."""
+    def server_name(self) -> str | None:
+        return self.sni or None
 
-    ts: float
+
+# Everything TlsParser returns: the handshake, then Opaque("encrypted") once the rest of the
+# connection is encrypted (the flow is only counted from there on).
+TlsEvent = TlsHandshake | Opaque | Anomaly
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +289,7 @@ class _ServerHello:
 
 
 def _parse_extensions(
-    cur: _Cursor, on_ext: Callable[[int, _Cursor], None], out: list[object], ts: float, who: str
+    cur: _Cursor, on_ext: Callable[[int, _Cursor], None], out: list[TlsEvent], ts: float, who: str
 ) -> list[int]:
     """Walk an extensions block; `on_ext(type, cursor)` reads one body. Returns the types."""
     types: list[int] = []
@@ -304,7 +307,7 @@ def _parse_extensions(
     return types
 
 
-def _parse_client_hello(body: bytes, out: list[object], ts: float) -> _ClientHello:
+def _parse_client_hello(body: bytes, out: list[TlsEvent], ts: float) -> _ClientHello:
     cur = _Cursor(body)
     legacy_version = cur.uint(2)
     cur.take(32)  # random
@@ -344,7 +347,7 @@ def _parse_client_hello(body: bytes, out: list[object], ts: float) -> _ClientHel
     return ch
 
 
-def _parse_server_hello(body: bytes, out: list[object], ts: float) -> tuple[_ServerHello, bytes]:
+def _parse_server_hello(body: bytes, out: list[TlsEvent], ts: float) -> tuple[_ServerHello, bytes]:
     """The ServerHello and its random (to tell a HelloRetryRequest)."""
     cur = _Cursor(body)
     legacy_version = cur.uint(2)
@@ -528,8 +531,8 @@ class TlsParser:
 
     # --- public API ----------------------------------------------------------------------------
 
-    def feed(self, direction: Direction, data: bytes, ts: float) -> list[object]:
-        out: list[object] = []
+    def feed(self, direction: Direction, data: bytes, ts: float) -> list[TlsEvent]:
+        out: list[TlsEvent] = []
         side = self._sides[direction]
         if self._done or side.lost or side.ended or not data:
             return out
@@ -542,8 +545,8 @@ class TlsParser:
             raise
         return out
 
-    def gap(self, direction: Direction, size: int, ts: float) -> list[object]:
-        out: list[object] = []
+    def gap(self, direction: Direction, size: int, ts: float) -> list[TlsEvent]:
+        out: list[TlsEvent] = []
         side = self._sides[direction]
         if self._done or size <= 0 or side.lost or side.ended:
             return out
@@ -557,8 +560,8 @@ class TlsParser:
         exc.events = out
         raise exc
 
-    def eof(self, direction: Direction, ts: float) -> list[object]:
-        out: list[object] = []
+    def eof(self, direction: Direction, ts: float) -> list[TlsEvent]:
+        out: list[TlsEvent] = []
         side = self._sides[direction]
         if self._done or side.ended:
             return out
@@ -572,7 +575,7 @@ class TlsParser:
 
     # --- record layer --------------------------------------------------------------------------
 
-    def _records(self, side: _Side, data: memoryview, ts: float, out: list[object]) -> None:
+    def _records(self, side: _Side, data: memoryview, ts: float, out: list[TlsEvent]) -> None:
         pos, end = 0, len(data)
         while pos < end and not self._done:
             if side.rec_type == 0:
@@ -590,7 +593,7 @@ class TlsParser:
             if side.rec_left == 0:
                 side.rec_type = 0
 
-    def _record_start(self, side: _Side, ts: float, out: list[object]) -> None:
+    def _record_start(self, side: _Side, ts: float, out: list[TlsEvent]) -> None:
         header = bytes(side.rec_header)
         side.rec_header.clear()
         rec_type, major, minor = header[0], header[1], header[2]
@@ -609,7 +612,7 @@ class TlsParser:
         if length == 0:
             side.rec_type = 0
 
-    def _change_cipher_spec(self, side: _Side, ts: float, out: list[object]) -> None:
+    def _change_cipher_spec(self, side: _Side, ts: float, out: list[TlsEvent]) -> None:
         if self._hrr and self._server_hello is None:
             return  # TLS 1.3 compatibility-mode CCS around a HelloRetryRequest (RFC 8446 D.4)
         side.ccs = True
@@ -619,7 +622,7 @@ class TlsParser:
     # --- handshake layer -----------------------------------------------------------------------
 
     def _handshake_bytes(
-        self, side: _Side, chunk: memoryview, ts: float, out: list[object]
+        self, side: _Side, chunk: memoryview, ts: float, out: list[TlsEvent]
     ) -> None:
         if side.hs_skip:
             dropped = min(side.hs_skip, len(chunk))
@@ -644,7 +647,7 @@ class TlsParser:
             self._message(side, msg_type, body, ts, out)
 
     def _message(
-        self, side: _Side, msg_type: int, body: bytes, ts: float, out: list[object]
+        self, side: _Side, msg_type: int, body: bytes, ts: float, out: list[TlsEvent]
     ) -> None:
         from_client = side.direction is Direction.TO_SERVER
         try:
@@ -665,7 +668,7 @@ class TlsParser:
         except _Short:
             out.append(Anomaly("tls_bad_handshake", f"message type {msg_type}", ts))
 
-    def _on_server_hello(self, body: bytes, ts: float, out: list[object]) -> None:
+    def _on_server_hello(self, body: bytes, ts: float, out: list[TlsEvent]) -> None:
         sh, random = _parse_server_hello(body, out, ts)
         if random == _HRR_RANDOM:
             self._hrr = True
@@ -674,7 +677,7 @@ class TlsParser:
         if sh.version == _TLS13:
             self._finish(ts, out)  # everything after the ServerHello is encrypted
 
-    def _on_certificate(self, body: bytes, ts: float, out: list[object]) -> None:
+    def _on_certificate(self, body: bytes, ts: float, out: list[TlsEvent]) -> None:
         """TLS <= 1.2 Certificate (RFC 5246 section 7.4.2): a 24-bit list of 24-bit DER certs."""
         chain = _Cursor(body).vector(3)
         ders: list[bytes] = []
@@ -692,7 +695,7 @@ class TlsParser:
 
     # --- ending --------------------------------------------------------------------------------
 
-    def _note_truncation(self, side: _Side, ts: float, out: list[object]) -> None:
+    def _note_truncation(self, side: _Side, ts: float, out: list[TlsEvent]) -> None:
         if side.ccs:
             return  # whatever is cut off is encrypted
         hello_pending = (
@@ -708,12 +711,12 @@ class TlsParser:
         else:
             out.append(Anomaly("tls_truncated_handshake", side.direction.name, ts))
 
-    def _finish(self, ts: float, out: list[object]) -> None:
+    def _finish(self, ts: float, out: list[TlsEvent]) -> None:
         self._done = True
         self._summary(ts, out)
-        out.append(TlsEncrypted(ts))
+        out.append(Opaque("encrypted", ts))
 
-    def _summary(self, ts: float, out: list[object]) -> None:
+    def _summary(self, ts: float, out: list[TlsEvent]) -> None:
         """Append the TlsHandshake of what was seen (nothing when no hello was seen at all)."""
         ch, sh = self._client_hello, self._server_hello
         if ch is None and sh is None:

@@ -139,6 +139,22 @@ class Memcap:
         self.used -= n
 
 
+class StreamTotals:
+    """What every stream of the sensor added up: bytes lost to gaps as they are handed out,
+    and, when a stream is released, its retransmitted bytes and overlap conflicts."""
+
+    __slots__ = ("gap_bytes", "overlap_conflicts", "retransmitted_bytes")
+
+    def __init__(self) -> None:
+        self.gap_bytes = 0
+        self.retransmitted_bytes = 0
+        self.overlap_conflicts = 0
+
+    def released(self, stream: TcpStream) -> None:
+        self.retransmitted_bytes += stream.retransmitted_bytes
+        self.overlap_conflicts += stream.overlap_conflicts
+
+
 class TcpStream:
     """One direction of one TCP connection: segments in, in-order bytes and explicit gaps out."""
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import struct
 import subprocess
 import tempfile
@@ -23,6 +22,7 @@ from hypothesis import strategies as st
 import probes.pcap as pcap_module
 from probes.frame import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_RAW, Frame
 from probes.pcap import PcapError, PcapReader, ReadReport
+from tests.conftest import require_tool
 
 # (ts_sec, ts_frac, data) records.
 Record = tuple[int, int, bytes]
@@ -403,9 +403,9 @@ def _scapy_frames(path: Path) -> list[tuple[float, bytes]]:
         return [(float(p.time), bytes(p)) for p in r]
 
 
-@pytest.mark.skipif(shutil.which("editcap") is None, reason="needs editcap (wireshark-common)")
 @pytest.mark.parametrize("target", ["pcapng", "nsecpcap", "pcap"])
 def test_editcap_outputs_match_scapy(tmp_path: Path, target: str) -> None:
+    editcap = require_tool("editcap")
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import Ether
     from scapy.utils import wrpcap
@@ -419,7 +419,7 @@ def test_editcap_outputs_match_scapy(tmp_path: Path, target: str) -> None:
     src = tmp_path / "src.pcap"
     wrpcap(str(src), packets)
     out = tmp_path / f"out.{target}"
-    subprocess.run(["editcap", "-F", target, str(src), str(out)], check=True, capture_output=True)
+    subprocess.run([editcap, "-F", target, str(src), str(out)], check=True, capture_output=True)
     frames, report = read_all(out)
     reference = _scapy_frames(out)
     assert [(f.ts, f.data) for f in frames] == [
@@ -428,13 +428,13 @@ def test_editcap_outputs_match_scapy(tmp_path: Path, target: str) -> None:
     assert report.frames == len(packets) and not report.truncated
 
 
-@pytest.mark.skipif(shutil.which("editcap") is None, reason="needs editcap (wireshark-common)")
 def test_editcap_snaplen_sets_wire_len(tmp_path: Path) -> None:
+    editcap = require_tool("editcap")
     src = tmp_path / "src.pcap"
     write_pcap(src, [b"z" * 200, b"y" * 50])
     out = tmp_path / "snap.pcapng"
     subprocess.run(
-        ["editcap", "-F", "pcapng", "-s", "64", str(src), str(out)], check=True, capture_output=True
+        [editcap, "-F", "pcapng", "-s", "64", str(src), str(out)], check=True, capture_output=True
     )
     frames, _ = read_all(out)
     assert [(len(f.data), f.wire_len) for f in frames] == [(64, 200), (50, 50)]

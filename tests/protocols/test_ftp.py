@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sensor.anomaly import KINDS
-from sensor.protocols.base import Direction, ProtocolViolation
+from sensor.protocols.base import Direction, Opaque, ProtocolViolation
 from sensor.protocols.ftp import (
     FtpCaps,
     FtpDataExpected,
@@ -429,7 +429,7 @@ def test_auth_tls_stops_parsing() -> None:
         (C, b"\x17\x03\x03\x00\x20USER secret\r\nSTOR x\r\n"),
         (S, b"\x17\x03\x03\x00\x20226 ok\r\n"),
     ])  # fmt: skip
-    assert [type(e) for e in events] == [FtpSession]
+    assert [type(e) for e in events] == [FtpSession, Opaque]  # the app layer stops here
     sess = session(events)
     assert (sess.auth_tls, sess.user, sess.commands, sess.server_banner) == (True, None, 1, "FTP")
 
@@ -452,6 +452,7 @@ def test_gap_over_the_auth_reply_with_tls_after_it() -> None:
     events += parser.gap(S, 40, TS)
     assert kinds(events) == ["ftp_gap"]
     assert session(events).auth_tls is True
+    assert of(events, Opaque) == [Opaque("auth_tls", TS)]
     assert parser.feed(C, b"STOR a\r\n", TS) == []
 
 

@@ -12,20 +12,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sensor.protocols.base import Direction, ProtocolViolation
+from sensor.protocols.base import (
+    Direction,
+    ObjectChunk,
+    ObjectEnd,
+    ObjectGap,
+    ObjectStart,
+    Opaque,
+    ProtocolViolation,
+    Tunnel,
+    TunnelData,
+)
 from sensor.protocols.http import (
-    BodyData,
-    BodyEnd,
-    BodyGap,
-    BodyStart,
     HttpCaps,
     HttpParser,
     HttpRequestHead,
     HttpResponseHead,
     HttpTransaction,
     HttpViolation,
-    TunnelData,
-    TunnelStart,
     detect,
 )
 from tests.protocols.feeding import (
@@ -47,9 +51,9 @@ from tests.protocols.feeding import (
 
 
 def merge(events: list[object]) -> list[object]:
-    """Merge adjacent BodyData of the same message and TunnelData of the same direction:
+    """Merge adjacent ObjectChunk of the same message and TunnelData of the same direction:
     segmentation must not matter otherwise."""
-    events = merge_adjacent(events, BodyData, key=lambda e: (e.txid, e.direction))
+    events = merge_adjacent(events, ObjectChunk, key=lambda e: (e.txid, e.direction))
     return merge_adjacent(events, TunnelData, key=lambda e: e.direction)
 
 
@@ -60,7 +64,7 @@ def body(events: list[object], txid: int, direction: Direction) -> bytes:
     return b"".join(
         e.data
         for e in events
-        if isinstance(e, BodyData) and (e.txid, e.direction) == (txid, direction)
+        if isinstance(e, ObjectChunk) and (e.txid, e.direction) == (txid, direction)
     )
 
 
@@ -209,9 +213,9 @@ def test_body_is_streamed_not_buffered() -> None:
     parser = HttpParser()
     parser.feed(C, b"POST / HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n", TS)
     events = parser.feed(C, b"a" * 100, TS)
-    assert events == [BodyData(1, C, b"a" * 100)]
+    assert events == [ObjectChunk(1, C, b"a" * 100)]
     parser.feed(S, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", TS)
-    assert parser.feed(S, b"ffff\r\nxyz", TS) == [BodyData(1, S, b"xyz")]
+    assert parser.feed(S, b"ffff\r\nxyz", TS) == [ObjectChunk(1, S, b"xyz")]
 
 
 # --- semantics of the samples -------------------------------------------------------------------
@@ -227,9 +231,9 @@ def test_get_with_content_length() -> None:
     assert [type(e) for e in ev] == [
         HttpRequestHead,
         HttpResponseHead,
-        BodyStart,
-        BodyData,
-        BodyEnd,
+        ObjectStart,
+        ObjectChunk,
+        ObjectEnd,
         HttpTransaction,
     ]
     tx = of(ev, HttpTransaction)[0]
@@ -239,7 +243,7 @@ def test_get_with_content_length() -> None:
         5,
         0,
     )
-    assert of(ev, BodyEnd)[0].complete
+    assert of(ev, ObjectEnd)[0].complete
 
 
 def test_pipelining_pairs_in_order() -> None:
@@ -251,7 +255,7 @@ def test_pipelining_pairs_in_order() -> None:
     assert body(ev, 2, C) == b"abc"
     assert (body(ev, 1, S), body(ev, 2, S), body(ev, 3, S)) == (b"A", b"BB", b"until close")
     # The last response had no framing: read until the server closed, which completes it.
-    assert of(ev, BodyEnd)[-1] == BodyEnd(3, S, True, TS)
+    assert of(ev, ObjectEnd)[-1] == ObjectEnd(3, S, True, TS)
     assert txs[2].response_body_len == len(b"until close")
     # All three requests were parsed before any response arrived.
     first_response = next(i for i, e in enumerate(ev) if isinstance(e, HttpResponseHead))
@@ -261,7 +265,7 @@ def test_pipelining_pairs_in_order() -> None:
 def test_chunked_extensions_trailers_bare_lf_whitespace() -> None:
     ev = run(SAMPLES["chunked_lenient"])
     assert body(ev, 1, C) == b"0123456789" + b"x" * 31 + b"y" * 10
-    assert of(ev, BodyEnd) == [BodyEnd(1, C, True, TS)]
+    assert of(ev, ObjectEnd) == [ObjectEnd(1, C, True, TS)]
     tx = of(ev, HttpTransaction)[0]
     assert (tx.request_body_len, tx.response.status) == (51, 204)
     assert not kinds(ev)
@@ -287,20 +291,20 @@ def test_multiple_interim_responses() -> None:
 def test_head_204_304_have_no_body() -> None:
     ev = run(SAMPLES["no_body_responses"])
     assert [t.response.status for t in of(ev, HttpTransaction)] == [200, 204, 304]
-    assert not of(ev, BodyStart)
-    assert not of(ev, BodyData)
+    assert not of(ev, ObjectStart)
+    assert not of(ev, ObjectChunk)
 
 
 def test_connect_tunnel_hands_every_byte_over_unparsed() -> None:
     ev = run(SAMPLES["connect"])
     # The client's first tunnel bytes, held while the CONNECT was unanswered, are handed over,
     # then the server's bytes that followed its 200 in the same segment, then the rest.
-    assert of(ev, TunnelStart) == [TunnelStart(1, TS, b"\x16\x03\x01\x00")]
+    assert of(ev, Tunnel) == [Tunnel(TS, b"\x16\x03\x01\x00")]
     assert of(ev, TunnelData) == [
         TunnelData(S, b"\x16\x03\x03\x00\x10"),
         TunnelData(C, b"\x17\x03\x03 more tls"),
     ]
-    assert not of(ev, BodyData)
+    assert not of(ev, ObjectChunk)
     (tx,) = of(ev, HttpTransaction)
     assert (tx.request.method, tx.response.status) == (b"CONNECT", 200)
     assert not kinds(ev)
@@ -308,10 +312,10 @@ def test_connect_tunnel_hands_every_byte_over_unparsed() -> None:
 
 def test_websocket_upgrade_101() -> None:
     ev = run(SAMPLES["websocket"])
-    assert of(ev, TunnelStart) == [TunnelStart(1, TS)]
+    assert of(ev, Opaque) == [Opaque("upgrade", TS)]
     assert [e.data for e in of(ev, TunnelData)] == [b"\x81\x05hello", b"\x81\x85maskdata"]
     assert len(of(ev, HttpRequestHead)) == 1
-    assert not of(ev, BodyData)
+    assert not of(ev, ObjectChunk)
 
 
 def test_refused_connect_resumes_parsing_held_request() -> None:
@@ -321,7 +325,7 @@ def test_refused_connect_resumes_parsing_held_request() -> None:
         (b"CONNECT", 407),
         (b"GET", 200),
     ]
-    assert not of(ev, TunnelStart)
+    assert not of(ev, Tunnel) and not of(ev, Opaque)
     assert body(ev, 2, S) == b"ok"
 
 
@@ -336,7 +340,7 @@ def test_http10_keep_alive_two_transactions() -> None:
 
 def test_encodings_in_applied_order_and_not_decoded() -> None:
     ev = run(SAMPLES["encodings"])
-    starts = of(ev, BodyStart)
+    starts = of(ev, ObjectStart)
     assert [(s.direction, s.encodings) for s in starts] == [
         (C, ["gzip"]),
         (S, ["gzip", "br", "deflate"]),
@@ -398,7 +402,7 @@ def test_conflicting_content_length_anomaly() -> None:
 def test_request_without_length_has_no_body() -> None:
     ev = run([(C, b"POST / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")])
     assert len(of(ev, HttpRequestHead)) == 2
-    assert not of(ev, BodyStart)
+    assert not of(ev, ObjectStart)
 
 
 def test_bad_content_length() -> None:
@@ -420,7 +424,7 @@ def test_te_not_chunked_in_response_reads_until_close() -> None:
         ]
     )
     assert "http_te_not_chunked" in kinds(ev)
-    assert of(ev, BodyStart)[0].encodings == ["gzip"]
+    assert of(ev, ObjectStart)[0].encodings == ["gzip"]
     assert body(ev, 1, S) == b"!!"
     with pytest.raises(ProtocolViolation) as exc:
         run([(C, b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n")])
@@ -435,7 +439,7 @@ def test_gap_in_content_length_body_keeps_counting() -> None:
     ev = parser.feed(C, b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", TS)
     ev += parser.gap(C, 4, TS)
     ev += parser.feed(C, b"hijGET /2 HTTP/1.1\r\n\r\n", TS)
-    assert of(ev, BodyGap) == [BodyGap(1, C, 4)]
+    assert of(ev, ObjectGap) == [ObjectGap(1, C, 4)]
     assert body(merge(ev), 1, C) == b"abchij"
     assert [r.uri for r in of(ev, HttpRequestHead)] == [b"/", b"/2"]
     ev += parser.feed(S, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", TS)
@@ -448,8 +452,8 @@ def test_gap_inside_chunk_data_continues() -> None:
     ev = parser.feed(S, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\nab", TS)
     ev += parser.gap(S, 6, TS)
     ev += parser.feed(S, b"\r\n2\r\nzz\r\n0\r\n\r\n", TS)
-    assert of(ev, BodyGap) == [BodyGap(1, S, 6)]
-    assert of(ev, BodyEnd) == [BodyEnd(1, S, True, TS)]
+    assert of(ev, ObjectGap) == [ObjectGap(1, S, 6)]
+    assert of(ev, ObjectEnd) == [ObjectEnd(1, S, True, TS)]
     assert of(ev, HttpTransaction)[0].response_missing == 6
 
 
@@ -461,8 +465,8 @@ def test_gap_outside_chunk_data_is_violation(gap: int) -> None:
         parser.gap(S, gap, TS)
     assert exc.value.reason == "http_gap_in_chunked"
     # The events of the failing call travel on the exception: body end, then the record.
-    assert exc.value.events[0] == BodyEnd(1, S, False, TS)
-    assert [type(e) for e in exc.value.events] == [BodyEnd, HttpTransaction]
+    assert exc.value.events[0] == ObjectEnd(1, S, False, TS)
+    assert [type(e) for e in exc.value.events] == [ObjectEnd, HttpTransaction]
 
 
 def test_gap_in_chunk_size_line_is_violation() -> None:
@@ -485,7 +489,7 @@ def test_gap_in_headers_is_violation() -> None:
     with pytest.raises(HttpViolation) as exc2:
         parser.gap(C, 5, TS)
     assert exc2.value.reason == "http_gap_in_headers"
-    assert exc2.value.events[:2] == [BodyGap(1, C, 2), BodyEnd(1, C, True, TS)]
+    assert exc2.value.events[:2] == [ObjectGap(1, C, 2), ObjectEnd(1, C, True, TS)]
 
 
 def test_gap_in_read_until_close_body() -> None:
@@ -494,8 +498,8 @@ def test_gap_in_read_until_close_body() -> None:
     ev += parser.gap(S, 1000, TS)
     ev += parser.feed(S, b"cd", TS)
     ev += parser.eof(S, TS)
-    assert of(ev, BodyGap) == [BodyGap(1, S, 1000)]
-    assert of(ev, BodyEnd) == [BodyEnd(1, S, True, TS)]
+    assert of(ev, ObjectGap) == [ObjectGap(1, S, 1000)]
+    assert of(ev, ObjectEnd) == [ObjectEnd(1, S, True, TS)]
     tx = of(ev, HttpTransaction)[0]
     assert (tx.response_body_len, tx.response_missing) == (4, 1000)
 
@@ -505,8 +509,8 @@ def test_eof_mid_body_is_incomplete() -> None:
     parser.feed(C, b"GET / HTTP/1.1\r\n\r\n", TS)
     parser.feed(S, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", TS)
     ev = parser.eof(S, TS)
-    assert [type(e) for e in ev] == [BodyEnd, HttpTransaction]
-    assert ev[0] == BodyEnd(1, S, False, TS)
+    assert [type(e) for e in ev] == [ObjectEnd, HttpTransaction]
+    assert ev[0] == ObjectEnd(1, S, False, TS)
     assert of(ev, HttpTransaction)[0].response_body_len == 3
 
 
@@ -514,7 +518,7 @@ def test_eof_mid_request_body() -> None:
     parser = HttpParser()
     parser.feed(C, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", TS)
     ev = parser.eof(C, TS) + parser.eof(S, TS)
-    assert ev[0] == BodyEnd(1, C, False, TS)
+    assert ev[0] == ObjectEnd(1, C, False, TS)
     (tx,) = of(ev, HttpTransaction)
     assert (tx.request_body_len, tx.response) == (2, None)
 
@@ -759,7 +763,7 @@ def test_real_stdlib_client_and_server_bytes() -> None:
     txs = of(ev, HttpTransaction)
     assert [(t.request.method, t.response.status) for t in txs] == [(b"GET", 200), (b"POST", 201)]
     assert gzip.decompress(body(ev, 1, S)) == b"patient list " * 50
-    assert [(b.txid, b.direction, b.encodings) for b in of(ev, BodyStart)] == [
+    assert [(b.txid, b.direction, b.encodings) for b in of(ev, ObjectStart)] == [
         (2, C, []),
         (1, S, ["gzip"]),
     ]
@@ -774,4 +778,4 @@ def test_real_stdlib_chunked_upload() -> None:
     for split in ("whole", "bytes", "random"):
         ev = run([(C, request)], split, eof=False)
         assert body(ev, 1, C) == b"".join(parts)
-        assert of(ev, BodyEnd) == [BodyEnd(1, C, True, TS)]
+        assert of(ev, ObjectEnd) == [ObjectEnd(1, C, True, TS)]

@@ -17,18 +17,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sensor.anomaly import KINDS, Anomaly
-from sensor.protocols.base import Direction, ProtocolViolation
+from sensor.protocols.base import (
+    Direction,
+    ObjectChunk,
+    ObjectEnd,
+    ObjectGap,
+    ObjectStart,
+    Opaque,
+    ProtocolViolation,
+)
 from sensor.protocols.smtp import (
-    MessageData,
-    MessageEnd,
-    MessageGap,
-    MessageStart,
+    Envelope,
     SmtpCaps,
     SmtpParser,
     SmtpTransaction,
-    StartTls,
     detect,
 )
+from tests.conftest import require_module
 from tests.protocols.feeding import (
     TS,
     C,
@@ -49,15 +54,15 @@ from tests.protocols.feeding import (
 
 
 def merge(events: list[object]) -> list[object]:
-    """Merge adjacent MessageData of the same message: segmentation must not matter otherwise."""
-    return merge_adjacent(events, MessageData, key=lambda e: e.txid)
+    """Merge adjacent ObjectChunk of the same message: segmentation must not matter otherwise."""
+    return merge_adjacent(events, ObjectChunk, key=lambda e: e.txid)
 
 
 run = runner(SmtpParser, max_cuts=8, merge=merge)
 
 
 def message(events: list[object], txid: int) -> bytes:
-    return b"".join(e.data for e in events if isinstance(e, MessageData) and e.txid == txid)
+    return b"".join(e.data for e in events if isinstance(e, ObjectChunk) and e.txid == txid)
 
 
 def txs(events: list[object]) -> list[SmtpTransaction]:
@@ -268,7 +273,7 @@ def test_message_bytes(name: str) -> None:
     events = run(SAMPLES[name])
     for txid, expected in MESSAGES[name].items():
         assert message(events, txid) == expected
-        assert of(events, MessageEnd)[txid - 1] == MessageEnd(txid, True, TS)
+        assert of(events, ObjectEnd)[txid - 1] == ObjectEnd(txid, C, True, TS)
         tx = next(t for t in txs(events) if t.txid == txid)
         assert tx.size == len(expected)
 
@@ -285,14 +290,14 @@ def test_data_is_streamed_not_buffered() -> None:
     parser = SmtpParser()
     for direction, data in SAMPLES["simple"][:11]:
         parser.feed(direction, data, TS)
-    assert parser.feed(C, b"x" * 100_000, TS) == [MessageData(1, b"x" * 100_000)]
+    assert parser.feed(C, b"x" * 100_000, TS) == [ObjectChunk(1, C, b"x" * 100_000)]
     # Only a possible line end / terminator start is ever held back.
-    assert parser.feed(C, b"abc\r", TS) == [MessageData(1, b"abc")]
+    assert parser.feed(C, b"abc\r", TS) == [ObjectChunk(1, C, b"abc")]
     assert parser.feed(C, b"\n", TS) == []
     assert parser.feed(C, b".", TS) == []
     assert parser.feed(C, b"\r", TS) == []
     # The held-back CRLF ended the last line: it belongs to the message.
-    assert parser.feed(C, b"\n", TS) == [MessageData(1, b"\r\n"), MessageEnd(1, True, TS)]
+    assert parser.feed(C, b"\n", TS) == [ObjectChunk(1, C, b"\r\n"), ObjectEnd(1, C, True, TS)]
 
 
 # --- semantics ----------------------------------------------------------------------------------
@@ -301,9 +306,9 @@ def test_data_is_streamed_not_buffered() -> None:
 def test_simple_envelope_and_event_order() -> None:
     events = run(SAMPLES["simple"])
     assert [type(e) for e in events] == [
-        MessageStart,
-        MessageData,
-        MessageEnd,
+        ObjectStart,
+        ObjectChunk,
+        ObjectEnd,
         SmtpTransaction,
     ]
     (tx,) = txs(events)
@@ -336,7 +341,7 @@ def test_rset_refused_mail_and_refused_recipients() -> None:
     assert (refused_mail.mail_from, refused_mail.status) == ("spammer@x", "rejected")
     assert (no_rcpt.rcpt_rejected, no_rcpt.status) == (["q@y"], "rejected")
     assert no_rcpt.last_reply == "554 5.5.1 no valid recipients"
-    assert not of(events, MessageStart)
+    assert not of(events, ObjectStart)
 
 
 def test_bdat_chunks_are_counted_not_scanned() -> None:
@@ -348,9 +353,9 @@ def test_bdat_chunks_are_counted_not_scanned() -> None:
     assert first.last_reply == "250 2.0.0 Ok: queued"
     assert (second.size, second.status, second.bdat) == (0, "accepted", True)
     # Each message starts with its envelope, so its objects can name sender and recipients.
-    assert of(events, MessageStart) == [
-        MessageStart(1, TS, "a@x", ("b@y",)),
-        MessageStart(2, TS, "a@x", ("b@y",)),
+    assert of(events, ObjectStart) == [
+        ObjectStart(1, C, TS, "smtp", message=True, about=Envelope("a@x", ("b@y",))),
+        ObjectStart(2, C, TS, "smtp", message=True, about=Envelope("a@x", ("b@y",))),
     ]
     assert not kinds(events)
 
@@ -434,7 +439,7 @@ def test_auth_half_duplex_client_only() -> None:
 
 def test_starttls_without_mail_reports_encrypted_transaction() -> None:
     events = run(SAMPLES["starttls_no_mail"])
-    assert [type(e) for e in events] == [StartTls, SmtpTransaction]
+    assert [type(e) for e in events] == [Opaque, SmtpTransaction]
     (tx,) = txs(events)
     assert (tx.status, tx.tls, tx.helo, tx.mail_from, tx.rcpt_to) == (
         "encrypted",
@@ -455,7 +460,7 @@ def test_starttls_refused_goes_on_in_clear() -> None:
             (C, b"MAIL FROM:<a@x>\r\nQUIT\r\n"),
         ]
     )
-    assert not of(events, StartTls)
+    assert not of(events, Opaque)
     (tx,) = txs(events)
     assert (tx.mail_from, tx.status, tx.tls) == ("a@x", "incomplete", False)
 
@@ -490,7 +495,7 @@ def test_bare_lf_before_dot_is_reported_not_obeyed() -> None:
     anomaly = of(events, Anomaly)[0]
     assert anomaly.detail.startswith("2 ")  # "<LF>.<CR><LF>" and "<CR><LF>.<LF>"
     # Reported before the end of the message it was found in.
-    assert events.index(anomaly) == events.index(of(events, MessageEnd)[0]) - 1
+    assert events.index(anomaly) == events.index(of(events, ObjectEnd)[0]) - 1
 
 
 @pytest.mark.parametrize(
@@ -500,7 +505,7 @@ def test_smuggling_variants(content: bytes) -> None:
     segments = [(C, b"EHLO c\r\nMAIL FROM:<a@x>\r\nDATA\r\n" + content + b"\r\n.\r\n")]
     ev = run(segments)
     assert run(segments, "bytes") == ev
-    assert of(ev, MessageEnd) == [MessageEnd(1, True, TS)]
+    assert of(ev, ObjectEnd) == [ObjectEnd(1, C, True, TS)]
     if content == b"a\r\n.\r\r\nb":  # dot-stuffing with a stray CR is not a smuggling pattern
         assert not kinds(ev)
     else:
@@ -544,7 +549,7 @@ def test_client_only_capture_with_bdat_and_starttls() -> None:
     assert [t.status for t in txs(events)] == ["incomplete", "incomplete"]
     client = [s for s in SAMPLES["starttls_no_mail"] if s[0] == C]
     events = run(client)
-    assert [type(e) for e in events] == [StartTls, SmtpTransaction]
+    assert [type(e) for e in events] == [Opaque, SmtpTransaction]
 
 
 def test_server_only_capture() -> None:
@@ -576,9 +581,9 @@ def test_gap_in_data_then_terminator() -> None:
     ev += parser.feed(C, b"part two\r\n.\r\n", TS)
     ev += parser.feed(S, b"250 queued\r\n", TS)
     ev = merge(ev)
-    assert of(ev, MessageGap) == [MessageGap(1, 500)]
+    assert of(ev, ObjectGap) == [ObjectGap(1, C, 500)]
     assert message(ev, 1) == b"part one\rpart two\r\n"
-    assert of(ev, MessageEnd) == [MessageEnd(1, True, TS)]
+    assert of(ev, ObjectEnd) == [ObjectEnd(1, C, True, TS)]
     (tx,) = of(ev, SmtpTransaction)
     assert (tx.status, tx.size, tx.missing) == ("accepted", 19, 500)
 
@@ -589,7 +594,7 @@ def test_gap_swallowing_terminator_resyncs_on_reply() -> None:
     ev = parser.feed(C, b"part one\r\n", TS)
     ev += parser.gap(C, 10, TS)
     ev += parser.feed(S, b"250 queued\r\n", TS)
-    assert of(ev, MessageEnd) == [MessageEnd(1, False, TS)]
+    assert of(ev, ObjectEnd) == [ObjectEnd(1, C, False, TS)]
     (tx,) = of(ev, SmtpTransaction)
     assert tx.status == "accepted"
     # Back in the command channel.
@@ -626,16 +631,16 @@ def test_gap_in_bdat_chunk() -> None:
     ev += parser.feed(C, b"ijQUIT\r\n", TS)
     ev += parser.eof(C, TS)
     ev = merge(ev)
-    assert of(ev, MessageGap) == [MessageGap(1, 5)]
+    assert of(ev, ObjectGap) == [ObjectGap(1, C, 5)]
     assert message(ev, 1) == b"abcij"
-    assert of(ev, MessageEnd) == [MessageEnd(1, True, TS)]
+    assert of(ev, ObjectEnd) == [ObjectEnd(1, C, True, TS)]
     (tx,) = of(ev, SmtpTransaction)
     assert (tx.size, tx.missing, tx.bdat) == (5, 5, True)
     # A gap running past the chunk ends in the command channel.
     parser = SmtpParser()
     parser.feed(C, b"EHLO c\r\nMAIL FROM:<a@x>\r\nBDAT 3\r\nab", TS)
     ev = parser.gap(C, 10, TS)
-    assert of(ev, MessageGap) == [MessageGap(1, 1)]
+    assert of(ev, ObjectGap) == [ObjectGap(1, C, 1)]
     assert kinds(ev) == ["smtp_gap"]
 
 
@@ -646,7 +651,7 @@ def test_gap_while_waiting_for_354() -> None:
     ev = parser.gap(C, 30, TS)
     ev += parser.feed(S, b"250 mx\r\n250 ok\r\n354 go\r\n", TS)
     ev += parser.feed(C, b"tail\r\n.\r\n", TS)
-    assert of(ev, MessageGap) == [MessageGap(1, 30)]
+    assert of(ev, ObjectGap) == [ObjectGap(1, C, 30)]
     assert message(ev, 1) == b"tail\r\n"
 
 
@@ -656,9 +661,9 @@ def test_eof_mid_data_is_incomplete() -> None:
     parser.feed(C, b"partial\r\n", TS)
     ev = parser.eof(C, TS) + parser.eof(S, TS)
     # The held CRLF ended a line of the message: it is content, released at the end.
-    assert [type(e) for e in ev] == [MessageData, MessageEnd, SmtpTransaction]
-    assert ev[0] == MessageData(1, b"\r\n")
-    assert ev[1] == MessageEnd(1, False, TS)
+    assert [type(e) for e in ev] == [ObjectChunk, ObjectEnd, SmtpTransaction]
+    assert ev[0] == ObjectChunk(1, C, b"\r\n")
+    assert ev[1] == ObjectEnd(1, C, False, TS)
     (tx,) = of(ev, SmtpTransaction)
     assert tx.status == "incomplete" and tx.size == len(b"partial\r\n")
 
@@ -718,8 +723,8 @@ def test_bdat_bad_size_is_violation_with_events() -> None:
         with pytest.raises(ProtocolViolation) as exc:
             parser.feed(C, bad, TS)
         assert exc.value.reason == "smtp_bdat_bad_size"
-        assert [type(e) for e in exc.value.events] == [MessageEnd, SmtpTransaction]
-        assert exc.value.events[0] == MessageEnd(1, False, TS)
+        assert [type(e) for e in exc.value.events] == [ObjectEnd, SmtpTransaction]
+        assert exc.value.events[0] == ObjectEnd(1, C, False, TS)
         assert parser.feed(C, b"QUIT\r\n", TS) == []  # detached
 
 
@@ -743,7 +748,7 @@ def test_unanswered_data_held_over_cap() -> None:
     # The late 354 is absorbed; the message still ends normally.
     ev = parser.feed(S, b"250 mx\r\n250 ok\r\n354 go\r\n", TS)
     assert not kinds(ev)
-    assert of(parser.feed(C, b"\r\n.\r\n", TS), MessageEnd) == [MessageEnd(1, True, TS)]
+    assert of(parser.feed(C, b"\r\n.\r\n", TS), ObjectEnd) == [ObjectEnd(1, C, True, TS)]
 
 
 def test_unmatched_reply() -> None:
@@ -817,8 +822,8 @@ def test_structured_fuzz_only_raises_violation(
         events += exc.events
     # Once both sides closed (or the parser gave up): every message started was ended exactly
     # once, and every transaction was reported exactly once.
-    started = [e.txid for e in of(events, MessageStart)]
-    assert sorted(started) == sorted(e.txid for e in of(events, MessageEnd))
+    started = [e.txid for e in of(events, ObjectStart)]
+    assert sorted(started) == sorted(e.txid for e in of(events, ObjectEnd))
     reported = [t.txid for t in of(events, SmtpTransaction)]
     assert len(reported) == len(set(reported))
     assert set(started) <= set(reported)
@@ -929,7 +934,7 @@ def _free_port() -> int:
 
 
 def test_real_aiosmtpd_and_smtplib_session() -> None:
-    aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
+    aiosmtpd_controller = require_module("aiosmtpd.controller")
     from aiosmtpd.smtp import AuthResult
 
     received: list[tuple[str, list[str], bytes]] = []

@@ -20,10 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sensor.anomaly import KINDS
-from sensor.protocols.base import ProtocolViolation
+from sensor.protocols.base import Opaque, ProtocolViolation
 from sensor.protocols.tls import (
     TlsCaps,
-    TlsEncrypted,
     TlsHandshake,
     TlsParser,
     TlsViolation,
@@ -253,7 +252,7 @@ def test_real_handshake_same_events_however_split(
 ) -> None:
     session = tls12 if version == "1.2" else tls13
     reference = assert_same_events(run, session.segments, seeds=range(5))
-    assert [type(e) for e in reference] == [TlsHandshake, TlsEncrypted]
+    assert [type(e) for e in reference] == [TlsHandshake, Opaque]
 
 
 def test_real_tls12(tls12: Session, cert_files: tuple[Path, Path, bytes]) -> None:
@@ -306,7 +305,7 @@ def test_tls13_handshake_is_reported_at_the_server_hello(tls13: Session) -> None
     (_, client_first), (_, server_first) = tls13.segments[:2]
     assert parser.feed(C, client_first, TS) == []
     events = parser.feed(S, server_first, TS)
-    assert [type(e) for e in events] == [TlsHandshake, TlsEncrypted]
+    assert [type(e) for e in events] == [TlsHandshake, Opaque]
     assert parser.feed(C, b"\x17\x03\x03\x00\x01x", TS) == []  # afterwards: only counted
 
 
@@ -336,7 +335,7 @@ def test_hello_retry_request(cert_files: tuple[Path, Path, bytes]) -> None:
     (first_type, first_payload), (ccs_type, _) = records_of(session.segments[1][1])[:2]
     assert (first_type, first_payload[6:38], ccs_type) == (22, hrr_random, 20)
     reference = assert_same_events(run, session.segments, seeds=range(5))
-    assert [type(e) for e in reference] == [TlsHandshake, TlsEncrypted]
+    assert [type(e) for e in reference] == [TlsHandshake, Opaque]
     hs = handshake(reference)
     assert (hs.version, hs.sni, hs.cipher_suite) == ("TLSv1.3", SNI, session.cipher[0])
     assert not kinds(reference)
@@ -623,7 +622,7 @@ def test_application_data_ends_the_handshake_one_sided(tls13: Session) -> None:
     """Only the client side captured: the first application_data record ends the handshake."""
     client_only = [(d, b) for d, b in tls13.segments if d is C]
     events = run(client_only, eof=False)
-    assert [type(e) for e in events] == [TlsHandshake, TlsEncrypted]
+    assert [type(e) for e in events] == [TlsHandshake, Opaque]
     assert handshake(events).version is None
 
 

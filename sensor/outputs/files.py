@@ -1,0 +1,73 @@
+"""The file log (the outputs stage): `file` records of finished objects, and the flat
+`files.jsonl` line of `sluice extract`.
+
+Every object the content stage finishes (a body, a multipart part, a MIME leaf, an FTP transfer)
+is one `file` record; the protocol that carried it adds its sub-object (the request, the
+envelope, the transfer: `ProtocolLog.file_context`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sensor.content.objects import FileInfo
+from sensor.flows.table import Flow
+from sensor.outputs.eve import Record, flow_header
+
+DIRECTION_NAMES = ("upload", "download")  # by Direction: TO_SERVER, TO_CLIENT
+
+
+def file_record(
+    flow: Flow[Any],
+    ts: float,
+    info: FileInfo,
+    direction: str,
+    proto: str,
+    tx_id: int | None,
+    context: Record | None,
+) -> Record:
+    record = flow_header(flow, "file", ts)
+    body: Record = {
+        "proto": proto,
+        "direction": direction,
+        "filename": info.filename,
+        "mime_type": info.mime_type,
+        "declared_type": info.declared_type,
+        "size": info.size,
+        "sha256": info.sha256,
+        "complete": info.complete,
+        "missing_bytes": info.missing_bytes,
+        "encodings": list(info.encodings),
+        "part_index": info.part_index,
+        "stored": info.stored_path is not None,
+        "tx_id": tx_id,
+    }
+    record["file"] = body
+    if context:
+        record[proto] = context
+    return record
+
+
+def extracted_record(event: Record) -> Record:
+    """The flat `files.jsonl` line of `sluice extract`, from a `file` event."""
+    f = event["file"]
+    return {
+        "timestamp": event["timestamp"],
+        "flow_id": event["flow_id"],
+        "community_id": event["community_id"],
+        "proto": f["proto"],
+        "direction": f["direction"],
+        "src_ip": event["src_ip"],
+        "src_port": event["src_port"],
+        "dest_ip": event["dest_ip"],
+        "dest_port": event["dest_port"],
+        "filename": f["filename"],
+        "mime_type": f["mime_type"],
+        "declared_type": f["declared_type"],
+        "size": f["size"],
+        "sha256": f["sha256"],
+        "complete": f["complete"],
+        "missing_bytes": f["missing_bytes"],
+        "encodings": f["encodings"],
+        "part_index": f["part_index"],
+    }
