@@ -17,6 +17,19 @@ from sensor.pipeline import Summary
 
 ROOT = Path(__file__).resolve().parent.parent
 PCAPS = ROOT / "pcaps"
+# Anomaly kinds that mean a bug was contained (a parser or the decoder raised): the sensor went
+# on, so only an assertion notices them.
+INTERNAL_ERRORS = frozenset({"parser_error", "decode_internal_error"})
+
+
+def internal_errors(events: list[dict[str, Any]]) -> dict[str, int]:
+    """Contained bugs in a run's events: internal-error anomalies counted in its last `stats`
+    event (also those not written because of the per-flow cap or the rate limit)."""
+    stats = [e["stats"] for e in events if e["event_type"] == "stats"]
+    found = {k: v for k, v in stats[-1]["anomalies"].items() if k in INTERNAL_ERRORS}
+    if stats[-1]["decoder"]["internal_error"]:
+        found["decoder.internal_error"] = stats[-1]["decoder"]["internal_error"]
+    return found
 
 
 def case_dirs() -> list[Path]:

@@ -14,7 +14,7 @@ import pytest
 
 from sensor.cli.main import METER_DB
 from sensor.metering.store import MeterStore
-from tests.replays import PCAPS, Replay, all_inputs, replay
+from tests.replays import PCAPS, Replay, all_inputs, internal_errors, replay
 
 HTTP_KEYS = {"method": "http_method", "host": "hostname", "uri": "url", "status": "status"}
 
@@ -156,3 +156,10 @@ def test_mail_objects_name_their_envelope() -> None:
         assert event["smtp"]["mail_from"] == tx["mail_from"]
         assert event["smtp"]["rcpt_to"] == tx["rcpt_to"]
         assert not set(event["smtp"]["rcpt_to"]) & set(tx["rcpt_rejected"])
+
+
+@pytest.mark.parametrize("capture", all_inputs(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_no_parser_or_decoder_bug_was_contained(capture: Path) -> None:
+    """A parser that raised is detached and counted as `parser_error`, the decoder's own bugs
+    as `decode_internal_error`: the outputs would still look plausible, so check for them."""
+    assert internal_errors(replay(capture).events) == {}

@@ -11,15 +11,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pcaps._lib.crafted import (
+    T0,
     TcpConversation,
     http_request,
     http_response,
+    play,
     write_conversations,
 )
 from probes.frame import LINKTYPE_ETHERNET, LINKTYPE_RAW, Frame
 from probes.pcap import PcapReader
 from sensor.config import Config, FlowConfig, OutputConfig
 from sensor.pipeline import Pipeline
+from sensor.protocols.ftp import DATA_CONNECTION_TIMEOUT
+from tests.replays import INTERNAL_ERRORS, internal_errors
 
 
 def _run(pcap: Path, config: Config | None = None) -> list[dict[str, Any]]:
@@ -29,6 +33,7 @@ def _run(pcap: Path, config: Config | None = None) -> list[dict[str, Any]]:
         for frame in reader:
             pipeline.process(frame)
     pipeline.finish()
+    assert internal_errors(events) == {}  # no parser or decoder bug was contained
     return events
 
 
@@ -158,6 +163,7 @@ def test_hostile_frames_never_stop_the_pipeline(frames: list[bytes], seed: int) 
         pipeline.process(Frame(1751364000.0 + i * 0.01, data, linktype))
     summary = pipeline.finish()
     assert summary.packets == len(frames)
+    assert not INTERNAL_ERRORS & set(summary.anomalies)  # hostile, but no parser bug
 
 
 def _raw_tcp(
@@ -217,6 +223,7 @@ def test_any_segmentation_and_order_gives_the_same_upload(
     for n, data in enumerate(frames):
         pipeline.process(Frame(1751364000.0 + n * 0.001, data, LINKTYPE_RAW))
     pipeline.finish()
+    assert internal_errors(events) == {}
     uploads = [
         e["file"]
         for e in events
@@ -287,3 +294,79 @@ def test_server_bytes_after_a_connect_200_in_the_same_segment_reach_the_tunnel(
     assert tls["sni"] == SNI and tls["version"] == "TLSv1.3"
     assert tls["ja3s_hash"] and tls["cipher_suite"]
     assert not [e for e in events if e["event_type"] == "anomaly"]
+
+
+# --- connections announced by another (FTP data) -------------------------------------------
+
+FTP_PORT = 50000  # 227 ... (h1,h2,h3,h4,195,80)
+
+
+def _ftp_control(t0: float, client_port: int = 40021, quit_after: bool = True) -> TcpConversation:
+    """A control connection that announces a passive STOR of a.csv to the server's FTP_PORT."""
+    conv = TcpConversation(server_port=21, client_port=client_port, t0=t0)
+    conv.handshake()
+    play(conv, [
+        ("server", b"220 FTP ready\r\n"),
+        ("client", b"USER lab\r\n"), ("server", b"331 password\r\n"),
+        ("client", b"PASS secret\r\n"), ("server", b"230 in\r\n"),
+        ("client", b"PASV\r\n"), ("server", b"227 Entering Passive Mode (198,51,100,20,195,80)\r\n"),
+        ("client", b"STOR a.csv\r\n"), ("server", b"150 go ahead\r\n"),
+    ])  # fmt: skip
+    if quit_after:
+        play(
+            conv, [("server", b"226 done\r\n"), ("client", b"QUIT\r\n"), ("server", b"221 bye\r\n")]
+        )
+        conv.close()
+    return conv
+
+
+def _to_ftp_port(t0: float, data: bytes, client_port: int = 40100) -> TcpConversation:
+    conv = TcpConversation(server_port=FTP_PORT, client_port=client_port, t0=t0)
+    conv.handshake()
+    conv.emit_all(conv.segments("client", data))
+    conv.close()
+    return conv
+
+
+def _files(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["event_type"] == "file"]
+
+
+def test_an_announced_data_connection_is_the_transfer_s_file(tmp_path: Path) -> None:
+    pcap = tmp_path / "ftp.pcap"
+    control = _ftp_control(T0, quit_after=False)
+    data = _to_ftp_port(T0 + 1, b"bsn;name\n" * 50)
+    play(control, [("server", b"226 done\r\n")])
+    control.close()
+    write_conversations(pcap, control, data)
+    (file,) = _files(_run(pcap))
+    assert (file["app_proto"], file["file"]["filename"], file["file"]["size"]) == (
+        "ftp-data",
+        "a.csv",
+        450,
+    )
+    assert file["ftp"]["command"] == "STOR" and file["ftp"]["type"] == "data"
+
+
+def test_an_announcement_dies_with_its_control_connection(tmp_path: Path) -> None:
+    # The transfer was announced but never made; the control connection ended. A minute later
+    # an unrelated connection to the same address and port is not that transfer's file.
+    pcap = tmp_path / "stale.pcap"
+    write_conversations(pcap, _ftp_control(T0), _to_ftp_port(T0 + 60, b"GET / HTTP/1.0\r\n\r\n"))
+    events = _run(pcap)
+    assert not _files(events)
+    later = [e for e in events if e["event_type"] == "flow" and e["dest_port"] == FTP_PORT]
+    assert [f["app_proto"] for f in later] == ["http"]  # detected by content, as any flow
+
+
+def test_an_announcement_expires_on_the_packet_clock(tmp_path: Path) -> None:
+    # The control connection stays open (idle); the announced port is only used after the
+    # data connection timeout.
+    pcap = tmp_path / "late.pcap"
+    control = _ftp_control(T0, quit_after=False)
+    late = _to_ftp_port(T0 + DATA_CONNECTION_TIMEOUT + 30, bytes(range(256)) * 4)
+    write_conversations(pcap, control, late)
+    events = _run(pcap)
+    assert not _files(events)
+    (flow,) = [e for e in events if e["event_type"] == "flow" and e["dest_port"] == FTP_PORT]
+    assert flow["app_proto"] == "unknown"

@@ -6,15 +6,18 @@ look like. The announcing parser emits an `Announcement` (base.py); the app laye
 announcing flow puts it here, keyed by the endpoint that accepts the connection (the address
 parsing is the announcing protocol's: `Announcement.endpoint`). A new flow's app layer claims it
 at its first bytes (`claim`), by its server address and port, and reads the flow with the
-parser the announcement names instead of detecting a protocol.
+parser the announcement names instead of detecting a protocol. The claim happens at the first
+bytes, not at the handshake, because the announcement may come after the connection opened
+(ftplib connects to a PASV port before it sends STOR).
 
-Bounds: an announcement is valid for its protocol's `timeout` of packet time (`expire` on the
-packet clock; `claim` checks it too), for at most `ANNOUNCER_GONE_GRACE` more seconds once the
-announcing flow has ended (`announcer_ended`: a data connection already under way may deliver
-its first bytes just after the control connection closed, or when the capture ends and every
-flow is flushed at once), and at most `MAX_EXPECTED` wait at once (the oldest goes first). So an
-ended or abandoned transfer never turns a later, unrelated connection to the same address and
-port into a file.
+Bounds: an announcement is valid for its protocol's `timeout` of packet time, and no longer
+than `ANNOUNCER_GONE_GRACE` seconds after the announcing flow's last packet once that flow has
+ended (`announcer_ended`). A flow claims it only if the flow *started* while it was valid, so a
+connection that began in time still gets its file when its first bytes reach the parser late
+(held by reassembly, or flushed when the capture ends). Expired announcements are dropped on
+the packet clock (`expire`), and at most `MAX_EXPECTED` wait at once (the oldest goes first).
+So an ended or abandoned transfer never turns a later, unrelated connection to the same
+address and port into a file.
 """
 
 from __future__ import annotations
@@ -68,13 +71,13 @@ class Expectations:
         waiting[endpoint] = _Expected(announcement, announcer, ts + announcement.timeout)
         self.stats.announced += 1
 
-    def claim(self, server: bytes, port: int, ts: float) -> tuple[str, Parser] | None:
-        """A new connection to (server, port) started carrying bytes: its app_proto and parser,
-        if it was announced and the announcement is still valid."""
+    def claim(self, server: bytes, port: int, started: float) -> tuple[str, Parser] | None:
+        """A new connection to (server, port), which started at `started`, carries its first
+        bytes: its app_proto and parser, if it was announced and began while that was valid."""
         expected = self._waiting.pop((server, port), None)
         if expected is None:
             return None
-        if ts > expected.deadline:
+        if started > expected.deadline:
             self.stats.expired += 1
             return None
         self._serial += 1
@@ -82,10 +85,10 @@ class Expectations:
         announcement = expected.announcement
         return announcement.app_proto, announcement.parser(self._serial, expected.announcer)
 
-    def announcer_ended(self, announcer: int, ts: float) -> None:
-        """The announcing flow ended at `ts`: what it announced and nobody claimed is void
-        `ANNOUNCER_GONE_GRACE` seconds later."""
-        until = ts + ANNOUNCER_GONE_GRACE
+    def announcer_ended(self, announcer: int, last: float) -> None:
+        """The announcing flow ended; `last` is the time of its last packet. What it announced
+        and nobody claimed is void `ANNOUNCER_GONE_GRACE` seconds after that."""
+        until = last + ANNOUNCER_GONE_GRACE
         for expected in self._waiting.values():
             if expected.announcer == announcer and expected.deadline > until:
                 expected.deadline = until

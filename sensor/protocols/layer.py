@@ -383,7 +383,7 @@ class TcpApp:
                 self._take(flow, self.layer.eof(Direction(direction), ts), out, ts)
         self._stop(ts, out)
         if self._announced:
-            self._expectations.announcer_ended(flow.flow_id, ts)
+            self._expectations.announcer_ended(flow.flow_id, flow.last)
         return out
 
     def _deliver(
@@ -394,7 +394,7 @@ class TcpApp:
             # An announced connection is claimed at its first bytes: the announcement may come
             # after the connection opened (ftplib connects before it sends STOR).
             self._linked = True
-            claimed = self._expectations.claim(flow.server, flow.server_port, ts)
+            claimed = self._expectations.claim(flow.server, flow.server_port, flow.start)
             if claimed is not None:
                 layer.attach(*claimed)
         for item in items:
