@@ -583,6 +583,20 @@ def test_any_fragmentation_and_order_reassembles(
 LINKTYPES = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147]
 
 
+def test_finish_expires_every_held_datagram_at_the_end_of_input() -> None:
+    d = Decoder(DecodeCaps(frag_timeout=30.0))
+    for ident in range(12):  # more than one rate-limit burst, held a moment ago
+        d.decode(_frag(0, True, b"A" * 8, ident=ident, ts=100.0 + ident * 0.01))
+    d.tick(100.5)  # nothing is due yet
+    assert d.take_anomalies() == [] and d.held_datagrams == 12
+    d.finish(101.0)
+    expired = d.take_anomalies()  # the one way anomalies leave the decoder
+    assert d.held_datagrams == 0 and d.stats.frag_timeout == 12
+    # Stamped with the end's time; rate-limited like any burst, the counter stays exact.
+    assert {a.kind for a in expired} == {"frag_timeout"} and {a.ts for a in expired} == {101.0}
+    assert len(expired) == ANOMALY_BURST and d.stats.anomalies_suppressed == 2
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     linktype=st.sampled_from(LINKTYPES),

@@ -9,8 +9,9 @@ from typing import Any
 
 from sensor.config import MeteringConfig, VolumeThreshold
 from sensor.metering.categories import CategoryDb, load_categories
+from sensor.flows.table import Flow
 from sensor.metering.meter import Meter
-from sensor.metering.values import KINDS, OTHER, Volume
+from sensor.metering.values import KINDS, OTHER, KernelTotals, Volume
 from tests.metering.conftest import (
     DAY,
     HOME_NET,
@@ -363,3 +364,64 @@ def test_a_destination_known_by_its_network_is_not_novel_by_address(
     meter.observe(T0, HOST, ip("203.0.113.7"), 3000, 2900, 443)  # never seen: novel
     novel = [f for f in findings(meter.finish()) if f.kind == "novel_destination"]
     assert [f.destinations for f in novel] == [("203.0.113.7",)]
+
+
+# --- flows and buckets: the meter's own clock ------------------------------------------------
+
+
+def _flow(client: bytes, server: bytes, ts: float) -> Flow[None]:
+    return Flow(
+        key=(6, client, 50000, server, 443), flow_id=1, proto=6, ip_version=4 if len(client) == 4 else 6,
+        client=client, client_port=50000, server=server, server_port=443, start=ts, last=ts,
+    )  # fmt: skip
+
+
+class RecordingFeed:
+    """A bucket feed: adds kernel counts right before each close and says what to save."""
+
+    def __init__(self) -> None:
+        self.closes: list[float] = []
+
+    def before_close(self, meter: Meter, now: float) -> KernelTotals | None:
+        self.closes.append(now)
+        meter.add_kernel(meter.bucket_time(now), HOST, SERVER, 500, 1)
+        return ("probe", [(("h", "00"), (len(self.closes), 0))])
+
+
+def test_flows_are_metered_per_bucket_and_a_flip_keeps_the_counts(make_meter: MakeMeter) -> None:
+    meter = make_meter()
+    assert meter.next_close == float("-inf")  # the first packet opens the first bucket
+    flow = _flow(SERVER, HOST, T0 + 1)  # seen the wrong way round at first
+    assert meter.close_bucket(T0 + 1, [flow]).results == []  # opens the bucket, closes nothing
+    assert meter.next_close == T0 + 10
+    flow.toclient.pkts, flow.toclient.bytes, flow.toclient.payload = 3, 3000, 2880  # host sent
+    flow.flip()  # detection: the host is the client after all
+    flow.toserver.pkts += 1  # one more segment from the host
+    flow.toserver.bytes += 1000
+    flow.toserver.payload += 960
+    out = meter.close_bucket(T0 + 10, [flow])
+    (summary,) = summaries(out.results)
+    assert (summary.volume.out_packets, summary.volume.out_bytes) == (4, 4000)
+    assert summary.volume.out_payload == 3840 and out.kernel_totals is None
+    flow.toserver.pkts += 1
+    flow.toserver.bytes += 40
+    meter.flow_ended(flow, T0 + 12)  # the rest goes to the open bucket
+    (last,) = summaries(meter.close_bucket(T0 + 20, []).results)
+    assert last.ts == T0 + 10 and (last.volume.out_packets, last.volume.out_bytes) == (1, 40)
+    assert meter.end(T0 + 25, []).results == []  # nothing after the flow's end
+
+
+def test_the_bucket_feed_is_asked_right_before_each_close(make_meter: MakeMeter) -> None:
+    feed = RecordingFeed()
+    meter = Meter(MeteringConfig(), HOME_NET, CategoryDb.empty(), None, kernel_out=True, feed=feed)
+    meter.close_bucket(T0 + 1, [])  # opens the first bucket: nothing to close, no feed
+    assert feed.closes == []
+    out = meter.close_bucket(T0 + 10, [])
+    assert feed.closes == [T0 + 10]
+    (summary,) = summaries(out.results)
+    assert summary.ts == T0 and summary.volume.out_bytes == 500  # in the bucket that closed
+    assert out.kernel_totals == ("probe", [(("h", "00"), (1, 0))])  # saved with that bucket
+    end = meter.end(T0 + 12, [])
+    assert feed.closes == [T0 + 10, T0 + 12] and end.kernel_totals is not None
+    (last,) = summaries(end.results)
+    assert last.ts == T0 + 10 and last.volume.out_bytes == 500
