@@ -1,15 +1,21 @@
-"""Metering stage: per-packet sizes in, volume summaries and findings out.
+"""Metering stage: flows' counts in, volume summaries and findings out.
 
 Theory of operation
 -------------------
-* `observe(ts, src, dst, ip_len, payload_new, dst_port)` is the per-packet path and only adds to
-  the current bucket: one dict entry per (internal host, external address), a list of counters
-  in the `values.py` layout. Which side is internal comes from `home_net`, cached per address.
-  Packets between two internal hosts (east-west) and between two external ones (transit) are
-  only counted: this is an egress meter. The caller computes `payload_new` (unique payload,
-  retransmissions excluded) because only the reassembly stage knows what is new.
+* `add(ts, src, dst, ip_bytes, packets, payload_new, dst_port)` adds to the open bucket: one
+  dict entry per (internal host, external address), a list of counters in the `values.py`
+  layout. Which side is internal comes from `home_net`, cached per address. Packets between two
+  internal hosts (east-west) and between two external ones (transit) are only counted: this is
+  an egress meter. Unique payload (retransmissions excluded) comes from the flows stage, which
+  knows what is new. `observe` is the same for one packet.
+* The pipeline does not meter packet by packet: when its packet clock reaches `next_close` it
+  calls `close_bucket(now, flows)`, and the meter takes from every flow what each `Side`
+  carried since the last close (`meter_flow`, remembered per side, so a flip changes nothing);
+  a flow's last counts come with `flow_ended`. Right before the bucket closes the meter asks its
+  `BucketFeed`, if it has one (the live runtime's eBPF probe: `add_kernel`), and hands back what
+  the feed says must be saved with the bucket (`MeterOutput.kernel_totals`).
 * Time is the packet clock. Buckets are fixed (`bucket_seconds`, aligned to the epoch); when a
-  packet or `tick(ts)` passes the end of the open bucket, the bucket is closed: its entries go
+  count or `tick(ts)` passes the end of the open bucket, the bucket is closed: its entries go
   into per-host and per-pair sliding windows (`windows.py`), the detectors run, and one
   `VolumeSummary` per active host is queued. `tick()` hands out what was queued; `finish()`
   closes the open bucket at the end of input. A replay therefore gives the same output as the
