@@ -309,7 +309,8 @@ def _ftp_control(t0: float, client_port: int = 40021, quit_after: bool = True) -
         ("server", b"220 FTP ready\r\n"),
         ("client", b"USER lab\r\n"), ("server", b"331 password\r\n"),
         ("client", b"PASS secret\r\n"), ("server", b"230 in\r\n"),
-        ("client", b"PASV\r\n"), ("server", b"227 Entering Passive Mode (198,51,100,20,195,80)\r\n"),
+        ("client", b"PASV\r\n"),
+        ("server", b"227 Entering Passive Mode (198,51,100,20,195,80)\r\n"),
         ("client", b"STOR a.csv\r\n"), ("server", b"150 go ahead\r\n"),
     ])  # fmt: skip
     if quit_after:

@@ -73,6 +73,7 @@ COUNTING = 2
 UNKNOWN = "unknown"
 
 Event = ProtocolEvent | Anomaly
+_STEERING = frozenset({Tunnel, TunnelData, Opaque})  # events the layer acts on, not passes on
 
 
 class Delivered(NamedTuple):
@@ -281,20 +282,22 @@ class AppLayer:
     ) -> None:
         """A session's events into `out` under its AppProto marker, acting on those that
         steer the layer; a tunnel's events are spliced in where they happen."""
-        self._mark(session.app_proto, out)
+        label = session.app_proto
+        self._mark(label, out)
         for event in events:
-            if isinstance(event, Tunnel):
+            if type(event) not in _STEERING:
+                if self._label != label:  # after a tunnel's run: the outer layer's again
+                    self._mark(label, out)
+                out.append(event)
+            elif isinstance(event, Tunnel):
                 self._session = _Session(self._tunnel_specs, self._detect_bytes)
                 if event.held:
                     self._child(Direction.TO_SERVER, event.held, out, ts)
             elif isinstance(event, TunnelData):
                 if not self.opaque and self._session is not session:
                     self._child(event.direction, event.data, out, ts)
-            elif isinstance(event, Opaque):
-                self.opaque = True
             else:
-                self._mark(session.app_proto, out)  # again after a tunnel's run
-                out.append(event)
+                self.opaque = True
 
     def _child(self, direction: Direction, data: bytes, out: list[Event], ts: float) -> None:
         child = self._session

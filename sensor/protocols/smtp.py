@@ -9,25 +9,37 @@ Theory of operation
 -------------------
 Each direction has a `_Reader` (a byte buffer plus a state). The server side is always read as
 reply lines (RFC 5321 section 4.2: "NNN-text" continues a reply, "NNN text" ends it); only the
-first line of a reply is kept. The client side walks:
+first line of a reply is kept. Its state is kept simple, outside the table: COMMAND until
+STARTTLS is accepted (TLS) or it ends (CLOSED; an eof after TLS leaves it TLS), set directly in
+`_start_tls` and `_eof_server`.
 
-    COMMAND --MAIL/RCPT/RSET/EHLO/...-------------------------------------------> COMMAND
-    COMMAND --DATA------ server seen --> AWAIT --354--> DATA --CRLF.CRLF--------> COMMAND
-                                               \\--4xx/5xx---------------------> COMMAND
-            \\---------- no server yet (half-duplex) ----> DATA   (assumed accepted)
-    COMMAND --BDAT n [LAST]--> BDAT (n bytes counted, whatever they hold) ------> COMMAND
-    COMMAND --AUTH mech-- server seen --> AWAIT --334--> AUTH (one line) --> AWAIT
-                                               \\--235/4xx/5xx--> COMMAND
-            \\---------- no server yet --> AUTH (lines expected by the mechanism) -> COMMAND
-    COMMAND --STARTTLS-- server seen --> AWAIT --220--> TLS  (both sides: only counted)
-                                               \\--other--> COMMAND
-            \\---------- no server yet --> TLS (assumed accepted)
-    any state --eof--> CLOSED;  a violation stops the parser for good.
+The client side is a state machine, and the table `_TRANSITIONS` at the top of the code is all
+of it: (state, input) -> next state. The states (`_State`) say how the client's bytes are read:
+command lines, held (AWAIT_*: the reply to DATA, AUTH or STARTTLS decides what they are),
+message content, counted BDAT chunk bytes, AUTH lines dropped unread, nothing (TLS, CLOSED).
+The inputs (`_Input`) are what happens to the client side: a command line (DATA, AUTH and
+STARTTLS come in two kinds: a server is seen and will answer, or half-duplex: none is seen, or it
+is gone, so the command is assumed accepted), the end of what a state reads (CRLF.CRLF, a BDAT
+chunk counted out, the lines of an AUTH exchange), the awaited reply (354, 334, 220, anything
+else), no reply coming after all (assumed accepted), a reply that settles message data whose end
+was lost, a gap, the eof. `_move` is the only place the client's state changes; a pair missing
+from the table is a bug in this parser, not in the traffic: `_move` raises `_NoTransition`,
+which is not a ProtocolViolation, so the app layer contains it as a `parser_error` anomaly.
+Where an input deliberately leaves the state as it is (a gap in message data, an eof after
+STARTTLS), the table says so.
 
-AWAIT holds the client's bytes until the reply that decides what they are arrives: a client
-never sends message content before 354, TLS before 220, or an AUTH response before 334
-(RFC 5321 3.3, RFC 3207 4, RFC 4954 4), so the held bytes are normally empty. Data held over
-`_MAX_HOLD` bytes is assumed accepted (`smtp_unanswered_command`).
+`_pump_client` hands the buffered client bytes to the step of the current state
+(`_step_command`, `_step_data`, ...) until no step makes progress. AWAIT_* hold the client's
+bytes until the reply that decides what they are: a client never sends message content before
+354, TLS before 220, or an AUTH response before 334 (RFC 5321 3.3, RFC 3207 4, RFC 4954 4), so
+the held bytes are normally empty. Data held over `_MAX_HOLD` bytes is assumed accepted
+(`smtp_unanswered_command`), and so is what is held when either side ends.
+
+A reply never reads client bytes itself: `_on_reply` pairs it with its command, feeds the client
+machine the input it means and returns a `_Release` when held client bytes may now be read.
+`_pump_server` then reads them (`_pump_client`) before it takes the next reply line, and only
+after that retires the released command. So "354 go\r\n250 ok\r\n" in one segment still
+pairs the 250 with the end of data found in the released bytes.
 
 Pairing (RFC 2920, PIPELINING): every command line expects exactly one reply, so commands are
 queued in `_pending` in order and each final reply takes the oldest; the end of message data
@@ -110,6 +122,120 @@ __all__ = [
     "SmtpViolation",
     "detect",
 ]
+
+# --- the client's state machine -----------------------------------------------------------------
+#
+# The whole of it is `_TRANSITIONS`: (state, input) -> next state; `SmtpParser._move` is the only
+# code that changes the client reader's state, and it consults nothing else. A pair missing here
+# is a parser bug (`_NoTransition`). Inputs that leave the state as it is are listed too, so that
+# every input the parser feeds is a row here. Client bytes and gaps after TLS or CLOSED never
+# reach the machine (`feed` and `gap` drop them), nor does an eof after CLOSED. The server reader
+# is not driven by this table (see the module docstring).
+
+
+class _State(enum.Enum):
+    """How a reader takes its bytes. The server reader only uses COMMAND (reply lines), TLS and
+    CLOSED."""
+
+    COMMAND = "command"  # command lines
+    AWAIT_DATA = "await_data"  # DATA sent: bytes held until the 354 (RFC 5321 3.3)
+    AWAIT_AUTH = "await_auth"  # AUTH or a response sent: held until a 334 or the final reply
+    AWAIT_TLS = "await_tls"  # STARTTLS sent: held until the 220 (RFC 3207 section 4)
+    DATA = "data"  # message content until CRLF.CRLF (RFC 5321 4.5.2)
+    BDAT = "bdat"  # counted chunk bytes, whatever they hold (RFC 3030 section 2)
+    AUTH = "auth"  # the one line answering a 334 challenge (dropped unread)
+    AUTH_HALF_DUPLEX = "auth_half_duplex"  # the lines the mechanism needs (dropped unread)
+    TLS = "tls"  # after STARTTLS: nothing is read any more
+    CLOSED = "closed"
+
+
+class _Input(enum.Enum):
+    """What happens to the client side. "Half-duplex": no server is seen (or it has closed), so
+    nothing will answer and the command is taken as accepted."""
+
+    COMMAND = "command"  # any other command line (MAIL, RCPT, EHLO, unknown, a one-line AUTH)
+    DATA = "data"  # DATA, a server will answer
+    DATA_HALF_DUPLEX = "data_half_duplex"
+    BDAT = "bdat"  # BDAT n [LAST]: its chunk follows at once, no reply awaited (RFC 3030 2)
+    AUTH = "auth"  # AUTH mechanism [initial-response], a server will answer (RFC 4954 4)
+    AUTH_HALF_DUPLEX = "auth_half_duplex"  # AUTH whose mechanism still needs client lines
+    STARTTLS = "starttls"  # STARTTLS, a server will answer
+    STARTTLS_HALF_DUPLEX = "starttls_half_duplex"
+    END_OF_DATA = "end_of_data"  # CRLF "." CRLF (RFC 5321 4.1.1.4)
+    CHUNK_DONE = "chunk_done"  # the last byte of a BDAT chunk counted
+    AUTH_LINES_DONE = "auth_lines_done"  # the client's line(s) of an AUTH exchange read, or
+    # (half-duplex) a line that cannot be base64 shows the exchange is over
+    REPLY_354 = "reply_354"  # the awaited reply: 354 to DATA
+    REPLY_334 = "reply_334"  # the awaited reply: a 334 challenge to AUTH or a response
+    REPLY_220 = "reply_220"  # the reply to STARTTLS: 220, TLS starts (RFC 3207 section 4)
+    REPLY_OTHER = "reply_other"  # the awaited reply: anything else (refused, AUTH's final)
+    ASSUMED_ACCEPTED = "assumed_accepted"  # no reply will decide: hold overflow, a side ended
+    DATA_SETTLED = "data_settled"  # a reply nothing waits for while message data is read
+    GAP = "gap"  # client bytes lost to a capture gap
+    EOF = "eof"  # the client side ended
+
+
+_TRANSITIONS: dict[tuple[_State, _Input], _State] = {
+    # Command lines (RFC 5321 4.1.1). DATA, AUTH and STARTTLS wait for their reply when one can
+    # come; half-duplex they are taken as accepted (a capture of one direction still shows the
+    # message; AUTH lines are still dropped unread).
+    (_State.COMMAND, _Input.COMMAND): _State.COMMAND,
+    (_State.COMMAND, _Input.DATA): _State.AWAIT_DATA,
+    (_State.COMMAND, _Input.DATA_HALF_DUPLEX): _State.DATA,
+    (_State.COMMAND, _Input.BDAT): _State.BDAT,
+    (_State.COMMAND, _Input.AUTH): _State.AWAIT_AUTH,
+    (_State.COMMAND, _Input.AUTH_HALF_DUPLEX): _State.AUTH_HALF_DUPLEX,
+    (_State.COMMAND, _Input.STARTTLS): _State.AWAIT_TLS,
+    (_State.COMMAND, _Input.STARTTLS_HALF_DUPLEX): _State.TLS,
+    (_State.COMMAND, _Input.GAP): _State.COMMAND,  # resynchronise at the next line
+    (_State.COMMAND, _Input.EOF): _State.CLOSED,
+    # Held until the reply that decides (RFC 5321 3.3, RFC 4954 4, RFC 3207 4). A gap while
+    # holding is counted and reported once the reply says what the lost bytes were.
+    (_State.AWAIT_DATA, _Input.REPLY_354): _State.DATA,
+    (_State.AWAIT_DATA, _Input.REPLY_OTHER): _State.COMMAND,
+    (_State.AWAIT_DATA, _Input.ASSUMED_ACCEPTED): _State.DATA,
+    (_State.AWAIT_DATA, _Input.GAP): _State.AWAIT_DATA,
+    (_State.AWAIT_DATA, _Input.EOF): _State.CLOSED,
+    (_State.AWAIT_AUTH, _Input.REPLY_334): _State.AUTH,
+    (_State.AWAIT_AUTH, _Input.REPLY_OTHER): _State.COMMAND,  # 235, or 4xx/5xx
+    (_State.AWAIT_AUTH, _Input.ASSUMED_ACCEPTED): _State.COMMAND,
+    (_State.AWAIT_AUTH, _Input.GAP): _State.AWAIT_AUTH,
+    (_State.AWAIT_AUTH, _Input.EOF): _State.CLOSED,
+    (_State.AWAIT_TLS, _Input.REPLY_220): _State.TLS,
+    (_State.AWAIT_TLS, _Input.REPLY_OTHER): _State.COMMAND,  # refused: goes on in clear
+    (_State.AWAIT_TLS, _Input.ASSUMED_ACCEPTED): _State.TLS,
+    (_State.AWAIT_TLS, _Input.GAP): _State.AWAIT_TLS,
+    (_State.AWAIT_TLS, _Input.EOF): _State.CLOSED,
+    # Message data. A gap does not end it: the next CRLF "." CRLF still does.
+    (_State.DATA, _Input.END_OF_DATA): _State.COMMAND,
+    (_State.DATA, _Input.DATA_SETTLED): _State.COMMAND,
+    (_State.DATA, _Input.GAP): _State.DATA,
+    (_State.DATA, _Input.EOF): _State.CLOSED,
+    (_State.BDAT, _Input.CHUNK_DONE): _State.COMMAND,
+    (_State.BDAT, _Input.DATA_SETTLED): _State.COMMAND,
+    (_State.BDAT, _Input.GAP): _State.BDAT,  # the lost bytes count as chunk bytes
+    (_State.BDAT, _Input.EOF): _State.CLOSED,
+    # AUTH exchanges (RFC 4954 4): a gap is taken as the line(s) lost.
+    (_State.AUTH, _Input.AUTH_LINES_DONE): _State.AWAIT_AUTH,
+    (_State.AUTH, _Input.GAP): _State.AWAIT_AUTH,
+    (_State.AUTH, _Input.EOF): _State.CLOSED,
+    (_State.AUTH_HALF_DUPLEX, _Input.AUTH_LINES_DONE): _State.COMMAND,
+    (_State.AUTH_HALF_DUPLEX, _Input.GAP): _State.COMMAND,
+    (_State.AUTH_HALF_DUPLEX, _Input.EOF): _State.CLOSED,
+    # After STARTTLS only the byte counts matter; the client's eof does not undo it.
+    (_State.TLS, _Input.EOF): _State.TLS,
+    # A 220 to STARTTLS after the client's eof: the server side starts TLS, the client stays.
+    (_State.CLOSED, _Input.REPLY_220): _State.CLOSED,
+}
+
+_AWAITING = frozenset({_State.AWAIT_DATA, _State.AWAIT_AUTH, _State.AWAIT_TLS})
+
+
+class _NoTransition(RuntimeError):
+    """The client machine was fed an input its state has no row for: a bug in this parser, not
+    in the traffic (deliberately not a ProtocolViolation: the app layer contains it as
+    `parser_error`)."""
+
 
 # --- events -------------------------------------------------------------------------------------
 
@@ -194,16 +320,6 @@ _AUTH_LINES: dict[str, tuple[int, int]] = {
 # --- state --------------------------------------------------------------------------------------
 
 
-class _State(enum.Enum):
-    COMMAND = "command"  # client: command lines / server: reply lines
-    AWAIT = "await"  # client: bytes held until the reply to DATA/AUTH/STARTTLS
-    AUTH = "auth"  # client: lines of an AUTH exchange (dropped unread)
-    DATA = "data"  # client: message content until CRLF.CRLF
-    BDAT = "bdat"  # client: counted chunk bytes
-    TLS = "tls"  # after STARTTLS: everything ignored
-    CLOSED = "closed"
-
-
 @dataclass(slots=True)
 class _Rcpt:
     address: str
@@ -255,10 +371,9 @@ class _Reader:
     seen: bool = False  # any byte (or gap) arrived in this direction
     # client only
     tx: _Tx | None = None  # the transaction whose message is being read
-    awaiting: _Pending | None = None  # AWAIT: the command whose reply decides
-    await_lost: int = 0  # AWAIT: bytes lost to a gap while holding
-    auth_left: int | None = 0  # AUTH: lines still expected (None: unknown mechanism)
-    auth_by_reply: bool = False  # AUTH: replies are seen, go back to AWAIT after the line
+    awaiting: _Pending | None = None  # AWAIT_*: the command whose reply decides
+    await_lost: int = 0  # AWAIT_*: bytes lost to a gap while holding
+    auth_left: int | None = 0  # AUTH_HALF_DUPLEX: lines still expected (None: unknown mechanism)
     bol: bool = True  # DATA: at the beginning of a line
     owed_crlf: bool = False  # DATA: a line's CRLF not yet handed out (may be the terminator)
     tail: bytes = b"\r\n"  # DATA: last raw bytes, for smuggling sequences across feeds
@@ -267,6 +382,15 @@ class _Reader:
     bdat_last: bool = False
     # server only
     reply_first: bytes | None = None  # first line of a multi-line reply in progress
+
+
+@dataclass(frozen=True, slots=True)
+class _Release:
+    """A reply let the client's held bytes be read (`_on_reply` -> `_pump_server`). The command
+    it `answered` is retired only once they are read: it still counts as outstanding while they
+    are, so a transaction that one of them closes is reported after all of them."""
+
+    answered: _Pending | None  # None: the command waits for more replies (AUTH after 334)
 
 
 # --- the parser ---------------------------------------------------------------------------------
@@ -401,9 +525,9 @@ class SmtpParser:
                     new = self._step_data(pos, ts, out)
                 elif state is _State.BDAT:
                     new = self._step_bdat(pos, ts, out)
-                elif state is _State.AUTH:
+                elif state is _State.AUTH or state is _State.AUTH_HALF_DUPLEX:
                     new = self._step_auth(pos, ts, out)
-                elif state is _State.AWAIT:
+                elif state in _AWAITING:
                     new = self._step_await(pos, ts, out)
                 else:  # TLS / CLOSED
                     new = len(r.buf)
@@ -435,22 +559,24 @@ class SmtpParser:
         return pos
 
     def _assume_accepted(self, ts: float, out: list[SmtpEvent]) -> None:
-        """Resolve AWAIT without the reply (hold overflow, server gone)."""
+        """Resolve AWAIT_* without the reply (hold overflow, a side gone)."""
         r = self._client
         entry = r.awaiting
         if entry is None:
             return
         entry.resolved = True
-        if entry.verb == b"DATA" and entry.tx is not None:
+        if r.state is _State.AWAIT_TLS:
+            self._start_tls(_Input.ASSUMED_ACCEPTED, ts, out)
+            return
+        self._move(_Input.ASSUMED_ACCEPTED)
+        if r.state is _State.DATA and entry.tx is not None:
             self._start_message(entry.tx, ts, out)
-        elif entry.verb == b"STARTTLS":
-            self._start_tls(ts, out)
         else:
             self._resume_commands(ts, out)
 
     def _resume_commands(self, ts: float, out: list[SmtpEvent]) -> None:
+        """Back to command lines after AWAIT_* (the state has moved already)."""
         r = self._client
-        r.state = _State.COMMAND
         r.awaiting = None
         r.scan = 0
         if r.await_lost:
@@ -474,14 +600,17 @@ class SmtpParser:
             self._on_rcpt(arg, ts, out)
         elif verb == b"DATA":
             tx = self._tx_for_data(ts, out, bdat=False)
-            if self._server.seen and self._server.state is not _State.CLOSED:
+            if self._server_answers():
                 entry = _Pending(verb, tx)
                 self._queue(entry, ts, out)
-                self._await(entry)
+                self._await(entry, _Input.DATA)
             else:
                 self._start_message(tx, ts, out)  # half-duplex: assumed accepted
+                self._move(_Input.DATA_HALF_DUPLEX)
+            return
         elif verb == b"BDAT":
             self._on_bdat(arg, ts, out)
+            return
         elif verb == b"RSET":
             self._close_current("rset", ts, out)
             self._queue(_Pending(verb), ts, out)
@@ -489,20 +618,27 @@ class SmtpParser:
             self._close_current("quit", ts, out)
             self._queue(_Pending(verb), ts, out)
         elif verb == b"STARTTLS":
-            if self._server.seen and self._server.state is not _State.CLOSED:
+            if self._server_answers():
                 entry = _Pending(verb)
                 self._queue(entry, ts, out)
-                self._await(entry)
+                self._await(entry, _Input.STARTTLS)
             else:
-                self._start_tls(ts, out)
+                self._start_tls(_Input.STARTTLS_HALF_DUPLEX, ts, out)
+            return
         elif verb == b"AUTH":
             self._on_auth(arg, ts, out)
+            return
         elif verb in _KNOWN_VERBS:
             self._queue(_Pending(verb), ts, out)
         else:
             # Never quote the line: it may be a credential the AUTH tracking missed.
             self._bad_line("smtp_unknown_command", f"{len(line)} bytes", ts, out)
             self._queue(_Pending(b"?"), ts, out)
+        self._move(_Input.COMMAND)
+
+    def _server_answers(self) -> bool:
+        """Will a reply come? Not in a client-only capture, nor once the server side ended."""
+        return self._server.seen and self._server.state is not _State.CLOSED
 
     def _on_mail(self, arg: bytes, ts: float, out: list[SmtpEvent]) -> None:
         # RFC 5321 4.1.1.2: MAIL FROM:<reverse-path> [SP mail-parameters]
@@ -552,7 +688,7 @@ class SmtpParser:
         tx.bdat = True
         if not tx.message_started:
             self._start_message(tx, ts, out)
-        r.state = _State.BDAT
+        self._move(_Input.BDAT)
         r.tx = tx
         r.remaining = size
         r.bdat_last = last
@@ -567,42 +703,44 @@ class SmtpParser:
         if self._current is not None:
             self._current.auth = self._auth
         entry = _Pending(b"AUTH")
-        if self._server.seen and self._server.state is not _State.CLOSED:
+        if self._server_answers():
             self._queue(entry, ts, out)
-            self._await(entry)
+            self._await(entry, _Input.AUTH)
             return
         # Half-duplex: expect the number of client lines the mechanism needs.
         known = _AUTH_LINES.get(mechanism)
         left = None if known is None else known[1 if len(parts) > 1 else 0]
-        if left != 0:
-            r.state = _State.AUTH
-            r.auth_left = left
-            r.auth_by_reply = False
+        if left == 0:
+            self._move(_Input.COMMAND)  # the initial response was the whole exchange
+            return
+        self._move(_Input.AUTH_HALF_DUPLEX)
+        r.auth_left = left
 
     def _step_auth(self, pos: int, ts: float, out: list[SmtpEvent]) -> int:
         r = self._client
         line, new = self._take_line(r, pos, ts, out)
         if line is None:
             return new
-        if not r.auth_by_reply:
-            # No replies to follow: a line that cannot be base64 (or a bare known verb, for
-            # unknown mechanisms) is the next command, not a secret.
-            word = line.strip().upper()
-            if not _BASE64_LINE.fullmatch(line.strip()) and line.strip() != b"*":
-                r.state = _State.COMMAND
-                return pos
-            if r.auth_left is None and word in _KNOWN_VERBS:
-                r.state = _State.COMMAND
-                return pos
         # The line itself is dropped unread (credentials never leave this method).
+        if r.state is _State.AUTH:
+            # The one response to a 334 challenge; the next reply says what comes next.
+            self._move(_Input.AUTH_LINES_DONE)
+            return new
+        # No replies to follow: a line that cannot be base64 (or a bare known verb, for unknown
+        # mechanisms) is the next command, not a secret.
+        word = line.strip().upper()
+        if not _BASE64_LINE.fullmatch(line.strip()) and line.strip() != b"*":
+            self._move(_Input.AUTH_LINES_DONE)
+            return pos
+        if r.auth_left is None and word in _KNOWN_VERBS:
+            self._move(_Input.AUTH_LINES_DONE)
+            return pos
         if line.strip() == b"*":  # RFC 4954: the client cancels the exchange
             r.auth_left = 0
         elif r.auth_left is not None:
             r.auth_left -= 1
-        if r.auth_by_reply:
-            r.state = _State.AWAIT
-        elif r.auth_left == 0:
-            r.state = _State.COMMAND
+        if r.auth_left == 0:
+            self._move(_Input.AUTH_LINES_DONE)
         return new
 
     def _step_data(self, pos: int, ts: float, out: list[SmtpEvent]) -> int:
@@ -662,6 +800,7 @@ class SmtpParser:
         self._emit_data(chunks, out)
         if ended:
             self._end_message(True, ts, out)
+            self._move(_Input.END_OF_DATA)
         return i
 
     def _scan_smuggling(self, raw: bytes) -> None:
@@ -692,15 +831,24 @@ class SmtpParser:
 
     def _chunk_done(self, ts: float, out: list[SmtpEvent]) -> None:
         r = self._client
-        r.state = _State.COMMAND
+        self._move(_Input.CHUNK_DONE)
         if r.bdat_last:
             self._end_message(True, ts, out)
 
-    def _await(self, entry: _Pending) -> None:
+    def _await(self, entry: _Pending, command: _Input) -> None:
+        """Hold the client's bytes until the reply to `entry` (DATA, AUTH or STARTTLS)."""
         r = self._client
-        r.state = _State.AWAIT
+        self._move(command)
         r.awaiting = entry
         r.await_lost = 0
+
+    def _move(self, what: _Input) -> None:
+        """The only change of the client reader's state: the row (state, what) of the table."""
+        r = self._client
+        target = _TRANSITIONS.get((r.state, what))
+        if target is None:
+            raise _NoTransition(f"client state {r.state.name} has no move on {what.name}")
+        r.state = target
 
     # --- messages and transactions -------------------------------------------------------------
 
@@ -737,7 +885,6 @@ class SmtpParser:
         tx.message_started = True
         r.tx = tx
         r.awaiting = None
-        r.state = _State.DATA
         r.bol = True
         r.owed_crlf = False
         r.tail = b"\r\n"  # the DATA line's CRLF precedes the content
@@ -752,7 +899,6 @@ class SmtpParser:
         r = self._client
         tx = r.tx
         if tx is None:
-            r.state = _State.COMMAND
             return
         if r.owed_crlf:
             # The data ended without its terminator (eof, a reply, a violation): the held
@@ -768,7 +914,6 @@ class SmtpParser:
         tx.message_ended = True
         tx.data_done = tx.data_done or complete
         r.tx = None
-        r.state = _State.COMMAND
         if complete and not tx.bdat:
             # The reply to CRLF.CRLF settles the message (RFC 5321 4.1.1.4).
             self._queue(_Pending(b".", tx), ts, out)
@@ -837,8 +982,9 @@ class SmtpParser:
             self._report(tx, ts, out)
         self._current = None
 
-    def _start_tls(self, ts: float, out: list[SmtpEvent]) -> None:
-        """RFC 3207 section 4: after 220 both sides start the TLS handshake."""
+    def _start_tls(self, why: _Input, ts: float, out: list[SmtpEvent]) -> None:
+        """RFC 3207 section 4: after 220 both sides start the TLS handshake. `why`: the client
+        machine's input (the 220, or STARTTLS assumed accepted)."""
         if self._client.tx is not None:  # a BDAT message left without its LAST chunk
             self._end_message(False, ts, out)
         out.append(Opaque("starttls", ts))
@@ -848,10 +994,11 @@ class SmtpParser:
         self._report(tx, ts, out)
         self._report_all(ts, out)
         self._pending.clear()
-        for r in (self._client, self._server):
-            if r.state is not _State.CLOSED:
-                r.state = _State.TLS
-            r.buf.clear()
+        self._move(why)
+        self._client.buf.clear()
+        if self._server.state is not _State.CLOSED:
+            self._server.state = _State.TLS
+        self._server.buf.clear()
         self._client.awaiting = None
 
     # --- server side ---------------------------------------------------------------------------
@@ -865,14 +1012,21 @@ class SmtpParser:
                 pos = new
                 if line is None:
                     break
-                self._on_reply_line(line, ts, out)
+                release = self._on_reply_line(line, ts, out)
+                if release is not None:
+                    # Read what the reply released before the next reply line: with "354 go"
+                    # and the 250 to the end of data in one segment, the 250 must find the end
+                    # of data queued (RFC 2920 keeps replies in command order).
+                    self._pump_client(ts, out)
+                    if release.answered is not None:
+                        self._replied(release.answered, ts, out)
         finally:
             if r.state in (_State.TLS, _State.CLOSED):
                 r.buf.clear()
             else:
                 del r.buf[:pos]
 
-    def _on_reply_line(self, line: bytes, ts: float, out: list[SmtpEvent]) -> None:
+    def _on_reply_line(self, line: bytes, ts: float, out: list[SmtpEvent]) -> _Release | None:
         # RFC 5321 4.2: Reply-line = *( Reply-code "-" [ textstring ] CRLF )
         #                            Reply-code [ SP textstring ] CRLF; codes 2yz..5yz.
         r = self._server
@@ -880,45 +1034,46 @@ class SmtpParser:
         if len(code) < 3 or not code.isdigit() or code[:1] not in b"2345" or sep not in b" -":
             r.reply_first = None
             self._bad_line("smtp_bad_reply", _safe_code(line), ts, out)
-            return
+            return None
         if sep == b"-":
             if r.reply_first is None:
                 r.reply_first = line
-            return
+            return None
         first = r.reply_first if r.reply_first is not None else line
         r.reply_first = None
         text = first.decode("utf-8", "replace")
         if len(text) > _MAX_REPLY_TEXT:
             text = text[:_MAX_REPLY_TEXT]
         text = text[:3] + " " + text[4:] if len(text) > 3 else text  # "250-x" -> "250 x"
-        self._on_reply(int(code), text, ts, out)
+        return self._on_reply(int(code), text, ts, out)
 
-    def _on_reply(self, code: int, text: str, ts: float, out: list[SmtpEvent]) -> None:
+    def _on_reply(self, code: int, text: str, ts: float, out: list[SmtpEvent]) -> _Release | None:
+        """One complete reply: pair it with the oldest command waiting (RFC 2920), feed the
+        client machine what it means, and say whether held client bytes may now be read (this
+        never reads them itself: `_pump_server` does, see `_Release`)."""
         pending = self._pending
         head = pending[0] if pending else None
         if not self._greeted:
             self._greeted = True
             # RFC 5321 3.1: 220 (or 554 / 421) greets before any command is answered.
             if code in (220, 421, 554) and (head is None or head.verb != b"STARTTLS"):
-                return
+                return None
         if head is None:
             self._unmatched_reply(code, text, ts, out)
-            return
+            return None
         verb = head.verb
         c = self._client
-        waiting = c.state is _State.AWAIT and c.awaiting is head
+        waiting = c.state in _AWAITING and c.awaiting is head
         if verb == b"AUTH" and code == 334:
             # A challenge (content never looked at): the client answers with one line, and
             # the exchange goes on until a final reply (RFC 4954 section 4).
-            if waiting:
-                c.state = _State.AUTH
-                c.auth_left = 1
-                c.auth_by_reply = True
-                if c.await_lost:
-                    c.await_lost = 0
-                    c.skip_line = True
-                self._pump_client(ts, out)
-            return
+            if not waiting:
+                return None
+            self._move(_Input.REPLY_334)
+            if c.await_lost:
+                c.await_lost = 0
+                c.skip_line = True
+            return _Release(None)
         pending.popleft()
         tx = head.tx
         if tx is not None:
@@ -933,11 +1088,13 @@ class SmtpParser:
             if code != 354:
                 tx.data_refused = True
             if waiting and code == 354:
+                self._move(_Input.REPLY_354)
                 self._start_message(tx, ts, out)
-                self._pump_client(ts, out)
-            elif waiting:
+                return _Release(head)
+            if waiting:
+                self._move(_Input.REPLY_OTHER)
                 self._resume_commands(ts, out)
-                self._pump_client(ts, out)
+                return _Release(head)
         elif verb == b"BDAT" and tx is not None:
             if code >= 400:
                 tx.data_refused = True
@@ -945,23 +1102,28 @@ class SmtpParser:
                 tx.final_code = code
                 self._replied(head, ts, out)
                 self._report(tx, ts, out)
-                return
+                return None
         elif verb == b"." and tx is not None:
             tx.final_code = code
             self._replied(head, ts, out)
             self._report(tx, ts, out)
-            return
+            return None
         elif verb == b"STARTTLS":
             if code == 220:
-                self._start_tls(ts, out)
-                return
+                # Taken whether or not the client still waits: after its eof (CLOSED) the
+                # server side is encrypted all the same.
+                self._start_tls(_Input.REPLY_220, ts, out)
+                return None
             if waiting:
+                self._move(_Input.REPLY_OTHER)
                 self._resume_commands(ts, out)
-                self._pump_client(ts, out)
+                return _Release(head)
         elif verb == b"AUTH" and waiting:
+            self._move(_Input.REPLY_OTHER)
             self._resume_commands(ts, out)
-            self._pump_client(ts, out)
+            return _Release(head)
         self._replied(head, ts, out)
+        return None
 
     def _unmatched_reply(self, code: int, text: str, ts: float, out: list[SmtpEvent]) -> None:
         c = self._client
@@ -969,6 +1131,7 @@ class SmtpParser:
             # The end of data was lost (gap) or never sent: the server has settled it.
             tx = c.tx
             self._end_message(False, ts, out)
+            self._move(_Input.DATA_SETTLED)
             tx.final_code = code
             tx.last_reply = text
             self._report(tx, ts, out)
@@ -1011,6 +1174,7 @@ class SmtpParser:
                 r.bol = False
                 r.owed_crlf = False
                 r.tail = b"\x00\x00\x00"
+                self._move(_Input.GAP)
                 return
             if state is _State.BDAT:
                 n = min(size, r.remaining)
@@ -1019,21 +1183,20 @@ class SmtpParser:
                     r.tx.missing += n
                 r.remaining -= n
                 size -= n
+                self._move(_Input.GAP)
                 if r.remaining == 0:
                     self._chunk_done(ts, out)
-                continue
-            if state is _State.AWAIT:
+                continue  # what the hole held past the chunk was commands
+            if state in _AWAITING:
                 r.await_lost += len(r.buf) + size
                 r.buf.clear()
-                return
-            if state in (_State.COMMAND, _State.AUTH):
+            else:  # COMMAND, AUTH, AUTH_HALF_DUPLEX
                 out.append(Anomaly("smtp_gap", f"{size} bytes of commands lost", ts))
                 r.buf.clear()
                 r.scan = 0
                 r.long_reported = False
                 r.skip_line = True
-                if state is _State.AUTH:
-                    r.state = _State.AWAIT if r.auth_by_reply else _State.COMMAND
+            self._move(_Input.GAP)
             return
 
     def _gap_server(self, size: int, ts: float, out: list[SmtpEvent]) -> None:
@@ -1047,13 +1210,12 @@ class SmtpParser:
 
     def _eof_client(self, ts: float, out: list[SmtpEvent]) -> None:
         r = self._client
-        if r.state is _State.AWAIT and r.buf:
+        if r.state in _AWAITING and r.buf:
             self._assume_accepted(ts, out)  # what the client sent is all there will be
             self._pump_client(ts, out)
         if r.tx is not None:
             self._end_message(False, ts, out)
-        if r.state is not _State.TLS:
-            r.state = _State.CLOSED
+        self._move(_Input.EOF)
         r.buf.clear()
         if self._server.state in (_State.CLOSED, _State.TLS) or not self._server.seen:
             self._report_all(ts, out)
@@ -1067,7 +1229,7 @@ class SmtpParser:
             r.state = _State.CLOSED
         r.buf.clear()
         self._pending.clear()
-        if c.state is _State.AWAIT:
+        if c.state in _AWAITING:
             self._assume_accepted(ts, out)  # no reply can come any more
             self._pump_client(ts, out)
         if c.state in (_State.CLOSED, _State.TLS) or not c.seen:

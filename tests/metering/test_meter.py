@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from sensor.config import MeteringConfig, VolumeThreshold
-from sensor.metering.categories import CategoryDb, load_categories
 from sensor.flows.table import Flow
+from sensor.metering.categories import CategoryDb, load_categories
 from sensor.metering.meter import Meter
 from sensor.metering.values import KINDS, OTHER, KernelTotals, Volume
 from tests.metering.conftest import (
@@ -371,8 +371,9 @@ def test_a_destination_known_by_its_network_is_not_novel_by_address(
 
 def _flow(client: bytes, server: bytes, ts: float) -> Flow[None]:
     return Flow(
-        key=(6, client, 50000, server, 443), flow_id=1, proto=6, ip_version=4 if len(client) == 4 else 6,
-        client=client, client_port=50000, server=server, server_port=443, start=ts, last=ts,
+        key=(6, client, 50000, server, 443), flow_id=1, proto=6,
+        ip_version=4 if len(client) == 4 else 6, client=client, client_port=50000,
+        server=server, server_port=443, start=ts, last=ts,
     )  # fmt: skip
 
 

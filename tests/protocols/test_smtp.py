@@ -9,6 +9,7 @@ import smtplib
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,14 @@ from sensor.protocols.base import (
     ProtocolViolation,
 )
 from sensor.protocols.smtp import (
+    _TRANSITIONS,
     Envelope,
     SmtpCaps,
     SmtpParser,
     SmtpTransaction,
+    _Input,
+    _NoTransition,
+    _State,
     detect,
 )
 from tests.conftest import require_module
@@ -877,6 +882,311 @@ def test_random_conversations_split_invariant(segments: list[Segment], seed: int
         except ProtocolViolation as exc:
             results.append((exc.reason, []))
     assert results[0] == results[1] == results[2]
+
+
+# --- the client's state machine: the table and the behaviour agree ----------------------------
+#
+# Every (state, input) pair is walked: a situation is a conversation that leaves a fresh parser's
+# client side in one state (with a server that can still answer, or client-only); a stimulus is
+# the bytes or calls that produce one input (a DATA line is DATA with a server, DATA_HALF_DUPLEX
+# without: where the line is not read as a command at all, it stands for both). A recording
+# parser logs every move of the client machine. Where the table has the pair, the stimulus must
+# make exactly that move; where it does not, the stimulus must make no move at all (the input
+# cannot arise there: a DATA line in message data is content), unless `_ELSEWHERE` says which
+# other inputs those bytes are in that state, and why. Each is fed whole and byte by byte.
+
+Action = tuple[Direction, bytes | int | None]  # bytes: feed, int: a gap of that size, None: eof
+
+
+class _Recording(SmtpParser):
+    """An SmtpParser that logs each move of the client machine as (from, input, to)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.moves: list[tuple[_State, _Input, _State]] = []
+
+    def _move(self, what: _Input) -> None:
+        before = self._client.state
+        super()._move(what)
+        self.moves.append((before, what, self._client.state))
+
+
+def _act(parser: SmtpParser, actions: list[Action], bytewise: bool) -> list[object]:
+    """Apply actions; `bytewise` feeds one byte per call (payloads over 1 KiB: 1 KiB per call,
+    enough to cross the hold cap at any offset without a million calls)."""
+    events: list[object] = []
+    for direction, what in actions:
+        if what is None:
+            events += parser.eof(direction, TS)
+        elif isinstance(what, int):
+            events += parser.gap(direction, what, TS)
+        elif not bytewise:
+            events += parser.feed(direction, what, TS)
+        else:
+            step = 1 if len(what) <= 1024 else 1024
+            for i in range(0, len(what), step):
+                events += parser.feed(direction, what[i : i + step], TS)
+    return events
+
+
+@dataclass(frozen=True)
+class _Situation:
+    state: _State
+    server: bool  # a server is seen and open: a reply can come
+    actions: list[Action]
+
+
+_WITH_SERVER: list[Action] = [(S, GREETING), (C, b"EHLO c\r\n"), (S, b"250 mx\r\n")]
+_AWAIT_DATA = [*_WITH_SERVER, (C, b"MAIL FROM:<a@x>\r\n"), (S, b"250 ok\r\n"), (C, b"DATA\r\n")]
+_AWAIT_AUTH = [*_WITH_SERVER, (C, b"AUTH LOGIN\r\n")]
+_AWAIT_TLS = [*_WITH_SERVER, (C, b"STARTTLS\r\n")]
+
+SITUATIONS: dict[str, _Situation] = {
+    "command": _Situation(_State.COMMAND, True, _WITH_SERVER),
+    "command, client only": _Situation(_State.COMMAND, False, [(C, b"EHLO c\r\n")]),
+    "await 354": _Situation(_State.AWAIT_DATA, True, _AWAIT_DATA),
+    "await 334": _Situation(_State.AWAIT_AUTH, True, _AWAIT_AUTH),
+    "await 220": _Situation(_State.AWAIT_TLS, True, _AWAIT_TLS),
+    "data": _Situation(_State.DATA, True, [*_AWAIT_DATA, (S, b"354 go\r\n")]),
+    "data, client only": _Situation(
+        _State.DATA, False, [(C, b"EHLO c\r\nMAIL FROM:<a@x>\r\nDATA\r\n")]
+    ),
+    # The server answered MAIL and BDAT early: no reply is pending while the chunk is read.
+    "bdat": _Situation(
+        _State.BDAT,
+        True,
+        [*_WITH_SERVER, (C, b"MAIL FROM:<a@x>\r\nBDAT 100\r\n"), (S, b"250 ok\r\n250 ok\r\n")],
+    ),
+    "bdat, client only": _Situation(
+        _State.BDAT, False, [(C, b"EHLO c\r\nMAIL FROM:<a@x>\r\nBDAT 100\r\n")]
+    ),
+    "auth answer": _Situation(_State.AUTH, True, [*_AWAIT_AUTH, (S, b"334 VXNlcm5hbWU6\r\n")]),
+    "auth, client only": _Situation(
+        _State.AUTH_HALF_DUPLEX,
+        False,
+        [(C, b"EHLO c\r\nAUTH PLAIN\r\n")],  # one line to come
+    ),
+    "tls": _Situation(_State.TLS, True, [*_AWAIT_TLS, (S, b"220 go ahead\r\n")]),
+    "tls, client only": _Situation(_State.TLS, False, [(C, b"EHLO c\r\nSTARTTLS\r\n")]),
+    # The client hung up while its STARTTLS waits for the reply.
+    "closed": _Situation(_State.CLOSED, True, [*_AWAIT_TLS, (C, None)]),
+    "closed, client only": _Situation(_State.CLOSED, False, [(C, b"EHLO c\r\n"), (C, None)]),
+}
+
+
+@dataclass(frozen=True)
+class _Stimulus:
+    actions: list[Action]
+    with_server: _Input  # the input it is when a reply can come
+    client_only: _Input | None  # ... and when none can (None: no input at all)
+
+    def input(self, situation: _Situation) -> _Input | None:
+        return self.with_server if situation.server else self.client_only
+
+
+def _stimulus(actions: list[Action], what: _Input) -> _Stimulus:
+    """A stimulus that is the same input with or without a server."""
+    return _Stimulus(actions, what, what)
+
+
+STIMULI: dict[str, _Stimulus] = {
+    "NOOP": _stimulus([(C, b"NOOP\r\n")], _Input.COMMAND),
+    "DATA": _Stimulus([(C, b"DATA\r\n")], _Input.DATA, _Input.DATA_HALF_DUPLEX),
+    "BDAT": _stimulus([(C, b"BDAT 5\r\n")], _Input.BDAT),
+    "AUTH": _Stimulus([(C, b"AUTH PLAIN\r\n")], _Input.AUTH, _Input.AUTH_HALF_DUPLEX),
+    "STARTTLS": _Stimulus([(C, b"STARTTLS\r\n")], _Input.STARTTLS, _Input.STARTTLS_HALF_DUPLEX),
+    "dot line": _stimulus([(C, b".\r\n")], _Input.END_OF_DATA),
+    "100 bytes": _stimulus([(C, b"x" * 100)], _Input.CHUNK_DONE),
+    "base64 line": _stimulus([(C, b"AGEAYg==\r\n")], _Input.AUTH_LINES_DONE),
+    "354": _stimulus([(S, b"354 go ahead\r\n")], _Input.REPLY_354),
+    "334": _stimulus([(S, b"334 \r\n")], _Input.REPLY_334),
+    # Client-only, the server's first 220 is its greeting (RFC 5321 3.1): nothing awaits it.
+    "220": _Stimulus([(S, b"220 ready for TLS\r\n")], _Input.REPLY_220, None),
+    "503": _stimulus([(S, b"503 5.5.1 bad sequence\r\n")], _Input.REPLY_OTHER),
+    "250": _stimulus([(S, b"250 ok\r\n")], _Input.DATA_SETTLED),
+    "hold overflow": _stimulus([(C, b"\r\n" * 33_000)], _Input.ASSUMED_ACCEPTED),
+    "server eof": _stimulus([(S, None)], _Input.ASSUMED_ACCEPTED),
+    "gap": _stimulus([(C, 5)], _Input.GAP),
+    "eof": _stimulus([(C, None)], _Input.EOF),
+}
+
+_COMMAND_LINES = ("NOOP", "DATA", "BDAT", "AUTH", "STARTTLS")
+_REPLIES = ("354", "334", "220", "503", "250")
+_ELSEWHERE: dict[tuple[str, str], list[_Input]] = {
+    # A "." or base64 line outside message data and AUTH is an (unknown) command.
+    **{
+        (sit, stim): [_Input.COMMAND]
+        for sit in ("command", "command, client only")
+        for stim in ("dot line", "base64 line")
+    },
+    # The reply to a held command that is not the go-ahead it waits for refuses it (or, for
+    # AUTH, ends the exchange): REPLY_OTHER, whatever its code.
+    **{
+        (sit, stim): [_Input.REPLY_OTHER]
+        for sit, go in (("await 354", "354"), ("await 334", "334"), ("await 220", "220"))
+        for stim in _REPLIES
+        if stim not in (go, "503")
+    },
+    # While message data is read with no command pending, any reply settles it (its end was
+    # lost); client-only, a first 220 is the greeting instead (RFC 5321 3.1).
+    **{
+        (sit, stim): [_Input.DATA_SETTLED]
+        for sit in ("data", "bdat")
+        for stim in _REPLIES
+        if stim != "250"
+    },
+    **{
+        (sit, stim): [_Input.DATA_SETTLED]
+        for sit in ("data, client only", "bdat, client only")
+        for stim in ("354", "334", "503")
+    },
+    # 66000 bytes overrun a 100-byte chunk; the rest are blank command lines.
+    ("bdat", "hold overflow"): [_Input.CHUNK_DONE],
+    ("bdat, client only", "hold overflow"): [_Input.CHUNK_DONE],
+    # Answering a 334, any line is the (dropped) response; then the rest is held, over the cap.
+    **{("auth answer", stim): [_Input.AUTH_LINES_DONE] for stim in (*_COMMAND_LINES, "dot line")},
+    ("auth answer", "hold overflow"): [_Input.AUTH_LINES_DONE, _Input.ASSUMED_ACCEPTED],
+    # Half-duplex AUTH PLAIN owes one line: a base64-looking one (an empty line, a bare verb) is
+    # taken as it; a line with a space or a dot cannot be base64, so it is the next command.
+    **{
+        ("auth, client only", stim): [_Input.AUTH_LINES_DONE]
+        for stim in ("NOOP", "DATA", "STARTTLS", "hold overflow")
+    },
+    ("auth, client only", "BDAT"): [_Input.AUTH_LINES_DONE, _Input.BDAT],
+    ("auth, client only", "AUTH"): [_Input.AUTH_LINES_DONE, _Input.AUTH_HALF_DUPLEX],
+    ("auth, client only", "dot line"): [_Input.AUTH_LINES_DONE, _Input.COMMAND],
+}
+
+
+def _expected(situation: str, stimulus: str) -> list[_Input]:
+    """The inputs the stimulus feeds in the situation: its own where the table has a row for
+    it, none where not, unless `_ELSEWHERE` says otherwise."""
+    if (situation, stimulus) in _ELSEWHERE:
+        return _ELSEWHERE[situation, stimulus]
+    sit = SITUATIONS[situation]
+    what = STIMULI[stimulus].input(sit)
+    return [what] if what is not None and (sit.state, what) in _TRANSITIONS else []
+
+
+def test_walk_covers_every_pair_and_every_row() -> None:
+    walked = {
+        (sit.state, what)
+        for sit in SITUATIONS.values()
+        for stim in STIMULI.values()
+        for what in (stim.with_server, stim.client_only)
+        if what is not None
+    }
+    assert walked == {(state, what) for state in _State for what in _Input}  # 10 x 19
+    # Every row of the table is the whole effect of some stimulus in some situation.
+    rows = {
+        (sit.state, stim.input(sit))
+        for situation, sit in SITUATIONS.items()
+        for stimulus, stim in STIMULI.items()
+        if _expected(situation, stimulus) == [stim.input(sit)]
+    }
+    assert rows == set(_TRANSITIONS)
+    # `_ELSEWHERE` only speaks of pairs the table does not have.
+    for (sit, name), _inputs in _ELSEWHERE.items():
+        situation = SITUATIONS[sit]
+        assert (situation.state, STIMULI[name].input(situation)) not in _TRANSITIONS, (sit, name)
+
+
+@pytest.mark.parametrize("situation", sorted(SITUATIONS))
+def test_situations_reach_their_state(situation: str) -> None:
+    for bytewise in (False, True):
+        parser = _Recording()
+        _act(parser, SITUATIONS[situation].actions, bytewise)
+        assert parser._client.state is SITUATIONS[situation].state
+
+
+@pytest.mark.parametrize("stimulus", sorted(STIMULI))
+@pytest.mark.parametrize("situation", sorted(SITUATIONS))
+def test_client_machine_agrees_with_table(situation: str, stimulus: str) -> None:
+    sit = SITUATIONS[situation]
+    expected = _expected(situation, stimulus)
+    results: list[tuple[list[tuple[_State, _Input, _State]], list[object]]] = []
+    for bytewise in (False, True):
+        parser = _Recording()
+        _act(parser, sit.actions, bytewise)
+        parser.moves.clear()
+        events = _act(parser, STIMULI[stimulus].actions, bytewise)
+        moves = parser.moves
+        assert [what for _before, what, _after in moves] == expected, bytewise
+        # The moves chain from the situation's state, each one a row of the table.
+        state = sit.state
+        for before, what, after in moves:
+            assert before is state
+            assert _TRANSITIONS[before, what] is after
+            state = after
+        assert parser._client.state is state
+        # A pair the table lacks was never attempted from that state.
+        what = STIMULI[stimulus].input(sit)
+        if what is not None and (sit.state, what) not in _TRANSITIONS:
+            assert (sit.state, what) not in {(m[0], m[1]) for m in moves}
+        results.append((moves, merge(events)))
+    assert results[0] == results[1]  # whole and byte by byte: the same moves and events
+
+
+def test_table_has_no_unreachable_state_and_uses_every_input() -> None:
+    reached = {_State.COMMAND}
+    frontier = [_State.COMMAND]
+    while frontier:
+        state = frontier.pop()
+        for (source, _what), target in _TRANSITIONS.items():
+            if source is state and target not in reached:
+                reached.add(target)
+                frontier.append(target)
+    assert reached == set(_State)
+    assert {what for _state, what in _TRANSITIONS} == set(_Input)
+    # Every state but CLOSED says what the client's eof does.
+    assert {state for state, what in _TRANSITIONS if what is _Input.EOF} == set(_State) - {
+        _State.CLOSED
+    }
+
+
+def test_missing_row_is_a_parser_bug_not_a_violation() -> None:
+    parser = SmtpParser()
+    parser.feed(C, b"EHLO c\r\n", TS)
+    parser.eof(C, TS)
+    with pytest.raises(_NoTransition) as exc:
+        parser._move(_Input.DATA)
+    assert not isinstance(exc.value, ProtocolViolation)  # the app layer: `parser_error`
+    assert "CLOSED" in str(exc.value) and "DATA" in str(exc.value)
+
+
+@pytest.mark.parametrize("split", ["whole", "bytes"])
+def test_reply_releases_held_bytes_before_the_next_reply_line(split: str) -> None:
+    # Client bytes sent before the 354 are held; the 354, the 250 to their end of data and the
+    # 221 to the QUIT after it arrive in one segment: each reply pairs with its own command.
+    events = run(
+        [
+            (S, GREETING),
+            (C, b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n"),
+            (S, b"250 mx\r\n250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n221 bye\r\n"),
+        ],
+        split,
+    )
+    assert [type(e) for e in events] == [ObjectStart, ObjectChunk, ObjectEnd, SmtpTransaction]
+    (tx,) = txs(events)
+    assert (tx.status, tx.last_reply, tx.size) == ("accepted", "250 queued", 4)
+    assert not kinds(events)
+    # A refused DATA releases the held commands; the refused transaction, closed by the MAIL
+    # among them, is reported once all of them are read (after the unknown command's anomaly).
+    events = run(
+        [
+            (S, GREETING),
+            (
+                C,
+                b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n"
+                b"MAIL FROM:<c@x>\r\nXBAD\r\n",
+            ),
+            (S, b"250 mx\r\n250 ok\r\n250 ok\r\n554 no valid recipients\r\n"),
+        ],
+        split,
+        eof=False,
+    )
+    assert [type(e) for e in events] == [Anomaly, SmtpTransaction]
+    assert (txs(events)[0].mail_from, txs(events)[0].status) == ("a@x", "rejected")
 
 
 # --- detection ----------------------------------------------------------------------------------
