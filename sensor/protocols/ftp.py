@@ -34,9 +34,46 @@ Per transfer: `FtpDataExpected` as soon as the command and its endpoint are both
 at its first reply, which names the file), then `FtpTransfer` at the final reply: 226/250 ok,
 425/426/451/550/... failed, or at eof with reply None.
 
-AUTH (RFC 4217): after an AUTH command the client's bytes are held, not parsed, until its
-reply. 234 means the rest of the connection is TLS: `FtpSession(auth_tls=True)` is emitted and
-every later byte is ignored (the flow is only counted). Any other reply resumes parsing.
+Connection state: one `_State`, changed only by `FtpParser._advance`, which looks the pair
+(state, `_Input`) up in the table `_TRANSITIONS` at the top of the code (h11's model). The line
+handlers classify what they see into inputs (a greeting, an AUTH command, its reply, a gap, an
+eof, a violation); a pair with no row in the table is a parser bug and raises `FtpStateError`,
+deliberately not a ProtocolViolation, so the app layer counts it as `parser_error` instead of
+taking the flow for "not FTP". What a state ignores never reaches the table: in TLS, OPAQUE,
+CLOSED and VIOLATED feed() and gap() drop their bytes unread (not in `_READING`); in TLS, CLOSED
+and VIOLATED eof() is dropped as well (`_ENDED`).
+
+    GREETING -------------AUTH sent-------------> GREETING_AUTH_WAIT
+        |     <--------gap, server's eof----------        |
+        | greeting, or a first reply that is not one      | the same
+        v                                                 v
+    COMMANDS -------------AUTH sent-------------> AUTH_WAIT
+              <--other reply to AUTH, gap, server's eof--
+    GREETING_AUTH_WAIT, AUTH_WAIT --234, or a gap and a held TLS record--> TLS
+    GREETING_AUTH_WAIT, AUTH_WAIT --held bytes over FtpCaps.max_held-----> OPAQUE
+    every state but TLS, CLOSED, VIOLATED --the second side's eof--> CLOSED
+    GREETING, GREETING_AUTH_WAIT, COMMANDS, AUTH_WAIT --violation--> VIOLATED
+
+AUTH (RFC 4217 section 4, RFC 2228 section 3): after an AUTH command the client's bytes are held,
+not parsed, until its reply (GREETING_AUTH_WAIT, AUTH_WAIT). 234 means the rest of the connection
+is TLS (state TLS): `FtpSession(auth_tls=True)` and `Opaque` are emitted and every later byte is
+ignored (the flow is only counted). Any other final reply resumes parsing, held bytes first. A
+gap over the reply resumes parsing too, unless the held bytes are a TLS record: then the lost
+reply was a 234. Held bytes over the cap with no reply: OPAQUE (only counted; unanswered
+transfers and the session are reported at the last eof, on the way to CLOSED).
+
+Greeting and AUTH wait overlap when a client sends AUTH before the greeting arrives: hence
+GREETING_AUTH_WAIT, the one product of the two that occurs. A reply resolves the greeting first
+(it is one, or the connection was picked up mid-stream), then answers a command.
+
+What stays a flag, and why. `_desynced` (a gap was seen) is sticky and orthogonal to the
+machine: it only changes how replies are matched (below) and applies alike in all four reading
+states, so folding it into the state would double them without adding a transition. Per
+direction, `_Lines.skipping` (a cut or over-long line is dropped up to its end), `bad`
+(malformed lines in a row) and `closed` (that side's eof was seen) each belong to one byte
+stream, and either side can end or cut a line in any state; the machine sees each eof as one
+input: CLIENT_EOF or SERVER_EOF while the other side is open, LAST_EOF when it is not. The
+multi-line reply in progress (`_reply_code`) is line framing, not connection state.
 
 Privacy (DESIGN.md): the argument of PASS (and ACCT) is never stored, counted or put in a
 detail; anomaly details never quote client lines.
@@ -67,6 +104,7 @@ Anomaly kinds (stable; "violation" = raised as ProtocolViolation.reason, parser 
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import posixpath
 import re
@@ -99,12 +137,125 @@ __all__ = [
     "FtpEvent",
     "FtpParser",
     "FtpSession",
+    "FtpStateError",
     "FtpTransfer",
     "FtpViolation",
     "detect",
 ]
 
 DATA_CONNECTION_TIMEOUT = 120.0  # seconds an announced data connection is waited for
+
+# --- the connection state machine ---------------------------------------------------------------
+
+
+class _State(enum.Enum):
+    GREETING = "greeting"  # no greeting yet; commands are parsed and queued
+    GREETING_AUTH_WAIT = "greeting_auth_wait"  # no greeting yet and an AUTH unanswered: held
+    COMMANDS = "commands"  # commands and replies parsed and paired
+    AUTH_WAIT = "auth_wait"  # an AUTH unanswered: client bytes held, replies parsed
+    TLS = "tls"  # AUTH accepted: session reported, everything after it only counted
+    OPAQUE = "opaque"  # AUTH unanswered past the hold cap: only counted, session at the eofs
+    CLOSED = "closed"  # both sides ended: session reported
+    VIOLATED = "violated"  # ProtocolViolation raised: the parser is detached
+
+
+class _Input(enum.Enum):
+    GREETING_REPLY = "greeting_reply"  # 220 or 421 while the greeting is awaited (120 waits on)
+    NO_GREETING = "no_greeting"  # the first reply is not a greeting: picked up mid-stream
+    AUTH_SENT = "auth_sent"  # an AUTH command was queued
+    AUTH_ACCEPTED = "auth_accepted"  # 234 answered the AUTH
+    AUTH_REFUSED = "auth_refused"  # any other final reply answered the AUTH
+    HOLD_OVERFLOW = "hold_overflow"  # held client bytes over FtpCaps.max_held, no reply
+    GAP = "gap"  # bytes missing on either side
+    GAP_THEN_TLS = "gap_then_tls"  # a gap while AUTH is held and the held bytes are TLS
+    CLIENT_EOF = "client_eof"  # the client side ended, the server side is still open
+    SERVER_EOF = "server_eof"  # the server side ended, the client side is still open
+    LAST_EOF = "last_eof"  # a side ended after the other one: both have
+    VIOLATION = "violation"  # a ProtocolViolation is being raised
+
+
+# (state, input) -> next state. Every state change goes through FtpParser._advance, which looks
+# it up here; a missing pair raises FtpStateError (a parser bug). TLS, CLOSED and VIOLATED have
+# no row at all: every call is dropped before an input can arise (_READING, _ENDED). The
+# comments say why an input CANNOT arise in a reading state that has no row for it.
+_TRANSITIONS: dict[_State, dict[_Input, _State]] = {
+    # RFC 959 section 5.4 (connection establishment): the server speaks first with 220, or
+    # 120 and later 220, or 421; that reply answers no command. Cannot arise: AUTH_ACCEPTED,
+    # AUTH_REFUSED (no AUTH is queued), HOLD_OVERFLOW, GAP_THEN_TLS (nothing is held).
+    _State.GREETING: {
+        _Input.GREETING_REPLY: _State.COMMANDS,
+        _Input.NO_GREETING: _State.COMMANDS,
+        _Input.AUTH_SENT: _State.GREETING_AUTH_WAIT,
+        _Input.GAP: _State.GREETING,  # the greeting may still come
+        _Input.CLIENT_EOF: _State.GREETING,
+        _Input.SERVER_EOF: _State.GREETING,
+        _Input.LAST_EOF: _State.CLOSED,
+        _Input.VIOLATION: _State.VIOLATED,
+    },
+    # A client that sent AUTH before the greeting. Cannot arise: AUTH_SENT (client bytes are
+    # held), AUTH_ACCEPTED, AUTH_REFUSED (the reply resolves the greeting first).
+    _State.GREETING_AUTH_WAIT: {
+        _Input.GREETING_REPLY: _State.AUTH_WAIT,
+        _Input.NO_GREETING: _State.AUTH_WAIT,
+        _Input.HOLD_OVERFLOW: _State.OPAQUE,
+        # A gap flushes the queue, the AUTH with it: held bytes are commands again.
+        _Input.GAP: _State.GREETING,
+        _Input.GAP_THEN_TLS: _State.TLS,
+        _Input.CLIENT_EOF: _State.GREETING_AUTH_WAIT,  # a reply to the AUTH may still come
+        _Input.SERVER_EOF: _State.GREETING,  # no reply can come: the AUTH is flushed
+        _Input.LAST_EOF: _State.CLOSED,  # the server ended first, then the client sent AUTH
+        _Input.VIOLATION: _State.VIOLATED,
+    },
+    # RFC 959 section 4.2: final replies answer commands in order. Cannot arise:
+    # GREETING_REPLY, NO_GREETING (the greeting is over), AUTH_ACCEPTED, AUTH_REFUSED (no AUTH
+    # is queued), HOLD_OVERFLOW, GAP_THEN_TLS (nothing is held).
+    _State.COMMANDS: {
+        _Input.AUTH_SENT: _State.AUTH_WAIT,
+        _Input.GAP: _State.COMMANDS,
+        _Input.CLIENT_EOF: _State.COMMANDS,
+        _Input.SERVER_EOF: _State.COMMANDS,
+        _Input.LAST_EOF: _State.CLOSED,
+        _Input.VIOLATION: _State.VIOLATED,
+    },
+    # RFC 4217 section 4, RFC 2228 section 3: 234 = go ahead with TLS; anything else (334
+    # included: an ADAT exchange this parser does not follow) leaves the channel in clear.
+    # Cannot arise: GREETING_REPLY, NO_GREETING (the greeting is over), AUTH_SENT (client
+    # bytes are held).
+    _State.AUTH_WAIT: {
+        _Input.AUTH_ACCEPTED: _State.TLS,
+        _Input.AUTH_REFUSED: _State.COMMANDS,
+        _Input.HOLD_OVERFLOW: _State.OPAQUE,
+        _Input.GAP: _State.COMMANDS,
+        _Input.GAP_THEN_TLS: _State.TLS,
+        _Input.CLIENT_EOF: _State.AUTH_WAIT,
+        _Input.SERVER_EOF: _State.COMMANDS,
+        _Input.LAST_EOF: _State.CLOSED,
+        _Input.VIOLATION: _State.VIOLATED,
+    },
+    _State.TLS: {},  # everything dropped (_READING, _ENDED): the session is reported
+    # Bytes and gaps are dropped unread (_READING); only the eofs count, to report the session.
+    _State.OPAQUE: {
+        _Input.CLIENT_EOF: _State.OPAQUE,
+        _Input.SERVER_EOF: _State.OPAQUE,
+        _Input.LAST_EOF: _State.CLOSED,
+    },
+    _State.CLOSED: {},  # everything dropped (_ENDED, and both sides are closed)
+    _State.VIOLATED: {},  # everything dropped (_READING, _ENDED): detached
+}
+
+# States whose bytes are parsed. In the others feed() and gap() return nothing, before any input
+# can arise: after TLS starts a flow is only counted (Suricata's rule), OPAQUE is unreadable,
+# CLOSED has nothing left to read, VIOLATED is detached.
+_READING = frozenset(
+    {_State.GREETING, _State.GREETING_AUTH_WAIT, _State.COMMANDS, _State.AUTH_WAIT}
+)
+# States in which eof() is dropped too: TLS and CLOSED have reported the session, VIOLATED has
+# detached. (OPAQUE still waits for the eofs to report its session.)
+_ENDED = frozenset({_State.TLS, _State.CLOSED, _State.VIOLATED})
+# An AUTH is unanswered: the client's bytes are held, because they are a TLS handshake if the
+# reply is 234 (RFC 4217 section 4) and commands otherwise; only the reply tells which.
+_HOLDING = frozenset({_State.GREETING_AUTH_WAIT, _State.AUTH_WAIT})
+_AWAITING_GREETING = frozenset({_State.GREETING, _State.GREETING_AUTH_WAIT})
 
 # --- events -------------------------------------------------------------------------------------
 
@@ -194,6 +345,12 @@ FtpEvent = FtpDataExpected | FtpTransfer | FtpSession | Opaque | Anomaly
 
 class FtpViolation(ProtocolViolation):
     """The FTP parser's violation (carries `events`, see ProtocolViolation)."""
+
+
+class FtpStateError(RuntimeError):
+    """A parser bug: an input arose in a state `_TRANSITIONS` has no row for. Deliberately not a
+    ProtocolViolation (which would blame the traffic): the app layer contains it as
+    `parser_error`."""
 
 
 # --- constants ----------------------------------------------------------------------------------
@@ -306,19 +463,15 @@ class FtpParser:
         self._lines = (_Lines(bytearray()), _Lines(bytearray()))
         self._pending: deque[_Command] = deque()
         self._next_txid = 1
-        self._greeting_pending = True
+        self._state = _State.GREETING
         self._reply_code: bytes | None = None  # inside a multi-line reply: its code
         self._reply_lines: list[bytes] = []
         self._endpoint: _Endpoint | None = None
         self._type = "A"
         self._rest = 0
-        self._auth_wait = False  # an AUTH is unanswered: client bytes are held
-        self._opaque = False  # TLS (or unknown) from here on: only counted
-        self._desynced = False  # after a gap: unmatched replies are expected
-        self._dead = False
-        self._session_done = False
+        # After a gap: unmatched replies are expected. A flag, not a state (module docstring).
+        self._desynced = False
         self._user: str | None = None
-        self._auth_tls = False
         self._login: bool | None = None
         self._banner: str | None = None
         self._commands = 0
@@ -328,8 +481,8 @@ class FtpParser:
     def feed(self, direction: Direction, data: bytes, ts: float) -> list[FtpEvent]:
         out: list[FtpEvent] = []
         lines = self._lines[direction]
-        if self._dead or self._opaque or not data or lines.closed:
-            return out
+        if self._state not in _READING or not data or lines.closed:
+            return out  # TLS, OPAQUE, CLOSED, VIOLATED: bytes dropped unread (see _READING)
         lines.buf += data
         self._guard(out, self._pump, direction, ts, out)
         return out
@@ -337,27 +490,33 @@ class FtpParser:
     def gap(self, direction: Direction, size: int, ts: float) -> list[FtpEvent]:
         out: list[FtpEvent] = []
         lines = self._lines[direction]
-        if self._dead or self._opaque or size <= 0 or lines.closed:
-            return out
+        if self._state not in _READING or size <= 0 or lines.closed:
+            return out  # as in feed: nothing is read, so nothing is missing
         self._guard(out, self._gap, direction, size, ts, out)
         return out
 
     def eof(self, direction: Direction, ts: float) -> list[FtpEvent]:
         out: list[FtpEvent] = []
-        if self._dead or self._lines[direction].closed:
-            return out
+        if self._state in _ENDED or self._lines[direction].closed:
+            return out  # TLS, CLOSED, VIOLATED: nothing is left to report (see _ENDED)
         self._guard(out, self._eof, direction, ts, out)
         return out
 
     # --- plumbing ------------------------------------------------------------------------------
 
+    def _advance(self, cause: _Input) -> None:
+        """The one place the state changes: (state, cause) looked up in _TRANSITIONS."""
+        target = _TRANSITIONS[self._state].get(cause)
+        if target is None:
+            raise FtpStateError(f"{cause.name} in state {self._state.name}")
+        self._state = target
+
     def _guard(self, out: list[FtpEvent], func: Callable[..., None], *args: object) -> None:
         try:
             func(*args)
         except FtpViolation as exc:
-            self._dead = True
-            for lines in self._lines:
-                lines.buf.clear()
+            self._advance(_Input.VIOLATION)
+            self._drop_buffers()
             exc.events = out
             raise
 
@@ -367,11 +526,12 @@ class FtpParser:
         buf = lines.buf
         pos = 0
         try:
-            while not self._opaque and not self._dead:
-                if direction is Direction.TO_SERVER and self._auth_wait:
+            while self._state in _READING:
+                if direction is Direction.TO_SERVER and self._state in _HOLDING:
                     if len(buf) - pos > self.caps.max_held:
                         out.append(Anomaly("ftp_unanswered_auth", "client data held", ts))
-                        self._go_opaque()
+                        self._advance(_Input.HOLD_OVERFLOW)
+                        self._drop_buffers()
                     break
                 nl = buf.find(b"\n", pos)
                 if nl < 0:
@@ -397,10 +557,10 @@ class FtpParser:
                 else:
                     self._on_reply_line(line, ts, out)
         finally:
-            if self._opaque:
-                buf.clear()
-            else:
+            if self._state in _READING:
                 del buf[:pos]
+            else:
+                buf.clear()
 
     def _bad_line(self, direction: Direction, kind: str, ts: float, out: list[FtpEvent]) -> None:
         lines = self._lines[direction]
@@ -443,7 +603,7 @@ class FtpParser:
         elif verb in _TRANSFERS:
             self._start_transfer(cmd, arg, ts, out)
         elif verb == "AUTH":
-            self._auth_wait = True
+            self._advance(_Input.AUTH_SENT)  # held from here until its reply
         self._pending.append(cmd)
 
     def _parse_port_command(
@@ -536,13 +696,13 @@ class FtpParser:
 
     def _reply(self, code: int, ts: float, out: list[FtpEvent]) -> None:
         """One complete (possibly multi-line) reply, text in self._reply_lines."""
-        if self._greeting_pending:
-            if code in (120, 220, 421):
+        if self._state in _AWAITING_GREETING:
+            if code in (120, 220, 421):  # RFC 959 section 5.4: 120 is followed by a 220
                 if code != 120:
-                    self._greeting_pending = False
                     self._banner = self._reply_text()
+                    self._advance(_Input.GREETING_REPLY)
                 return
-            self._greeting_pending = False  # picked up mid-stream: no greeting
+            self._advance(_Input.NO_GREETING)  # picked up mid-stream: no greeting
         if code < 200:
             if self._pending:
                 self._preliminary(self._pending[0], ts, out)
@@ -575,15 +735,12 @@ class FtpParser:
             elif code >= 500 or (code >= 400 and verb != "USER"):
                 self._login = False
         elif verb == "AUTH":
-            self._auth_wait = False
             if code == 234:  # RFC 4217 section 4: TLS negotiation starts now
-                self._auth_tls = True
-                self._go_opaque()
-                self._flush(ts, out)
-                self._emit_session(ts, out)
-                out.append(Opaque("auth_tls", ts))
+                self._advance(_Input.AUTH_ACCEPTED)
+                self._start_tls(ts, out)
                 return
             # Refused: the client's held bytes are plain commands again.
+            self._advance(_Input.AUTH_REFUSED)
             self._pump(Direction.TO_SERVER, ts, out)
         if cmd.transfer is not None:
             if ok:  # a STOU answered 2xx at once still names its file
@@ -651,12 +808,18 @@ class FtpParser:
         """Report every pending transfer as unanswered and forget the queue."""
         while self._pending:
             self._finish_transfer(self._pending.popleft(), None, None, ts, out)
-        self._auth_wait = False
 
-    def _go_opaque(self) -> None:
-        self._opaque = True
+    def _drop_buffers(self) -> None:
+        """Leaving the reading states: nothing buffered will ever be parsed."""
         for lines in self._lines:
             lines.buf.clear()
+
+    def _start_tls(self, ts: float, out: list[FtpEvent]) -> None:
+        """Entered TLS: the rest is encrypted (RFC 4217 section 4), the flow is only counted."""
+        self._drop_buffers()
+        self._flush(ts, out)
+        self._emit_session(ts, out)
+        out.append(Opaque("auth_tls", ts))
 
     def _gap(self, direction: Direction, size: int, ts: float, out: list[FtpEvent]) -> None:
         # Which replies the missing bytes held is unknowable: from now on replies that do not
@@ -668,23 +831,22 @@ class FtpParser:
         if direction is Direction.TO_CLIENT:
             self._reply_code = None
         self._desynced = True
-        held_auth = self._auth_wait
+        held = self._state in _HOLDING
+        # The AUTH reply may be what went missing: a TLS record from the client says it was 234
+        # (RFC 4217 section 4: the client starts the handshake only after a 234).
+        tls = held and self._lines[Direction.TO_SERVER].buf.startswith(_TLS_HANDSHAKE)
         self._flush(ts, out)
-        if not held_auth:
-            return
-        # The AUTH reply may be what went missing: a TLS record from the client says it was 234.
-        if self._lines[Direction.TO_SERVER].buf.startswith(_TLS_HANDSHAKE):
-            self._auth_tls = True
-            self._go_opaque()
-            self._emit_session(ts, out)
-            out.append(Opaque("auth_tls", ts))
-        else:
+        self._advance(_Input.GAP_THEN_TLS if tls else _Input.GAP)
+        if tls:
+            self._start_tls(ts, out)
+        elif held:  # the AUTH is flushed: the held bytes are commands again
             self._pump(Direction.TO_SERVER, ts, out)
 
     def _eof(self, direction: Direction, ts: float, out: list[FtpEvent]) -> None:
         lines = self._lines[direction]
-        held = direction is Direction.TO_SERVER and self._auth_wait
-        if not self._opaque:
+        # OPAQUE read nothing (no line can be cut) and keeps its queue for LAST_EOF to report.
+        if self._state in _READING:
+            held = direction is Direction.TO_SERVER and self._state in _HOLDING
             if lines.buf.strip() and not lines.skipping and not held:
                 out.append(Anomaly("ftp_truncated_line", f"{len(lines.buf)} bytes", ts))
             if direction is Direction.TO_CLIENT:
@@ -692,17 +854,20 @@ class FtpParser:
         lines.buf.clear()
         lines.closed = True
         if all(x.closed for x in self._lines):
+            self._advance(_Input.LAST_EOF)
             self._flush(ts, out)
             self._emit_session(ts, out)
+        elif direction is Direction.TO_SERVER:
+            self._advance(_Input.CLIENT_EOF)
+        else:
+            self._advance(_Input.SERVER_EOF)
 
     def _emit_session(self, ts: float, out: list[FtpEvent]) -> None:
-        if self._session_done:
-            return
-        self._session_done = True
+        """Called on entering TLS or CLOSED; the table has no row out of either, so once."""
         out.append(
             FtpSession(
                 user=self._user,
-                auth_tls=self._auth_tls,
+                auth_tls=self._state is _State.TLS,
                 login_success=self._login,
                 server_banner=self._banner,
                 commands=self._commands,

@@ -1,14 +1,16 @@
 """Tests for sensor.protocols.ftp: replies, data endpoints, transfers, AUTH TLS, gaps, caps,
-privacy, detection, segmentation, and a real pyftpdlib/ftplib conversation."""
+privacy, the connection state machine (every state x input pair against the table), detection,
+segmentation, and a real pyftpdlib/ftplib conversation."""
 
 from __future__ import annotations
 
+import copy
 import ftplib
 import io
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,16 @@ from hypothesis import strategies as st
 from sensor.anomaly import KINDS
 from sensor.protocols.base import Direction, Opaque, ProtocolViolation
 from sensor.protocols.ftp import (
+    _TRANSITIONS,
     FtpCaps,
     FtpDataExpected,
     FtpParser,
     FtpSession,
+    FtpStateError,
     FtpTransfer,
     FtpViolation,
+    _Input,
+    _State,
     detect,
 )
 from tests.protocols.feeding import (
@@ -607,6 +613,408 @@ def test_protocol_shaped_input_is_split_invariant(
 ) -> None:
     segments = [(d, w + b"\r\n") for d, w in lines]
     assert_same_events(run, segments, seeds=[seed])
+
+
+# --- the connection state machine ----------------------------------------------------------------
+#
+# Every (state, input) pair is tried: a fresh parser is driven into the state by a conversation
+# (REACH), then given the bytes or calls that produce the input (STIMULUS), whole and byte by
+# byte. A TracingParser records each transition. A pair in the table must fire and end in the
+# table's state; a pair outside it is either ignored (the call is dropped before any parsing:
+# no event, no transition) or cannot arise (the stimulus does something else, listed below).
+# Where it ends, the parser must also BEHAVE as that state (probes on copies of it, `behaviour`),
+# and the table must equal SPEC, the transitions written out independently of the module.
+
+# ("feed", side, bytes) | ("gap", side, size) | ("eof", side, 0)
+Step = tuple[str, Direction, bytes | int]
+Transition = tuple[_State, _Input, _State]
+
+MACHINE_CAPS = FtpCaps(max_held=256, max_bad_lines=3)
+GREETED = b"220 FTP ready\r\n"
+
+
+def fed(direction: Direction, data: bytes) -> Step:
+    return ("feed", direction, data)
+
+
+def gapped(direction: Direction, size: int) -> Step:
+    return ("gap", direction, size)
+
+
+def ended(direction: Direction) -> Step:
+    return ("eof", direction, 0)
+
+
+REACH: dict[_State, list[Step]] = {
+    # The server asks the client to wait (RFC 959 section 5.4): the greeting is still due.
+    _State.GREETING: [fed(S, b"120 Service ready in 2 minutes\r\n")],
+    # A client that does not wait for the greeting.
+    _State.GREETING_AUTH_WAIT: [fed(C, b"AUTH TLS\r\n")],
+    _State.COMMANDS: [
+        fed(S, GREETED), fed(C, b"USER lab\r\n"), fed(S, b"331 Password required\r\n"),
+    ],
+    _State.AUTH_WAIT: [fed(S, GREETED), fed(C, b"AUTH TLS\r\n")],
+    _State.TLS: [fed(S, GREETED), fed(C, b"AUTH TLS\r\n"), fed(S, b"234 AUTH TLS successful\r\n")],
+    # The client starts TLS without waiting, the server never answers: over max_held.
+    _State.OPAQUE: [fed(S, GREETED), fed(C, b"AUTH TLS\r\n" + CLIENT_HELLO + bytes(256))],
+    _State.CLOSED: [
+        fed(S, GREETED), fed(C, b"USER lab\r\n"), fed(S, b"331 Password required\r\n"),
+        fed(C, b"QUIT\r\n"), fed(S, b"221 Goodbye.\r\n"), ended(C), ended(S),
+    ],
+    # Not an FTP client: more than max_bad_lines malformed lines in a row.
+    _State.VIOLATED: [fed(S, GREETED), fed(C, b"\x00\x01 not ftp\r\n" * 4)],
+}  # fmt: skip
+
+STIMULUS: dict[_Input, list[Step]] = {
+    _Input.GREETING_REPLY: [fed(S, GREETED)],
+    _Input.NO_GREETING: [fed(S, b"150 Opening BINARY mode data connection\r\n")],
+    _Input.AUTH_SENT: [fed(C, b"AUTH TLS\r\n")],
+    _Input.AUTH_ACCEPTED: [fed(S, b"234 AUTH TLS successful\r\n")],
+    _Input.AUTH_REFUSED: [fed(S, b"504 AUTH not supported\r\n")],
+    _Input.HOLD_OVERFLOW: [fed(C, CLIENT_HELLO + bytes(256))],
+    _Input.GAP: [gapped(S, 40)],
+    _Input.GAP_THEN_TLS: [fed(C, CLIENT_HELLO), gapped(S, 40)],
+    _Input.CLIENT_EOF: [ended(C)],
+    _Input.SERVER_EOF: [ended(S)],
+    _Input.LAST_EOF: [ended(C), ended(S)],
+    _Input.VIOLATION: [fed(S, b"hello\r\n" * 4)],
+}
+
+G, GA, CMD, AW = _State.GREETING, _State.GREETING_AUTH_WAIT, _State.COMMANDS, _State.AUTH_WAIT
+
+# Pairs of a reading state and an input that cannot arise there: what the stimulus does instead.
+CANNOT_ARISE: dict[tuple[_State, _Input], list[Transition]] = {
+    # No AUTH is queued before the greeting: a 234 or 504 is the first reply, so not a greeting.
+    (G, _Input.AUTH_ACCEPTED): [(G, _Input.NO_GREETING, CMD)],
+    (G, _Input.AUTH_REFUSED): [(G, _Input.NO_GREETING, CMD)],
+    (G, _Input.HOLD_OVERFLOW): [],  # nothing is held: an unfinished command line
+    (G, _Input.GAP_THEN_TLS): [(G, _Input.GAP, G)],  # nothing is held: a plain gap
+    (GA, _Input.AUTH_SENT): [],  # the client's bytes are held, not parsed
+    # The reply first settles the greeting (there was none), then answers the AUTH.
+    (GA, _Input.AUTH_ACCEPTED): [
+        (GA, _Input.NO_GREETING, AW), (AW, _Input.AUTH_ACCEPTED, _State.TLS),
+    ],
+    (GA, _Input.AUTH_REFUSED): [
+        (GA, _Input.NO_GREETING, AW), (AW, _Input.AUTH_REFUSED, CMD),
+    ],
+    (CMD, _Input.GREETING_REPLY): [],  # after the greeting a 220 is an unmatched reply
+    (CMD, _Input.NO_GREETING): [],  # a preliminary reply with nothing queued
+    (CMD, _Input.AUTH_ACCEPTED): [],  # no AUTH is queued: an unmatched reply
+    (CMD, _Input.AUTH_REFUSED): [],
+    (CMD, _Input.HOLD_OVERFLOW): [],  # nothing is held: an unfinished command line
+    (CMD, _Input.GAP_THEN_TLS): [(CMD, _Input.GAP, CMD)],  # nothing is held: a plain gap
+    (AW, _Input.GREETING_REPLY): [(AW, _Input.AUTH_REFUSED, CMD)],  # a 220 answers the AUTH
+    (AW, _Input.NO_GREETING): [],  # a preliminary reply to the AUTH
+    (AW, _Input.AUTH_SENT): [],  # the client's bytes are held, not parsed
+}  # fmt: skip
+
+# Calls dropped before any parsing: feed() and gap() in the states that read nothing, eof() too
+# in the states with nothing left to report.
+EOFS = frozenset({_Input.CLIENT_EOF, _Input.SERVER_EOF, _Input.LAST_EOF})
+NOT_READ = frozenset({_State.TLS, _State.OPAQUE, _State.CLOSED, _State.VIOLATED})
+ENDED = frozenset({_State.TLS, _State.CLOSED, _State.VIOLATED})
+IGNORED = {(s, i) for s in NOT_READ for i in _Input if s in ENDED or i not in EOFS}
+
+TABLE = {(s, i): target for s, row in _TRANSITIONS.items() for i, target in row.items()}
+ALL_PAIRS = [(s, i) for s in _State for i in _Input]
+
+# The transitions as read from RFC 959 section 5.4 (greeting), RFC 4217 section 4 (AUTH) and
+# the parser's behaviour before its state became a table; "-" = no row. Columns in _Input order.
+SPEC = """
+                    GREET NOGRT AUTH  234   REFSD OVFLW GAP   GPTLS CEOF  SEOF  LAST  VIOL
+GREETING            CMD   CMD   GA    -     -     -     G     -     G     G     CL    V
+GREETING_AUTH_WAIT  AW    AW    -     -     -     OP    G     TLS   GA    G     CL    V
+COMMANDS            -     -     AW    -     -     -     CMD   -     CMD   CMD   CL    V
+AUTH_WAIT           -     -     -     TLS   CMD   OP    CMD   TLS   AW    CMD   CL    V
+TLS                 -     -     -     -     -     -     -     -     -     -     -     -
+OPAQUE              -     -     -     -     -     -     -     -     OP    OP    CL    -
+CLOSED              -     -     -     -     -     -     -     -     -     -     -     -
+VIOLATED            -     -     -     -     -     -     -     -     -     -     -     -
+"""
+SPEC_NAMES = {"G": G, "GA": GA, "CMD": CMD, "AW": AW, "TLS": _State.TLS, "OP": _State.OPAQUE,
+              "CL": _State.CLOSED, "V": _State.VIOLATED}  # fmt: skip
+
+
+def spec_table() -> dict[tuple[_State, _Input], _State]:
+    header, *rows = SPEC.strip("\n").splitlines()
+    assert len(header.split()) == len(_Input)
+    table = {}
+    for row in rows:
+        name, *cells = row.split()
+        assert len(cells) == len(_Input), name
+        for cause, cell in zip(_Input, cells, strict=True):
+            if cell != "-":
+                table[_State[name], cause] = SPEC_NAMES[cell]
+    return table
+
+
+def behaviour(
+    parser: FtpParser, performed: Sequence[Step], history: list[object]
+) -> dict[str, Any]:
+    """What the parser observably does from here, found by probing copies of it and closing
+    them (client side first): does it report a session at close, parse the server's lines (four
+    bad ones are a violation), take a 220 as the greeting, parse the client's lines (a NOOP is
+    counted; while an AUTH is held it is not); and how did it end, if it did. Each probe starts
+    with an empty line, which ends a line skipped after a gap and is otherwise ignored."""
+
+    def closed(*probe: Step) -> list[object]:
+        return drive(copy.deepcopy(parser), [*probe, ended(C), ended(S)], "whole")
+
+    control = of(closed(), FtpSession)
+    seen: dict[str, Any] = {"session_at_close": bool(control)}
+    if ended(S) not in performed:
+        seen["reads_server"] = ("violation", "ftp_not_ftp") in closed(
+            fed(S, b"\r\n" + b"hello\r\n" * 4)
+        )
+        greeted = of(closed(fed(S, b"\r\n220 probe\r\n")), FtpSession)
+        seen["awaits_greeting"] = bool(greeted) and greeted[0].server_banner == "probe"
+    if ended(C) not in performed:
+        counted = of(closed(fed(C, b"\r\nNOOP\r\n")), FtpSession)
+        seen["reads_client"] = bool(counted) and counted[0].commands == control[0].commands + 1
+    marks = [end_mark(e) for e in history if end_mark(e)]
+    seen["ended_with"] = marks[-1] if marks else None
+    return seen
+
+
+def end_mark(event: object) -> str | None:
+    if isinstance(event, tuple):
+        return "violation"  # noted by drive
+    return type(event).__name__ if isinstance(event, FtpSession | Opaque) else None
+
+
+def behaviour_of(state: _State, performed: Sequence[Step]) -> dict[str, Any]:
+    """What `behaviour` must find in `state`."""
+    reading = state in (G, GA, CMD, AW)
+    expected: dict[str, Any] = {"session_at_close": reading or state is _State.OPAQUE}
+    if ended(S) not in performed:
+        expected["reads_server"] = reading
+        expected["awaits_greeting"] = state in (G, GA)
+    if ended(C) not in performed:
+        expected["reads_client"] = state in (G, CMD)  # GA, AW hold the client's bytes
+    # TLS ends with Opaque (after its session), CLOSED with the session, VIOLATED raised.
+    ends = {_State.TLS: "Opaque", _State.CLOSED: "FtpSession", _State.VIOLATED: "violation"}
+    expected["ended_with"] = ends.get(state)
+    return expected
+
+
+class TracingParser(FtpParser):
+    """An FtpParser that records every transition as (state before, input, state after)."""
+
+    def __init__(self, caps: FtpCaps = MACHINE_CAPS) -> None:
+        super().__init__(caps)
+        self.trace: list[Transition] = []
+
+    def _advance(self, cause: _Input) -> None:
+        before = self._state
+        super()._advance(cause)
+        self.trace.append((before, cause, self._state))
+
+
+def perform(parser: FtpParser, step: Step) -> list[Any]:
+    kind, direction, arg = step
+    if kind == "feed":
+        assert isinstance(arg, bytes)
+        return parser.feed(direction, arg, TS)
+    if kind == "gap":
+        assert isinstance(arg, int)
+        return parser.gap(direction, arg, TS)
+    return parser.eof(direction, TS)
+
+
+def drive(parser: FtpParser, steps: Sequence[Step], split: str) -> list[object]:
+    """Perform the steps, each feed whole or one byte per call ("bytes"); a violation is noted
+    as an event and the steps go on (the parser must then drop everything)."""
+    events: list[object] = []
+    for kind, direction, arg in steps:
+        calls = [(kind, direction, arg)]
+        if kind == "feed" and split == "bytes":
+            assert isinstance(arg, bytes)
+            calls = [(kind, direction, arg[i : i + 1]) for i in range(len(arg))]
+        for step in calls:
+            try:
+                events += perform(parser, step)
+            except FtpViolation as exc:
+                events += [*exc.events, ("violation", exc.reason)]
+    return events
+
+
+def reached(state: _State, split: str) -> tuple[TracingParser, list[object]]:
+    """A fresh parser driven into `state` by its REACH conversation (trace cleared), and the
+    events that took it there."""
+    parser = TracingParser()
+    events = drive(parser, REACH[state], split)
+    assert parser._state is state, (state, parser._state, split)
+    parser.trace.clear()
+    return parser, events
+
+
+def test_the_table_is_the_spec() -> None:
+    assert spec_table() == TABLE
+
+
+def test_the_table_covers_every_state_and_input() -> None:
+    assert set(_TRANSITIONS) == set(_State)  # a row, possibly empty, for every state
+    assert set(REACH) == set(_State) and set(STIMULUS) == set(_Input)
+    # Every input moves some state; every state but the first is the target of some pair.
+    assert {i for _s, i in TABLE} == set(_Input)
+    assert set(TABLE.values()) | {_State.GREETING} == set(_State)
+    # The pairs split three ways, with nothing left over and nothing counted twice.
+    assert not (set(TABLE) & IGNORED) and not (set(TABLE) & set(CANNOT_ARISE))
+    assert not (IGNORED & set(CANNOT_ARISE))
+    assert set(TABLE) | IGNORED | set(CANNOT_ARISE) == set(ALL_PAIRS)
+    assert (len(TABLE), len(CANNOT_ARISE), len(IGNORED)) == (35, 16, 45)
+
+
+@pytest.mark.parametrize("state", list(_State), ids=lambda s: s.name)
+def test_every_state_is_reached_whole_and_byte_by_byte(state: _State) -> None:
+    whole, bytewise = TracingParser(), TracingParser()
+    events = drive(whole, REACH[state], "whole")
+    assert drive(bytewise, REACH[state], "bytes") == events
+    assert whole._state is bytewise._state is state
+    assert whole.trace == bytewise.trace
+    for before, cause, after in whole.trace:
+        assert TABLE[before, cause] is after
+    assert behaviour(whole, REACH[state], events) == behaviour_of(state, REACH[state])
+
+
+@pytest.mark.parametrize(
+    ("state", "cause"), ALL_PAIRS, ids=[f"{s.name}-{i.name}" for s, i in ALL_PAIRS]
+)
+def test_every_state_input_pair_agrees_with_the_table(state: _State, cause: _Input) -> None:
+    runs = []
+    for split in ("whole", "bytes"):
+        parser, before = reached(state, split)
+        events = drive(parser, STIMULUS[cause], split)
+        runs.append((parser, before + events, events, parser.trace, parser._state))
+    assert runs[0][1:] == runs[1][1:]  # whole and byte by byte: same events and transitions
+    parser, history, events, trace, end = runs[0]
+    # Wherever it ends, the parser behaves as that state.
+    performed = [*REACH[state], *STIMULUS[cause]]
+    assert behaviour(parser, performed, history) == behaviour_of(end, performed)
+    if (state, cause) in TABLE:
+        target = TABLE[state, cause]
+        # The input fires in this state (after self-loops only, e.g. LAST_EOF's CLIENT_EOF)
+        # and the parser ends in the table's state.
+        assert trace[-1] == (state, cause, target)
+        assert all(before == after == state for before, _i, after in trace[:-1])
+        assert end is target
+    elif (state, cause) in IGNORED:
+        assert (events, trace, end) == ([], [], state)
+    else:
+        assert trace == CANNOT_ARISE[state, cause]
+        assert all(step[:2] != (state, cause) for step in trace)
+
+
+def test_the_machine_drives_the_events() -> None:
+    """The outputs tied to transitions: the session once, on entering TLS or CLOSED, with
+    auth_tls exactly when the state is TLS; Opaque only on entering TLS."""
+    for state in _State:
+        for cause in _Input:
+            parser, _ = reached(state, "whole")
+            events = drive(parser, STIMULUS[cause], "whole")
+            entered = {after for _b, _i, after in parser.trace}
+            sessions = of(events, FtpSession)
+            if entered & {_State.TLS, _State.CLOSED}:
+                assert len(sessions) == 1, (state, cause)
+                assert sessions[0].auth_tls is (_State.TLS in entered)
+            else:
+                assert sessions == [], (state, cause)
+            assert bool(of(events, Opaque)) is (_State.TLS in entered), (state, cause)
+
+
+def test_a_pair_missing_from_the_table_is_a_bug_not_a_violation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert not issubclass(FtpStateError, ProtocolViolation)
+    parser, _ = reached(_State.TLS, "whole")
+    with pytest.raises(FtpStateError, match="AUTH_SENT in state TLS"):
+        parser._advance(_Input.AUTH_SENT)
+    # A row taken out of the table: the real bytes that need it raise the bug, not a violation.
+    monkeypatch.delitem(_TRANSITIONS[_State.COMMANDS], _Input.AUTH_SENT)
+    parser, _ = reached(_State.COMMANDS, "whole")
+    with pytest.raises(FtpStateError):
+        parser.feed(C, b"AUTH TLS\r\n", TS)
+
+
+# What the transitions do besides changing the state, where no sample conversation shows it.
+
+
+def test_a_gap_over_the_auth_reply_releases_the_held_commands_at_once() -> None:
+    """AUTH_WAIT --GAP--> COMMANDS: the lost reply was no 234 (no TLS record follows), so the
+    held bytes are commands, parsed right away."""
+    parser, _ = reached(_State.AUTH_WAIT, "whole")
+    assert parser.feed(C, b"USER late\r\n", TS) == []  # held
+    assert kinds(parser.gap(S, 40, TS)) == ["ftp_gap"]
+    events = parser.eof(C, TS) + parser.eof(S, TS)
+    assert kinds(events) == []  # no held line left behind to be cut at eof
+    assert (session(events).user, session(events).commands) == ("late", 2)
+
+
+def test_the_servers_eof_ends_an_auth_wait() -> None:
+    """AUTH_WAIT --SERVER_EOF--> COMMANDS: no reply can come any more, so the AUTH is forgotten
+    and the client's bytes are parsed again (the held ones with the next bytes that come)."""
+    parser, _ = reached(_State.AUTH_WAIT, "whole")
+    assert parser.feed(C, b"USER first\r\n", TS) == []  # held
+    assert parser.eof(S, TS) == []
+    assert parser.feed(C, b"USER second\r\n", TS) == []
+    events = parser.eof(C, TS)
+    assert (session(events).user, session(events).commands) == ("second", 3)
+
+
+def test_held_bytes_are_no_cut_line_at_the_clients_eof() -> None:
+    """AUTH_WAIT --CLIENT_EOF--> AUTH_WAIT: held bytes were never read as lines (a TLS record,
+    here), so the eof reports no ftp_truncated_line; the AUTH still gets its reply."""
+    parser, _ = reached(_State.AUTH_WAIT, "whole")
+    assert parser.feed(C, CLIENT_HELLO, TS) == []
+    assert parser.eof(C, TS) == []
+    assert [type(e) for e in parser.feed(S, b"234 AUTH TLS successful\r\n", TS)] == [
+        FtpSession,
+        Opaque,
+    ]
+
+
+def test_opaque_reports_its_transfers_and_session_at_the_last_eof() -> None:
+    """OPAQUE --SERVER_EOF--> OPAQUE --LAST_EOF--> CLOSED: nothing was read, so the server's eof
+    reports nothing; the last eof reports the unanswered transfer and the session."""
+    parser = TracingParser()
+    events = drive(parser, [fed(S, GREETED), fed(C, b"PASV\r\nRETR f.csv\r\nAUTH TLS\r\n"),
+                            fed(C, CLIENT_HELLO + bytes(256))], "whole")  # fmt: skip
+    assert kinds(events) == ["ftp_unanswered_auth"] and parser._state is _State.OPAQUE
+    assert parser.eof(S, TS) == []
+    events = parser.eof(C, TS)
+    assert summary(events) == [("RETR", "f.csv", "download", None, None, None)]
+    assert type(events[-1]) is FtpSession and events[-1].auth_tls is False
+
+
+_MACHINE_WORDS = [
+    (C, b"AUTH TLS\r\n"), (C, b"USER u\r\n"), (C, b"PASV\r\nRETR f\r\n"), (C, CLIENT_HELLO),
+    (C, bytes(120)), (C, b"\x00bad\r\n"), (S, b"220 ready\r\n"), (S, b"120 wait\r\n"),
+    (S, b"421 bye\r\n"), (S, b"234 go\r\n"), (S, b"334 adat\r\n"), (S, b"504 no\r\n"),
+    (S, b"150 ok\r\n"), (S, b"227 (1,2,3,4,5,6)\r\n226 ok\r\n"), (S, b"hello\r\n"),
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.sampled_from(_MACHINE_WORDS).map(lambda w: fed(*w)),
+            st.sampled_from([C, S]).map(lambda d: gapped(d, 9)),
+            st.sampled_from([C, S]).map(ended),
+        ),
+        max_size=25,
+    )
+)
+def test_any_conversation_stays_inside_the_table(steps: list[Step]) -> None:
+    """Gaps, eofs and FTP lines in any order: no pair outside the table ever arises (it would
+    raise FtpStateError), and the trace is one connected walk through the table."""
+    parser = TracingParser()
+    drive(parser, steps, "whole")
+    state = _State.GREETING
+    for before, cause, after in parser.trace:
+        assert before is state and TABLE[before, cause] is after
+        state = after
+    assert parser._state is state
 
 
 # --- detection ----------------------------------------------------------------------------------
