@@ -74,6 +74,7 @@ UNKNOWN = "unknown"
 
 Event = ProtocolEvent | Anomaly
 _STEERING = frozenset({Tunnel, TunnelData, Opaque})  # events the layer acts on, not passes on
+_DIRECTIONS = (Direction.TO_SERVER, Direction.TO_CLIENT)  # by index, without an enum call
 
 
 class Delivered(NamedTuple):
@@ -383,7 +384,7 @@ class TcpApp:
         for direction in (0, 1):
             if not self._eof_sent[direction]:
                 self._eof_sent[direction] = True
-                self._take(flow, self.layer.eof(Direction(direction), ts), out, ts)
+                self._take(flow, self.layer.eof(_DIRECTIONS[direction], ts), out, ts)
         self._stop(ts, out)
         if self._announced:
             self._expectations.announcer_ended(flow.flow_id, flow.last)
@@ -393,22 +394,20 @@ class TcpApp:
         self, flow: Flow[Any], direction: int, items: list[bytes | Gap], ts: float, out: list[Event]
     ) -> None:
         layer = self.layer
-        if layer.detecting and self._expectations and not self._linked:
+        if not self._linked and layer.detecting and self._expectations:
             # An announced connection is claimed at its first bytes: the announcement may come
             # after the connection opened (ftplib connects before it sends STOR).
             self._linked = True
             claimed = self._expectations.claim(flow.server, flow.server_port, flow.start)
             if claimed is not None:
                 layer.attach(*claimed)
-        for item in items:
-            if layer.counting:
-                break
+        for item in () if layer.counting else items:
             if isinstance(item, Gap):
                 self._totals.gap_bytes += item.size
                 out.append(Anomaly("tcp_gap", f"{item.size} bytes missing", ts))
-                delivered = layer.deliver(Direction(direction), item.size, ts)
+                delivered = layer.deliver(_DIRECTIONS[direction], item.size, ts)
             else:
-                delivered = layer.deliver(Direction(direction), item, ts)
+                delivered = layer.deliver(_DIRECTIONS[direction], item, ts)
             if delivered.flip:
                 flow.flip()
                 if self.streams is not None:
@@ -417,6 +416,8 @@ class TcpApp:
                 direction = 1 - direction
             if delivered.events:
                 self._take(flow, delivered.events, out, ts)
+            if delivered.stop and layer.counting:
+                break  # detection gave up or the parser detached: the rest is only counted
         if layer.counting or layer.opaque:
             self._stop(ts, out)
 
@@ -438,7 +439,7 @@ class TcpApp:
             out.extend(stream.take_anomalies())
             if stream.done and not self._eof_sent[direction]:
                 self._eof_sent[direction] = True
-                self._take(flow, self.layer.eof(Direction(direction), ts), out, ts)
+                self._take(flow, self.layer.eof(_DIRECTIONS[direction], ts), out, ts)
 
     def _stop(self, ts: float, out: list[Event]) -> None:
         """From now on the flow is only counted: free its reassembly buffers."""
