@@ -166,6 +166,7 @@ class Pipeline:
         )
         self.flows: FlowTable = _FlowTable(config.flows)
         self._bypass = Bypass()
+        self._bypassed = self._bypass.index  # read per frame: one attribute, not two
         self._bypass_on = config.flows.bypass
         s = config.stream
         self._stream_caps = StreamCaps(
@@ -209,7 +210,7 @@ class Pipeline:
         summary.bytes += size
         # Flows that are only counted skip decoding (sensor/flows/bypass.py); a packet due a
         # timeout scan or bucket close takes the full path.
-        bypassed = self._bypass.index
+        bypassed = self._bypassed
         if (
             bypassed
             and ts < self._horizon
