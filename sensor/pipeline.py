@@ -75,7 +75,7 @@ from sensor.protocols.base import (
 )
 from sensor.protocols.detect import ProtocolSpec
 from sensor.protocols.expect import Expectations
-from sensor.protocols.layer import AppLayer, Event, TcpApp
+from sensor.protocols.layer import AppLayer, Event, FlowApp, TcpApp
 from sensor.reassembly.tcp import Memcap, StreamCaps, StreamTotals
 
 Sink = eve.Sink
@@ -107,15 +107,11 @@ def registrations(config: Config) -> tuple[Registration, ...]:
     )
 
 
-# UDP protocols by server port (DNS over UDP is recognised by its port, not by content).
-UDP_PROTOCOLS: dict[int, Callable[[], dns.DnsResponses]] = {dns.PORT: dns.DnsResponses}
-
-
 @dataclass(slots=True, eq=False)
 class FlowState:
     """What the pipeline keeps per analysed flow: one object per stage."""
 
-    app: TcpApp | dns.DnsResponses
+    app: FlowApp
     objects: ObjectRouter | None  # content: the flow's objects in transfer
     logs: dict[str, ProtocolLog] = field(default_factory=dict)  # outputs, by app_proto
     anomalies: int = 0  # written so far (capped by output.max_anomalies_per_flow)
@@ -191,6 +187,8 @@ class Pipeline:
             r.spec for r in sorted((r for r in registered if r.tunnel), key=lambda r: r.tunnel)
         )
         self._logs = {r.spec.name: r.log for r in registered}
+        # UDP protocols by server port (DNS over UDP is recognised by its port, not content).
+        self._udp: dict[int, Callable[[], FlowApp]] = {dns.PORT: dns.DnsResponses}
         self.expectations = Expectations()
         self._meter = meter
         self._meter_store = meter_store
@@ -260,9 +258,7 @@ class Pipeline:
             if state is None:
                 state = flow.analysis = self._new_tcp_state()
             if not state.counted:
-                app = state.app
-                assert isinstance(app, TcpApp)
-                events = app.segment(flow, direction, pkt)
+                events = state.app.packet(flow, direction, pkt)
                 if events:
                     self._route(flow, state, events, ts)
             elif self._bypass_on and not state.bypassed and flow.state == STATE_ESTABLISHED:
@@ -281,13 +277,12 @@ class Pipeline:
     def _datagram(self, flow: Flow[FlowState], direction: int, pkt: Packet) -> None:
         state = flow.analysis
         if state is None:
-            app = UDP_PROTOCOLS.get(flow.server_port)
+            app = self._udp.get(flow.server_port)
             if app is None:
                 return
             state = flow.analysis = FlowState(app(), None)
         if not state.counted:
-            assert isinstance(state.app, dns.DnsResponses)
-            events = state.app.datagram(direction, pkt.payload, pkt.payload_missing, pkt.ts)
+            events = state.app.packet(flow, direction, pkt)
             if events:
                 self._route(flow, state, events, pkt.ts)
 

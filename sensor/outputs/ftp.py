@@ -17,18 +17,11 @@ from sensor.protocols.base import ObjectStart, ProtocolEvent
 from sensor.protocols.ftp import FtpDataLink, FtpSession, FtpTransfer
 
 
-def ftp_transfer_record(flow: Flow[Any], tx: FtpTransfer) -> Record:
-    record = flow_header(flow, "ftp", tx.ts)
-    body = fields_record(tx)
-    body["type"] = "transfer"
-    record["ftp"] = body
-    return record
-
-
-def ftp_session_record(flow: Flow[Any], session: FtpSession) -> Record:
-    record = flow_header(flow, "ftp", session.ts)
-    body = fields_record(session)
-    body["type"] = "session"
+def ftp_record(flow: Flow[Any], value: FtpTransfer | FtpSession, kind: str) -> Record:
+    """An `ftp` record of one transfer command ("transfer") or of the connection ("session")."""
+    record = flow_header(flow, "ftp", value.ts)
+    body = fields_record(value)
+    body["type"] = kind
     record["ftp"] = body
     return record
 
@@ -38,9 +31,9 @@ class FtpLog(ProtocolLog):
 
     def event(self, flow: Flow[Any], event: ProtocolEvent) -> Record | None:
         if isinstance(event, FtpTransfer):
-            return ftp_transfer_record(flow, event)
+            return ftp_record(flow, event, "transfer")
         if isinstance(event, FtpSession):
-            return ftp_session_record(flow, event)
+            return ftp_record(flow, event, "session")
         return None
 
     def file_context(self, start: ObjectStart) -> Record | None:

@@ -52,6 +52,7 @@ import struct
 from dataclasses import dataclass
 
 from sensor.anomaly import Anomaly
+from sensor.decode.packet import Packet
 from sensor.protocols.base import AddressName, Counted, Direction, ProtocolViolation
 
 # Anomaly kinds (registered in sensor/anomaly.py).
@@ -265,19 +266,20 @@ class DnsResponses:
     def __init__(self) -> None:
         self._asked = False
 
-    def datagram(
-        self, direction: int, payload: bytes, missing: int, ts: float
+    def packet(
+        self, flow: object, direction: int, pkt: Packet
     ) -> list[AddressName | Anomaly | Counted]:
+        """One datagram of the flow (a `FlowApp`, sensor/protocols/layer.py)."""
         if direction == Direction.TO_SERVER:
             self._asked = True
             return []
         if not self._asked:
             return []
         try:
-            answers = parse_response(payload)
+            answers = parse_response(pkt.payload)
         except DnsViolation as exc:
-            detail = f"{exc.detail} (capture cut)" if missing else exc.detail
-            return [Anomaly(exc.reason, detail, ts), Counted(None)]
+            detail = f"{exc.detail} (capture cut)" if pkt.payload_missing else exc.detail
+            return [Anomaly(exc.reason, detail, pkt.ts), Counted(None)]
         return [
             AddressName(address, answer.query, "dns")
             for answer in answers

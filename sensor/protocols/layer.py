@@ -39,13 +39,13 @@ protocol that produced it. `Counted` marks where analysis ended: from there on t
 counted, and objects still open end incomplete.
 
 Invariant the caller relies on: a flip only happens at detection, so before the flow's first
-event; handling events after `TcpApp.segment` returns sees the flow as it ends up.
+event; handling events after `TcpApp.packet` returns sees the flow as it ends up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sensor.anomaly import Anomaly
 from sensor.decode.packet import TCP_ACK, Packet
@@ -310,10 +310,18 @@ class AppLayer:
             out.append(AppProto(app_proto))
 
 
+class FlowApp(Protocol):
+    """The app layer of a flow as the pipeline drives it: every packet while the flow is
+    analysed, then its end; both return events in wire order, and after a `Counted` event the
+    flow is only counted. `TcpApp` for TCP, `dns.DnsResponses` for DNS over UDP."""
+
+    def packet(self, flow: Flow[Any], direction: int, pkt: Packet) -> Sequence[Event]: ...
+
+    def end(self, flow: Flow[Any], ts: float) -> Sequence[Event]: ...
+
+
 class TcpApp:
-    """One TCP flow's reassembly (two `TcpStream`s) and app layer. `segment` takes every
-    packet of the flow while it is analysed; `end` takes the flow's end. Both return events in
-    wire order; after a `Counted` event the flow is only counted (`done`)."""
+    """One TCP flow's reassembly (two `TcpStream`s) and app layer (a `FlowApp`)."""
 
     __slots__ = (
         "_announced",
@@ -321,7 +329,6 @@ class TcpApp:
         "_expectations",
         "_linked",
         "_totals",
-        "done",
         "layer",
         "streams",
     )
@@ -341,13 +348,12 @@ class TcpApp:
         self._eof_sent = [False, False]
         self._linked = False  # the expectation table was asked about this flow
         self._announced = False  # this flow announced connections (FTP control)
-        self.done = False
 
     @property
     def app_proto(self) -> str | None:
         return self.layer.app_proto
 
-    def segment(self, flow: Flow[Any], direction: int, pkt: Packet) -> list[Event]:
+    def packet(self, flow: Flow[Any], direction: int, pkt: Packet) -> list[Event]:
         out: list[Event] = []
         streams = self.streams
         if streams is None:
@@ -443,7 +449,6 @@ class TcpApp:
 
     def _stop(self, ts: float, out: list[Event]) -> None:
         """From now on the flow is only counted: free its reassembly buffers."""
-        self.done = True
         if self.streams is not None:
             for stream in self.streams:
                 stream.flush(ts)
