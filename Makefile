@@ -4,27 +4,53 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := libpcap0.8 libpcap0.8-dev libmagic1 tshark tcpdump tcpreplay nftables \
 	python3-nftables python3-bpfcc bpfcc-tools linux-headers-amd64 iproute2 python3-venv \
-	python3-dev gcc make openssh-server openssh-client openssl systemd dnsmasq-base
+	python3-dev gcc make openssh-server openssh-client openssl systemd dnsmasq-base tmux
 PYTEST_ARGS ?=
 
+# Production install (`make install`, as root; idempotent). DESTDIR stages every file it writes
+# under another root (packaging, tests); with DESTDIR set nothing outside it is touched: no apt,
+# no kernel-header link, no systemd calls. The shipped unit and tmpfiles name the default
+# PREFIX and SYSCONFDIR; the installed copies name the chosen ones.
+PREFIX ?= /opt/sluice
+SYSCONFDIR ?= /etc/sluice
+UNITDIR ?= /etc/systemd/system
+SYSUSERSDIR ?= /usr/lib/sysusers.d
+TMPFILESDIR ?= /usr/lib/tmpfiles.d
+DESTDIR ?=
+EXAMPLE_CONFIG ?= systemd/sluice.toml
+# What the sensor needs to run: capture, content typing, Debian's bcc for the eBPF probe (and
+# headers it compiles against), the venv, nft/tc/ip for enforcement and attaching, systemd.
+# Not the development set (tshark, tcpreplay, gcc, sshd, dnsmasq...).
+RUNTIME_DEBIAN_PACKAGES := libpcap0.8 libmagic1 python3-venv python3-bpfcc bpfcc-tools \
+	linux-headers-amd64 nftables iproute2 systemd
+INSTALL_VENV = $(DESTDIR)$(PREFIX)/venv
+INSTALL_PATHS = sed -i -e 's|/opt/sluice|$(PREFIX)|g' -e 's|/etc/sluice|$(SYSCONFDIR)|g'
+
 .PHONY: setup setup-debian setup-kernel-headers setup-venv demo test lint bench bench-ebpf bench-live pcaps clean
+.PHONY: install install-debian install-venv install-files uninstall
 
 setup: setup-debian setup-kernel-headers setup-venv
 
-# Debian packages: only call apt when something is missing. Services the packages bring
-# (openssh-server's sshd) are not started: tests run their own, inside network namespaces.
+# $(call apt-install,PACKAGES): install those of PACKAGES that are missing, in one apt run (none
+# when all are there). Services the packages bring (openssh-server's sshd) are not started:
+# tests run their own, inside network namespaces; a production host starts only Sluice's unit.
+define apt-install
+@missing=$$(for p in $(1); do \
+	dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+if [ -n "$$missing" ]; then \
+	echo "$@: installing Debian packages:" $$missing; \
+	echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=1; \
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; fi; \
+	apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; rc=$$?; \
+	[ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; [ $$rc -eq 0 ] || exit $$rc; \
+fi
+endef
+
+# Debian packages for development and tests.
 setup-debian:
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
-		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "setup: installing Debian packages:" $$missing; \
-		echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
-		export DEBIAN_FRONTEND=noninteractive; \
-		guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=1; \
-			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; fi; \
-		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; rc=$$?; \
-		[ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; [ $$rc -eq 0 ] || exit $$rc; \
-	fi
+	$(call apt-install,$(DEBIAN_PACKAGES))
 
 # bcc compiles against /lib/modules/$(uname -r)/build. Where the running kernel has no
 # headers package (VMs with custom kernels), link the newest installed linux-headers tree;
@@ -70,3 +96,62 @@ bench-live: setup
 
 clean:
 	rm -rf build benchmarks/out .pytest_cache .mypy_cache .ruff_cache
+
+# The production install: runtime packages, the venv, the files, then systemd takes them in.
+# A second run reinstalls Sluice from this checkout and keeps the operator's config.
+install: $(if $(DESTDIR),,install-debian setup-kernel-headers) install-venv install-files
+	@if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ]; then \
+		systemd-sysusers '$(SYSUSERSDIR)/sluice.conf' && \
+		systemd-tmpfiles --create '$(TMPFILESDIR)/sluice.conf' && \
+		systemctl daemon-reload && \
+		echo "install: done; start a sensor with: systemctl enable --now sluice@IFACE"; \
+	else \
+		echo "install: files in place; systemd not called (DESTDIR set, or systemd is not PID 1):"; \
+		echo "  the user, directories and unit are taken in at the next boot"; \
+	fi
+
+install-debian:
+	$(call apt-install,$(RUNTIME_DEBIAN_PACKAGES))
+
+# Debian's python3 with system site-packages, so Debian's bcc (python3-bpfcc) imports inside it;
+# Sluice itself not editable and without the dev extra. umask 022: user sluice reads the venv.
+# Under DESTDIR the scripts' #! lines are rewritten to the final path.
+install-venv: | $(if $(DESTDIR),,install-debian)
+	@umask 022; venv='$(INSTALL_VENV)'; \
+	if [ ! -x "$$venv/bin/python" ]; then /usr/bin/python3 -m venv --system-site-packages "$$venv"; fi; \
+	"$$venv/bin/python" -m pip install -q --disable-pip-version-check '$(CURDIR)' || exit 1; \
+	test -x "$$venv/bin/sluice" || { echo "install: no $$venv/bin/sluice after pip install"; exit 1; }; \
+	"$$venv/bin/python" -c "import bcc" 2>/dev/null || \
+		echo "install: warning: 'import bcc' fails in $$venv: the eBPF probe will be unavailable"
+	$(if $(DESTDIR),@grep -rlIZ -F '$(INSTALL_VENV)' '$(INSTALL_VENV)/bin' | \
+		xargs -0 -r sed -i 's|$(INSTALL_VENV)|$(PREFIX)/venv|g')
+
+# Only the files: the unit, its user and directories, the README the unit links to, and the
+# example config, which is installed only where no config is (an operator's is never touched).
+install-files:
+	@umask 022; mkdir -p '$(DESTDIR)$(UNITDIR)' '$(DESTDIR)$(SYSUSERSDIR)' \
+		'$(DESTDIR)$(TMPFILESDIR)' '$(DESTDIR)$(PREFIX)'
+	install -m 0644 systemd/sluice@.service '$(DESTDIR)$(UNITDIR)/sluice@.service'
+	install -m 0644 systemd/sluice.sysusers '$(DESTDIR)$(SYSUSERSDIR)/sluice.conf'
+	install -m 0644 systemd/sluice.tmpfiles '$(DESTDIR)$(TMPFILESDIR)/sluice.conf'
+	install -m 0644 README.md '$(DESTDIR)$(PREFIX)/README.md'
+	$(INSTALL_PATHS) '$(DESTDIR)$(UNITDIR)/sluice@.service' '$(DESTDIR)$(TMPFILESDIR)/sluice.conf'
+	@umask 022; config='$(DESTDIR)$(SYSCONFDIR)/sluice.toml'; \
+	if [ -e "$$config" ] || [ -L "$$config" ]; then echo "install: keeping $$config"; \
+	else mkdir -p -m 0750 '$(DESTDIR)$(SYSCONFDIR)' && \
+		install -m 0640 '$(EXAMPLE_CONFIG)' "$$config"; fi
+
+# Removes what install put, after stopping the sensors. Kept: the config ($(SYSCONFDIR)), the
+# data (/var/lib/sluice), the pinned counters (/sys/fs/bpf/sluice) and the user sluice, who
+# still owns them.
+uninstall:
+	@case '$(PREFIX)' in ''|/) echo "uninstall: refusing PREFIX='$(PREFIX)'"; exit 1;; esac
+	@if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ]; then \
+		systemctl stop 'sluice@*.service' || true; fi
+	rm -f '$(DESTDIR)$(UNITDIR)'/*.wants/sluice@*.service '$(DESTDIR)$(UNITDIR)/sluice@.service' \
+		'$(DESTDIR)$(SYSUSERSDIR)/sluice.conf' '$(DESTDIR)$(TMPFILESDIR)/sluice.conf' \
+		'$(DESTDIR)$(PREFIX)/README.md'
+	rm -rf '$(INSTALL_VENV)'
+	@rmdir '$(DESTDIR)$(PREFIX)' 2>/dev/null || true
+	@if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "uninstall: kept $(DESTDIR)$(SYSCONFDIR), /var/lib/sluice, /sys/fs/bpf/sluice and the user sluice"
