@@ -26,8 +26,12 @@ unreadable, wrong magic, unsupported version, cut inside its first header) raise
 
 from __future__ import annotations
 
+import collections
+import heapq
+import math
+import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import BinaryIO
@@ -461,6 +465,13 @@ class PcapReader:
 
     # -- lifetime ----------------------------------------------------------------------------
 
+    def position(self) -> int:
+        """Bytes of the file read so far (at chunk granularity): for progress displays."""
+        try:
+            return self._file.tell()
+        except (OSError, ValueError):  # closed
+            return 0
+
     def close(self) -> None:
         self._file.close()
 
@@ -504,3 +515,86 @@ def _timed_packet(
         raise _Damage(offset, f"packet for undeclared interface {if_id}")
     iface = ifaces[if_id]
     return iface, ((hi << 32) | lo) / iface.units + iface.offset
+
+
+def first_timestamp(path: str) -> float | None:
+    """Time of the first frame of a capture (None when it holds none)."""
+    with PcapReader(path) as reader:
+        for frame in reader:
+            return frame.ts
+    return None
+
+
+class CaptureSet:
+    """Several capture files read as one stream in packet-time order, as `mergecap` would:
+    files are taken by their first timestamp and merged frame by frame where their times
+    overlap, so the order given on the command line never moves an upload into a later
+    bucket. Only the files whose time ranges overlap the current moment are open at once.
+
+    A single file is read as it is (frames out of order inside one capture stay as captured).
+    `reports` holds each file's ReadReport once it has been read; `bytes_read()` and `size`
+    measure progress."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+        firsts = [(first_timestamp(p), i) for i, p in enumerate(self.paths)]
+        # Empty captures first: they add nothing but their report.
+        self.order = [i for ts, i in sorted(firsts, key=lambda t: (t[0] or -math.inf, t[1]))]
+        self.firsts = {i: ts for ts, i in firsts}
+        self.reordered = self.order != sorted(self.order)
+        self.size = sum(os.path.getsize(p) for p in self.paths)
+        self.reports: list[ReadReport] = []
+        self._open: list[PcapReader] = []
+        self._done_bytes = 0
+
+    def bytes_read(self) -> int:
+        return self._done_bytes + sum(r.position() for r in self._open)
+
+    def _start(self, index: int) -> Iterator[Frame]:
+        reader = PcapReader(self.paths[index])
+        self._open.append(reader)
+        return iter(reader)
+
+    def _finish(self, reader_index: int) -> None:
+        reader = self._open.pop(reader_index)
+        self._done_bytes += os.path.getsize(reader.path)
+        reader.close()
+        self.reports.append(reader.report)
+
+    def __iter__(self) -> Iterator[Frame]:
+        try:
+            if len(self.paths) == 1:
+                yield from self._start(0)
+                self._finish(0)
+                return
+            yield from self._merge()
+        finally:
+            for reader in self._open:
+                reader.close()
+            self._open.clear()
+
+    def _merge(self) -> Iterator[Frame]:
+        pending = collections.deque(self.order)
+        heap: list[tuple[float, int, Frame, Iterator[Frame], PcapReader]] = []
+        seq = 0
+
+        def push(frames: Iterator[Frame], reader: PcapReader) -> None:
+            nonlocal seq
+            frame = next(frames, None)
+            if frame is None:
+                self._finish(self._open.index(reader))
+                return
+            seq += 1
+            heapq.heappush(heap, (frame.ts, seq, frame, frames, reader))
+
+        while heap or pending:
+            # Open every file that starts before the earliest frame waiting to go out.
+            while pending and (not heap or (self.firsts[pending[0]] or -math.inf) <= heap[0][0]):
+                index = pending.popleft()
+                frames = self._start(index)
+                push(frames, self._open[-1])
+            if not heap:
+                continue
+            _, _, frame, frames, reader = heapq.heappop(heap)
+            yield frame
+            push(frames, reader)

@@ -152,6 +152,10 @@ KINDS = MappingProxyType(
         "tls_truncated_hello": ("app", "the stream ended inside or before a TLS hello"),
         "tls_truncated_handshake": ("app", "the stream ended inside a TLS record or message"),
         "tls_cert_parse_error": ("app", "a certificate is not X.509 DER; only its sha256 kept"),
+        "tls_cert_nonconformant": (
+            "app",
+            "a certificate parses but breaks RFC 5280 (e.g. a negative serial number)",
+        ),
         "tls_cert_chain_too_long": ("app", "more certificates than the cap; the rest not parsed"),
         "ftp_line_too_long": ("app", "an FTP command/reply line over the cap; skipped to its end"),
         "ftp_bad_reply": ("app", "an FTP server line that is not a reply; skipped"),

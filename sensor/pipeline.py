@@ -133,6 +133,8 @@ class Summary:
     flows: int = 0
     objects: int = 0
     anomalies: Counter[str] = field(default_factory=Counter)
+    # over output.max_anomalies_per_flow: counted above, no event written
+    anomalies_unwritten: int = 0
     events: Counter[str] = field(default_factory=Counter)
     capture_errors: list[str] = field(default_factory=list)
 
@@ -359,6 +361,7 @@ class Pipeline:
         if state is not None:
             state.anomalies += 1
             if state.anomalies > self.config.output.max_anomalies_per_flow:
+                self.summary.anomalies_unwritten += 1
                 return  # counted in stats, not written again
         self._emit(eve.anomaly_record(flow, anomaly, anomaly.ts or ts))
 
@@ -468,6 +471,7 @@ class Pipeline:
             },
             "objects": s.objects,
             "anomalies": dict(sorted(s.anomalies.items())),
+            "anomalies_unwritten": s.anomalies_unwritten,
             "events": dict(sorted(s.events.items())),
             "capture_errors": list(s.capture_errors),
             **(self._stats_source() if self._stats_source is not None else {}),

@@ -44,13 +44,14 @@ from typing import Any, Literal
 
 from probes.ebpf.counters import RawDeltas, dst_net_bytes, source_bytes
 from probes.live import DEFAULT_BATCH, CaptureError, CaptureStats, LiveCapture
-from sensor.config import Config
+from sensor.config import Config, HistoryConfig
 from sensor.metering.categories import CategoryDb
 from sensor.metering.geo import GeoDb
 from sensor.metering.meter import Meter, network_label
 from sensor.metering.store import MeterStore, StoreError
 from sensor.metering.values import Finding, KernelTotals, VolumeSummary
 from sensor.outputs import eve
+from sensor.outputs.activity import ActivityLog
 from sensor.pipeline import Pipeline, Summary
 
 PROBE_CHOICES = ("auto", "xdp", "tc", "off")
@@ -270,9 +271,11 @@ class LiveSensor:
         *,
         warn: Callable[[str], None],
         status: Callable[[str], None] = lambda _line: None,
+        notify: eve.Sink | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self.config = config
+        self.notify = notify  # sees every record too: `sluice run` prints findings with it
         self.options = options
         self.categories = categories
         self.geo = geo
@@ -280,6 +283,7 @@ class LiveSensor:
         self.status = status
         self.stop = stop or threading.Event()
         self.events: EventLog | None = None
+        self.activity: ActivityLog | None = None
         self.outages = 0  # times the capture failed and was reopened
         self.clock_steps = 0  # wall-clock steps seen (NTP corrections, manual changes)
         self._clock_offset: float | None = None
@@ -317,7 +321,7 @@ class LiveSensor:
         store = meter = feed = None
         if config.metering.enabled:
             try:
-                store = RetryingStore(options.out / "sluice.db", warn=self.warn)
+                store = RetryingStore(options.out / "sluice.db", config.history, warn=self.warn)
             except StoreError as exc:
                 raise LiveError(str(exc)) from None
             if probe is not None:
@@ -338,11 +342,18 @@ class LiveSensor:
                 meter.learn_destinations(known)
         events = EventLog(options.out / "events.jsonl", self.warn)
         self.events = events
+        sinks: list[eve.Sink] = [events]
+        activity = ActivityLog(store, self.warn) if store is not None else None
+        self.activity = activity
+        if activity is not None:
+            sinks.append(activity)
+        if self.notify is not None:
+            sinks.append(self.notify)
         started = time.monotonic()
         report: LiveReport | None = None
         try:
             pipeline = Pipeline(
-                config, [events], None, meter, store, lambda: self._stats(capture, feed)
+                config, sinks, None, meter, store, lambda: self._stats(capture, feed)
             )
             if feed is not None:
                 feed.start()
@@ -352,6 +363,8 @@ class LiveSensor:
                 self._drain(capture, pipeline)
             pipeline.tick(time.time())
             summary = pipeline.finish()  # the last bucket, with the probe's last counts
+            if activity is not None:
+                activity.flush()
             if feed is not None and feed.blind:
                 probe_text += ": " + feed.blind
             report = LiveReport(
@@ -400,6 +413,8 @@ class LiveSensor:
                 self._check_clock(now, mono)
                 if self.events is not None:
                     self.events.flush()  # readers (tail -f, a SIEM shipper) see events promptly
+                if self.activity is not None:
+                    self.activity.flush()  # `sluice host` shows a live host's uploads
                 if len(frames) < DEFAULT_BATCH:  # caught up: the wall clock may move time on;
                     pipeline.tick(now)  # else older frames wait and packets do it
                 if options.stats_interval and mono >= next_stats:
@@ -511,7 +526,7 @@ class EventLog:
         self.warn = warn
         # Line-buffered: each event reaches the file (and readers such as `tail -f` or a SIEM
         # shipper) as it is written, and a failing write shows at that event.
-        self._stream = path.open("a", encoding="utf-8", buffering=1)
+        self._stream = eve.open_private(path, append=True)
         self._writer = eve.JsonlWriter(self._stream)
         self.lost = 0
         self._failing = False
@@ -550,8 +565,10 @@ class RetryingStore(MeterStore):
     locked) is kept and written with the next one, up to `MAX_BACKLOG_WRITES` of them (then the
     oldest is dropped and counted); said once per failing streak; the sensor goes on."""
 
-    def __init__(self, path: Path, *, warn: Callable[[str], None]) -> None:
-        super().__init__(path)
+    def __init__(
+        self, path: Path, history: HistoryConfig | None = None, *, warn: Callable[[str], None]
+    ) -> None:
+        super().__init__(path, history or HistoryConfig())
         self.warn = warn
         self.backlog: collections.deque[
             tuple[list[VolumeSummary | Finding], KernelTotals | None]

@@ -53,3 +53,13 @@ def require_module(name: str) -> Any:
 @pytest.fixture
 def privileged_netns() -> None:
     require_root_netns()
+
+
+@pytest.fixture(autouse=True)
+def _keep_umask() -> Any:
+    """`sluice` sets a private umask (0077) when it starts; tests that call its main() in
+    this process must not leave it to the tests after them."""
+    saved = os.umask(0o022)
+    os.umask(saved)
+    yield
+    os.umask(saved)

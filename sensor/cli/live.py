@@ -12,22 +12,29 @@ import argparse
 import sys
 from typing import Any
 
+from sensor.cli.config import CONFIG_HELP, origin_line, summary_line
+from sensor.metering.units import printable
+from sensor.outputs.eve import Record
 from sensor.runtime import PROBE_CHOICES, LiveError, LiveOptions, LiveSensor
 
 EXIT_USAGE = 2
 
 
-def add_parser(sub: Any, signatures_help: str) -> None:
+def add_parser(sub: Any, signatures_help: str, formatter: type[argparse.HelpFormatter]) -> None:
     run = sub.add_parser(
         "run",
         help="capture live from an interface, write DIR/events.jsonl and DIR/sluice.db",
         description="Capture live from IFACE through the whole pipeline until SIGTERM/SIGINT "
         "(or --duration). With --probe auto the eBPF probe counts outbound bytes in the "
-        "kernel; where it cannot run, Sluice says why once and meters from packets.",
+        "kernel; where it cannot run, Sluice says why once and meters from packets. Status "
+        "lines and one line per finding go to stderr (the journal under systemd).",
+        formatter_class=formatter,
     )
-    run.add_argument("--iface", required=True, metavar="IFACE")
-    run.add_argument("--out", required=True, metavar="DIR")
-    run.add_argument("--config", metavar="FILE")
+    run.add_argument("--iface", required=True, metavar="IFACE", help="interface to capture on")
+    run.add_argument(
+        "--out", required=True, metavar="DIR", help="events.jsonl and sluice.db go here"
+    )
+    run.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     run.add_argument("--geoip", metavar="FILE", help="MaxMind-format country database")
     run.add_argument("--signatures", metavar="DIR", help=signatures_help)
     run.add_argument(
@@ -35,9 +42,14 @@ def add_parser(sub: Any, signatures_help: str) -> None:
         choices=PROBE_CHOICES,
         default="auto",
         help="eBPF meter: xdp (SPAN port, LAN side of a gateway), tc (egress of a gateway's WAN "
-        "side), auto (xdp, else packets), off (default: auto)",
+        "side), auto (xdp, else packets), off",
     )
-    run.add_argument("--pin-dir", metavar="DIR", help="bpffs directory for the probe's maps")
+    run.add_argument(
+        "--pin-dir",
+        metavar="DIR",
+        help="bpffs directory for the probe's maps (default: "
+        "the probe's own directory under /sys/fs/bpf)",
+    )
     run.add_argument("--filter", metavar="BPF", help="libpcap capture filter (tcpdump syntax)")
     run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     run.add_argument(
@@ -45,7 +57,7 @@ def add_parser(sub: Any, signatures_help: str) -> None:
         type=int,
         default=64,
         metavar="MB",
-        help="libpcap's kernel buffer, which absorbs bursts (default 64)",
+        help="libpcap's kernel buffer, which absorbs bursts",
     )
     run.add_argument(
         "--stats-interval",
@@ -64,8 +76,32 @@ def _warn(line: str) -> None:
     print(f"sluice: warning: {line}", file=sys.stderr, flush=True)
 
 
+def finding_line(record: Record) -> str | None:
+    """One line per finding for stderr (the journal): severity, kind, host, what, where."""
+    if record["event_type"] != "finding":
+        return None
+    f = record["finding"]
+    dests = ", ".join(f["destinations"][:2])
+    return printable(
+        f"finding {f['severity'].upper()} {f['kind']} host {f['host']}: {f['detail']}"
+        + (f" -> {dests}" if dests else "")
+    )
+
+
+def _finding(record: Record) -> None:
+    line = finding_line(record)
+    if line is not None:
+        print(f"sluice run: {line}", file=sys.stderr, flush=True)
+
+
 def main(args: argparse.Namespace) -> int:
-    from sensor.cli.main import UsageError, load_config_or_fail, meter_data, prepare_out
+    from sensor.cli.main import (
+        UsageError,
+        load_config_or_fail,
+        meter_data,
+        prepare_out,
+        private_umask,
+    )
 
     try:
         if args.duration is not None and args.duration <= 0:
@@ -74,8 +110,12 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError("--buffer-mb must be between 1 and 4096")
         if args.stats_interval < 0:
             raise UsageError("--stats-interval must not be negative")
-        config = load_config_or_fail(args.config)
-        out = prepare_out(args.out)
+        loaded = load_config_or_fail(args.config)
+        config = loaded.config
+        private_umask(config)
+        _status(f"config: {origin_line(loaded)}")
+        _status(summary_line(config))
+        out = prepare_out(args.out, config)
         categories, geo = meter_data(config, args.geoip, args.signatures)
         options = LiveOptions(
             iface=args.iface,
@@ -87,7 +127,9 @@ def main(args: argparse.Namespace) -> int:
             buffer_bytes=args.buffer_mb << 20,
             pin_dir=args.pin_dir,
         )
-        sensor = LiveSensor(config, options, categories, geo, warn=_warn, status=_status)
+        sensor = LiveSensor(
+            config, options, categories, geo, warn=_warn, status=_status, notify=_finding
+        )
         report = sensor.run()
     except (UsageError, LiveError) as exc:
         print(f"sluice: error: {exc}", file=sys.stderr)

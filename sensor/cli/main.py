@@ -8,66 +8,120 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import os
+import shutil
 import sqlite3
+import stat
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-from probes.pcap import PcapError, PcapReader
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.text import Text
+
+from probes.pcap import CaptureSet, PcapError, PcapReader
+from sensor.cli import config as config_cli
 from sensor.cli import live as live_cli
+from sensor.cli import screen, version
 from sensor.cli import top as top_view
-from sensor.config import Config, ConfigError, load_config
+from sensor.cli.config import CONFIG_HELP
+from sensor.cli.screen import make_console
+from sensor.config import Config, ConfigError, LoadedConfig, read_config
 from sensor.content.objects import ObjectStore
 from sensor.metering.categories import CategoryDb, CategoryError, load_categories
 from sensor.metering.geo import GeoDb, GeoError, open_geo
 from sensor.metering.meter import Meter
 from sensor.metering.store import MeterStore, StoreError
+from sensor.metering.units import human_bytes, printable
 from sensor.outputs import eve
-from sensor.outputs.digest import Digest
+from sensor.outputs.activity import ActivityLog, mail_text, ssh_text, upload_text
+from sensor.outputs.digest import Digest, Kept
+from sensor.outputs.eve import open_private
 from sensor.outputs.files import extracted_record
 from sensor.pipeline import Pipeline, Summary
 
+EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_OUTPUT = 3  # the output could not be written (the run's results are incomplete)
+EXIT_INTERRUPTED = 130
 METER_DB = "sluice.db"  # in a replay's --out directory
 SIGNATURES_HELP = (
     "signatures data directory (default: signatures_dir in the config, else $SLUICE_SIGNATURES, "
     "else the installed or checkout copy)"
 )
+EXIT_CODES = """exit status:
+  0    done (for `run`: stopped by SIGTERM/SIGINT or --duration)
+  1    `run` stopped by an error it could not recover from (the capture went away)
+  2    usage error: a bad argument, a missing or unreadable capture, a broken config
+  3    an output could not be written (disk full, I/O error): results are incomplete
+  130  interrupted (Ctrl-C) during a replay"""
+PROGRESS_EVERY = 4096  # frames between progress updates
 
 
 class UsageError(Exception):
     """Something the user can fix: printed as one line, exit status 2."""
 
 
+class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each argument's help; descriptions keep their line breaks."""
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sluice", description="Sluice: network DLP sensor for health-data egress"
+        prog="sluice",
+        description="Sluice: network data-loss-prevention sensor for the egress of holders "
+        "of health data. It reconstructs SMTP, HTTP, FTP, SSH and TLS, meters outbound volume "
+        "per host, finds what leaves and keeps the evidence.",
+        epilog=EXIT_CODES,
+        formatter_class=Formatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    replay = sub.add_parser(
-        "replay", help="run the whole pipeline over captures, write DIR/events.jsonl"
-    )
-    replay.add_argument("pcaps", nargs="+", metavar="PCAP")
-    replay.add_argument("--out", required=True, metavar="DIR")
-    replay.add_argument("--config", metavar="FILE")
-    replay.add_argument("--geoip", metavar="FILE", help="MaxMind-format country database")
-    replay.add_argument("--signatures", metavar="DIR", help=SIGNATURES_HELP)
-    replay.add_argument("--quiet", action="store_true", help="no summary on stdout")
-    extract = sub.add_parser(
-        "extract", help="write every transferred object to DIR/files/<sha256> + DIR/files.jsonl"
-    )
-    extract.add_argument("pcaps", nargs="+", metavar="PCAP")
-    extract.add_argument("--out", required=True, metavar="DIR")
-    extract.add_argument("--config", metavar="FILE")
-    extract.add_argument("--geoip", metavar="FILE", help="MaxMind-format country database")
-    extract.add_argument("--signatures", metavar="DIR", help=SIGNATURES_HELP)
-    extract.add_argument("--quiet", action="store_true", help="no summary on stdout")
-    top_view.add_parsers(sub)
-    live_cli.add_parser(sub, SIGNATURES_HELP)
+    parser.add_argument("--version", action="version", version=f"sluice {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, extract in (("replay", False), ("extract", True)):
+        command = sub.add_parser(
+            name,
+            help="write every transferred object to DIR/files/ and DIR/files.jsonl too"
+            if extract
+            else "run the whole pipeline over captures, write DIR/events.jsonl and DIR/sluice.db",
+            description=(
+                "Like replay, and also store every transferred object (HTTP bodies, mail "
+                "attachments, FTP files) as DIR/files/<sha256> (mode 0600), listed in "
+                "DIR/files.jsonl."
+                if extract
+                else "Run the whole pipeline over capture files, exactly as the live sensor "
+                "would: events to DIR/events.jsonl, the volume meter's time series and "
+                "findings to DIR/sluice.db (read it with `sluice top/host/findings --db DIR`)."
+            )
+            + " Several captures are merged by packet time, whatever their order on the "
+            "command line. A summary goes to stdout, a progress bar to stderr on a terminal.",
+            epilog=EXIT_CODES,
+            formatter_class=Formatter,
+        )
+        command.add_argument("pcaps", nargs="+", metavar="PCAP", help="pcap or pcapng files")
+        command.add_argument("--out", required=True, metavar="DIR", help="output directory")
+        command.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+        command.add_argument("--geoip", metavar="FILE", help="MaxMind-format country database")
+        command.add_argument("--signatures", metavar="DIR", help=SIGNATURES_HELP)
+        command.add_argument("--quiet", action="store_true", help="no summary on stdout")
+        command.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+        command.add_argument("--no-color", action="store_true", help="no colour (also $NO_COLOR)")
+    top_view.add_parsers(sub, Formatter)
+    live_cli.add_parser(sub, SIGNATURES_HELP, Formatter)
+    config_cli.add_parser(sub)
     return parser
 
 
@@ -80,21 +134,38 @@ def _check_inputs(paths: Sequence[str]) -> None:
             raise UsageError(str(exc)) from None
 
 
-def prepare_out(out: str) -> Path:
+def private_umask(config: Config) -> None:
+    """Everything Sluice creates is the operator's alone (0600 files, 0700 directories), or
+    also readable by `output.group` when the config names one (0640/0750)."""
+    os.umask(0o027 if config.output.group else 0o077)
+
+
+def prepare_out(out: str, config: Config | None = None) -> Path:
+    """The output directory, created private (0700, or 0750 with group `output.group` and
+    the set-group-ID bit, so that files created in it belong to that group)."""
     directory = Path(out)
+    group = config.output.group if config is not None else ""
     try:
+        created = not directory.exists()
         directory.mkdir(parents=True, exist_ok=True)
+        if created:
+            directory.chmod(0o750 if group else 0o700)
+        if group:
+            shutil.chown(directory, group=group)
+            directory.chmod(directory.stat().st_mode | stat.S_ISGID)
         probe = directory / ".sluice-write-test"
         probe.write_bytes(b"")
         probe.unlink()
+    except LookupError:
+        raise UsageError(f"output.group: no group {group!r} on this system") from None
     except OSError as exc:
         raise UsageError(f"cannot write to output directory {out}: {exc.strerror or exc}") from None
     return directory
 
 
-def load_config_or_fail(path: str | None) -> Config:
+def load_config_or_fail(path: str | None) -> LoadedConfig:
     try:
-        return load_config(path)
+        return read_config(path)
     except ConfigError as exc:
         raise UsageError(f"config: {exc}") from None
 
@@ -128,27 +199,34 @@ def run(
     geoip: str | None = None,
     signatures: str | None = None,
     digest: Digest | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> tuple[Summary, float]:
-    """Replay `paths` in order through one pipeline; returns the summary and wall seconds.
-    The volume meter's time series go to DIR/sluice.db, which `sluice top --db DIR` reads;
-    `digest` keeps what the printed summary lists."""
+    """Replay `paths` merged by packet time through one pipeline; returns the summary and
+    wall seconds. The volume meter's time series, findings and host activity go to
+    DIR/sluice.db, which `sluice top/host/findings --db DIR` read; `digest` keeps what the
+    printed summary lists; `progress(frames, bytes_read, bytes_total)` is called now and then."""
     meter = open_meter(config, geoip, signatures) if config.metering.enabled else None
     database = out / METER_DB
     for stale in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
         stale.unlink(missing_ok=True)  # a replay describes its captures only
     meter_store = None
+    activity = None
     if meter is not None:
         try:
-            meter_store = MeterStore(database)
+            meter_store = MeterStore(database, config.history)
         except StoreError as exc:
             raise UsageError(str(exc)) from None
-    events_file = (out / "events.jsonl").open("w", encoding="utf-8")
+    try:
+        captures = CaptureSet(paths)
+    except PcapError as exc:
+        raise UsageError(str(exc)) from None
+    events_file = open_private(out / "events.jsonl")
     files_file: IO[str] | None = None
     sinks: list[eve.Sink] = [eve.JsonlWriter(events_file)]
     store = None
     if extract:
         store = ObjectStore(str(out))
-        files_file = (out / "files.jsonl").open("w", encoding="utf-8")
+        files_file = open_private(out / "files.jsonl")
         files_writer = eve.JsonlWriter(files_file)
 
         def write_file(record: eve.Record) -> None:
@@ -156,24 +234,35 @@ def run(
                 files_writer(extracted_record(record))
 
         sinks.append(write_file)
+    if meter_store is not None:
+        activity = ActivityLog(meter_store, warn=_warn)
+        sinks.append(activity)
     if digest is not None:
         sinks.append(digest)
     started = time.perf_counter()
     try:
         pipeline = Pipeline(config, sinks, store, meter, meter_store)
         process = pipeline.process
-        for path in paths:
-            reader = PcapReader(path)
-            with reader:
-                for frame in reader:
+        if progress is None:
+            for frame in captures:
+                process(frame)
+        else:
+            frames = iter(captures)
+            count = 0
+            while batch := list(itertools.islice(frames, PROGRESS_EVERY)):
+                for frame in batch:
                     process(frame)
-            report = reader.report
+                count += len(batch)
+                progress(count, captures.bytes_read(), captures.size)
+        for report in captures.reports:
             if report.error:
                 where = f" at byte {report.error_offset}" if report.error_offset is not None else ""
                 pipeline.capture_error(
-                    path, f"{report.error}{where}; {report.frames} frames read before it"
+                    report.path, f"{report.error}{where}; {report.frames} frames read before it"
                 )
         summary = pipeline.finish()
+        if activity is not None:
+            activity.flush()
     finally:
         events_file.close()
         if meter_store is not None:
@@ -183,12 +272,45 @@ def run(
     return summary, time.perf_counter() - started
 
 
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
+def _warn(line: str) -> None:
+    print(f"sluice: warning: {line}", file=sys.stderr, flush=True)
+
+
+class ReplayProgress:
+    """A progress bar on stderr (packets, bytes, rate, ETA) for replays on a terminal; it
+    disappears when done, so the summary starts on a clean screen."""
+
+    def __init__(self, stream: IO[str], no_color: bool) -> None:
+        self.console = make_console(stream, no_color)
+        self.bar = Progress(
+            TextColumn("replay"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[packets]:>12,} packets"),
+            DownloadColumn(binary_units=False),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+            auto_refresh=False,
+        )
+        self.task = self.bar.add_task("replay", total=None, packets=0)
+        self._next = 0.0
+
+    def __enter__(self) -> ReplayProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def __call__(self, frames: int, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + 0.25
+        self.bar.update(self.task, completed=done, total=total, packets=frames)
+        self.bar.refresh()
 
 
 def print_summary(
@@ -198,84 +320,129 @@ def print_summary(
     digest: Digest,
     seconds: float,
     out: Path,
-    stream: IO[str],
+    console: Console,
 ) -> None:
     rate = summary.packets / seconds if seconds > 0 else 0.0
-    w = stream.write
-    w(
+    say = console.print
+    say(
         f"sluice {command}: {len(paths)} capture(s), {summary.packets:,} packets "
-        f"({_human_bytes(summary.bytes)}) in {seconds:.2f} s = {rate:,.0f} packets/s\n"
+        f"({human_bytes(summary.bytes)}) in {seconds:.2f} s = {rate:,.0f} packets/s"
     )
     anomalies = sum(summary.anomalies.values())
-    top = ", ".join(f"{k} {v}" for k, v in summary.anomalies.most_common(4))
-    w(
+    top = ", ".join(f"{k} {v:,}" for k, v in summary.anomalies.most_common(4))
+    unwritten = (
+        f"; {summary.anomalies_unwritten:,} over the per-flow cap not written"
+        if summary.anomalies_unwritten
+        else ""
+    )
+    say(
         f"  flows {summary.flows:,}   objects {summary.objects:,} "
         f"({digest.uploads.total:,} uploads)   anomalies {anomalies:,}"
-        + (f" ({top})" if top else "")
-        + "\n"
+        + (f" ({top}{unwritten})" if top else "")
     )
     for error in summary.capture_errors:
-        w(f"  capture damaged: {error}\n")
-    uploads = digest.uploads
-    if uploads.records:
-        w("  uploads (client -> server):\n")
-        for record in uploads.records:
-            f = record["file"]
-            where = f"{record['src_ip']} -> {record['dest_ip']}:{record['dest_port']}"
-            if f["proto"] == "smtp":
-                mail = record.get("smtp", {})
-                rcpts = ", ".join(mail.get("rcpt_to", [])[:3])
-                what = f"mail {mail.get('mail_from') or '?'} -> {rcpts or '?'}"
-            elif f["proto"] == "ftp":
-                ftp = record.get("ftp", {})
-                what = f"{ftp.get('command', '')} ({ftp.get('mode', '')})"
-            else:
-                ctx = record.get("http", {})
-                what = f"{ctx.get('http_method', '')} {ctx.get('url', '')}".strip()
-            state = "complete" if f["complete"] else f"INCOMPLETE ({f['missing_bytes']} B missing)"
-            w(
-                f"    {record['timestamp'][:19]}  {where}  {f['proto']} {what}  "
-                f"{f['filename'] or '-'}  {f['mime_type'] or '-'}  {f['size']:,} B  "
-                f"sha256 {f['sha256'][:16]}  {state}\n"
-            )
-        if uploads.total > len(uploads.records):
-            w(f"    ... {uploads.total - len(uploads.records)} more in {out / 'events.jsonl'}\n")
-    if digest.messages.records:
-        w("  mail (SMTP transactions):\n")
-        for record in digest.messages.records:
-            m = record["smtp"]
-            rcpts = ", ".join(m["rcpt_to"][:3]) + (" ..." if len(m["rcpt_to"]) > 3 else "")
-            subject = m.get("headers", {}).get("subject")
-            seen = "" if m["content_visible"] else "  (TLS: content not visible)"
-            w(
-                f"    {record['timestamp'][:19]}  {record['src_ip']} -> "
-                f"{record['dest_ip']}:{record['dest_port']}  {m['mail_from'] or '-'} -> "
-                f"{rcpts or '-'}  {subject!r}  {m['attachments']} attachment(s)  "
-                f"{m['status']}{seen}\n"
-            )
-    w(f"  events: {out / 'events.jsonl'}\n")
+        say(Text(f"  capture damaged: {printable(error)}", style="yellow"))
+    _findings_table(digest, console)
+    _kept_table(
+        console, "uploads (client -> server)", digest.uploads, out,
+        lambda r: [r["timestamp"][:19], f"{r['src_ip']} -> {r['dest_ip']}:{r['dest_port']}",
+                   r["file"]["proto"], upload_text(r)],
+        ["TIME (UTC)", "FLOW", "PROTO", "WHAT"],
+    )  # fmt: skip
+    _kept_table(
+        console, "mail (SMTP transactions)", digest.messages, out,
+        lambda r: [r["timestamp"][:19], f"{r['src_ip']} -> {r['dest_ip']}:{r['dest_port']}",
+                   mail_text(r)],
+        ["TIME (UTC)", "FLOW", "MAIL"],
+    )  # fmt: skip
+    _kept_table(
+        console, "SSH sessions", digest.sessions, out,
+        lambda r: [r["timestamp"][:19], f"{r['src_ip']} -> {r['dest_ip']}:{r['dest_port']}",
+                   ssh_text(r)],
+        ["TIME (UTC)", "FLOW", "SESSION"],
+    )  # fmt: skip
+    say(f"  events: {out / 'events.jsonl'}", soft_wrap=True)
+
+
+def _kept_table(
+    console: Console,
+    title: str,
+    kept: Kept,
+    out: Path,
+    row: Callable[[eve.Record], list[str]],
+    headers: list[str],
+) -> None:
+    if not kept.records:
+        return
+    t = screen.table(f"  {title}: {kept.total:,}")
+    for i, header in enumerate(headers):
+        screen.column(t, header, ratio=1 if i == len(headers) - 1 else None)
+    for record in kept.records:
+        t.add_row(*(screen.cell(v) for v in row(record)))
+    console.print(screen.freeze(t, console.width))
+    if kept.total > len(kept.records):
+        console.print(
+            f"    ... {kept.total - len(kept.records):,} more in {out / 'events.jsonl'}",
+            soft_wrap=True,
+        )
+
+
+def _findings_table(digest: Digest, console: Console) -> None:
+    """Findings grouped by kind, the most severe first, with their hosts."""
+    if not digest.finding_groups:
+        console.print("  findings: none")
+        return
+    t = screen.table(f"  findings: {digest.findings.total:,}")
+    screen.column(t, "SEVERITY")
+    screen.column(t, "KIND")
+    screen.column(t, "COUNT", right=True)
+    screen.column(t, "HOSTS (FIRST)", ratio=1)
+    for group in digest.finding_groups:
+        hosts = ", ".join(group.hosts[:3]) + (
+            f" (+{len(group.hosts) - 3})" if len(group.hosts) > 3 else ""
+        )
+        t.add_row(
+            screen.severity(group.severity),
+            screen.cell(group.kind),
+            screen.cell(f"{group.count:,}"),
+            screen.cell(f"{hosts}: {group.first_detail}"),
+        )
+    console.print(screen.freeze(t, console.width))
+    console.print("    list them: sluice findings --db DIR", soft_wrap=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # before anything is created; relaxed below if the config names a group
+    warnings.simplefilter("ignore", DeprecationWarning)  # libraries' housekeeping, not ours
     args = _build_parser().parse_args(argv)
-    if args.command in ("top", "host"):
+    if args.command in ("top", "host", "findings"):
         return top_view.run(args)
     if args.command == "run":
         return live_cli.main(args)
     try:
-        config = load_config_or_fail(args.config)
+        loaded = load_config_or_fail(args.config)
+        if args.command == "config":
+            return config_cli.run(args, loaded)
+        config = loaded.config
+        private_umask(config)
         _check_inputs(args.pcaps)
-        out = prepare_out(args.out)
+        out = prepare_out(args.out, config)
         digest = Digest()
-        summary, seconds = run(
-            args.pcaps,
-            out,
-            config,
-            extract=args.command == "extract",
-            geoip=args.geoip,
-            signatures=args.signatures,
-            digest=digest,
-        )
+        show = not args.no_progress and sys.stderr.isatty()
+        with contextlib.ExitStack() as stack:
+            progress = (
+                stack.enter_context(ReplayProgress(sys.stderr, args.no_color)) if show else None
+            )
+            summary, seconds = run(
+                args.pcaps,
+                out,
+                config,
+                extract=args.command == "extract",
+                geoip=args.geoip,
+                signatures=args.signatures,
+                digest=digest,
+                progress=progress,
+            )
     except UsageError as exc:
         print(f"sluice: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -284,18 +451,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OUTPUT
     except KeyboardInterrupt:
         print("sluice: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     if not args.quiet:
         try:
-            print_summary(args.command, args.pcaps, summary, digest, seconds, out, sys.stdout)
+            console = make_console(sys.stdout, args.no_color)
+            console.print(f"config: {config_cli.origin_line(loaded)}", soft_wrap=True)
+            print_summary(args.command, args.pcaps, summary, digest, seconds, out, console)
             if args.command == "extract":
-                print(f"  files: {out / 'files.jsonl'} and {out / 'files'}{os.sep}")
+                console.print(
+                    f"  files: {out / 'files.jsonl'} and {out / 'files'}{os.sep}", soft_wrap=True
+                )
             sys.stdout.flush()
         except BrokenPipeError:  # `sluice replay ... | head`: the reader left, that is fine
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if summary.capture_errors:
         print("sluice: warning: " + "; ".join(summary.capture_errors), file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -13,31 +13,44 @@ The store keeps neither country nor category: both are looked up at display time
 destination address and name, with the bundled registry data (or `--geoip FILE`) and
 signatures/categories.toml (or `--categories FILE`), so a newer list also relabels old traffic.
 
-Both commands build JSON-ready records first; the text views only render those records, so
-the two outputs cannot disagree.
+Both commands build JSON-ready records first; the text, HTML and JSON views only render those
+records, so they cannot disagree. Text shows local time per `metering.timezone` of the
+configuration (`--utc` for UTC); JSON keeps UTC. `sluice findings` lists the findings table.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import math
+import os
 import re
+import select
 import sys
 import time
+import zoneinfo
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from rich.console import Console, Group, RenderableType
+from rich.text import Text
+
+from sensor.cli import html, screen
+from sensor.cli.config import CONFIG_HELP
+from sensor.config import ConfigError, read_config
 from sensor.metering.categories import CategoryDb, CategoryError, load_categories
 from sensor.metering.geo import GeoDb, GeoError, open_geo
 from sensor.metering.store import MeterStore, StoreError, TopRow
-from sensor.metering.values import Finding, Volume
+from sensor.metering.units import human_bytes, human_duration, human_rate
+from sensor.metering.values import SEVERITIES, Finding, Volume
 from sensor.outputs.eve import iso_time
+from sensor.outputs.eve import open_private as eve_open
 from sensor.outputs.meter import volume_fields
 
 EXIT_USAGE = 2
@@ -45,12 +58,14 @@ DB_NAME = "sluice.db"  # inside a replay's --out directory
 WINDOW_FORMS = "all, or a whole number with s, m, h or d (e.g. 30s, 10m, 1h, 24h, 7d)"
 TOP_DESTINATIONS = 3  # per row of `sluice top`
 HOST_DESTINATIONS = 20  # in `sluice host`
+HOST_ACTIVITY = 50  # newest uploads, mails, sessions and requests in `sluice host`
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_STEPS = 60  # one-minute steps: the host's last hour
 SPARK_STEP = 60
-CHART_STEPS = 40  # about this many rows in `sluice host`'s chart
-CHART_WIDTH = 50  # characters of the longest bar
-EIGHTHS = " ▏▎▍▌▋▊▉"  # partial blocks, index = eighths of a character
+NOW_SECONDS = 60  # "current" rate: the last minute of data
+CHART_STEPS = 60  # at most this many columns in `sluice host`'s chart
+CHART_HEIGHT = 6  # rows of the chart
+EIGHTHS = " ▁▂▃▄▅▆▇"  # partial blocks, bottom up, index = eighths of a row
 # Chart steps a human reads easily; each is a multiple of the store tier it will be read from
 # (10 s, 1 min, 1 h), so no step gets one row more than its neighbour.
 NICE_STEPS = (10, 20, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600,
@@ -71,29 +86,60 @@ class CliError(Exception):
 # -- arguments --------------------------------------------------------------------------------
 
 
-def add_parsers(sub: Any) -> None:
-    """Register `top` and `host` on the subparsers action of `sluice`'s parser."""
+def add_parsers(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
+    """Register `top`, `host` and `findings` on the subparsers action of `sluice`'s parser."""
     top = sub.add_parser(
-        "top", help="hosts (or destinations) sending the most, from a metering database"
+        "top",
+        help="hosts (or destinations) sending the most, from a metering database",
+        description="Rank internal hosts (or destinations, or host-destination pairs) by "
+        "outbound bytes in a window ending at the newest data (packet time). NOW is the "
+        "rate over the last minute of data, AVG the window's average.",
+        formatter_class=formatter,
     )
     _common(top)
     top.add_argument(
         "--window", default="10m", help=f"how far back from the newest data: {WINDOW_FORMS}"
     )
-    top.add_argument("--by", choices=("host", "dest", "pair"), default="host")
-    top.add_argument("--limit", type=int, default=10, metavar="N", help="rows (default 10)")
+    top.add_argument("--by", choices=("host", "dest", "pair"), default="host", help="what to rank")
+    top.add_argument("--limit", type=int, default=10, metavar="N", help="rows")
     top.add_argument(
         "--watch",
         nargs="?",
         type=float,
         const=2.0,
         metavar="SECONDS",
-        help="redraw every SECONDS (default 2) until Ctrl-C",
+        help="redraw every SECONDS (2 when given without a number) until q or Ctrl-C",
     )
-    host = sub.add_parser("host", help="one host's outbound volume, destinations and findings")
-    host.add_argument("ip", metavar="IP")
+    top.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+    host = sub.add_parser(
+        "host",
+        help="one host's outbound volume, destinations, uploads, mails and findings",
+        description="One internal host over a period ending at the newest data: a chart of "
+        "its outbound bytes, its destinations, findings, and its uploads, mails, SSH "
+        "sessions and requests with a body.",
+        formatter_class=formatter,
+    )
+    host.add_argument("ip", metavar="IP", help="the host's IPv4 or IPv6 address")
     _common(host)
     host.add_argument("--since", default="24h", help=f"period shown: {WINDOW_FORMS}")
+    host.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+    findings = sub.add_parser(
+        "findings",
+        help="list the findings in a metering database",
+        description="List findings (volume thresholds, spikes, slow exfiltration, transfers "
+        "outside the EU/EEA, ...) newest last, with severity, host and what was measured.",
+        formatter_class=formatter,
+    )
+    _common(findings)
+    findings.add_argument(
+        "--since", default="all", help=f"how far back from the newest data: {WINDOW_FORMS}"
+    )
+    findings.add_argument("--host", metavar="IP", help="only this internal host")
+    findings.add_argument("--kind", metavar="KIND", help="only this kind of finding")
+    findings.add_argument(
+        "--severity", choices=SEVERITIES, default="low", help="only this severity or above"
+    )
+    findings.add_argument("--limit", type=int, default=500, metavar="N", help="newest N")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -101,7 +147,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--db",
         default=DB_NAME,
         metavar="PATH",
-        help=f"a replay's --out directory or the database file (default ./{DB_NAME})",
+        help=f"a replay's --out directory, a live sensor's --out directory or the database "
+        f"file ({DB_NAME})",
     )
     parser.add_argument("--json", action="store_true", help="JSON on stdout instead of text")
     parser.add_argument("--geoip", metavar="FILE", help="a MaxMind .mmdb country database")
@@ -111,6 +158,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="destination categories file (default: categories.toml of the signatures "
         "directory: $SLUICE_SIGNATURES, else the installed or checkout copy)",
     )
+    parser.add_argument(
+        "--config", metavar="FILE", help=CONFIG_HELP + "; its metering.timezone is used"
+    )
+    parser.add_argument("--utc", action="store_true", help="times in UTC, not the local zone")
+    parser.add_argument("--no-color", action="store_true", help="no colour (also $NO_COLOR)")
 
 
 def parse_window(text: str) -> float | None:
@@ -124,16 +176,21 @@ def parse_window(text: str) -> float | None:
 
 
 def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
-    """Dispatch `top`/`host`; returns the exit status. User errors: one line, status 2."""
+    """Dispatch `top`/`host`/`findings`; returns the exit status. User errors: one line,
+    status 2."""
     stream = out if out is not None else sys.stdout
     try:
         if args.command == "top":
             return _top_command(args, stream)
+        if args.command == "findings":
+            return _findings_command(args, stream)
         return _host_command(args, stream)
     except CliError as exc:
         print(f"sluice: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `sluice top | head`: the reader left, that is fine
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
         return 0
 
 
@@ -157,6 +214,53 @@ def open_store(path: Path) -> MeterStore:
         return MeterStore(path)
     except StoreError as exc:
         raise CliError(str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """How times are shown and where text goes."""
+
+    tz: tzinfo
+    tz_name: str
+    no_color: bool
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> View:
+        name = "UTC"
+        if not args.utc:
+            try:
+                name = read_config(args.config).config.metering.timezone
+            except ConfigError as exc:
+                raise CliError(f"config: {exc}") from None
+        return cls(zoneinfo.ZoneInfo(name), name, args.no_color)
+
+    def clock(self, ts: float, seconds: bool = True) -> str:
+        moment = datetime.fromtimestamp(ts, UTC).astimezone(self.tz)
+        return moment.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+    def short(self, ts: float, day: bool) -> str:
+        moment = datetime.fromtimestamp(ts, UTC).astimezone(self.tz)
+        return moment.strftime("%m-%d %H:%M" if day else "%H:%M")
+
+    def span(self, start: float, end: float) -> str:
+        """`2026-11-29 12:00:00 .. 15:01:50 CET`: the end's date only when it differs."""
+        first, last = self.clock(start), self.clock(end)
+        if first[:10] == last[:10]:
+            last = last[11:]
+        return f"{first} .. {last} {self.zone(end)}"
+
+    def stamp(self, ts: float) -> str:
+        """Month, day and time: rows under a header that gives the year and zone."""
+        return datetime.fromtimestamp(ts, UTC).astimezone(self.tz).strftime("%m-%d %H:%M:%S")
+
+    def zone(self, ts: float) -> str:
+        return datetime.fromtimestamp(ts, UTC).astimezone(self.tz).strftime("%Z")
+
+    def iso_local(self, iso: str) -> str:
+        return self.stamp(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+
+    def console(self, stream: IO[str]) -> Console:
+        return screen.make_console(stream, self.no_color)
 
 
 class Labeller:
@@ -226,6 +330,50 @@ def window_of(store: MeterStore, text: str) -> Window:
     return Window(end - length, end, text)
 
 
+def pruned_in(store: MeterStore, window: Window) -> float | None:
+    """Where retention deleted data the window asks for. Only the coarsest tier's cut loses
+    volume (finer tiers' cuts only cost resolution: queries fall back to coarser ones), and
+    findings have their own."""
+    coarsest = max(store.tiers, key=lambda t: t.step)
+    cuts = [store.pruned_before(coarsest.name), store.pruned_before("findings")]
+    reached = [c for c in cuts if c is not None and (window.label == "all" or window.start < c)]
+    return max(reached) if reached else None
+
+
+def _pruned_note(pruned: float | None, view: View) -> Text | None:
+    if pruned is None:
+        return None
+    return Text(
+        f"note: history before {view.clock(pruned, False)} {view.zone(pruned)} was pruned "
+        "([history] in the config)",
+        style="yellow",
+    )
+
+
+def _write_html(path: str, page: str) -> None:
+    try:
+        with eve_open(Path(path)) as f:
+            f.write(page)
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _html_meta(title: str, path: Path, window: Window, view: View, pruned: float | None) -> Record:
+    from sensor.cli import version
+
+    return {
+        "title": title,
+        "generated": iso_time(time.time()),
+        "database": str(path),
+        "window_label": window.label,
+        "window_start": iso_time(window.start),
+        "window_end": iso_time(window.end),
+        "timezone": view.tz_name,
+        "sluice_version": version(),
+        "pruned_before": iso_time(pruned) if pruned is not None else None,
+    }
+
+
 # -- sluice top -----------------------------------------------------------------------------
 
 
@@ -237,45 +385,99 @@ def _top_command(args: argparse.Namespace, out: IO[str]) -> int:
         raise CliError("--watch redraws a table; it does not go with --json")
     if args.watch is not None and not args.watch > 0:
         raise CliError(f"--watch needs a positive number of seconds, not {args.watch:g}")
+    view = View.of(args)
     path = database_path(args.db)
     labeller = Labeller.open(args.geoip, args.categories)
     if args.watch is None:
-        return _top_once(args, path, labeller, out)
+        return _top_once(args, path, labeller, view, out)
+    console = view.console(out)
     try:
-        while True:
-            # Reopened on every redraw: `newest` moves while the sensor writes.
-            text = _top_text(args, path, labeller)
-            out.write(CLEAR + text)
-            out.flush()
-            time.sleep(args.watch)
+        with _keys() as key:
+            while True:
+                # Reopened on every redraw: `newest` moves while the sensor writes.
+                frame = _top_screen(args, path, labeller, view, console.width)
+                out.write(CLEAR)
+                console.print(frame)
+                out.flush()
+                if key(args.watch) in ("q", "Q"):
+                    return 0
     except KeyboardInterrupt:
         out.write("\n")
         return 0
 
 
-def _top_once(args: argparse.Namespace, path: Path, labeller: Labeller, out: IO[str]) -> int:
+@contextlib.contextmanager
+def _keys() -> Iterator[Any]:
+    """`wait(seconds) -> key or None`: sleeps, returning early on a key press when stdin is a
+    terminal (read in cbreak mode, restored on exit)."""
+    stdin = sys.stdin
+    if stdin is None or not stdin.isatty():
+
+        def nap(seconds: float) -> str | None:
+            time.sleep(seconds)
+            return None
+
+        yield nap
+        return
+    import termios
+    import tty
+
+    fd = stdin.fileno()
+    saved = termios.tcgetattr(fd)
+
+    def wait(seconds: float) -> str | None:
+        ready, _, _ = select.select([fd], [], [], seconds)
+        return os.read(fd, 1).decode("latin-1") if ready else None
+
+    try:
+        tty.setcbreak(fd)
+        yield wait
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _top_screen(
+    args: argparse.Namespace, path: Path, labeller: Labeller, view: View, width: int
+) -> RenderableType:
     with open_store(path) as store:
         if not store.newest:
-            if args.json:
-                out.write("[]\n")
-            print(f"sluice: no traffic recorded in {path}", file=sys.stderr if args.json else out)
-            return 0
+            body: RenderableType = Text(f"sluice top: no traffic recorded in {path} yet")
+        else:
+            window = window_of(store, args.window)
+            rows = top_records(store, window, args.by, args.limit, labeller)
+            body = render_top(rows, window, args.by, path, view, width, pruned_in(store, window))
+    clock = datetime.now(view.tz).strftime("%H:%M:%S %Z")
+    hints = Text(f"updated {clock}, every {args.watch:g} s   q or Ctrl-C: quit", style="reverse")
+    return Group(hints, body)
+
+
+def _top_once(
+    args: argparse.Namespace, path: Path, labeller: Labeller, view: View, out: IO[str]
+) -> int:
+    console = view.console(out)
+    with open_store(path) as store:
+        if not store.newest:
+            return _nothing_recorded(path, args.json, "[]", out)
         window = window_of(store, args.window)
         rows = top_records(store, window, args.by, args.limit, labeller)
+        pruned = pruned_in(store, window)
+    if args.html:
+        meta = _html_meta(f"Sluice top by {args.by}", path, window, view, pruned) | {"by": args.by}
+        _write_html(args.html, html.top_page(rows, meta))
     if args.json:
         out.write(json.dumps(rows, indent=2) + "\n")
     else:
-        out.write(render_top(rows, window, args.by, path))
+        console.print(render_top(rows, window, args.by, path, view, console.width, pruned))
     return 0
 
 
-def _top_text(args: argparse.Namespace, path: Path, labeller: Labeller) -> str:
-    with open_store(path) as store:
-        if not store.newest:
-            return f"sluice top: no traffic recorded in {path} yet\n"
-        window = window_of(store, args.window)
-        rows = top_records(store, window, args.by, args.limit, labeller)
-    return render_top(rows, window, args.by, path)
+def _nothing_recorded(path: Path, as_json: bool, empty: str, out: IO[str]) -> int:
+    """An empty database is not an error: the JSON reader gets an empty value, the person a
+    line saying so (on stderr when stdout is JSON)."""
+    if as_json:
+        out.write(empty + "\n")
+    print(f"sluice: no traffic recorded in {path}", file=sys.stderr if as_json else out)
+    return 0
 
 
 def _mentions(finding: Finding, dest: str) -> bool:
@@ -290,6 +492,10 @@ def top_records(
     total = sum(r.volume.out_bytes for r in store.top(start, end, "host", _EVERYTHING))
     ranked = store.top(start, end, by, limit)
     pairs = store.top(start, end, "pair", _EVERYTHING) if by != "pair" else []
+    recent = {
+        (r.host, r.dest): r.volume.out_bytes
+        for r in store.top(max(start, end - NOW_SECONDS), end, by, _EVERYTHING)
+    }
     findings = window.findings(store)
     per_host = Counter(f.host for f in findings)
     records = []
@@ -302,6 +508,8 @@ def top_records(
         record.update(volume_fields(row.volume))
         out_bytes = row.volume.out_bytes
         record["rate_bps"] = round(out_bytes * 8 / window.seconds, 1)
+        now_seconds = min(NOW_SECONDS, window.seconds)
+        record["rate_now_bps"] = round(recent.get((row.host, row.dest), 0) * 8 / now_seconds, 1)
         record["share"] = round(out_bytes / total, 4) if total else 0.0
         record["window_start"] = iso_time(start)
         record["window_end"] = iso_time(end)
@@ -360,20 +568,10 @@ def sparkline(values: Sequence[int]) -> str:
     )
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
-
-
-def human_rate(bps: float) -> str:
-    for unit in ("bit/s", "kbit/s", "Mbit/s", "Gbit/s"):
-        if abs(bps) < 1000 or unit == "Gbit/s":
-            return f"{bps:,.0f} {unit}" if unit == "bit/s" else f"{bps:,.1f} {unit}"
-        bps /= 1000
-    raise AssertionError("unreachable")
+def fold(values: Sequence[int], width: int) -> list[int]:
+    """`values` summed into `width` equal groups (len(values) a multiple of width)."""
+    size = max(1, len(values) // width)
+    return [sum(values[i : i + size]) for i in range(0, len(values), size)]
 
 
 def _label(d: Record) -> str:
@@ -384,86 +582,173 @@ def _where(d: Record) -> str:
     return ", ".join([d["country"] or "??", *([d["category"]] if d["category"] else [])])
 
 
-def render_top(rows: list[Record], window: Window, by: By, path: Path) -> str:
-    head = (
-        f"sluice top by {by}: window {window.label}, {_clock(window.start)} .. "
-        f"{_clock(window.end)} UTC (packet time), {path}\n"
+def _top_header(window: Window, by: By, path: Path, view: View) -> Text:
+    return Text(
+        f"top by {by}, window {window.label}: {view.span(window.start, window.end)} "
+        f"(packet time)\n{path}",
+        style="bold",
     )
+
+
+def render_top(
+    rows: list[Record],
+    window: Window,
+    by: By,
+    path: Path,
+    view: View,
+    width: int = 80,
+    pruned: float | None = None,
+) -> RenderableType:
+    """The ranking as a table sized to `width` columns: on narrow terminals the sparkline
+    folds (5 minutes a character at 80 columns) and only the first destination shows."""
+    parts: list[RenderableType] = [_top_header(window, by, path, view)]
+    note = _pruned_note(pruned, view)
+    if note is not None:
+        parts.append(note)
     if not rows:
-        return head + "no traffic in this window\n"
-    volume_cols: list[tuple[str, list[str]]] = [
-        ("OUT", [human_bytes(r["bytes_out"]) for r in rows]),
-        ("RATE", [human_rate(r["rate_bps"]) for r in rows]),
-        ("SHARE", [f"{r['share'] * 100:.1f}%" for r in rows]),
-        ("FINDINGS", [str(r["findings"]) for r in rows]),
-    ]
-    headers = ["#"]
-    cells: list[list[list[str]]] = [[[str(r["rank"])]] for r in rows]
-    right = {0}
-
-    def column(title: str, values: Iterable[list[str]], align_right: bool = False) -> None:
-        if align_right:
-            right.add(len(headers))
-        headers.append(title)
-        for row_cells, value in zip(cells, values, strict=True):
-            row_cells.append(value)
-
+        parts.append(Text("no traffic in this window"))
+        return Group(*parts)
+    wide = width >= 120
+    t = screen.table()
+    screen.column(t, "#", right=True)
     if by != "dest":
-        column("HOST", ([r["host"]] for r in rows))
+        screen.column(t, "HOST", min_width=7)
     if by != "host":
-        dests = [r["destinations"][0] for r in rows]
-        column("DESTINATION", ([_label(d)] for d in dests))
-        column("COUNTRY", ([d["country"] or "??"] for d in dests))
-        column("CATEGORY", ([d["category"] or "-"] for d in dests))
-    for title, values in volume_cols:
-        column(title, ([v] for v in values), align_right=True)
+        screen.column(t, "DESTINATION", ratio=2, min_width=12)
+        screen.column(t, "CC")
+        screen.column(t, "CATEGORY", max_width=14)
+    screen.column(t, "OUT", right=True)
+    screen.column(t, "NOW", right=True)
+    if wide:
+        screen.column(t, "AVG", right=True)
+    if width >= 100:
+        screen.column(t, "SHARE", right=True)
+    screen.column(t, "FIND", right=True)
+    spark_chars = 60 if width >= 160 else 30 if width >= 120 else 12
     if by == "host":
-        column("LAST HOUR (1 char = 1 min)", ([sparkline(r["last_hour"])] for r in rows))
-        column(
-            "TOP DESTINATIONS",
-            (
-                [
-                    f"{_label(d)} [{_where(d)}] {human_bytes(d['bytes_out'])}"
-                    for d in r["destinations"]
-                ]
-                or ["-"]
-                for r in rows
-            ),
-        )
+        screen.column(t, f"LAST HOUR ({60 // spark_chars} min/char)" if wide else "LAST HOUR")
+        screen.column(t, "TOP DESTINATIONS", ratio=3, min_width=12)
     elif by == "dest":
-        column(
-            "TOP HOSTS",
-            ([f"{h['host']} {human_bytes(h['bytes_out'])}" for h in r["hosts"]] for r in rows),
-        )
-    return head + table(headers, cells, right)
-
-
-def table(headers: list[str], rows: list[list[list[str]]], right: set[int]) -> str:
-    """Aligned columns; a cell may hold several lines (the row grows); the last column is not
-    padded, so a long destination name does not push the others."""
-    widths = [
-        max([len(headers[i]), *(len(line) for row in rows for line in row[i])])
-        for i in range(len(headers))
-    ]
-    last = len(headers) - 1
-
-    def line(values: list[str]) -> str:
-        parts = [
-            v.rjust(widths[i]) if i in right else (v if i == last else v.ljust(widths[i]))
-            for i, v in enumerate(values)
+        screen.column(t, "TOP HOSTS", ratio=1, min_width=9)
+    for r in rows:
+        cells: list[Text] = [screen.cell(r["rank"])]
+        if by != "dest":
+            cells.append(screen.cell(r["host"], "bold" if r["findings"] else ""))
+        if by != "host":
+            d = r["destinations"][0]
+            cells += [
+                screen.cell(_label(d)),
+                screen.cell(d["country"] or "??"),
+                screen.cell(d["category"] or "-", "magenta" if d["category"] else ""),
+            ]
+        cells += [
+            screen.cell(human_bytes(r["bytes_out"])),
+            screen.cell(human_rate(r["rate_now_bps"]), "green" if r["rate_now_bps"] else "dim"),
         ]
-        return "  ".join(parts).rstrip() + "\n"
+        if wide:
+            cells.append(screen.cell(human_rate(r["rate_bps"])))
+        if width >= 100:
+            cells.append(screen.cell(f"{r['share'] * 100:.1f}%"))
+        cells.append(screen.cell(r["findings"], "bold red" if r["findings"] else "dim"))
+        if by == "host":
+            cells.append(screen.cell(sparkline(fold(r["last_hour"], spark_chars)), "cyan"))
+            dests = [
+                f"{_label(d)} [{_where(d)}] {human_bytes(d['bytes_out'])}"
+                for d in r["destinations"]
+            ]
+            cells.append(screen.lines(dests if wide else dests[:1]))
+        elif by == "dest":
+            cells.append(
+                screen.lines([f"{h['host']} {human_bytes(h['bytes_out'])}" for h in r["hosts"]])
+            )
+        t.add_row(*cells)
+    parts.append(screen.freeze(t, width))
+    return Group(*parts)
 
-    out = [line(headers)]
-    for row in rows:
-        height = max(len(cell) for cell in row)
-        for k in range(height):
-            out.append(line([cell[k] if k < len(cell) else "" for cell in row]))
-    return "".join(out)
+
+# -- sluice findings ------------------------------------------------------------------------
 
 
-def _clock(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+def finding_record(f: Finding) -> Record:
+    return {
+        "time": iso_time(f.ts),
+        "kind": f.kind,
+        "severity": f.severity,
+        "host": f.host,
+        "detail": f.detail,
+        "value": f.value,
+        "threshold": f.threshold,
+        "window_seconds": f.window,
+        "destinations": list(f.destinations),
+    }
+
+
+def _findings_command(args: argparse.Namespace, out: IO[str]) -> int:
+    parse_window(args.since)
+    if args.limit < 1:
+        raise CliError(f"--limit must be at least 1, not {args.limit}")
+    host = _address(args.host) if args.host is not None else None
+    view = View.of(args)
+    path = database_path(args.db)
+    with open_store(path) as store:
+        if not store.newest:
+            return _nothing_recorded(path, args.json, "[]", out)
+        window = window_of(store, args.since)
+        floor = SEVERITIES.index(args.severity)
+        found = [
+            f
+            for f in window.findings(store, host)
+            if (args.kind is None or f.kind == args.kind) and SEVERITIES.index(f.severity) >= floor
+        ]
+        pruned = pruned_in(store, window)
+    shown = found[-args.limit :]
+    records = [finding_record(f) for f in shown]
+    if args.json:
+        out.write(json.dumps(records, indent=2) + "\n")
+        return 0
+    console = view.console(out)
+    head = f"findings, {window.label}: {view.span(window.start, window.end)} (packet time)\n{path}"
+    console.print(Text(head, style="bold"))
+    note = _pruned_note(pruned, view)
+    if note is not None:
+        console.print(note)
+    if not records:
+        console.print("no findings")
+        return 0
+    if len(found) > len(shown):
+        console.print(f"the newest {len(shown):,} of {len(found):,} (--limit)")
+    console.print(findings_table(records, view, console.width, with_host=host is None))
+    return 0
+
+
+def findings_table(
+    records: list[Record], view: View, width: int, with_host: bool = True
+) -> RenderableType:
+    t = screen.table()
+    screen.column(t, "TIME")
+    screen.column(t, "SEVERITY")
+    screen.column(t, "KIND")
+    if with_host:
+        screen.column(t, "HOST")
+    screen.column(t, "DETAIL", ratio=1, min_width=20)
+    for r in records:
+        cells = [
+            screen.cell(view.iso_local(r["time"])),
+            screen.severity(r["severity"]),
+            screen.cell(r["kind"]),
+        ]
+        if with_host:
+            cells.append(screen.cell(r["host"]))
+        cells.append(screen.cell(r["detail"]))
+        t.add_row(*cells)
+    return screen.freeze(t, width)
+
+
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))  # the store keeps the canonical text
+    except ValueError:
+        raise CliError(f"{text!r} is not an IPv4 or IPv6 address") from None
 
 
 # -- sluice host ----------------------------------------------------------------------------
@@ -471,37 +756,36 @@ def _clock(ts: float) -> str:
 
 def _host_command(args: argparse.Namespace, out: IO[str]) -> int:
     parse_window(args.since)
-    try:
-        host = str(ipaddress.ip_address(args.ip))  # the store keeps the canonical text
-    except ValueError:
-        raise CliError(f"{args.ip!r} is not an IPv4 or IPv6 address") from None
+    host = _address(args.ip)
+    view = View.of(args)
     path = database_path(args.db)
     labeller = Labeller.open(args.geoip, args.categories)
     with open_store(path) as store:
         if not store.newest:
-            if args.json:
-                out.write("{}\n")
-            print(f"sluice: no traffic recorded in {path}", file=sys.stderr if args.json else out)
-            return 0
+            return _nothing_recorded(path, args.json, "{}", out)
         window = window_of(store, args.since)
         record = host_record(store, host, window, labeller)
+        pruned = pruned_in(store, window)
+    if args.html:
+        meta = _html_meta(f"Sluice host {host}", path, window, view, pruned)
+        _write_html(args.html, html.host_page(record, meta))
     if args.json:
         out.write(json.dumps(record, indent=2) + "\n")
     else:
-        out.write(render_host(record, window))
+        console = view.console(out)
+        console.print(render_host(record, window, view, console.width, pruned))
     return 0
 
 
 def chart_step(store: MeterStore, start: float, length: float) -> int:
-    """A readable step giving about CHART_STEPS rows, never finer than the tier that
-    `host_series` will read (it widens the step the same way)."""
+    """The smallest readable step giving at most CHART_STEPS columns, never finer than the
+    tier that `host_series` will read (it widens the step the same way)."""
     wanted = length / CHART_STEPS
     if wanted > NICE_STEPS[-1]:
         step = math.ceil(wanted / 86400) * 86400
-    else:  # the nearest on a log scale: 24 h gives 48 steps of 30 min, not 24 of 1 h
-        step = min(NICE_STEPS, key=lambda s: abs(math.log(s / wanted)))
-    holding = [t.step for t in store.tiers if store.newest - t.retention <= start]
-    finest = min(holding) if holding else max(t.step for t in store.tiers)
+    else:
+        step = next(s for s in NICE_STEPS if s >= wanted)
+    finest = store.tier_for(start).step
     return max(step, finest)
 
 
@@ -516,6 +800,7 @@ def host_record(store: MeterStore, host: str, window: Window, labeller: Labeller
         total = total + volume
         steps.append({"start": iso_time(bucket)} | volume_fields(volume))
     pairs = [p for p in store.top(window.start, window.end, "pair", _EVERYTHING) if p.host == host]
+    activity, activity_total = store.activity(host, window.start, window.end, HOST_ACTIVITY)
     return {
         "host": host,
         "window_start": iso_time(window.start),
@@ -525,82 +810,141 @@ def host_record(store: MeterStore, host: str, window: Window, labeller: Labeller
         "series": steps,
         "destinations_total": len(pairs),
         "destinations": [_destination(p, labeller) for p in pairs[:HOST_DESTINATIONS]],
-        "findings": [
+        "findings": [finding_record(f) for f in window.findings(store, host)],
+        "activity_total": activity_total,
+        "activity": [
             {
-                "time": iso_time(f.ts),
-                "kind": f.kind,
-                "detail": f.detail,
-                "value": f.value,
-                "threshold": f.threshold,
-                "window_seconds": f.window,
-                "destinations": list(f.destinations),
+                "time": iso_time(a.ts),
+                "kind": a.kind,
+                "dest": a.dest,
+                "bytes": a.bytes,
+                "summary": a.summary,
             }
-            for f in window.findings(store, host)
+            for a in activity
         ],
     }
 
 
-def bar(value: float, scale: float) -> str:
-    """`value / scale` characters of full blocks and one partial block (eighths)."""
-    if value <= 0 or scale <= 0:
-        return ""
-    eighths = max(1, round(value / scale * 8))
-    return "█" * (eighths // 8) + EIGHTHS[eighths % 8].strip()
+def column_chart(values: Sequence[int], height: int = CHART_HEIGHT) -> list[str]:
+    """Rows (top first) of a column chart, one character per value, scaled to the peak; a
+    value above zero shows at least an eighth of a row."""
+    peak = max(values, default=0)
+    if peak <= 0:
+        return [" " * len(values)] * height
+    eighths = [0 if v <= 0 else max(1, round(v / peak * height * 8)) for v in values]
+    rows = []
+    for level in range(height - 1, -1, -1):
+        base = level * 8
+        rows.append(
+            "".join(
+                "█" if e >= base + 8 else EIGHTHS[e - base] if e > base else " " for e in eighths
+            )
+        )
+    return rows
 
 
-def _duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g} {unit}"
-    return f"{seconds:g} s"
-
-
-def render_host(record: Record, window: Window) -> str:
-    host = record["host"]
-    head = (
-        f"sluice host {host}: {window.label}, {_clock(window.start)} .. {_clock(window.end)} "
-        "UTC (packet time)\n"
-    )
-    if not (record["bytes_out"] or record["bytes_in"] or record["findings"]):
-        return head + f"no traffic recorded for {host} in this period\n"
-    out = [
-        head,
-        f"  out {human_bytes(record['bytes_out'])} ({record['packets_out']:,} packets, "
-        f"{human_bytes(record['payload_bytes_out'])} payload), in "
-        f"{human_bytes(record['bytes_in'])} ({record['packets_in']:,} packets)\n\n",
-    ]
-    peak = max((s["bytes_out"] for s in record["series"]), default=0)
-    scale = peak / CHART_WIDTH if peak else 0.0
+def _chart(record: Record, view: View) -> list[RenderableType]:
+    series = record["series"]
+    values = [s["bytes_out"] for s in series]
     step = record["step_seconds"]
-    out.append(
-        f"outbound bytes per {_duration(step)}"
-        + (f" (█ = {human_bytes(scale)}, peak {human_bytes(peak)})" if peak else "")
-        + "\n"
+    peak = max(values, default=0)
+    title = f"outbound bytes per {human_duration(step)}"
+    if not peak:
+        return [Text(title + ": nothing sent in this period")]
+    at = values.index(peak)
+    starts = [datetime.fromisoformat(s["start"].replace("Z", "+00:00")).timestamp() for s in series]
+    peak_time = view.short(starts[at], step >= 3600 or len(series) * step > 86400)
+    rows = column_chart(values)
+    label = human_bytes(peak)
+    pad = len(label)
+    out: list[RenderableType] = [Text(f"{title}, peak {label} at {peak_time}", style="bold")]
+    for i, row in enumerate(rows):
+        axis = label if i == 0 else "0".rjust(pad) if i == len(rows) - 1 else " " * pad
+        line = Text(f"{axis} │")
+        line.append(row, style="cyan")
+        out.append(line)
+    day = len(series) * step > 86400
+    left = view.short(starts[0], day)
+    right = view.short(starts[-1] + step, day)
+    gap = max(1, len(series) - len(left) - len(right))
+    out.append(Text(" " * (pad + 2) + left + " " * gap + right + f" {view.zone(starts[-1])}"))
+    return out
+
+
+def render_host(
+    record: Record, window: Window, view: View, width: int = 80, pruned: float | None = None
+) -> RenderableType:
+    host = record["host"]
+    parts: list[RenderableType] = [
+        Text(
+            f"host {host}, {window.label}: {view.span(window.start, window.end)} (packet time)",
+            style="bold",
+        )
+    ]
+    note = _pruned_note(pruned, view)
+    if note is not None:
+        parts.append(note)
+    if not (record["bytes_out"] or record["bytes_in"] or record["findings"] or record["activity"]):
+        parts.append(Text(f"no traffic recorded for {host} in this period"))
+        return Group(*parts)
+    parts.append(
+        Text(
+            f"out {human_bytes(record['bytes_out'])} ({record['packets_out']:,} packets, "
+            f"{human_bytes(record['payload_bytes_out'])} payload), in "
+            f"{human_bytes(record['bytes_in'])} ({record['packets_in']:,} packets)\n"
+        )
     )
-    first = window.start // step * step
-    for i, s in enumerate(record["series"]):
-        when = _clock(first + i * step)[: 16 if step % 60 == 0 else 19]
-        amount = human_bytes(s["bytes_out"]) if s["bytes_out"] else ""
-        out.append(f"  {when}  {bar(s['bytes_out'], scale).ljust(CHART_WIDTH + 1)} {amount}\n")
+    parts += _chart(record, view)
+    findings = record["findings"]
+    parts.append(Text(f"\nfindings: {len(findings) or 'none'}", style="bold"))
+    if findings:
+        parts.append(findings_table(findings, view, width, with_host=False))
     dests = record["destinations"]
     shown = f"top {len(dests)} of {record['destinations_total']}"
-    out.append(f"\ndestinations ({shown}):\n" if dests else "\ndestinations: none named\n")
+    parts.append(
+        Text(f"\ndestinations ({shown})" if dests else "\ndestinations: none named", style="bold")
+    )
     if dests:
-        cells = [
-            [
-                [str(i)],
-                [_label(d)],
-                [d["country"] or "??"],
-                [d["category"] or "-"],
-                [human_bytes(d["bytes_out"])],
-                [human_bytes(d["bytes_in"])],
-            ]
-            for i, d in enumerate(dests, 1)
-        ]
-        headers = ["#", "DESTINATION", "COUNTRY", "CATEGORY", "OUT", "IN"]
-        out.extend("  " + line for line in table(headers, cells, {0, 4, 5}).splitlines(True))
-    findings = record["findings"]
-    out.append(f"\nfindings ({len(findings)}):\n" if findings else "\nfindings: none\n")
-    for f in findings:
-        out.append(f"  {f['time'][:19]}Z  {f['kind']}  {f['detail']}\n")
-    return "".join(out)
+        t = screen.table()
+        screen.column(t, "#", right=True)
+        screen.column(t, "DESTINATION", ratio=1, min_width=16)
+        screen.column(t, "CC")
+        screen.column(t, "CATEGORY", max_width=14)
+        screen.column(t, "OUT", right=True)
+        screen.column(t, "IN", right=True)
+        for i, d in enumerate(dests, 1):
+            t.add_row(
+                screen.cell(i),
+                screen.cell(_label(d)),
+                screen.cell(d["country"] or "??"),
+                screen.cell(d["category"] or "-", "magenta" if d["category"] else ""),
+                screen.cell(human_bytes(d["bytes_out"])),
+                screen.cell(human_bytes(d["bytes_in"])),
+            )
+        parts.append(screen.freeze(t, width))
+    activity = record["activity"]
+    total = record["activity_total"]
+    more = f" (the newest {len(activity)} of {total:,})" if total > len(activity) else ""
+    parts.append(
+        Text(
+            f"\nuploads, mails and SSH sessions: {total or 'none'}{more}",
+            style="bold",
+        )
+    )
+    if activity:
+        t = screen.table()
+        screen.column(t, "TIME")
+        screen.column(t, "KIND")
+        screen.column(t, "DESTINATION", max_width=22)
+        screen.column(t, "SENT", right=True)
+        screen.column(t, "WHAT", ratio=3, min_width=16)
+        for a in activity:
+            t.add_row(
+                screen.cell(view.iso_local(a["time"])),
+                screen.cell(a["kind"]),
+                screen.cell(a["dest"]),
+                screen.cell(human_bytes(a["bytes"])),
+                screen.cell(a["summary"]),
+            )
+        parts.append(screen.freeze(t, width))
+    return Group(*parts)

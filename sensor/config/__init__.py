@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 import tomllib
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Where the sensor looks for its configuration when no --config is given: $SLUICE_CONFIG, else
+# this path if it exists, else the built-in defaults (said at start, never silently).
+DEFAULT_CONFIG_PATH = Path("/etc/sluice/sluice.toml")
+CONFIG_ENV = "SLUICE_CONFIG"
 
 # RFC 1918, RFC 4193 (ULA), loopback, link-local: "internal" unless the operator says otherwise.
 DEFAULT_HOME_NET = (
@@ -86,6 +92,9 @@ class OutputConfig:
     # Cap on anomaly events per flow: a hostile flow can produce thousands of oddities; after
     # the cap they are only counted (stats event), so the log stays readable.
     max_anomalies_per_flow: int = 32
+    # Output files are the operator's alone (0600, directories 0700); name a group here to
+    # make them readable by it too (0640/0750, set-group-ID output directory).
+    group: str = ""
 
 
 # GDPR Art. 44-49: transfers outside the EU/EEA need a legal basis. The 27 EU member states,
@@ -176,6 +185,31 @@ class MeteringConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryConfig:
+    """How long sluice.db keeps what it stored, counted back from its newest data (packet
+    time, so an old capture's replay keeps its own history). Finer tiers answer recent
+    windows, coarser ones long ones; `sluice top`/`host` say when a window reaches past what
+    was pruned."""
+
+    ten_second_days: float = 1.0  # 10 s buckets
+    minute_days: float = 7.0  # 1 min buckets
+    hour_days: float = 400.0  # 1 h buckets: a year and a season, for year-on-year baselines
+    findings_days: float = 730.0  # findings are evidence (GDPR Art. 33(5) documentation)
+    activity_days: float = 90.0  # uploads, mails, SSH sessions and requests per host
+    max_rows: int = 5_000_000  # per tier, a disk bound; the oldest buckets go first
+
+    def __post_init__(self) -> None:
+        for key in ("ten_second_days", "minute_days", "hour_days", "findings_days",
+                    "activity_days", "max_rows"):  # fmt: skip
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"history.{key} must be positive")
+        if not self.ten_second_days <= self.minute_days <= self.hour_days:
+            raise ConfigError(
+                "history: ten_second_days <= minute_days <= hour_days (finer tiers are shorter)"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     home_net: tuple[IPNetwork, ...] = field(
         default_factory=lambda: tuple(ipaddress.ip_network(n) for n in DEFAULT_HOME_NET)
@@ -187,12 +221,13 @@ class Config:
     content: ContentConfig = field(default_factory=ContentConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     metering: MeteringConfig = field(default_factory=MeteringConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
     # The signatures/ data directory; None = search (sensor/config/signatures.py). A relative
     # path in a config file is relative to that file's directory.
     signatures_dir: Path | None = None
 
 
-_SECTIONS: dict[str, type[Any]] = {
+SECTIONS: dict[str, type[Any]] = {
     "decode": DecodeConfig,
     "flows": FlowConfig,
     "stream": StreamConfig,
@@ -200,6 +235,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "content": ContentConfig,
     "output": OutputConfig,
     "metering": MeteringConfig,
+    "history": HistoryConfig,
 }
 
 
@@ -288,6 +324,9 @@ def _section(name: str, cls: type[Any], raw: object) -> Any:
         convert = _CONVERTERS.get((name, key))
         if convert is not None:
             value = convert(value, f"{name}.{key}")
+        elif isinstance(default, str):
+            if not isinstance(value, str):
+                raise ConfigError(f"{name}.{key} must be a string, not {value!r}")
         elif isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ConfigError(f"{name}.{key} must be true or false, not {value!r}")
@@ -328,18 +367,58 @@ def config_from_dict(raw: dict[str, Any], base: Path | None = None) -> Config:
             kwargs["home_net"] = parse_networks(value)
         elif key == "signatures_dir":
             kwargs["signatures_dir"] = _directory(value, key, base)
-        elif key in _SECTIONS:
-            kwargs[key] = _section(key, _SECTIONS[key], value)
+        elif key in SECTIONS:
+            kwargs[key] = _section(key, SECTIONS[key], value)
         else:
-            known = ", ".join(["home_net", "signatures_dir", *_SECTIONS])
+            known = ", ".join(["home_net", "signatures_dir", *SECTIONS])
             raise ConfigError(f"unknown key {key!r} (known: {known})")
     return Config(**kwargs)
 
 
-def load_config(path: str | Path | None) -> Config:
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """The effective configuration and where it came from, for `sluice config show` and the
+    line the sensor logs at start."""
+
+    config: Config
+    path: Path | None  # the file read; None: built-in defaults only
+    origin: str  # how the file was chosen: "--config", "$SLUICE_CONFIG", "default path", ""
+    keys: frozenset[str] = frozenset()  # dotted keys the file set ("metering.timezone")
+
+    def source(self, key: str) -> str:
+        """Where the value of the dotted `key` came from."""
+        return str(self.path) if key in self.keys else "default"
+
+
+def locate_config(
+    arg: str | Path | None, environ: Mapping[str, str] = os.environ
+) -> tuple[Path | None, str]:
+    """The file to read and how it was chosen: `--config` (must exist), else $SLUICE_CONFIG
+    (must exist), else DEFAULT_CONFIG_PATH when present, else none (built-in defaults)."""
+    if arg is not None:
+        return Path(arg), "--config"
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV]), f"${CONFIG_ENV}"
+    if DEFAULT_CONFIG_PATH.is_file():
+        return DEFAULT_CONFIG_PATH, "default path"
+    return None, ""
+
+
+def read_config(arg: str | Path | None, environ: Mapping[str, str] = os.environ) -> LoadedConfig:
+    path, origin = locate_config(arg, environ)
     if path is None:
-        return Config()
-    p = Path(path)
+        return LoadedConfig(Config(), None, "")
+    raw = _read_toml(path)
+    try:
+        config = config_from_dict(raw, path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    keys = {key for key, value in raw.items() if not isinstance(value, dict)}
+    keys |= {f"{key}.{k}" for key, value in raw.items() if isinstance(value, dict) for k in value}
+    return LoadedConfig(config, path, origin, frozenset(keys))
+
+
+def _read_toml(p: Path) -> dict[str, Any]:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -347,9 +426,17 @@ def load_config(path: str | Path | None) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read config ({exc})") from None
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Exactly `path`, or the built-in defaults for None (no search: tests and tools)."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    raw = _read_toml(p)
     try:
         return config_from_dict(raw, p.parent)
     except ConfigError as exc:

@@ -58,6 +58,7 @@ from sensor.config import IPNetwork, MeteringConfig, VolumeThreshold
 from sensor.flows.table import Flow, Side
 from sensor.metering.categories import Category, CategoryDb
 from sensor.metering.geo import GeoDb
+from sensor.metering.units import human_bytes, human_duration
 from sensor.metering.values import (
     IN_BYTES,
     IN_PAYLOAD,
@@ -661,8 +662,8 @@ class Meter:
                     "novel_destination", host, label, end, config.finding_cooldown,
                     end - pair.first_ts, pair.out_payload, config.novel_min_bytes,
                     f"first contact with {pair.display()} in {config.retention_days:g} days "
-                    f"at packet time {pair.first_ts:.0f}; {pair.out_payload} payload bytes sent "
-                    f"since (port {pair.port})",
+                    f"at {datetime.fromtimestamp(pair.first_ts, UTC):%Y-%m-%d %H:%M:%S}Z; "
+                    f"{human_bytes(pair.out_payload)} payload sent since (port {pair.port})",
                     (pair.display(),),
                 )  # fmt: skip
         if not counters[OUT_PAYLOAD]:
@@ -683,8 +684,8 @@ class Meter:
             self._fire(
                 "non_eu_transfer", host, label, end, config.finding_cooldown,
                 window, sent, config.transfer_min_bytes,
-                f"{sent} payload bytes to {pair.display()} in {country} within "
-                f"{window:g} s (country from {source})",
+                f"{human_bytes(sent)} payload to {pair.display()} in {country} within "
+                f"{human_duration(window)} (country from {source})",
                 (pair.display(),),
             )  # fmt: skip
         category = pair.category
@@ -696,8 +697,9 @@ class Meter:
                 self._fire(
                     "category_upload", host, f"{category.id}:{label}", end,
                     config.finding_cooldown, window, sent, minimum,
-                    f"{sent} payload bytes to {pair.display()} ({category.id}, "
-                    f"{self._categories.id} v{self._categories.version}) within {window:g} s",
+                    f"{human_bytes(sent)} payload to {pair.display()} ({category.id}, "
+                    f"{self._categories.id} v{self._categories.version}) within "
+                    f"{human_duration(window)}",
                     (pair.display(),),
                 )  # fmt: skip
         sums = pair.windows.sums[self._asymmetry]
@@ -708,8 +710,9 @@ class Meter:
             self._fire(
                 "upload_asymmetry", host, label, end, config.finding_cooldown,
                 window, out, limit,
-                f"{out} payload bytes sent to {pair.display()}, {back} received, "
-                f"within {window:g} s (ratio limit {config.asymmetry_ratio:g})",
+                f"{human_bytes(out)} payload sent to {pair.display()}, {human_bytes(back)} "
+                f"received, within {human_duration(window)} "
+                f"(ratio limit {config.asymmetry_ratio:g})",
                 (pair.display(),),
             )  # fmt: skip
         self._slow_track(host, pair, counters, t, end, hour // 24)
@@ -754,8 +757,8 @@ class Meter:
             self._fire(
                 "slow_exfiltration", host, pair.label, end, window, window, out,
                 config.slow_min_bytes,
-                f"{out} payload bytes to {pair.display()} on {days} of the last "
-                f"{config.slow_days} days ({back} received)",
+                f"{human_bytes(out)} payload to {pair.display()} on {days} of the last "
+                f"{config.slow_days} days ({human_bytes(back)} received)",
                 (pair.display(),),
             )  # fmt: skip
 
@@ -767,8 +770,8 @@ class Meter:
                 self._fire(
                     "volume_threshold", host, rule.name, end, rule.seconds, rule.seconds,
                     sent, rule.bytes,
-                    f"rule {rule.name!r}: {sent} outbound bytes within {rule.seconds:g} s "
-                    f"(limit {rule.bytes})",
+                    f"rule {rule.name!r}: {human_bytes(sent)} outbound within "
+                    f"{human_duration(rule.seconds)} (limit {human_bytes(rule.bytes)})",
                     self._top(host, rule.seconds),
                 )  # fmt: skip
         if host.hour != hour:
@@ -787,8 +790,8 @@ class Meter:
             host.spike_hour = hour
             self._fire(
                 "volume_spike", host, str(hour), end, 0.0, 3600.0, host.hour_out, limit,
-                f"{host.hour_out} outbound bytes in local hour {hour % 24:02d}:00, baseline "
-                f"{expected:.0f} for that hour",
+                f"{human_bytes(host.hour_out)} outbound in local hour {hour % 24:02d}:00, "
+                f"baseline {human_bytes(expected)} for that hour",
                 self._top(host, 3600.0),
             )  # fmt: skip
 

@@ -3,17 +3,21 @@
 `MeterStore.write()` takes what `Meter.tick()` returned: every `VolumeSummary` is added (upsert,
 summing) to three tiers at once, each row one (bucket, host, destination):
 
-    tier   step     kept for    table
-    10s    10 s     1 day       volume_10s
-    1m     60 s     7 days      volume_1m
-    1h     3600 s   365 days    volume_1h
+    tier   step     kept for (config [history], defaults)   table
+    10s    10 s     ten_second_days = 1                      volume_10s
+    1m     60 s     minute_days = 7                          volume_1m
+    1h     3600 s   hour_days = 400                          volume_1h
 
 so downsampling is write-through aggregation and needs no batch job. A host's totals are the
 sum of its destination rows (the meter folds what it does not name into "other"). `Finding`s go
-to the `findings` table. Time is packet time: retention is measured back from the newest bucket
-written, so replaying an old capture keeps its data. Size is bounded twice: by retention, and by
-`max_rows` per tier (oldest buckets deleted first); pruning runs when the newest packet time
-passes an hour boundary. Reopening the same file continues where it stopped (WAL journal).
+to the `findings` table, per-host uploads, mails and sessions to `activity`. Time is packet
+time: retention is measured back from the newest bucket written, so replaying an old capture
+keeps its data. Size is bounded twice: by retention, and by `max_rows` per tier (oldest buckets
+deleted first); pruning runs when the newest packet time passes an hour boundary, and where it
+deleted rows it records the cut (`pruned_before`), which `sluice top`/`host` state. The
+retention the writer used is kept in the file, so readers pick tiers as the writer kept them.
+Reopening the same file continues where it stopped (WAL journal). The file is created 0640
+less the umask (the CLI's 0077: 0600).
 
 Queries for the CLI pick the finest tier that still holds `since` (relative to the newest data).
 """
@@ -21,6 +25,7 @@ Queries for the CLI pick the finest tier that still holds `since` (relative to t
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -28,9 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from sensor.metering.values import OTHER, Finding, KernelTotals, Volume, VolumeSummary
+from sensor.config import HistoryConfig
+from sensor.metering.values import OTHER, SEVERITY, Finding, KernelTotals, Volume, VolumeSummary
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: findings.severity, the activity table
+DAY = 86400
 _COUNTERS = ("out_bytes", "out_packets", "out_payload", "in_bytes", "in_packets", "in_payload")
 _SUMS = ", ".join(f"SUM({c})" for c in _COUNTERS)
 
@@ -46,11 +53,25 @@ class Tier:
     retention: int  # seconds kept, back from the newest bucket written
 
 
-DEFAULT_TIERS = (
-    Tier("10s", 10, 86400),
-    Tier("1m", 60, 7 * 86400),
-    Tier("1h", 3600, 365 * 86400),
-)
+def tiers_for(history: HistoryConfig) -> tuple[Tier, ...]:
+    return (
+        Tier("10s", 10, round(history.ten_second_days * DAY)),
+        Tier("1m", 60, round(history.minute_days * DAY)),
+        Tier("1h", 3600, round(history.hour_days * DAY)),
+    )
+
+
+DEFAULT_TIERS = tiers_for(HistoryConfig())
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityRow:
+    ts: float
+    host: str
+    kind: str
+    dest: str
+    bytes: int
+    summary: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,22 +83,31 @@ class TopRow:
 
 
 class MeterStore:
-    def __init__(
-        self,
-        path: str | Path,
-        tiers: tuple[Tier, ...] = DEFAULT_TIERS,
-        max_rows: int = 5_000_000,
-    ) -> None:
+    def __init__(self, path: str | Path, history: HistoryConfig | None = None) -> None:
+        """`history`: the retention a writer applies (saved in the file); None opens to read
+        with the retention the file was written with."""
         self.path = Path(path)
-        self.tiers = tiers
-        self.max_rows = max_rows
+        self.history = history
         try:
+            if not self.path.exists():  # created private: it names hosts, mailboxes and URLs
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o640))  # less the umask
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            saved = self._meta("history")
+            if history is not None:
+                self._set_meta("history", json.dumps(_history_days(history)))
+            elif saved is not None:
+                history = HistoryConfig(**json.loads(saved))
+            history = history or HistoryConfig()
+            self.tiers = tiers_for(history)
             self._create()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError, TypeError, ValueError) as exc:
             raise StoreError(f"{self.path}: cannot open the metering database ({exc})") from None
+        self.max_rows = history.max_rows
+        self.findings_retention = history.findings_days * DAY
+        self.activity_retention = history.activity_days * DAY
         self.newest = int(self._meta("newest") or 0)
         self._pruned_hour = int(self._meta("pruned_hour") or 0)
 
@@ -85,10 +115,12 @@ class MeterStore:
 
     def _create(self) -> None:
         db = self._db
-        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         version = self._meta("schema")
         if version is None:
             db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif version == "1":  # a sensor upgraded in place keeps its history
+            db.execute("ALTER TABLE findings ADD COLUMN severity TEXT")
+            self._set_meta("schema", SCHEMA_VERSION)
         elif version != str(SCHEMA_VERSION):
             raise StoreError(
                 f"{self.path}: schema version {version}, this Sluice writes {SCHEMA_VERSION}"
@@ -105,9 +137,15 @@ class MeterStore:
         db.execute(
             "CREATE TABLE IF NOT EXISTS findings (id INTEGER PRIMARY KEY, ts REAL NOT NULL, "
             "kind TEXT NOT NULL, host TEXT NOT NULL, window REAL, value REAL, threshold REAL, "
-            "detail TEXT, destinations TEXT)"
+            "detail TEXT, destinations TEXT, severity TEXT)"
         )
         db.execute("CREATE INDEX IF NOT EXISTS findings_ts ON findings (ts)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS activity (id INTEGER PRIMARY KEY, ts REAL NOT NULL, "
+            "host TEXT NOT NULL, kind TEXT NOT NULL, dest TEXT NOT NULL, bytes INTEGER NOT NULL, "
+            "summary TEXT NOT NULL)"
+        )
+        db.execute("CREATE INDEX IF NOT EXISTS activity_host ON activity (host, ts)")
         # The eBPF probe's cumulative counters as of the last bucket written (live runtime):
         # after a restart the probe's pinned maps continue from there, nothing counted twice.
         db.execute(
@@ -139,7 +177,7 @@ class MeterStore:
             if isinstance(item, Finding):
                 findings.append(
                     (item.ts, item.kind, item.host, item.window, item.value, item.threshold,
-                     item.detail, json.dumps(list(item.destinations)))
+                     item.detail, json.dumps(list(item.destinations)), SEVERITY[item.kind])
                 )  # fmt: skip
                 continue
             ts = int(item.ts)
@@ -165,7 +203,11 @@ class MeterStore:
                     "name = COALESCE(excluded.name, name)",
                     ((r[0] - r[0] % step, *r[1:]) for r in rows),
                 )
-            db.executemany("INSERT INTO findings VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)", findings)
+            db.executemany(
+                "INSERT INTO findings (ts, kind, host, window, value, threshold, detail, "
+                "destinations, severity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                findings,
+            )
             if newest != self.newest:
                 self.newest = newest
                 self._set_meta("newest", newest)
@@ -183,26 +225,49 @@ class MeterStore:
             self._db.execute("ROLLBACK")
             raise
 
+    def add_activity(self, rows: Iterable[tuple[float, str, str, str, int, str]]) -> None:
+        """(ts, host, kind, dest, bytes, summary) rows, in one transaction."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO activity (ts, host, kind, dest, bytes, summary) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
     def _prune(self) -> None:
+        """Delete what retention and the row bound let go; where rows went, remember the cut
+        so that readers can say their window reaches past it."""
         db = self._db
         for tier in self.tiers:
             table = _table(tier)
-            db.execute(f"DELETE FROM {table} WHERE ts < ?", (self.newest - tier.retention,))
+            cut = self.newest - tier.retention
             (count,) = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
             if count > self.max_rows:
-                (cut,) = db.execute(
+                (by_rows,) = db.execute(
                     f"SELECT ts FROM {table} ORDER BY ts LIMIT 1 OFFSET ?",
                     (count - self.max_rows,),
                 ).fetchone()
-                db.execute(f"DELETE FROM {table} WHERE ts < ?", (cut,))
-        horizon = self.newest - max(t.retention for t in self.tiers)
-        db.execute("DELETE FROM findings WHERE ts < ?", (horizon,))
+                cut = max(cut, by_rows)
+            self._cut(table, cut, f"pruned_{tier.name}")
+        self._cut("findings", self.newest - self.findings_retention, "pruned_findings")
+        self._cut("activity", self.newest - self.activity_retention, "pruned_activity")
         self._pruned_hour = self.newest // 3600
         self._set_meta("pruned_hour", self._pruned_hour)
 
+    def _cut(self, table: str, before: float, key: str) -> None:
+        deleted = self._db.execute(f"DELETE FROM {table} WHERE ts < ?", (before,)).rowcount
+        if deleted > 0:
+            self._set_meta(key, max(before, float(self._meta(key) or 0)))
+
+    def pruned_before(self, what: str) -> float | None:
+        """Time before which rows of `what` (a tier name, "findings" or "activity") were
+        deleted by retention or the row bound; None when nothing was."""
+        value = self._meta(f"pruned_{what}")
+        return float(value) if value is not None else None
+
     # -- queries --------------------------------------------------------------------------
 
-    def _tier_for(self, since: float, step: float = 0.0) -> Tier:
+    def tier_for(self, since: float, step: float = 0.0) -> Tier:
         """Among tiers still holding `since`, the coarsest with a step <= `step`, else the
         finest; the coarsest tier when none holds it."""
         holding = [t for t in self.tiers if self.newest - t.retention <= since]
@@ -221,7 +286,7 @@ class MeterStore:
         limit: int = 10,
     ) -> list[TopRow]:
         """Largest outbound talkers among rows whose bucket starts in [start, end)."""
-        table = _table(self._tier_for(window_start))
+        table = _table(self.tier_for(window_start))
         group = {"host": "host", "dest": "dest", "pair": "host, dest"}.get(by)
         if group is None:
             raise ValueError(f"by must be 'host', 'dest' or 'pair', not {by!r}")
@@ -249,7 +314,7 @@ class MeterStore:
         self, ip: str, since: float, until: float, step: float
     ) -> list[tuple[int, Volume]]:
         """(bucket start, host total) per `step` seconds; empty buckets are left out."""
-        tier = self._tier_for(since, step)
+        tier = self.tier_for(since, step)
         step_i = max(int(step), tier.step)
         sql = (
             f"SELECT (ts / ?) * ? AS b, {_SUMS} FROM {_table(tier)} "
@@ -284,10 +349,25 @@ class MeterStore:
             )
         ]
 
+    def activity(
+        self, host: str, since: float, until: float, limit: int = 200
+    ) -> tuple[list[ActivityRow], int]:
+        """The host's newest activity rows in [since, until) (oldest first) and how many there
+        were in all."""
+        where = "FROM activity WHERE host = ? AND ts >= ? AND ts < ?"
+        params = (host, since, until)
+        (total,) = self._db.execute(f"SELECT COUNT(*) {where}", params).fetchone()
+        rows = self._db.execute(
+            f"SELECT ts, host, kind, dest, bytes, summary {where} ORDER BY ts DESC, id DESC "
+            "LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [ActivityRow(*row) for row in reversed(rows)], int(total)
+
     def destinations(self, since: float) -> list[tuple[str, float]]:
         """(name or IP, last contact) of every destination sent to since `since`, to seed
         `Meter.learn_destinations` after a restart."""
-        tier = self._tier_for(since, float("inf"))
+        tier = self.tier_for(since, float("inf"))
         sql = (
             f"SELECT COALESCE(name, dest), MAX(ts) FROM {_table(tier)} "
             "WHERE ts >= ? AND dest != ? AND out_bytes > 0 GROUP BY 1"
@@ -343,3 +423,14 @@ def _table(tier: Tier) -> str:
     if not tier.name.isalnum():
         raise StoreError(f"tier name {tier.name!r} must be alphanumeric")
     return f"volume_{tier.name}"
+
+
+def _history_days(history: HistoryConfig) -> dict[str, float]:
+    return {
+        "ten_second_days": history.ten_second_days,
+        "minute_days": history.minute_days,
+        "hour_days": history.hour_days,
+        "findings_days": history.findings_days,
+        "activity_days": history.activity_days,
+        "max_rows": history.max_rows,
+    }

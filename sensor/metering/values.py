@@ -83,6 +83,10 @@ class Finding:
     detail: str  # for humans; never payload
     destinations: tuple[str, ...] = ()  # "name (ip)" or "ip", largest first
 
+    @property
+    def severity(self) -> str:
+        return SEVERITY[self.kind]
+
 
 # kind -> what it means. Tests check that every kind the meter can emit is registered here.
 KINDS = MappingProxyType(
@@ -101,5 +105,22 @@ KINDS = MappingProxyType(
         "signatures/categories.toml (file hosting, paste site, personal mail)",
         "upload_asymmetry": "a host sent far more payload to a destination than it received "
         "from it (threshold = max(min bytes, ratio x payload received))",
+    }
+)
+
+
+# kind -> severity (low < medium < high < critical) of a volume finding. Volume says that
+# something left, not what: none of these is above "high" on its own; content findings
+# (classification) carry their own. Tests check every kind has one.
+SEVERITIES = ("low", "medium", "high", "critical")
+SEVERITY = MappingProxyType(
+    {
+        "volume_threshold": "medium",  # the site's own limit: it chose to be told
+        "volume_spike": "medium",
+        "slow_exfiltration": "high",  # the Clinical Diagnostics pattern: days of uploads
+        "novel_destination": "medium",
+        "non_eu_transfer": "medium",  # GDPR Art. 44-49: needs a legal basis
+        "category_upload": "medium",
+        "upload_asymmetry": "low",  # backups and uploads to partners are asymmetric too
     }
 )

@@ -57,6 +57,7 @@ def finding_record(finding: Finding) -> Record:
         "src_ip": finding.host,
         "finding": {
             "kind": finding.kind,
+            "severity": finding.severity,
             "host": finding.host,
             "window_seconds": finding.window,
             "value": finding.value,

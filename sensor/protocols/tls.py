@@ -61,6 +61,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -446,11 +447,20 @@ def _iso(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _describe_cert(der: bytes) -> dict[str, Any]:
-    """Subject, issuer, validity, SANs, serial and SHA-256 of one DER certificate.
+def _describe_cert(der: bytes) -> tuple[dict[str, Any], list[str]]:
+    """Subject, issuer, validity, SANs, serial and SHA-256 of one DER certificate, and what
+    `cryptography` warned about it (a negative serial, a malformed name...): facts about the
+    traffic, which become anomalies instead of library warnings on stderr.
 
     Raises ValueError (or another exception from `cryptography`) on malformed DER."""
-    cert = x509.load_der_x509_certificate(der)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cert = x509.load_der_x509_certificate(der)
+        described = _cert_fields(cert, der)
+    return described, [str(w.message) for w in caught]
+
+
+def _cert_fields(cert: x509.Certificate, der: bytes) -> dict[str, Any]:
     sans: list[str] = []
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
@@ -688,7 +698,12 @@ class TlsParser:
             ders = ders[: self.caps.max_certificates]
         for index, der in enumerate(ders):
             try:
-                self._certificates.append(_describe_cert(der))
+                described, complaints = _describe_cert(der)
+                self._certificates.append(described)
+                out.extend(
+                    Anomaly("tls_cert_nonconformant", f"#{index}: {text[:120]}", ts)
+                    for text in complaints
+                )
             except Exception as exc:  # any failure of the X.509 library is data, not a bug
                 out.append(Anomaly("tls_cert_parse_error", f"#{index}: {type(exc).__name__}", ts))
                 self._certificates.append(_unparsed_cert(der))

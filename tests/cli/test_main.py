@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +214,197 @@ def test_a_full_disk_during_an_extraction_is_one_clear_error(tmp_path: Path) -> 
     finally:
         if subprocess.run(["umount", str(small)], check=False).returncode != 0:
             subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+# -- outputs are private ---------------------------------------------------------------------
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o7777
+
+
+def test_every_output_is_private_to_its_owner(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir(mode=0o755)  # an existing directory is left as the operator made it ...
+    (out / "events.jsonl").write_text("old\n")
+    (out / "events.jsonl").chmod(0o644)  # ... but an old output loses its reading by others
+    done = subprocess.run(
+        [SLUICE, "extract", str(SAMPLE), "--out", str(out / "new"), "--quiet"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    new = out / "new"
+    assert _mode(new) == 0o700 and _mode(new / "files") == 0o700
+    for name in ("events.jsonl", "files.jsonl", "sluice.db"):
+        assert _mode(new / name) == 0o600, name
+    assert all(_mode(f) == 0o600 for f in (new / "files").iterdir())
+    done = subprocess.run(
+        [SLUICE, "replay", str(SAMPLE), "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert _mode(out / "events.jsonl") == 0o600 and _mode(out) == 0o755
+
+
+def test_an_operators_group_may_read_the_outputs(tmp_path: Path) -> None:
+    config = tmp_path / "sluice.toml"
+    config.write_text("[output]\ngroup = 'root'\n")  # group 0 exists everywhere
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [SLUICE, "replay", str(SAMPLE), "--out", str(out), "--config", str(config), "--quiet"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert _mode(out) == 0o2750  # set-group-ID: what is created inside belongs to the group
+    assert _mode(out / "events.jsonl") == 0o640 and _mode(out / "sluice.db") == 0o640
+    config.write_text("[output]\ngroup = 'no-such-group-here'\n")
+    done = subprocess.run(
+        [SLUICE, "replay", str(SAMPLE), "--out", str(tmp_path / "o2"), "--config", str(config)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and "no group 'no-such-group-here'" in done.stderr
+
+
+# -- several captures: merged by packet time ---------------------------------------------------
+
+
+def _split(source: Path, odd: Path, even: Path) -> None:
+    """Every other frame of `source` into `odd` and `even` (two captures that overlap in
+    time, as from two taps of one link)."""
+    from pcaps._lib.pcapfile import write_pcap
+    from probes.pcap import PcapReader
+
+    with PcapReader(str(source)) as reader:
+        frames = list(reader)
+    linktype = frames[0].linktype
+    write_pcap(odd, linktype, [(f.ts, f.data) for f in frames[1::2]])
+    write_pcap(even, linktype, [(f.ts, f.data) for f in frames[0::2]])
+
+
+def _events(out: Path) -> list[str]:
+    return [
+        line
+        for line in (out / "events.jsonl").read_text().splitlines()
+        if '"event_type":"stats"' not in line  # the per-file capture errors list differs
+    ]
+
+
+def test_captures_are_merged_by_packet_time_whatever_their_order(tmp_path: Path) -> None:
+    late = PCAPS / "smtp-attachments" / "input.pcap"
+    early = PCAPS / "http-put-large" / "input.pcap"
+    odd, even = tmp_path / "odd.pcap", tmp_path / "even.pcap"
+    _split(late, odd, even)
+    runs = {
+        "in order": [early, late],
+        "reversed": [late, early],
+        "interleaved halves": [odd, early, even],
+    }
+    results = {}
+    for name, paths in runs.items():
+        out = tmp_path / name.replace(" ", "-")
+        assert main(["replay", *map(str, paths), "--out", str(out), "--quiet"]) == 0
+        results[name] = _events(out)
+    assert results["reversed"] == results["in order"]
+    assert results["interleaved halves"] == results["in order"]
+
+
+# -- the summary -------------------------------------------------------------------------------
+
+
+def test_the_summary_lists_findings_mails_sessions_and_says_what_it_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "sluice.toml"
+    config.write_text(
+        "[metering]\nthresholds = [{ name = 'any upload', mb = 0.05, minutes = 10 }]\n"
+        "[output]\nmax_anomalies_per_flow = 0\n"
+    )
+    captures = [
+        PCAPS / n / "input.pcap"
+        for n in ("smtp-multi", "ssh-sftp-upload", "http-multipart-upload", "smtp-plain")
+    ]
+    argv = ["replay", *map(str, captures), "--out", str(tmp_path / "o"), "--config", str(config)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"config: {config} (chosen by --config)" in out
+    assert re.search(r"findings: \d+", out) and re.search("medium +volume_threshold", out)
+    assert "rule 'any upload'" in out
+    assert "SSH sessions: 1" in out and "sftp: upload, about" in out
+    mails = re.search(r"mail \(SMTP transactions\): (\d+)", out)
+    assert mails is not None and int(mails[1]) >= 3
+    assert "None" not in out  # a missing subject reads "(no subject)"
+    written = sum(
+        1 for line in (tmp_path / "o" / "events.jsonl").open() if '"event_type":"anomaly"' in line
+    )
+    assert written == 0
+    counted = re.search(r"anomalies (\d+)", out)
+    assert counted is not None
+    if int(counted[1]):
+        assert f"{counted[1]} over the per-flow cap not written" in out
+
+
+def test_the_summary_says_how_many_more_there_are(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from sensor.cli.main import print_summary
+    from sensor.outputs.digest import Digest
+    from sensor.pipeline import Summary
+
+    digest = Digest(limit=1)
+    for i in range(3):
+        digest(
+            {
+                "timestamp": f"2026-01-01T00:00:0{i}.000000Z", "event_type": "smtp",
+                "src_ip": "10.0.0.1", "dest_ip": "192.0.2.1", "dest_port": 25,
+                "smtp": {"mail_from": f"a{i}@x.example", "rcpt_to": ["b@y.example"],
+                         "headers": {}, "content_visible": True, "attachments": 0,
+                         "status": "accepted"},
+            }
+        )  # fmt: skip
+    stream = io.StringIO()
+    console = Console(file=stream, width=100, color_system=None)
+    print_summary("replay", ["x.pcap"], Summary(), digest, 1.0, tmp_path, console)
+    text = stream.getvalue()
+    assert "mail (SMTP transactions): 3" in text and "(no subject)" in text
+    assert f"... 2 more in {tmp_path / 'events.jsonl'}" in text
+    assert "findings: none" in text
+
+
+# -- help, version -----------------------------------------------------------------------------
+
+
+def test_every_command_and_argument_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from sensor.cli.main import _build_parser
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> None:
+        assert parser.description, f"{name}: no description"
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    walk(sub, f"{name} {sub_name}")
+            elif not isinstance(action, argparse._HelpAction | argparse._VersionAction):
+                assert action.help, f"{name} {action.option_strings or action.dest}: no help"
+
+    walk(_build_parser(), "sluice")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert re.fullmatch(r"sluice \d+\.\d+\.\d+\n", capsys.readouterr().out)
+    with pytest.raises(SystemExit):
+        main(["replay", "--help"])
+    text = capsys.readouterr().out
+    assert "exit status:" in text and "(default: " in text
+
+
+def test_no_library_warning_reaches_stderr(tmp_path: Path) -> None:
+    captures = sorted(str(p) for p in PCAPS.glob("*/input*.pcap*"))
+    done = subprocess.run(
+        [SLUICE, "replay", *captures, "--out", str(tmp_path / "o"), "--quiet"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "default"},
+    )  # fmt: skip
+    assert done.returncode == 0
+    lines = done.stderr.splitlines()
+    assert all(line.startswith("sluice: warning: ") for line in lines), done.stderr

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sensor.cli import top
+from sensor.cli import screen, top
 from sensor.cli.main import main
 from sensor.metering.store import MeterStore
 from sensor.metering.values import DestVolume, Finding, Volume, VolumeSummary
@@ -165,19 +167,39 @@ def test_text_table(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(capsys, "top", "--db", str(db))
     assert status == 0
     lines = out.splitlines()
-    assert "00:50:00" in lines[0] and "01:00:00" in lines[0]
-    assert lines[1].split()[:3] == ["#", "HOST", "OUT"]
-    first = lines[2]
-    assert first.split()[:4] == ["1", A, "6.2", "kB"]
+    assert "2026-01-01 00:50:00 .. 01:00:00 UTC" in lines[0]
+    assert lines[2].split()[:5] == ["#", "HOST", "OUT", "NOW", "AVG"]  # wide: not a terminal
+    first = lines[4]
+    assert first.split()[:6] == ["1", A, "6.2", "kB", "800", "bit/s"]  # 6 kB in the last minute
     assert "63.7%" in first and "█" in first and "▁" in first  # 100 kB at 00:49, far less since
-    assert "www.dropbox.com (162.125.1.1) [" in first and "file_hosting] 5.0 kB" in first
-    assert lines[3].strip() == "8.8.8.8 [US] 1.2 kB"  # second destination on its own line
-    assert lines[4].split()[:2] == ["2", B]
+    assert "www.dropbox.com (162.125.1.1) [US, file_hosting] 5.0 kB" in first
+    assert lines[5].strip() == "8.8.8.8 [US] 1.2 kB"  # second destination on its own line
+    assert lines[6].split()[:2] == ["2", B]
     # Columns line up: every row's OUT column ends where the header's does.
-    end = lines[1].index("OUT") + 3
-    assert lines[2][:end].endswith("kB") and lines[4][:end].endswith("kB")
+    end = lines[2].index("OUT") + 3
+    assert lines[4][:end].endswith("kB") and lines[6][:end].endswith("kB")
     status, out, _ = run(capsys, "top", "--db", str(db), "--by", "pair")
     assert status == 0 and "pastebin.com (1.1.1.1)" in out and "paste_site" in out
+
+
+@pytest.mark.parametrize("width", [80, 100, 160])
+def test_the_table_fits_the_terminal_and_never_cuts_numbers(db: Path, width: int) -> None:
+    with MeterStore(db) as store:
+        window = top.window_of(store, "10m")
+        labeller = top.Labeller.open(None, None)
+        view = top.View(top.zoneinfo.ZoneInfo("Europe/Amsterdam"), "Europe/Amsterdam", True)
+        for by in ("host", "dest", "pair"):
+            rows = top.top_records(store, window, by, 10, labeller)
+            stream = io.StringIO()
+            console = screen.make_console(stream, no_color=True, width=width)
+            console.print(top.render_top(rows, window, by, db, view, width))
+            text = stream.getvalue()
+            assert max(len(line) for line in text.splitlines()) <= width, text
+            assert "01:50:00 .. 02:00:00 CET" in text  # local time, with its zone
+            for row in rows:
+                assert top.human_bytes(row["bytes_out"]) in text  # numbers are never cut
+                if by != "dest":
+                    assert row["host"] in text
 
 
 def test_sparkline_scales_to_the_peak() -> None:
@@ -210,11 +232,11 @@ def test_host_json(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     record = json.loads(out)
     assert record["host"] == A and record["bytes_out"] == 106_200
     assert record["packets_out"] == 1000 + 2 + 10 + 50
-    assert record["step_seconds"] == 120  # 1 h / 40 = 90 s: nearest readable step, 2 min
+    assert record["step_seconds"] == 60  # 1 h in at most 60 columns: 1 min
     series = record["series"]
-    assert len(series) == 30 and series[0]["start"] == "2026-01-01T00:00:00.000000Z"
-    assert series[24]["bytes_out"] == 100_000 and series[25]["bytes_out"] == 200
-    assert series[-1]["start"] == "2026-01-01T00:58:00.000000Z"
+    assert len(series) == 60 and series[0]["start"] == "2026-01-01T00:00:00.000000Z"
+    assert series[49]["bytes_out"] == 100_000 and series[50]["bytes_out"] == 200
+    assert series[-1]["start"] == "2026-01-01T00:59:00.000000Z"
     assert series[-1]["bytes_out"] == 6000
     assert sum(s["bytes_out"] for s in series) == record["bytes_out"]
     assert [(d["name"], d["category"], d["bytes_out"]) for d in record["destinations"]] == [
@@ -222,11 +244,12 @@ def test_host_json(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
         ("www.dropbox.com", "file_hosting", 5000),
     ]
     assert record["destinations"][0]["country"] == "US"
-    assert [(f["time"], f["kind"]) for f in record["findings"]] == [
-        ("2026-01-01T00:50:00.000000Z", "category_upload"),
-        ("2026-01-01T00:50:10.000000Z", "category_upload"),
-        ("2026-01-01T01:00:00.000000Z", "category_upload"),
+    assert [(f["time"], f["kind"], f["severity"]) for f in record["findings"]] == [
+        ("2026-01-01T00:50:00.000000Z", "category_upload", "medium"),
+        ("2026-01-01T00:50:10.000000Z", "category_upload", "medium"),
+        ("2026-01-01T01:00:00.000000Z", "category_upload", "medium"),
     ]
+    assert (record["activity"], record["activity_total"]) == ([], 0)
     status, out, _ = run(capsys, "host", A, "--db", str(db), "--since", "10m", "--json")
     assert json.loads(out)["bytes_out"] == 6200 and len(json.loads(out)["findings"]) == 2
 
@@ -234,14 +257,15 @@ def test_host_json(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_host_text(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(capsys, "host", A, "--db", str(db), "--since", "1h")
     assert status == 0
-    assert "out 106.2 kB" in out and "per 2 min" in out and "peak 100.0 kB" in out
-    chart = [line for line in out.splitlines() if line.startswith("  2026-01-01 00:")]
-    assert len(chart) == 30 and chart[24].startswith("  2026-01-01 00:48  ")
-    assert chart[24].split()[2] == "█" * top.CHART_WIDTH  # the peak is a full-width bar
-    assert chart[25].split()[2] == "▏"  # 200 B: an eighth of a block, not nothing
-    assert chart[-1].split()[2] == "███"  # 6000 B at 2000 B per block
+    assert "out 106.2 kB" in out and "per 1 min, peak 100.0 kB at 00:49" in out
+    chart = [line for line in out.splitlines() if "│" in line]
+    assert len(chart) == top.CHART_HEIGHT and chart[0].startswith("100.0 kB │")
+    columns = [line.split("│", 1)[1] for line in chart]
+    assert {row[49] for row in columns} == {"█"}  # the peak is a full-height column
+    assert columns[-1][50] == "▁"  # 200 B: an eighth of a row, not nothing
+    assert columns[-1][59] == "▃" and columns[-2][59] == " "  # 6000 B: 6/100 of 6 rows
     assert "www.dropbox.com (162.125.1.1)" in out and "file_hosting" in out
-    assert "2026-01-01T01:00:00Z  category_upload  test" in out
+    assert re.search(r"01-01 01:00:00 +medium +category_upload +test", out)
     status, out, _ = run(capsys, "host", "10.9.9.9", "--db", str(db))
     assert status == 0 and "no traffic recorded for 10.9.9.9" in out
 
@@ -283,3 +307,71 @@ def test_errors(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     bad.write_text("id = 'x'\n")
     _fails_cleanly(capsys, ["top", "--db", str(db), "--categories", str(bad)], "categories")
     _fails_cleanly(capsys, ["top", "--db", str(db), "--watch", "--json"], "--json")
+
+
+def test_findings_command(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "findings", "--db", str(db), "--json")
+    assert (status, err) == (0, "")
+    found = json.loads(out)
+    assert [(f["time"][11:19], f["host"], f["severity"]) for f in found] == [
+        ("00:50:00", A, "medium"),
+        ("00:50:10", A, "medium"),
+        ("00:55:10", B, "medium"),
+        ("01:00:00", A, "medium"),
+    ]
+    assert found[2]["destinations"] == ["pastebin.com (1.1.1.1)"]
+    status, out, _ = run(capsys, "findings", "--db", str(db), "--json", "--host", B)
+    assert [f["host"] for f in json.loads(out)] == [B]
+    status, out, _ = run(capsys, "findings", "--db", str(db), "--json", "--since", "5m")
+    assert len(json.loads(out)) == 2  # (00:55:00, 01:00:00]: B's and the last
+    status, out, _ = run(capsys, "findings", "--db", str(db), "--json", "--severity", "high")
+    assert json.loads(out) == []
+    status, out, _ = run(capsys, "findings", "--db", str(db), "--json", "--kind", "volume_spike")
+    assert json.loads(out) == []
+    status, out, _ = run(capsys, "findings", "--db", str(db), "--limit", "1")
+    assert status == 0 and "the newest 1 of 4 (--limit)" in out
+    assert re.search(r"01-01 01:00:00 +medium +category_upload +10\.0\.0\.5 +test", out)
+    _fails_cleanly(capsys, ["findings", "--db", str(db), "--host", "nope"], "not an IPv4")
+
+
+def test_local_time_follows_the_configured_zone(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "sluice.toml"
+    config.write_text("[metering]\ntimezone = 'Europe/Amsterdam'\n")
+    status, out, _ = run(capsys, "host", A, "--db", str(db), "--config", str(config))
+    assert status == 0 and "CET" in out.splitlines()[0]
+    assert re.search(r"01-01 02:00:00 +medium", out)  # 01:00 UTC is 02:00 in Amsterdam
+    status, out, _ = run(capsys, "host", A, "--db", str(db), "--config", str(config), "--utc")
+    assert "UTC" in out.splitlines()[0] and re.search(r"01-01 01:00:00 +medium", out)
+
+
+def test_pruned_history_is_stated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sensor.config import HistoryConfig
+
+    path = tmp_path / "sluice.db"
+    history = HistoryConfig(ten_second_days=1, minute_days=1, hour_days=2, findings_days=2)
+    with MeterStore(path, history) as store:
+        store.write([summary(T0, A, (GOOGLE_DNS, 100)), finding(T0 + 10, A)])
+        store.write([summary(T0 + 5 * 86400, B, (GOOGLE_DNS, 100))])  # A's day is gone
+    status, out, _ = run(capsys, "top", "--db", str(path), "--window", "all")
+    assert status == 0 and "note: history before 2026-01-04 00:00 UTC was pruned" in out
+    assert A not in out and B in out
+    status, out, _ = run(capsys, "top", "--db", str(path), "--window", "1h")
+    assert "was pruned" not in out  # the window does not reach back to the cut
+    with MeterStore(path) as store:  # a reader takes the retention the writer used
+        assert [t.retention for t in store.tiers] == [86400, 86400, 2 * 86400]
+
+
+def test_html_pages(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    page = tmp_path / "top.html"
+    assert run(capsys, "top", "--db", str(db), "--html", str(page))[0] == 0
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "<svg" in text and A in text
+    assert page.stat().st_mode & 0o077 == 0
+    page = tmp_path / "host.html"
+    assert run(capsys, "host", A, "--db", str(db), "--html", str(page))[0] == 0
+    assert "www.dropbox.com" in page.read_text()
+    _fails_cleanly(
+        capsys, ["top", "--db", str(db), "--html", str(tmp_path / "no" / "x.html")], "cannot write"
+    )

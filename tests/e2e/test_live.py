@@ -77,12 +77,18 @@ class Sensor:
     """`sluice run` in the client namespace; stderr collected, stopped by SIGTERM."""
 
     def __init__(
-        self, lab: Lab, out: Path, probe: str, prefix: Sequence[str] = (), role: str = "client"
+        self,
+        lab: Lab,
+        out: Path,
+        probe: str,
+        prefix: Sequence[str] = (),
+        role: str = "client",
+        extra: Sequence[str] = (),
     ) -> None:
         argv = [
             "ip", "netns", "exec", lab.net.ns[role], *prefix, SLUICE, "run",
             "--iface", lab.net.dev[role], "--out", str(out), "--probe", probe,
-            "--pin-dir", f"{lab.bpffs}/sluice", "--stats-interval", "0.5",
+            "--pin-dir", f"{lab.bpffs}/sluice", "--stats-interval", "0.5", *extra,
         ]  # fmt: skip
         events = out / "events.jsonl"
         self.out = out
@@ -241,6 +247,47 @@ def test_live_run_without_probe_equals_a_replay_of_the_same_traffic(lab: Lab) ->
     assert 0 <= stats["stats"]["capture"]["received"] - stats["stats"]["packets"] <= 2
 
 
+def test_a_live_finding_is_one_line_on_stderr_and_lands_in_the_database(lab: Lab) -> None:
+    """What an operator watching the journal sees, and what `sluice findings` and `sluice
+    host` then show of the same run."""
+    config = lab.tmp / "sluice.toml"
+    config.write_text(
+        "[metering]\ntimezone = 'Europe/Amsterdam'\n"
+        "thresholds = [{ name = 'lab upload', mb = 0.2, minutes = 1 }]\n"
+    )
+    out = lab.tmp / "live"
+    sensor = Sensor(lab, out, "off", extra=["--config", str(config)])
+    try:
+        sensor.wait_ready()
+        assert f"config: {config} (chosen by --config)".encode() in sensor.stderr
+        assert b"thresholds lab upload 0.2 MB/1 min" in sensor.stderr
+        upload(lab, 20_000)
+        sensor.wait_for(b"finding MEDIUM volume_threshold host 10.10.0.10", timeout=40)
+    finally:
+        assert sensor.stop() == 0, sensor.stderr.decode()
+    line = next(x for x in sensor.stderr.decode().splitlines() if "volume_threshold" in x)
+    assert line.startswith("sluice run: finding MEDIUM volume_threshold host 10.10.0.10: ")
+    assert "rule 'lab upload'" in line and "198.51.100.20" in line
+    done = subprocess.run(
+        [SLUICE, "findings", "--db", str(out), "--json"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    (finding,) = json.loads(done.stdout)
+    assert (finding["kind"], finding["severity"], finding["host"]) == (
+        "volume_threshold", "medium", "10.10.0.10",
+    )  # fmt: skip
+    done = subprocess.run(
+        [SLUICE, "host", "10.10.0.10", "--db", str(out), "--config", str(config), "--json"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    host = json.loads(done.stdout)
+    assert [f["kind"] for f in host["findings"]] == ["volume_threshold"]
+    (sent,) = [a for a in host["activity"] if a["kind"] == "upload"]
+    assert sent["bytes"] > 600_000 and "198.51.100.20" in sent["dest"]
+    for name in ("events.jsonl", "sluice.db"):
+        assert (out / name).stat().st_mode & 0o077 == 0, name  # private to the sensor's user
+
+
 @pytest.mark.parametrize(
     ("probe", "role"),
     [("tc", "client"), ("xdp", "server")],
@@ -362,7 +409,8 @@ def test_an_interface_that_does_not_exist_is_one_clear_error(tmp_path: Path) -> 
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2
-    assert done.stderr.startswith("sluice: error: cannot capture on sluice-nope0")
+    last = done.stderr.splitlines()[-1]  # after the config lines every start logs
+    assert last.startswith("sluice: error: cannot capture on sluice-nope0")
     assert "Traceback" not in done.stderr
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from sensor.config import HistoryConfig
 from sensor.metering.store import MeterStore, StoreError
 from sensor.metering.values import DestVolume, Finding, Volume, VolumeSummary
 from tests.metering.conftest import DAY, T0, MakeMeter, ip, upload
@@ -71,7 +72,7 @@ def test_retention_per_tier_on_the_packet_clock(tmp_path: Path) -> None:
 
 
 def test_size_is_bounded(tmp_path: Path) -> None:
-    store = MeterStore(tmp_path / "m.db", max_rows=50)
+    store = MeterStore(tmp_path / "m.db", HistoryConfig(max_rows=50))
     for i in range(400):
         store.write([summary(T0 + 10 * i, "10.0.0.1", ("1.1.1.1", 1))])
     store.write([summary(T0 + 7300, "10.0.0.1", ("1.1.1.1", 1))])  # a new hour: prune

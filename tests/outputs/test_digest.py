@@ -12,8 +12,38 @@ def test_the_digest_is_capped_and_counts_everything() -> None:
         digest({"event_type": "file", "file": {"direction": "upload", "n": i}})
         digest({"event_type": "file", "file": {"direction": "download", "n": i}})
         digest({"event_type": "smtp", "n": i})
-    digest({"event_type": "finding", "n": 0})
+    digest(
+        {
+            "event_type": "finding",
+            "finding": {"kind": "volume_spike", "severity": "medium", "host": "10.0.0.1",
+                        "detail": "x"},
+        }
+    )  # fmt: skip
     digest({"event_type": "flow"})
     assert [r["file"]["n"] for r in digest.uploads.records] == [0, 1, 2]
     assert (digest.uploads.total, digest.messages.total, digest.findings.total) == (10, 10, 1)
     assert len(digest.messages.records) == 3
+
+
+def _finding(kind: str, severity: str, host: str) -> dict[str, object]:
+    return {
+        "event_type": "finding",
+        "finding": {"kind": kind, "severity": severity, "host": host, "detail": f"{kind} {host}"},
+    }
+
+
+def test_findings_are_grouped_most_severe_first_with_their_hosts() -> None:
+    digest = Digest(limit=2)
+    for host in ("10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.3"):
+        digest(_finding("volume_threshold", "medium", host))
+    digest(_finding("upload_asymmetry", "low", "10.0.0.9"))
+    digest(_finding("slow_exfiltration", "high", "10.0.0.4"))
+    groups = digest.finding_groups
+    assert [(g.kind, g.severity, g.count) for g in groups] == [
+        ("slow_exfiltration", "high", 1),
+        ("volume_threshold", "medium", 4),
+        ("upload_asymmetry", "low", 1),
+    ]
+    assert groups[1].hosts == ["10.0.0.1", "10.0.0.2"]  # distinct, capped at the limit
+    assert groups[1].first_detail == "volume_threshold 10.0.0.1"
+    assert digest.findings.total == 6

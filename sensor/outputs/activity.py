@@ -1,0 +1,157 @@
+"""Per-host activity (the outputs stage): what `sluice host` lists besides volume.
+
+In: the records every sink sees. Out: one `Activity` per upload (a file a client sent: an HTTP
+request body or multipart part with its URL, a mail attachment, an FTP upload), mail (an SMTP
+transaction) and SSH session, written to the metering database's `activity` table, so a host's
+page shows them without reading events.jsonl. Requests without a body are not kept (browsing
+would drown the uploads); events.jsonl has them all.
+
+The one-line descriptions are shared with the replay summary, so both read the same.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sensor.metering.store import MeterStore
+from sensor.metering.units import human_bytes, printable
+from sensor.outputs.eve import Record
+
+FLUSH_ROWS = 256  # rows buffered before a write; the rest go at flush()
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    ts: float
+    host: str  # the client: the internal host for egress
+    kind: str  # "upload" | "mail" | "ssh"
+    dest: str  # "name ip:port" or "ip:port"
+    bytes: int  # what the client sent in it
+    summary: str  # one line for humans
+
+
+def subject_text(subject: object) -> str:
+    return "(no subject)" if subject is None else repr(printable(subject))
+
+
+def upload_text(record: Record) -> str:
+    """What was uploaded and how: `POST /api/x  export.csv  text/csv  40,033 B  sha256 ...`."""
+    f = record["file"]
+    if f["proto"] == "smtp":
+        mail = record.get("smtp", {})
+        rcpts = ", ".join(mail.get("rcpt_to", [])[:3])
+        how = f"mail {mail.get('mail_from') or '?'} -> {rcpts or '?'}"
+    elif f["proto"] == "ftp":
+        ftp = record.get("ftp", {})
+        how = f"FTP {ftp.get('command', '')} ({ftp.get('mode', '')})"
+    else:
+        how = http_text(record, status=False)
+    state = "" if f["complete"] else f"  INCOMPLETE ({f['missing_bytes']:,} B missing)"
+    return printable(
+        f"{how}  {f['filename'] or '-'}  {f['mime_type'] or '-'}  {human_bytes(f['size'])}  "
+        f"sha256 {f['sha256'][:16]}{state}"
+    )
+
+
+def mail_text(record: Record) -> str:
+    m = record["smtp"]
+    rcpts = ", ".join(m["rcpt_to"][:3]) + (
+        f" (+{len(m['rcpt_to']) - 3})" if len(m["rcpt_to"]) > 3 else ""
+    )
+    seen = "" if m["content_visible"] else "  (TLS: content not visible)"
+    subject = subject_text(m.get("headers", {}).get("subject"))
+    return printable(
+        f"{m['mail_from'] or '-'} -> {rcpts or '-'}  {subject}  "
+        f"{m['attachments']} attachment(s)  {m['status']}{seen}"
+    )
+
+
+def ssh_text(record: Record) -> str:
+    s = record["ssh"]
+    kind = s.get("transfer_kind") or "session"
+    return printable(
+        f"{kind}: {s.get('transfer') or 'none'}, about {human_bytes(s['upload_bytes_est'])} up"
+        f" / {human_bytes(s['download_bytes_est'])} down  "
+        f"({s['client'].get('software') or '?'} -> {s['server'].get('software') or '?'})"
+    )
+
+
+def http_text(record: Record, status: bool = True) -> str:
+    """`POST files.example.org/share/upload -> 201` (the URL as the client named it)."""
+    h = record.get("http", {})
+    url = h.get("url", "")
+    name = h.get("hostname", "")
+    same = name.split(":")[0] in ("", record.get("dest_ip"))  # the destination names it
+    target = f"{name}{url}" if url.startswith("/") and not same else url
+    answer = f" -> {h.get('status') or '-'}" if status else ""
+    return printable(f"{h.get('http_method', '?')} {target}{answer}")
+
+
+def _dest(record: Record) -> str:
+    where = f"{record['dest_ip']}:{record['dest_port']}"
+    name = record.get("http", {}).get("hostname") or record.get("tls", {}).get("sni")
+    return (
+        printable(f"{name} {where}")
+        if name and not str(name).startswith(record["dest_ip"])
+        else where
+    )
+
+
+def activity_of(record: Record, ts: float) -> Activity | None:
+    kind = record["event_type"]
+    if kind == "file" and record["file"]["direction"] == "upload":
+        return Activity(ts, record["src_ip"], "upload", _dest(record), record["file"]["size"],
+                        upload_text(record))  # fmt: skip
+    if kind == "smtp":
+        size = record["smtp"].get("size") or 0
+        return Activity(ts, record["src_ip"], "mail", _dest(record), size, mail_text(record))
+    if kind == "ssh":
+        up = record["ssh"]["upload_bytes_est"]
+        return Activity(ts, record["src_ip"], "ssh", _dest(record), up, ssh_text(record))
+    return None
+
+
+def parse_time(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+class ActivityLog:
+    """A sink writing `Activity` rows to the metering database in batches. A write that
+    fails (disk full, locked) loses that batch, counted in `lost` and said once per streak
+    through `warn`; the sensor goes on."""
+
+    def __init__(self, store: MeterStore, warn: Callable[[str], None]) -> None:
+        self.store = store
+        self.warn = warn
+        self.rows: list[Activity] = []
+        self.lost = 0
+        self._failing = False
+
+    def __call__(self, record: Record) -> None:
+        kind = record["event_type"]
+        if kind not in ("file", "smtp", "ssh"):
+            return
+        activity = activity_of(record, parse_time(record["timestamp"]))
+        if activity is not None:
+            self.rows.append(activity)
+            if len(self.rows) >= FLUSH_ROWS:
+                self.flush()
+
+    def flush(self) -> None:
+        rows, self.rows = self.rows, []
+        if not rows:
+            return
+        try:
+            self.store.add_activity(
+                (a.ts, a.host, a.kind, a.dest, a.bytes, a.summary) for a in rows
+            )
+        except (sqlite3.Error, OSError) as exc:  # the sensor goes on
+            self.lost += len(rows)
+            if not self._failing:
+                self.warn(f"writing host activity to {self.store.path} failed ({exc})")
+            self._failing = True
+            return
+        self._failing = False
