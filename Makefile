@@ -13,6 +13,7 @@ PYTEST_ARGS ?=
 # PREFIX and SYSCONFDIR; the installed copies name the chosen ones.
 PREFIX ?= /opt/sluice
 SYSCONFDIR ?= /etc/sluice
+BINDIR ?= /usr/local/bin
 UNITDIR ?= /etc/systemd/system
 SYSUSERSDIR ?= /usr/lib/sysusers.d
 TMPFILESDIR ?= /usr/lib/tmpfiles.d
@@ -22,7 +23,7 @@ EXAMPLE_CONFIG ?= systemd/sluice.toml
 # headers it compiles against), the venv, nft/tc/ip for enforcement and attaching, systemd.
 # Not the development set (tshark, tcpreplay, gcc, sshd, dnsmasq...).
 RUNTIME_DEBIAN_PACKAGES := libpcap0.8 libmagic1 python3-venv python3-bpfcc bpfcc-tools \
-	linux-headers-amd64 nftables iproute2 systemd
+	linux-headers-amd64 nftables iproute2 systemd ethtool
 INSTALL_VENV = $(DESTDIR)$(PREFIX)/venv
 INSTALL_PATHS = sed -i -e 's|/opt/sluice|$(PREFIX)|g' -e 's|/etc/sluice|$(SYSCONFDIR)|g'
 
@@ -135,6 +136,9 @@ install-files:
 	install -m 0644 systemd/sluice.sysusers '$(DESTDIR)$(SYSUSERSDIR)/sluice.conf'
 	install -m 0644 systemd/sluice.tmpfiles '$(DESTDIR)$(TMPFILESDIR)/sluice.conf'
 	install -m 0644 README.md '$(DESTDIR)$(PREFIX)/README.md'
+	install -d -m 0755 '$(DESTDIR)$(PREFIX)/docs' '$(DESTDIR)$(BINDIR)'
+	ln -sfn '$(PREFIX)/venv/bin/sluice' '$(DESTDIR)$(BINDIR)/sluice'
+	install -m 0644 docs/*.md '$(DESTDIR)$(PREFIX)/docs/'
 	$(INSTALL_PATHS) '$(DESTDIR)$(UNITDIR)/sluice@.service' '$(DESTDIR)$(TMPFILESDIR)/sluice.conf'
 	@umask 022; config='$(DESTDIR)$(SYSCONFDIR)/sluice.toml'; \
 	if [ -e "$$config" ] || [ -L "$$config" ]; then echo "install: keeping $$config"; \
@@ -151,7 +155,8 @@ uninstall:
 	rm -f '$(DESTDIR)$(UNITDIR)'/*.wants/sluice@*.service '$(DESTDIR)$(UNITDIR)/sluice@.service' \
 		'$(DESTDIR)$(SYSUSERSDIR)/sluice.conf' '$(DESTDIR)$(TMPFILESDIR)/sluice.conf' \
 		'$(DESTDIR)$(PREFIX)/README.md'
-	rm -rf '$(INSTALL_VENV)'
+	rm -rf '$(INSTALL_VENV)' '$(DESTDIR)$(PREFIX)/docs'
+	@if [ -L '$(DESTDIR)$(BINDIR)/sluice' ]; then rm -f '$(DESTDIR)$(BINDIR)/sluice'; fi
 	@rmdir '$(DESTDIR)$(PREFIX)' 2>/dev/null || true
 	@if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@echo "uninstall: kept $(DESTDIR)$(SYSCONFDIR), /var/lib/sluice, /sys/fs/bpf/sluice and the user sluice"

@@ -532,8 +532,8 @@ class CaptureSet:
     bucket. Only the files whose time ranges overlap the current moment are open at once.
 
     A single file is read as it is (frames out of order inside one capture stay as captured).
-    `reports` holds each file's ReadReport once it has been read; `bytes_read()` and `size`
-    measure progress."""
+    `reports` holds each file's ReadReport once it has been read (all of them after `close()`);
+    `bytes_read()` and `size` measure progress."""
 
     def __init__(self, paths: Sequence[str]) -> None:
         self.paths = list(paths)
@@ -562,16 +562,21 @@ class CaptureSet:
         self.reports.append(reader.report)
 
     def __iter__(self) -> Iterator[Frame]:
-        try:
-            if len(self.paths) == 1:
-                yield from self._start(0)
-                self._finish(0)
-                return
-            yield from self._merge()
-        finally:
-            for reader in self._open:
-                reader.close()
-            self._open.clear()
+        """The frames; call `close()` afterwards, which files each reader's report. One file
+        is its reader's own iterator (no generator in between on the hot path)."""
+        if len(self.paths) == 1:
+            return self._start(0)
+        return self._merge()
+
+    def close(self) -> None:
+        while self._open:
+            self._finish(len(self._open) - 1)
+
+    def __enter__(self) -> CaptureSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _merge(self) -> Iterator[Frame]:
         pending = collections.deque(self.order)

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# `make demo`: replay the bundled sample traffic and show what Sluice saw.
+# `make demo`: replay the bundled sample traffic under the demo site's configuration and show
+# what an operator would see: the summary, the findings, the top talkers, one host's page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build/demo
 rm -rf "$out"
+mkdir -p -m 0700 "$out"
 # Captures of real clients and servers (see pcaps/README.md): HTTP uploads, a patient CSV
 # mailed to an external mailbox, FTP, TLS, and an SFTP upload of an archive. The crafted edge
 # cases are for the regression tests.
@@ -13,40 +15,32 @@ for c in pcaps/http-*/input.pcap pcaps/smtp-attachments/input.pcap pcaps/smtp-st
          pcaps/ssh-sftp-upload/input.pcap pcaps/office-egress/input.pcap; do
   [[ $c == *http-evasions* || ! -f $c ]] || captures+=("$c")
 done
-echo "== sluice extract over ${#captures[@]} bundled captures of real traffic =="
-printf '   %s\n' "${captures[@]}"
-.venv/bin/sluice extract "${captures[@]}" --out "$out"
-echo
-echo "== requests, sessions and transfers seen (from $out/events.jsonl) =="
-.venv/bin/python - "$out" <<'PY'
-import json, sys
-from pathlib import Path
-out = Path(sys.argv[1])
-for line in (out / "events.jsonl").open():
-    e = json.loads(line)
-    if e["event_type"] == "http":
-        h = e["http"]
-        url = h.get("url", "")
-        target = f"{h.get('hostname', '')}{url}" if url.startswith("/") else url
-        print(f"  {e['src_ip']} -> {e['dest_ip']}:{e['dest_port']}  {h.get('http_method', '?'):7} "
-              f"{target}  -> {h.get('status', '-')}  "
-              f"up {h['request_body_len']:,} B / down {h['response_body_len']:,} B")
-    elif e["event_type"] == "ssh":
-        s = e["ssh"]
-        print(f"  {e['src_ip']} -> {e['dest_ip']}:{e['dest_port']}  SSH {s['client']['software']}"
-              f" -> {s['server']['software']}: {s['transfer']} ({s.get('transfer_kind')}), "
-              f"about {s['upload_bytes_est']:,} B up / {s['download_bytes_est']:,} B down")
-    elif e["event_type"] == "tls":
-        t = e["tls"]
-        print(f"  {e['src_ip']} -> {e['dest_ip']}:{e['dest_port']}  TLS {t['version']} "
-              f"sni={t['sni']} ja4={t['ja4']}")
-    elif e["event_type"] == "ftp" and e["ftp"]["type"] == "transfer":
-        f = e["ftp"]
-        print(f"  {e['src_ip']} -> {e['dest_ip']}:{e['dest_port']}  FTP {f['command']} "
-              f"{f['filename']} ({f['mode']}) ok={f['ok']}")
-n = sum(1 for _ in (out / "files").iterdir())
-print(f"\n{n} distinct objects extracted to {out / 'files'}/ (listed in {out / 'files.jsonl'})")
+# A country database for the demo's documentation addresses (RFC 5737): the export server
+# 198.51.100.0/24 "in the US", the file share 203.0.113.0/24 "in the Netherlands". A site
+# passes its own MaxMind-format file with --geoip; without one, registry data is bundled.
+.venv/bin/python - "$out/demo-geo.mmdb" <<'PY'
+import sys
+from mmdb_writer import MMDBWriter
+from netaddr import IPSet
+writer = MMDBWriter(ip_version=6, database_type="Sluice-Demo-Country", ipv4_compatible=True)
+writer.insert_network(IPSet(["198.51.100.0/24"]), {"country": {"iso_code": "US"}})
+writer.insert_network(IPSet(["203.0.113.0/24"]), {"country": {"iso_code": "NL"}})
+writer.to_db_file(sys.argv[1])
 PY
+export SLUICE_CONFIG=scripts/demo.toml
+echo "== sluice extract (a replay that also keeps the files) of ${#captures[@]} bundled captures, config $SLUICE_CONFIG =="
+.venv/bin/sluice extract "${captures[@]}" --out "$out" --geoip "$out/demo-geo.mmdb"
 echo
-echo "== top talkers of the demo traffic (sluice top --db $out --window all) =="
-.venv/bin/sluice top --db "$out" --window all --limit 5
+echo "== sluice findings --db $out =="
+.venv/bin/sluice findings --db "$out"
+echo
+echo "== sluice top --db $out --window all =="
+.venv/bin/sluice top --db "$out" --window all --limit 5 --geoip "$out/demo-geo.mmdb"
+echo
+echo "== sluice host 10.10.0.10 --db $out --since all (also as $out/host.html) =="
+.venv/bin/sluice host 10.10.0.10 --db "$out" --since all --geoip "$out/demo-geo.mmdb" \
+  --html "$out/host.html"
+.venv/bin/sluice top --db "$out" --window all --geoip "$out/demo-geo.mmdb" \
+  --html "$out/top.html" >/dev/null
+echo
+echo "Outputs in $out/ (events.jsonl, files.jsonl, files/, sluice.db, top.html, host.html)."

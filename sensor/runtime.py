@@ -505,6 +505,7 @@ class LiveSensor:
                 "outages": self.outages,
                 "clock_steps": self.clock_steps,
                 "events_lost": self.events.lost if self.events is not None else 0,
+                "activity_lost": self.activity.lost if self.activity is not None else 0,
             }
         }
         if feed is not None and not feed.active:

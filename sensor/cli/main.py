@@ -158,6 +158,11 @@ def prepare_out(out: str, config: Config | None = None) -> Path:
         probe.unlink()
     except LookupError:
         raise UsageError(f"output.group: no group {group!r} on this system") from None
+    except PermissionError as exc:
+        raise UsageError(
+            f"output.group: cannot give {out} to group {group!r} ({exc.strerror}): the sensor's "
+            "user must be a member (under systemd: SupplementaryGroups= in the unit)"
+        ) from None
     except OSError as exc:
         raise UsageError(f"cannot write to output directory {out}: {exc.strerror or exc}") from None
     return directory
@@ -243,17 +248,18 @@ def run(
     try:
         pipeline = Pipeline(config, sinks, store, meter, meter_store)
         process = pipeline.process
-        if progress is None:
-            for frame in captures:
-                process(frame)
-        else:
-            frames = iter(captures)
-            count = 0
-            while batch := list(itertools.islice(frames, PROGRESS_EVERY)):
-                for frame in batch:
+        with captures:
+            if progress is None:
+                for frame in captures:
                     process(frame)
-                count += len(batch)
-                progress(count, captures.bytes_read(), captures.size)
+            else:
+                frames = iter(captures)
+                count = 0
+                while batch := list(itertools.islice(frames, PROGRESS_EVERY)):
+                    for frame in batch:
+                        process(frame)
+                    count += len(batch)
+                    progress(count, captures.bytes_read(), captures.size)
         for report in captures.reports:
             if report.error:
                 where = f" at byte {report.error_offset}" if report.error_offset is not None else ""

@@ -72,6 +72,9 @@ NICE_STEPS = (10, 20, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600, 7200, 1
               43200, 86400)  # fmt: skip
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, erase screen (ANSI)
 _EVERYTHING = 1 << 31  # a row limit meaning "all of them"
+EXIT_CODES = """exit status:
+  0  done (an empty database too: it says so)
+  2  usage error: a bad window or address, no database at --db, a broken config or data file"""
 _WINDOW = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -90,6 +93,7 @@ def add_parsers(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     """Register `top`, `host` and `findings` on the subparsers action of `sluice`'s parser."""
     top = sub.add_parser(
         "top",
+        epilog=EXIT_CODES,
         help="hosts (or destinations) sending the most, from a metering database",
         description="Rank internal hosts (or destinations, or host-destination pairs) by "
         "outbound bytes in a window ending at the newest data (packet time). NOW is the "
@@ -113,6 +117,7 @@ def add_parsers(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     top.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
     host = sub.add_parser(
         "host",
+        epilog=EXIT_CODES,
         help="one host's outbound volume, destinations, uploads, mails and findings",
         description="One internal host over a period ending at the newest data: a chart of "
         "its outbound bytes, its destinations, findings, and its uploads, mails, SSH "
@@ -125,6 +130,7 @@ def add_parsers(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     host.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
     findings = sub.add_parser(
         "findings",
+        epilog=EXIT_CODES,
         help="list the findings in a metering database",
         description="List findings (volume thresholds, spikes, slow exfiltration, transfers "
         "outside the EU/EEA, ...) newest last, with severity, host and what was measured.",

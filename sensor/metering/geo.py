@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
@@ -78,7 +79,8 @@ def open_mmdb(path: str | Path) -> MmdbGeoDb:
     except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
         raise GeoError(f"{p}: not a MaxMind DB file ({exc})") from None
     meta = reader.metadata()
-    return MmdbGeoDb(reader, f"{p.name} ({meta.database_type}, built {meta.build_epoch})")
+    built = datetime.fromtimestamp(meta.build_epoch, UTC).strftime("%Y-%m-%d")
+    return MmdbGeoDb(reader, f"{p.name} ({meta.database_type}, built {built})")
 
 
 class BundledGeoDb:

@@ -457,7 +457,7 @@ def _describe_cert(der: bytes) -> tuple[dict[str, Any], list[str]]:
         warnings.simplefilter("always")
         cert = x509.load_der_x509_certificate(der)
         described = _cert_fields(cert, der)
-    return described, [str(w.message) for w in caught]
+    return described, list(dict.fromkeys(str(w.message) for w in caught))
 
 
 def _cert_fields(cert: x509.Certificate, der: bytes) -> dict[str, Any]:

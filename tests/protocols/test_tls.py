@@ -8,6 +8,7 @@ import hashlib
 import ipaddress
 import re
 import ssl
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -661,3 +662,26 @@ def test_every_emitted_kind_is_registered() -> None:
     emitted = set(re.findall(r'"(tls_[a-z_]+)"', source))
     assert emitted and emitted <= set(KINDS), emitted - set(KINDS)
     assert all(KINDS[k][0] == "app" for k in emitted)
+
+
+def test_a_nonconformant_certificate_is_an_anomaly_not_a_library_warning(
+    tls12: Session, tmp_path: Path
+) -> None:
+    """A negative serial number (seen in the wild, RFC 5280 forbids it): `cryptography` warns
+    on stderr; Sluice notes it as an anomaly of that flow and still describes the cert."""
+    _, _, der = make_cert(tmp_path)
+    serial = b"\x02\x04\x12\x34\xab\xcd"  # INTEGER 0x1234ABCD
+    assert der.count(serial) == 1
+    bad = der.replace(serial, b"\x02\x04\x92\x34\xab\xcd")  # the sign bit set: negative
+    entry = len(bad).to_bytes(3, "big") + bad
+    cert_msg = b"\x0b" + (len(entry) + 3).to_bytes(3, "big") + (len(entry)).to_bytes(3, "big")
+    segments = [
+        tls12.segments[0],
+        (S, bytes.fromhex(JA3S_TLS12_HEX) + record(22, cert_msg + entry)),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning that escapes fails the test
+        events = run(segments)
+    assert kinds(events).count("tls_cert_nonconformant") == 1
+    [cert] = handshake(events).certificates
+    assert cert["subject"] is not None and cert["serial"].startswith("-")
