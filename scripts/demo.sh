@@ -3,7 +3,7 @@
 # what an operator would see: the summary, the findings, the top talkers, one host's page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=build/demo
+out=${SLUICE_DEMO_OUT:-build/demo}
 rm -rf "$out"
 mkdir -p -m 0700 "$out"
 # Captures of real clients and servers (see pcaps/README.md): HTTP uploads, a patient CSV

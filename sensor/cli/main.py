@@ -17,7 +17,9 @@ import stat
 import sys
 import time
 import warnings
+import zoneinfo
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import IO
 
@@ -327,6 +329,7 @@ def print_summary(
     seconds: float,
     out: Path,
     console: Console,
+    tz: tzinfo = UTC,
 ) -> None:
     rate = summary.packets / seconds if seconds > 0 else 0.0
     say = console.print
@@ -349,25 +352,15 @@ def print_summary(
     for error in summary.capture_errors:
         say(Text(f"  capture damaged: {printable(error)}", style="yellow"))
     _findings_table(digest, console)
-    _kept_table(
-        console, "uploads (client -> server)", digest.uploads, out,
-        lambda r: [r["timestamp"][:19], f"{r['src_ip']} -> {r['dest_ip']}:{r['dest_port']}",
-                   r["file"]["proto"], upload_text(r)],
-        ["TIME (UTC)", "FLOW", "PROTO", "WHAT"],
+    kept = (
+        ("uploads (client -> server)", digest.uploads, ["PROTO", "WHAT"],
+         lambda r: [r["file"]["proto"], upload_text(r)]),
+        ("mail (SMTP transactions)", digest.messages, ["MAIL"], lambda r: [mail_text(r)]),
+        ("SSH sessions", digest.sessions, ["SESSION"], lambda r: [ssh_text(r)]),
     )  # fmt: skip
-    _kept_table(
-        console, "mail (SMTP transactions)", digest.messages, out,
-        lambda r: [r["timestamp"][:19], f"{r['src_ip']} -> {r['dest_ip']}:{r['dest_port']}",
-                   mail_text(r)],
-        ["TIME (UTC)", "FLOW", "MAIL"],
-    )  # fmt: skip
-    _kept_table(
-        console, "SSH sessions", digest.sessions, out,
-        lambda r: [r["timestamp"][:19], f"{r['src_ip']} -> {r['dest_ip']}:{r['dest_port']}",
-                   ssh_text(r)],
-        ["TIME (UTC)", "FLOW", "SESSION"],
-    )  # fmt: skip
-    say(f"  events: {out / 'events.jsonl'}", soft_wrap=True)
+    for title, records, headers, what in kept:
+        _kept_table(console, title, records, out, tz, headers, what)
+    say(f"events: {out / 'events.jsonl'}", soft_wrap=True)
 
 
 def _kept_table(
@@ -375,20 +368,24 @@ def _kept_table(
     title: str,
     kept: Kept,
     out: Path,
-    row: Callable[[eve.Record], list[str]],
+    tz: tzinfo,
     headers: list[str],
+    what: Callable[[eve.Record], list[str]],
 ) -> None:
+    """Time (local) and flow, then what the record is, one row each."""
     if not kept.records:
         return
-    t = screen.table(f"  {title}: {kept.total:,}")
-    for i, header in enumerate(headers):
-        screen.column(t, header, ratio=1 if i == len(headers) - 1 else None)
-    for record in kept.records:
-        t.add_row(*(screen.cell(v) for v in row(record)))
+    t = screen.table(f"{title}: {kept.total:,}")
+    for i, header in enumerate([f"TIME ({tz})", "FLOW", *headers]):
+        screen.column(t, header, ratio=1 if i == len(headers) + 1 else None)
+    for r in kept.records:
+        when = datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")).astimezone(tz)
+        flow = f"{r['src_ip']} -> {r['dest_ip']}:{r['dest_port']}"
+        t.add_row(*(screen.cell(v) for v in [f"{when:%Y-%m-%d %H:%M:%S}", flow, *what(r)]))
     console.print(screen.freeze(t, console.width))
     if kept.total > len(kept.records):
         console.print(
-            f"    ... {kept.total - len(kept.records):,} more in {out / 'events.jsonl'}",
+            f"... {kept.total - len(kept.records):,} more in {out / 'events.jsonl'}",
             soft_wrap=True,
         )
 
@@ -396,9 +393,9 @@ def _kept_table(
 def _findings_table(digest: Digest, console: Console) -> None:
     """Findings grouped by kind, the most severe first, with their hosts."""
     if not digest.finding_groups:
-        console.print("  findings: none")
+        console.print("findings: none")
         return
-    t = screen.table(f"  findings: {digest.findings.total:,}")
+    t = screen.table(f"findings: {digest.findings.total:,}")
     screen.column(t, "SEVERITY")
     screen.column(t, "KIND")
     screen.column(t, "COUNT", right=True)
@@ -414,7 +411,7 @@ def _findings_table(digest: Digest, console: Console) -> None:
             screen.cell(f"{hosts}: {group.first_detail}"),
         )
     console.print(screen.freeze(t, console.width))
-    console.print("    list them: sluice findings --db DIR", soft_wrap=True)
+    console.print("list them: sluice findings --db DIR", soft_wrap=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -462,10 +459,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             console = make_console(sys.stdout, args.no_color)
             console.print(f"config: {config_cli.origin_line(loaded)}", soft_wrap=True)
-            print_summary(args.command, args.pcaps, summary, digest, seconds, out, console)
+            tz = zoneinfo.ZoneInfo(config.metering.timezone)
+            print_summary(args.command, args.pcaps, summary, digest, seconds, out, console, tz)
             if args.command == "extract":
                 console.print(
-                    f"  files: {out / 'files.jsonl'} and {out / 'files'}{os.sep}", soft_wrap=True
+                    f"files: {out / 'files.jsonl'} and {out / 'files'}{os.sep}", soft_wrap=True
                 )
             sys.stdout.flush()
         except BrokenPipeError:  # `sluice replay ... | head`: the reader left, that is fine

@@ -375,3 +375,18 @@ def test_html_pages(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     _fails_cleanly(
         capsys, ["top", "--db", str(db), "--html", str(tmp_path / "no" / "x.html")], "cannot write"
     )
+
+
+def test_a_site_config_that_cannot_be_read_costs_only_the_time_zone(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sensor.config as config_module
+
+    broken = tmp_path / "sluice.toml"
+    broken.write_text("[metering\n")
+    monkeypatch.setattr(config_module, "DEFAULT_CONFIG_PATH", broken)
+    monkeypatch.delenv("SLUICE_CONFIG", raising=False)
+    status, out, err = run(capsys, "top", "--db", str(db))
+    assert status == 0 and A in out and "UTC" in out.splitlines()[0]
+    assert err.startswith("sluice: warning: config:") and err.rstrip().endswith("times in UTC")
+    _fails_cleanly(capsys, ["top", "--db", str(db), "--config", str(broken)], "not valid TOML")
