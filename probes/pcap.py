@@ -537,10 +537,12 @@ class CaptureSet:
 
     def __init__(self, paths: Sequence[str]) -> None:
         self.paths = list(paths)
-        firsts = [(first_timestamp(p), i) for i, p in enumerate(self.paths)]
+        firsts = [first_timestamp(p) for p in self.paths]
+        self.firsts = [-math.inf if ts is None else ts for ts in firsts]
+        # By first timestamp, then by path, never by position on the command line: frames
+        # with equal timestamps come out in the same order however the files were given.
         # Empty captures first: they add nothing but their report.
-        self.order = [i for ts, i in sorted(firsts, key=lambda t: (t[0] or -math.inf, t[1]))]
-        self.firsts = {i: ts for ts, i in firsts}
+        self.order = sorted(range(len(self.paths)), key=lambda i: (self.firsts[i], self.paths[i]))
         self.reordered = self.order != sorted(self.order)
         self.size = sum(os.path.getsize(p) for p in self.paths)
         self.reports: list[ReadReport] = []
@@ -580,26 +582,25 @@ class CaptureSet:
 
     def _merge(self) -> Iterator[Frame]:
         pending = collections.deque(self.order)
-        heap: list[tuple[float, int, Frame, Iterator[Frame], PcapReader]] = []
-        seq = 0
+        # (time, the file's rank, frame number in it, ...): ties go by rank, then file order.
+        heap: list[tuple[float, int, int, Frame, Iterator[Frame], PcapReader]] = []
+        rank = {index: r for r, index in enumerate(self.order)}
 
-        def push(frames: Iterator[Frame], reader: PcapReader) -> None:
-            nonlocal seq
+        def push(frames: Iterator[Frame], reader: PcapReader, index: int, seq: int) -> None:
             frame = next(frames, None)
             if frame is None:
                 self._finish(self._open.index(reader))
                 return
-            seq += 1
-            heapq.heappush(heap, (frame.ts, seq, frame, frames, reader))
+            heapq.heappush(heap, (frame.ts, rank[index], seq, frame, frames, reader))
 
         while heap or pending:
             # Open every file that starts before the earliest frame waiting to go out.
-            while pending and (not heap or (self.firsts[pending[0]] or -math.inf) <= heap[0][0]):
+            while pending and (not heap or self.firsts[pending[0]] <= heap[0][0]):
                 index = pending.popleft()
                 frames = self._start(index)
-                push(frames, self._open[-1])
+                push(frames, self._open[-1], index, 0)
             if not heap:
                 continue
-            _, _, frame, frames, reader = heapq.heappop(heap)
+            _, r, seq, frame, frames, reader = heapq.heappop(heap)
             yield frame
-            push(frames, reader)
+            push(frames, reader, self.order[r], seq + 1)

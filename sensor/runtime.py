@@ -378,7 +378,7 @@ class LiveSensor:
         finally:
             events.close()
             if store is not None:
-                store.close()
+                store.close(settle=True)
         return report
 
     def _loop(

@@ -382,7 +382,11 @@ def host_page(record: Record, meta: Record) -> str:
         else '<p class="note">None.</p>'
     )
     activity = record.get("activity") or []
-    body.append(f"<h2>Activity ({len(activity)})</h2>")
+    total = record.get("activity_total", len(activity))
+    shown = (
+        f", the newest {len(activity)}" if isinstance(total, int) and total > len(activity) else ""
+    )
+    body.append(f"<h2>Uploads, mails and SSH sessions ({_text(total)}{shown})</h2>")
     rows = [
         [
             local_time(a.get("time"), tz),

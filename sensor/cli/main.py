@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import grp
 import itertools
 import os
 import shutil
@@ -152,7 +153,9 @@ def prepare_out(out: str, config: Config | None = None) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         if created:
             directory.chmod(0o750 if group else 0o700)
-        if group:
+        if group and directory.stat().st_gid != grp.getgrnam(group).gr_gid:
+            # Under the unit the directory is already the group's (Group= or a state
+            # directory made for it) and this is never needed: it may not chown or set SGID.
             shutil.chown(directory, group=group)
             directory.chmod(directory.stat().st_mode | stat.S_ISGID)
         probe = directory / ".sluice-write-test"
@@ -163,7 +166,8 @@ def prepare_out(out: str, config: Config | None = None) -> Path:
     except PermissionError as exc:
         raise UsageError(
             f"output.group: cannot give {out} to group {group!r} ({exc.strerror}): the sensor's "
-            "user must be a member (under systemd: SupplementaryGroups= in the unit)"
+            "user must be a member (under systemd: Group= in the unit, which makes the state "
+            "directory the group's)"
         ) from None
     except OSError as exc:
         raise UsageError(f"cannot write to output directory {out}: {exc.strerror or exc}") from None
@@ -274,7 +278,7 @@ def run(
     finally:
         events_file.close()
         if meter_store is not None:
-            meter_store.close()
+            meter_store.close(settle=True)
         if files_file is not None:
             files_file.close()
     return summary, time.perf_counter() - started

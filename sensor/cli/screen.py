@@ -85,10 +85,10 @@ def column(
 
 
 def freeze(t: Table, width: int) -> Table:
-    """Sized for `width` columns: columns without a ratio keep their full width (a number or
-    an address is never cut); the ratio columns (names, details) share what is left and end
-    in an ellipsis. (rich alone would squeeze narrow columns to nothing before it cuts a long
-    unwrappable one.)"""
+    """Sized for `width` columns: columns without a ratio keep their full width (at 80 columns
+    and more a number or an address is never cut); the ratio columns (names, details) share
+    what is left and end in an ellipsis. (rich alone would squeeze narrow columns to nothing
+    before it cuts a long unwrappable one.)"""
     natural = []
     for col in t.columns:
         texts = [str(col.header), *(str(c) for c in col.cells)]

@@ -28,6 +28,7 @@ import math
 import os
 import re
 import select
+import signal
 import sys
 import time
 import zoneinfo
@@ -72,6 +73,7 @@ NICE_STEPS = (10, 20, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600, 7200, 1
               43200, 86400)  # fmt: skip
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, erase screen (ANSI)
 _EVERYTHING = 1 << 31  # a row limit meaning "all of them"
+MAX_WINDOW_DAYS = 36500  # a century: any longer window is `all`
 EXIT_CODES = """exit status:
   0  done (an empty database too: it says so)
   2  usage error: a bad window or address, no database at --db, a broken config or data file"""
@@ -172,13 +174,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_window(text: str) -> float | None:
-    """Seconds of a window such as `10m`; None for `all`."""
+    """Seconds of a window such as `10m`; None for `all`. At most MAX_WINDOW_DAYS."""
     if text == "all":
         return None
     match = _WINDOW.fullmatch(text.strip())
     if match is None or int(match[1]) == 0:
         raise CliError(f"bad window {text!r}: use {WINDOW_FORMS}")
-    return float(int(match[1]) * _UNITS[match[2]])
+    seconds = float(int(match[1]) * _UNITS[match[2]])
+    if seconds > MAX_WINDOW_DAYS * 86400:
+        raise CliError(f"window {text!r} is longer than {MAX_WINDOW_DAYS} days: use all")
+    return seconds
 
 
 def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
@@ -217,7 +222,7 @@ def database_path(arg: str) -> Path:
 
 def open_store(path: Path) -> MeterStore:
     try:
-        return MeterStore(path)
+        return MeterStore(path, readonly=True)
     except StoreError as exc:
         raise CliError(str(exc)) from None
 
@@ -340,12 +345,24 @@ def window_of(store: MeterStore, text: str) -> Window:
     return Window(end - length, end, text)
 
 
-def pruned_in(store: MeterStore, window: Window) -> float | None:
-    """Where retention deleted data the window asks for. Only the coarsest tier's cut loses
-    volume (finer tiers' cuts only cost resolution: queries fall back to coarser ones), and
-    findings have their own."""
-    coarsest = max(store.tiers, key=lambda t: t.step)
-    cuts = [store.pruned_before(coarsest.name), store.pruned_before("findings")]
+def pruned_in(
+    store: MeterStore, window: Window, what: Sequence[str] = ("volume", "findings")
+) -> float | None:
+    """Where retention or the row bound deleted data of `what` ("volume", "findings",
+    "activity") that the window asks for. For volume, the tier the query reads counts: a
+    finer tier's cut costs only resolution (queries fall back to a coarser tier that holds
+    the window); for `all`, the coarsest tier's cut is what was lost."""
+    cuts = []
+    for part in what:
+        if part == "volume":
+            tier = (
+                max(store.tiers, key=lambda t: t.step)
+                if window.label == "all"
+                else store.tier_for(window.start)
+            )
+            cuts.append(store.pruned_before(tier.name))
+        else:
+            cuts.append(store.pruned_before(part))
     reached = [c for c in cuts if c is not None and (window.label == "all" or window.start < c)]
     return max(reached) if reached else None
 
@@ -439,11 +456,16 @@ def _keys() -> Iterator[Any]:
         ready, _, _ = select.select([fd], [], [], seconds)
         return os.read(fd, 1).decode("latin-1") if ready else None
 
+    def terminated(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM ends the loop like Ctrl-C: the terminal is restored
+
+    old = signal.signal(signal.SIGTERM, terminated)
     try:
         tty.setcbreak(fd)
         yield wait
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGTERM, old)
 
 
 def _top_screen(
@@ -704,13 +726,17 @@ def _findings_command(args: argparse.Namespace, out: IO[str]) -> int:
         if not store.newest:
             return _nothing_recorded(path, args.json, "[]", out)
         window = window_of(store, args.since)
+        first = store.oldest_finding()
+        if window.label == "all" and first is not None and first <= window.start:
+            # Findings are kept longer than volume: `all` reaches back to the first one.
+            window = Window(math.nextafter(first, -math.inf), window.end, "all")
         floor = SEVERITIES.index(args.severity)
         found = [
             f
             for f in window.findings(store, host)
-            if (args.kind is None or f.kind == args.kind) and SEVERITIES.index(f.severity) >= floor
+            if (args.kind is None or f.kind == args.kind) and _rank(f.severity) >= floor
         ]
-        pruned = pruned_in(store, window)
+        pruned = pruned_in(store, window, ("findings",))
     shown = found[-args.limit :]
     records = [finding_record(f) for f in shown]
     if args.json:
@@ -729,6 +755,11 @@ def _findings_command(args: argparse.Namespace, out: IO[str]) -> int:
         console.print(f"the newest {len(shown):,} of {len(found):,} (--limit)")
     console.print(findings_table(records, view, console.width, with_host=host is None))
     return 0
+
+
+def _rank(severity: str) -> int:
+    """Position in SEVERITIES; an unknown level (a newer writer's) counts as medium."""
+    return SEVERITIES.index(severity) if severity in SEVERITIES else 1
 
 
 def findings_table(
@@ -775,7 +806,7 @@ def _host_command(args: argparse.Namespace, out: IO[str]) -> int:
             return _nothing_recorded(path, args.json, "{}", out)
         window = window_of(store, args.since)
         record = host_record(store, host, window, labeller)
-        pruned = pruned_in(store, window)
+        pruned = pruned_in(store, window, ("volume", "findings", "activity"))
     if args.html:
         meta = _html_meta(f"Sluice host {host}", path, window, view, pruned)
         _write_html(args.html, html.host_page(record, meta))

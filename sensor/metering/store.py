@@ -24,9 +24,12 @@ Queries for the CLI pick the finest tier that still holds `since` (relative to t
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 from sensor.config import HistoryConfig
-from sensor.metering.values import OTHER, SEVERITY, Finding, KernelTotals, Volume, VolumeSummary
+from sensor.metering.values import OTHER, Finding, KernelTotals, Volume, VolumeSummary
 
 SCHEMA_VERSION = 2  # 2: findings.severity, the activity table
 DAY = 86400
@@ -83,26 +86,30 @@ class TopRow:
 
 
 class MeterStore:
-    def __init__(self, path: str | Path, history: HistoryConfig | None = None) -> None:
-        """`history`: the retention a writer applies (saved in the file); None opens to read
-        with the retention the file was written with."""
+    def __init__(
+        self, path: str | Path, history: HistoryConfig | None = None, *, readonly: bool = False
+    ) -> None:
+        """A writer applies `history` (saved in the file; None: what the file was written with,
+        else the defaults). `readonly` (the CLI's views): the file is opened read-only and
+        never changed, not even migrated, so that a reader cannot disturb a running sensor
+        and a member of the operators' group, who may not write, can read it."""
         self.path = Path(path)
-        self.history = history
+        self.readonly = readonly
         try:
-            if not self.path.exists():  # created private: it names hosts, mailboxes and URLs
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o640))  # less the umask
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            if readonly:
+                self._db = _open_readonly(self.path)
+            else:
+                self._db = self._open_writer()
             saved = self._meta("history")
-            if history is not None:
+            if history is not None and not readonly:
                 self._set_meta("history", json.dumps(_history_days(history)))
             elif saved is not None:
                 history = HistoryConfig(**json.loads(saved))
             history = history or HistoryConfig()
             self.tiers = tiers_for(history)
-            self._create()
+            if not readonly:
+                self._create()
+            self.schema = int(self._meta("schema") or SCHEMA_VERSION)
         except (sqlite3.Error, OSError, TypeError, ValueError) as exc:
             raise StoreError(f"{self.path}: cannot open the metering database ({exc})") from None
         self.max_rows = history.max_rows
@@ -110,6 +117,20 @@ class MeterStore:
         self.activity_retention = history.activity_days * DAY
         self.newest = int(self._meta("newest") or 0)
         self._pruned_hour = int(self._meta("pruned_hour") or 0)
+
+    def _open_writer(self) -> sqlite3.Connection:
+        """Created private (it names hosts, mailboxes and URLs), an older file tightened to
+        the same mode; SQLite gives its -wal and -shm files the database's mode."""
+        fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o640)  # less the umask
+        try:
+            os.fchmod(fd, 0o640 & ~_umask())
+        finally:
+            os.close(fd)
+        db = sqlite3.connect(self.path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        return db
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -119,8 +140,9 @@ class MeterStore:
         if version is None:
             db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         elif version == "1":  # a sensor upgraded in place keeps its history
-            db.execute("ALTER TABLE findings ADD COLUMN severity TEXT")
-            self._set_meta("schema", SCHEMA_VERSION)
+            with self._transaction():
+                db.execute("ALTER TABLE findings ADD COLUMN severity TEXT")
+                self._set_meta("schema", SCHEMA_VERSION)
         elif version != str(SCHEMA_VERSION):
             raise StoreError(
                 f"{self.path}: schema version {version}, this Sluice writes {SCHEMA_VERSION}"
@@ -177,7 +199,7 @@ class MeterStore:
             if isinstance(item, Finding):
                 findings.append(
                     (item.ts, item.kind, item.host, item.window, item.value, item.threshold,
-                     item.detail, json.dumps(list(item.destinations)), SEVERITY[item.kind])
+                     item.detail, json.dumps(list(item.destinations)), item.severity)
                 )  # fmt: skip
                 continue
             ts = int(item.ts)
@@ -237,22 +259,26 @@ class MeterStore:
     def _prune(self) -> None:
         """Delete what retention and the row bound let go; where rows went, remember the cut
         so that readers can say their window reaches past it."""
-        db = self._db
         for tier in self.tiers:
             table = _table(tier)
-            cut = self.newest - tier.retention
-            (count,) = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
-            if count > self.max_rows:
-                (by_rows,) = db.execute(
-                    f"SELECT ts FROM {table} ORDER BY ts LIMIT 1 OFFSET ?",
-                    (count - self.max_rows,),
-                ).fetchone()
-                cut = max(cut, by_rows)
-            self._cut(table, cut, f"pruned_{tier.name}")
+            self._cut(
+                table, self._bounded(table, self.newest - tier.retention), f"pruned_{tier.name}"
+            )
         self._cut("findings", self.newest - self.findings_retention, "pruned_findings")
-        self._cut("activity", self.newest - self.activity_retention, "pruned_activity")
+        activity_cut = self._bounded("activity", self.newest - self.activity_retention)
+        self._cut("activity", activity_cut, "pruned_activity")
         self._pruned_hour = self.newest // 3600
         self._set_meta("pruned_hour", self._pruned_hour)
+
+    def _bounded(self, table: str, cut: float) -> float:
+        """`cut`, moved later where `table` would still hold more than max_rows rows."""
+        (count,) = self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+        if count > self.max_rows:
+            (by_rows,) = self._db.execute(
+                f"SELECT ts FROM {table} ORDER BY ts LIMIT 1 OFFSET ?", (count - self.max_rows,)
+            ).fetchone()
+            return max(cut, float(by_rows))
+        return cut
 
     def _cut(self, table: str, before: float, key: str) -> None:
         deleted = self._db.execute(f"DELETE FROM {table} WHERE ts < ?", (before,)).rowcount
@@ -267,10 +293,16 @@ class MeterStore:
 
     # -- queries --------------------------------------------------------------------------
 
+    def holds(self, tier: Tier, since: float) -> bool:
+        """Whether `tier` still has everything from `since` on: within its retention and after
+        any cut the row bound made."""
+        cut = self.pruned_before(tier.name)
+        return since >= max(self.newest - tier.retention, cut if cut is not None else -math.inf)
+
     def tier_for(self, since: float, step: float = 0.0) -> Tier:
         """Among tiers still holding `since`, the coarsest with a step <= `step`, else the
         finest; the coarsest tier when none holds it."""
-        holding = [t for t in self.tiers if self.newest - t.retention <= since]
+        holding = [t for t in self.tiers if self.holds(t, since)]
         if not holding:
             return max(self.tiers, key=lambda t: t.step)
         fitting = [t for t in holding if t.step <= step]
@@ -331,8 +363,9 @@ class MeterStore:
         host: str | None = None,
         limit: int = 1000,
     ) -> list[Finding]:
-        sql = "SELECT ts, kind, host, window, value, threshold, detail, destinations FROM "
-        sql += "findings WHERE ts >= ? AND ts < ?"
+        severity = "severity" if self.schema >= 2 else "NULL"  # a sensor not yet upgraded
+        sql = "SELECT ts, kind, host, window, value, threshold, detail, destinations, "
+        sql += f"{severity} FROM findings WHERE ts >= ? AND ts < ?"
         params: list[object] = [since, until]
         if kind is not None:
             sql += " AND kind = ?"
@@ -342,12 +375,12 @@ class MeterStore:
             params.append(host)
         sql += " ORDER BY ts, id LIMIT ?"
         params.append(limit)
+        rows = self._db.execute(sql, params)
         return [
-            Finding(kind_, host_, ts, window, value, threshold, detail, tuple(json.loads(dests)))
-            for ts, kind_, host_, window, value, threshold, detail, dests in self._db.execute(
-                sql, params
-            )
-        ]
+            Finding(what, who, ts, window, value, threshold, detail, tuple(json.loads(dests)),
+                    level or "")
+            for ts, what, who, window, value, threshold, detail, dests, level in rows
+        ]  # fmt: skip
 
     def activity(
         self, host: str, since: float, until: float, limit: int = 200
@@ -393,6 +426,10 @@ class MeterStore:
         self._db.execute("DELETE FROM kernel_totals WHERE probe = ?", (probe,))
         self._db.executemany("INSERT INTO kernel_totals VALUES (?, ?, ?, ?, ?)", rows)
 
+    def oldest_finding(self) -> float | None:
+        (ts,) = self._db.execute("SELECT MIN(ts) FROM findings").fetchone()
+        return float(ts) if ts is not None else None
+
     def oldest(self) -> int | None:
         """Start of the oldest bucket still held by any tier (None when nothing is stored):
         where a query over everything (`sluice top --window all`) begins."""
@@ -409,7 +446,12 @@ class MeterStore:
                 return int(count)
         raise ValueError(f"no tier {tier!r}")
 
-    def close(self) -> None:
+    def close(self, settle: bool = False) -> None:
+        """`settle`: leave a single file (journal mode DELETE, no -wal/-shm) that any reader
+        allowed to read it can open: at the end of a replay or a sensor's run."""
+        if settle and not self.readonly:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA journal_mode=DELETE")
         self._db.close()
 
     def __enter__(self) -> MeterStore:
@@ -434,3 +476,26 @@ def _history_days(history: HistoryConfig) -> dict[str, float]:
         "activity_days": history.activity_days,
         "max_rows": history.max_rows,
     }
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """Read-only. A database in WAL mode needs its -shm file: while the sensor runs it exists;
+    after it stopped a reader who may not create files there opens it as immutable, which is
+    safe exactly then (no -wal left: nobody is writing)."""
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        db.execute("SELECT COUNT(*) FROM meta").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        if Path(f"{path}-wal").exists():
+            raise
+    db = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
+    db.execute("SELECT COUNT(*) FROM meta").fetchone()
+    return db
+
+
+def _umask() -> int:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask

@@ -82,10 +82,11 @@ class Finding:
     threshold: float  # what it was compared with
     detail: str  # for humans; never payload
     destinations: tuple[str, ...] = ()  # "name (ip)" or "ip", largest first
+    severity: str = ""  # low, medium, high, critical; "": the kind's (SEVERITY)
 
-    @property
-    def severity(self) -> str:
-        return SEVERITY[self.kind]
+    def __post_init__(self) -> None:
+        if not self.severity:
+            object.__setattr__(self, "severity", SEVERITY.get(self.kind, "medium"))
 
 
 # kind -> what it means. Tests check that every kind the meter can emit is registered here.

@@ -97,3 +97,18 @@ def test_without_any_file_the_defaults_say_so(
     monkeypatch.delenv("SLUICE_CONFIG", raising=False)
     assert main(["config", "show"]) == 0
     assert "built-in defaults" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_show_keeps_non_ascii_text_loadable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "sluice.toml"
+    site.write_text(
+        "[metering]\nthresholds = [{ name = 'röntgen \U0001f680 \"quoted\" \\\\ x', mb = 1, "
+        "minutes = 5, hosts = ['10.1.0.0/16'] }]\n",
+        encoding="utf-8",
+    )
+    assert main(["config", "show", "--config", str(site)]) == 0
+    shown = tmp_path / "shown.toml"
+    shown.write_text(capsys.readouterr().out, encoding="utf-8")
+    assert load_config(shown) == load_config(site)

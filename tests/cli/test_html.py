@@ -362,7 +362,7 @@ def test_empty_host_gets_a_note_not_a_chart() -> None:
     text = "".join(checked.text)
     assert "No outbound traffic in this period." in text
     assert "svg" not in checked.counts and checked.columns == 0
-    assert "Activity (0)" in text and "Findings (0)" in text
+    assert "Uploads, mails and SSH sessions (0)" in text and "Findings (0)" in text
     bare = empty_host() | {"series": []}
     assert "No outbound traffic in this period." in host_page(bare, meta())
 

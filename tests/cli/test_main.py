@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sensor.cli.main import main
-from tests.conftest import cannot_run
+from tests.conftest import cannot_run, require_root_netns, require_tool
 from tests.replays import PCAPS
 
 SAMPLE = PCAPS / "http-post-raw" / "input.pcap"
@@ -255,7 +255,7 @@ def test_an_operators_group_may_read_the_outputs(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert _mode(out) == 0o2750  # set-group-ID: what is created inside belongs to the group
+    assert _mode(out) == 0o750  # already root's group: no chown, no set-group-ID needed
     assert _mode(out / "events.jsonl") == 0o640 and _mode(out / "sluice.db") == 0o640
     config.write_text("[output]\ngroup = 'no-such-group-here'\n")
     done = subprocess.run(
@@ -408,3 +408,39 @@ def test_no_library_warning_reaches_stderr(tmp_path: Path) -> None:
     assert done.returncode == 0
     lines = done.stderr.splitlines()
     assert all(line.startswith("sluice: warning: ") for line in lines), done.stderr
+
+
+def test_a_member_of_the_operators_group_reads_the_database(tmp_path: Path) -> None:
+    """Not root, not the owner: `sluice top` opens the database read-only, with no -shm file
+    to create, after the replay that wrote it has ended."""
+    require_root_netns()
+    setpriv = require_tool("setpriv")
+    import grp
+    import shutil
+    import tempfile
+
+    group = grp.getgrgid(65534).gr_name  # nogroup
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        config = base / "sluice.toml"
+        config.write_text(f"[output]\ngroup = '{group}'\n")
+        out = base / "out"
+        done = subprocess.run(
+            [SLUICE, "replay", str(SAMPLE), "--out", str(out), "--config", str(config), "--quiet"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert sorted(p.name for p in out.iterdir()) == ["events.jsonl", "sluice.db"]
+        assert _mode(out) == 0o2750 and out.stat().st_gid == 65534  # the group's, inherited
+        before = (out / "sluice.db").read_bytes()
+        done = subprocess.run(
+            [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", SLUICE, "top",
+             "--db", str(out), "--json", "--window", "all"],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": "/"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)[0]["host"] == "10.10.0.10"
+        assert (out / "sluice.db").read_bytes() == before
+    finally:
+        shutil.rmtree(base)

@@ -390,3 +390,44 @@ def test_a_site_config_that_cannot_be_read_costs_only_the_time_zone(
     assert status == 0 and A in out and "UTC" in out.splitlines()[0]
     assert err.startswith("sluice: warning: config:") and err.rstrip().endswith("times in UTC")
     _fails_cleanly(capsys, ["top", "--db", str(db), "--config", str(broken)], "not valid TOML")
+
+
+@pytest.mark.parametrize(
+    "argv", [["top", "--window", "99999999d"], ["host", A, "--since", "40000d"],
+             ["findings", "--since", "36501d"]],
+)  # fmt: skip
+def test_a_window_longer_than_a_century_is_a_usage_error(
+    db: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    _fails_cleanly(capsys, [*argv, "--db", str(db)], "longer than 36500 days")
+
+
+def test_findings_all_reaches_back_to_the_first_finding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sensor.config import HistoryConfig
+
+    path = tmp_path / "sluice.db"
+    history = HistoryConfig(ten_second_days=1, minute_days=1, hour_days=2, findings_days=30)
+    with MeterStore(path, history) as store:
+        store.write([summary(T0, A, (GOOGLE_DNS, 100)), finding(T0 + 10, A)])
+        store.write([summary(T0 + 5 * 86400, B, (GOOGLE_DNS, 100))])  # A's volume is gone
+    _, out, _ = run(capsys, "findings", "--db", str(path), "--json")
+    assert [f["host"] for f in json.loads(out)] == [A]  # kept 30 days, volume only 2
+    _, out, _ = run(capsys, "findings", "--db", str(path))
+    assert "was pruned" not in out and A in out
+
+
+def test_names_from_the_wire_cannot_drive_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "sluice.db"
+    hostile = "\x1b]0;owned\x07\x1b[2J[bold]evil[/bold]\u202etxt.exe"
+    with MeterStore(path) as store:
+        store.write([summary(NEWEST, A, (("198.51.100.7", hostile), 5000))])
+        store.add_activity([(NEWEST, A, "upload", hostile, 5000, hostile)])
+    for argv in (["top", "--by", "dest"], ["host", A]):
+        status, out, _ = run(capsys, *argv, "--db", str(path))
+        assert status == 0 and "evil" in out
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+        assert "[bold]evil[/bold]" in out  # shown as text, never read as markup

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -116,3 +117,54 @@ def test_foreign_schema_is_refused(tmp_path: Path) -> None:
     garbage.write_bytes(b"x" * 4096)
     with pytest.raises(StoreError, match="cannot open"):
         MeterStore(garbage)
+
+
+def test_a_schema_1_database_is_read_as_it_is_and_migrated_by_its_writer(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with MeterStore(path) as store:
+        store.write([Finding("volume_spike", "10.0.0.1", T0, 3600, 5.0, 4.0, "x")])
+    db = sqlite3.connect(path)  # what Sluice before schema 2 wrote
+    db.execute("ALTER TABLE findings DROP COLUMN severity")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    with MeterStore(path, readonly=True) as reader:  # `sluice top` while the old sensor runs
+        (old,) = reader.findings()
+        assert (old.kind, old.severity) == ("volume_spike", "medium")
+    assert path.read_bytes() == before  # a reader changes nothing, migrates nothing
+    with MeterStore(path) as writer:
+        writer.write([Finding("canary_token", "10.0.0.2", T0 + 10, 0, 1, 1, "y", (), "critical")])
+        assert [(f.kind, f.severity) for f in writer.findings()] == [
+            ("volume_spike", "medium"),
+            ("canary_token", "critical"),  # a kind the map does not know keeps its own
+        ]
+    assert (
+        sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
+        == "2"
+    )
+
+
+def test_an_old_world_readable_database_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    MeterStore(path).close()
+    path.chmod(0o644)
+    saved = os.umask(0o077)
+    try:
+        MeterStore(path).close()
+    finally:
+        os.umask(saved)
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_row_bound_moves_queries_to_a_tier_that_still_holds_them(tmp_path: Path) -> None:
+    store = MeterStore(tmp_path / "m.db", HistoryConfig(max_rows=50))
+    for i in range(401):
+        store.write([summary(T0 + 10 * i, "10.0.0.1", ("1.1.1.1", 100))])
+    store.write([summary(T0 + 7300, "10.0.0.1", ("1.1.1.1", 100))])  # a new hour: prune
+    cut = store.pruned_before("10s")
+    assert cut is not None and cut > T0
+    tier = store.tier_for(T0)
+    assert tier.name != "10s" and store.holds(tier, T0)
+    (row,) = store.top(T0, T0 + 3 * 3600, by="host")
+    assert row.volume.out_bytes == 402 * 100  # nothing silently missing

@@ -604,3 +604,60 @@ def test_mutated_files_read_the_same_in_any_chunk_size(
             return
         with pytest.MonkeyPatch.context() as monkeypatch:
             _assert_chunking_invisible(monkeypatch, tmp.name, chunk)
+
+
+# -- CaptureSet: several captures as one stream in packet-time order ---------------------------
+
+
+def _tiny(path: Path, times: list[float], tag: bytes) -> Path:
+    """An Ethernet pcap whose frames carry `tag` and their index, at `times`."""
+    from pcaps._lib.pcapfile import write_pcap
+
+    write_pcap(path, 1, [(t, tag + bytes([i]) * 60) for i, t in enumerate(times)])
+    return path
+
+
+def _merged(paths: list[Path]) -> list[bytes]:
+    from probes.pcap import CaptureSet
+
+    with CaptureSet([str(p) for p in paths]) as captures:
+        return [f.data[:2] for f in captures]
+
+
+def test_a_capture_set_merges_by_time_and_breaks_ties_by_file_not_by_argument_order(
+    tmp_path: Path,
+) -> None:
+    a = _tiny(tmp_path / "a.pcap", [5.0, 5.0, 6.0], b"A")
+    b = _tiny(tmp_path / "b.pcap", [5.0, 5.0, 7.0], b"B")
+    c = _tiny(tmp_path / "c.pcap", [1.0, 9.0], b"C")
+    expected = [b"C\x00", b"A\x00", b"A\x01", b"B\x00", b"B\x01", b"A\x02", b"B\x02", b"C\x01"]
+    assert _merged([a, b, c]) == expected
+    assert _merged([c, b, a]) == expected
+
+
+def test_a_capture_set_reports_every_file_empty_and_damaged_ones_too(tmp_path: Path) -> None:
+    from probes.pcap import CaptureSet
+
+    good = _tiny(tmp_path / "good.pcap", [1.0, 2.0, 3.0], b"G")
+    empty = _tiny(tmp_path / "empty.pcap", [], b"E")
+    cut = _tiny(tmp_path / "cut.pcap", [1.5, 2.5], b"D")
+    cut.write_bytes(cut.read_bytes()[:-10])  # the last record is cut short
+    captures = CaptureSet([str(good), str(empty), str(cut)])
+    with captures:
+        frames = [f.data[:1] for f in captures]
+    assert frames == [b"G", b"D", b"G", b"G"]
+    reports = {Path(r.path).name: r for r in captures.reports}
+    assert set(reports) == {"good.pcap", "empty.pcap", "cut.pcap"}
+    assert reports["cut.pcap"].truncated and reports["cut.pcap"].frames == 1
+    assert reports["empty.pcap"].frames == 0 and not reports["good.pcap"].truncated
+    assert captures.bytes_read() == captures.size  # every file read to its end
+
+
+def test_a_capture_set_stopped_early_closes_its_files(tmp_path: Path) -> None:
+    from probes.pcap import CaptureSet
+
+    paths = [str(_tiny(tmp_path / f"{n}.pcap", [n, n + 10.0], b"X")) for n in range(3)]
+    captures = CaptureSet(paths)
+    with captures:
+        next(iter(captures))
+    assert captures._open == [] and len(captures.reports) == 1  # the others never opened
