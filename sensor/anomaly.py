@@ -30,6 +30,14 @@ KINDS = MappingProxyType(
             "the capture file is cut or corrupt; frames before "
             "the damage were processed, the detail says where",
         ),
+        "capture_bad_timestamp": (
+            "capture",
+            "a frame's time is before 1970 or after 9999; the frame is dropped",
+        ),
+        "capture_time_backwards": (
+            "capture",
+            "the capture's time stepped back by more than a second; flows keep their last time",
+        ),
         # decode
         "decode_truncated": ("decode", "a frame is shorter than its headers claim"),
         "decode_bad_ip_header": ("decode", "an IPv4/IPv6 header is malformed"),

@@ -57,7 +57,7 @@ from sensor.outputs import eve
 from sensor.outputs.eve import ProtocolLog
 from sensor.outputs.files import DIRECTION_NAMES, file_record
 from sensor.outputs.ftp import FtpLog
-from sensor.outputs.http import HttpLog
+from sensor.outputs.http import HttpLog, UrlRedactor
 from sensor.outputs.meter import meter_records
 from sensor.outputs.smtp import SmtpLog
 from sensor.outputs.ssh import SshLog
@@ -80,6 +80,11 @@ from sensor.reassembly.tcp import Memcap, StreamCaps, StreamTotals
 
 Sink = eve.Sink
 _STATE_FLAGS = TCP_FIN | TCP_SYN | TCP_RST  # the flags that can change a flow's TCP state
+# Packet times outside [1970, 9999] cannot be evidence (and no date type holds them): such a
+# frame is dropped with an anomaly. A step back by more than the slack is noted; flows keep
+# their last time (an age never goes negative).
+MAX_TIMESTAMP = 253_402_300_799.0  # 9999-12-31T23:59:59Z
+BACKWARD_SLACK = 1.0  # seconds; smaller steps are ordinary multi-queue capture jitter
 _NO_LOG = ProtocolLog()  # for layers that log nothing ("unknown", "ftp-data")
 
 
@@ -98,8 +103,13 @@ def registrations(config: Config) -> tuple[Registration, ...]:
     caps = http.HttpCaps(
         max_header_bytes=config.http.max_header_bytes, max_headers=config.http.max_headers
     )
+    redact = UrlRedactor(config.output.secret_parameters)
     return (
-        Registration(ProtocolSpec("http", http.detect, lambda: http.HttpParser(caps)), HttpLog, 3),
+        Registration(
+            ProtocolSpec("http", http.detect, lambda: http.HttpParser(caps)),
+            lambda: HttpLog(redact),
+            3,
+        ),
         Registration(ProtocolSpec("smtp", smtp.detect, smtp.SmtpParser), SmtpLog),
         Registration(ProtocolSpec("ftp", ftp.detect, ftp.FtpParser), FtpLog),
         Registration(ProtocolSpec("tls", tls.detect, tls.TlsParser), TlsLog, 1),
@@ -213,7 +223,7 @@ class Pipeline:
         bypassed = self._bypassed
         if (
             bypassed
-            and ts < self._horizon
+            and 0.0 <= ts < self._horizon
             and linktype == LINKTYPE_ETHERNET
             and size >= ETH_IP4_TCP_MIN
         ):
@@ -221,6 +231,12 @@ class Pipeline:
             if hit is not None and count_bypassed(hit, data, ts):
                 self._now = ts
                 return
+        if not 0.0 <= ts <= MAX_TIMESTAMP:
+            self._anomaly(None, None, Anomaly("capture_bad_timestamp", f"{ts!r}"), self._now)
+            return
+        if ts < self._now - BACKWARD_SLACK:
+            detail = f"{self._now - ts:.3f} s back"
+            self._anomaly(None, None, Anomaly("capture_time_backwards", detail), ts)
         decoder = self.decoder
         pkt = decoder.decode(frame)
         if decoder.pending_anomalies:
@@ -246,7 +262,8 @@ class Pipeline:
             direction = TO_SERVER
         else:
             direction = TO_CLIENT
-        flow.last = ts
+        if ts > flow.last:
+            flow.last = ts
         side = flow.toserver if direction == TO_SERVER else flow.toclient
         side.pkts += 1
         side.bytes += pkt.ip_len

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 import ssl
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from probes.pcap import PcapReader
 from sensor.config import Config, FlowConfig, OutputConfig
 from sensor.pipeline import Pipeline
 from sensor.protocols.ftp import DATA_CONNECTION_TIMEOUT
-from tests.replays import INTERNAL_ERRORS, internal_errors
+from tests.replays import INTERNAL_ERRORS, PCAPS, internal_errors
 
 
 def _run(pcap: Path, config: Config | None = None) -> list[dict[str, Any]]:
@@ -371,3 +373,46 @@ def test_an_announcement_expires_on_the_packet_clock(tmp_path: Path) -> None:
     assert not _files(events)
     (flow,) = [e for e in events if e["event_type"] == "flow" and e["dest_port"] == FTP_PORT]
     assert flow["app_proto"] == "unknown"
+
+
+# -- time from hostile captures ----------------------------------------------------------------
+
+
+def _pcapng(path: Path, records: list[tuple[int, bytes]]) -> Path:
+    """A little-endian pcapng with one Ethernet interface; `records` are (microseconds since
+    the epoch, frame): 64-bit times, so any year fits."""
+
+    def block(kind: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+    out = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    out += block(1, struct.pack("<HHI", 1, 0, 262144))
+    for micros, data in records:
+        head = struct.pack("<IIIII", 0, micros >> 32, micros & 0xFFFFFFFF, len(data), len(data))
+        out += block(6, head + data)
+    path.write_bytes(out)
+    return path
+
+
+def test_times_outside_1970_to_9999_are_dropped_and_a_step_back_is_noted(tmp_path: Path) -> None:
+    from probes.pcap import PcapReader
+    from sensor.cli.main import main
+
+    with PcapReader(str(PCAPS / "http-post-raw" / "input.pcap")) as reader:
+        frames = list(reader)
+    records = [(round(f.ts * 1_000_000), f.data) for f in frames]
+    far = 300_000_000_000 * 1_000_000  # the year 11476
+    records.insert(5, (far, records[5][1]))  # a copy of frame 5, from the far future
+    ts, data = records[20]
+    records[20] = (ts - 500_000_000, data)  # 500 s back
+    out = tmp_path / "out"
+    assert main(["replay", str(_pcapng(tmp_path / "t.pcapng", records)), "--out", str(out),
+                 "--quiet"]) == 0  # fmt: skip
+    events = [json.loads(line) for line in (out / "events.jsonl").open()]
+    kinds = [e["anomaly"]["kind"] for e in events if e["event_type"] == "anomaly"]
+    assert kinds.count("capture_bad_timestamp") == 1
+    assert kinds.count("capture_time_backwards") == 1
+    flows = [e for e in events if e["event_type"] == "flow"]
+    assert flows and all(e["flow"]["age"] >= 0 for e in flows)
+    assert any(e["event_type"] == "http" for e in events)  # the upload is still there

@@ -9,6 +9,7 @@ writes the last bucket and detaches the eBPF probe (its maps stay pinned).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
@@ -104,12 +105,17 @@ def main(args: argparse.Namespace) -> int:
     )
 
     try:
-        if args.duration is not None and args.duration <= 0:
-            raise UsageError("--duration must be positive")
+        if args.duration is not None and not 0 < args.duration < math.inf:
+            raise UsageError(
+                f"--duration must be a positive number of seconds, not {args.duration}"
+            )
         if not 1 <= args.buffer_mb <= 4096:
             raise UsageError("--buffer-mb must be between 1 and 4096")
-        if args.stats_interval < 0:
-            raise UsageError("--stats-interval must not be negative")
+        if not 0 <= args.stats_interval < math.inf:
+            raise UsageError(
+                f"--stats-interval must be a number of seconds (0: only at the end), not "
+                f"{args.stats_interval}"
+            )
         loaded = load_config_or_fail(args.config)
         config = loaded.config
         private_umask(config)

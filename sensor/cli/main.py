@@ -474,6 +474,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if summary.capture_errors:
         print("sluice: warning: " + "; ".join(summary.capture_errors), file=sys.stderr)
+    unknown = summary.anomalies["decode_unknown_linktype"]
+    if unknown:
+        print(
+            f"sluice: warning: frames of {unknown} link type(s) Sluice does not decode were only "
+            "counted (the decode_unknown_linktype anomalies in events.jsonl name them)",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

@@ -410,7 +410,7 @@ def _top_command(args: argparse.Namespace, out: IO[str]) -> int:
         raise CliError(f"--limit must be at least 1, not {args.limit}")
     if args.watch is not None and args.json:
         raise CliError("--watch redraws a table; it does not go with --json")
-    if args.watch is not None and not args.watch > 0:
+    if args.watch is not None and not 0 < args.watch < math.inf:
         raise CliError(f"--watch needs a positive number of seconds, not {args.watch:g}")
     view = View.of(args)
     path = database_path(args.db)

@@ -87,6 +87,14 @@ class ContentConfig:
     max_part_header_bytes: int = 16384
 
 
+SECRET_PARAMETERS = (
+    "password", "passwd", "pwd", "pass", "passphrase", "secret", "client_secret", "token",
+    "access_token", "refresh_token", "id_token", "auth_token", "api_key", "apikey", "key",
+    "auth", "authorization", "session", "sessionid", "session_id", "sid", "phpsessid",
+    "jsessionid", "code", "otp", "signature", "sig", "jwt", "credential", "credentials",
+)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class OutputConfig:
     # Cap on anomaly events per flow: a hostile flow can produce thousands of oddities; after
@@ -95,6 +103,10 @@ class OutputConfig:
     # Output files are the operator's alone (0600, directories 0700); name a group here to
     # make them readable by it too (0640/0750, set-group-ID output directory).
     group: str = ""
+    # URL query parameters whose values never reach an output (matched case-insensitively
+    # after percent-decoding); the name stays, the value becomes REDACTED. Userinfo
+    # (user:password@) is always removed.
+    secret_parameters: tuple[str, ...] = SECRET_PARAMETERS
 
 
 # GDPR Art. 44-49: transfers outside the EU/EEA need a legal basis. The 27 EU member states,
@@ -107,6 +119,7 @@ EU_EEA_COUNTRIES = (
 )  # fmt: skip
 
 MEGABYTE = 1_000_000  # thresholds are written in MB = 10^6 bytes
+MAX_SETTING = 2**53  # larger numbers are typos (or attacks on the parser), not settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +257,11 @@ def _positive_numbers(value: object, key: str) -> tuple[float, ...]:
         raise ConfigError(f"{key} must be a non-empty list of seconds")
     out = []
     for item in value:
-        if isinstance(item, bool) or not isinstance(item, int | float) or not item > 0:
+        if (
+            isinstance(item, bool)
+            or not isinstance(item, int | float)
+            or not 0 < item <= MAX_SETTING
+        ):
             raise ConfigError(f"{key}: {item!r} is not a positive number of seconds")
         out.append(float(item))
     return tuple(sorted(set(out)))
@@ -267,6 +284,12 @@ def _countries(value: object, key: str) -> tuple[str, ...]:
         if not isinstance(item, str) or not re.fullmatch(r"[A-Z]{2}", item):
             raise ConfigError(f"{key}: {item!r} is not an ISO 3166 alpha-2 code such as 'NL'")
     return tuple(value)
+
+
+def _names(value: object, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{key} must be a list of names")
+    return tuple(v.lower() for v in value)
 
 
 def _thresholds(value: object, key: str) -> tuple[VolumeThreshold, ...]:
@@ -309,6 +332,7 @@ _CONVERTERS: dict[tuple[str, str], Callable[[object, str], Any]] = {
     ("metering", "timezone"): _timezone,
     ("metering", "transfer_allowed_countries"): _countries,
     ("metering", "thresholds"): _thresholds,
+    ("output", "secret_parameters"): _names,
 }
 
 
@@ -333,8 +357,14 @@ def _section(name: str, cls: type[Any], raw: object) -> Any:
         elif isinstance(default, int | float):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"{name}.{key} must be a number, not {value!r}")
+            if not math.isfinite(value):
+                raise ConfigError(f"{name}.{key} must be a finite number, not {value!r}")
+            if isinstance(default, int) and not isinstance(value, int):
+                raise ConfigError(f"{name}.{key} must be a whole number, not {value!r}")
             if value < 0:
                 raise ConfigError(f"{name}.{key} must not be negative")
+            if value > MAX_SETTING:
+                raise ConfigError(f"{name}.{key}: {value!r} is beyond any sensible setting")
             value = type(default)(value)
         values[key] = value
     return cls(**values)

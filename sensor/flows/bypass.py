@@ -80,7 +80,8 @@ def count(hit: Hit, data: bytes, ts: float) -> bool:
     ):
         return False
     flow, side = hit
-    flow.last = ts
+    if ts > flow.last:  # a capture's time may step back: a flow's never does
+        flow.last = ts
     side.pkts += 1
     side.bytes += ip_len
     size = ip_len - 20 - ((doff & 0xF0) >> 2)

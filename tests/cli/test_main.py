@@ -444,3 +444,42 @@ def test_a_member_of_the_operators_group_reads_the_database(tmp_path: Path) -> N
         assert (out / "sluice.db").read_bytes() == before
     finally:
         shutil.rmtree(base)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["top", "--limit", "1e23"], "invalid int value"),
+        (["top", "--watch", "nan"], "--watch needs a positive number"),
+        (["top", "--watch", "inf"], "--watch needs a positive number"),
+        (["top", "--window", "99999999999999999999d"], "longer than 36500 days"),
+        (["host", "10.0.0.1", "--since", "99999999999999999999d"], "longer than 36500 days"),
+        (["run", "--iface", "lo", "--out", "OUT", "--duration", "nan"], "--duration must be"),
+        (["run", "--iface", "lo", "--out", "OUT", "--duration", "inf"], "--duration must be"),
+        (["run", "--iface", "lo", "--out", "OUT", "--stats-interval", "nan"], "--stats-interval"),
+    ],
+)
+def test_hostile_numbers_on_the_command_line_are_one_clear_error(
+    tmp_path: Path, argv: list[str], words: str
+) -> None:
+    """Checked before anything is opened: `run` here never reaches the capture."""
+    argv = [a.replace("OUT", str(tmp_path / "o")) for a in argv]
+    done = subprocess.run(
+        [SLUICE, *argv, *(["--db", str(tmp_path)] if argv[0] in ("top", "host") else [])],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unknown_link_type_is_said_on_stderr(tmp_path: Path) -> None:
+    from pcaps._lib.pcapfile import write_pcap
+
+    capture = tmp_path / "usb.pcap"
+    write_pcap(capture, 189, [(1_700_000_000.0 + i, b"\x00" * 64) for i in range(3)])  # USB
+    done = subprocess.run(
+        [SLUICE, "replay", str(capture), "--out", str(tmp_path / "o"), "--quiet"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0
+    assert "frames of 1 link type(s) Sluice does not decode" in done.stderr

@@ -44,6 +44,14 @@ def test_values_are_read_and_typed(tmp_path: Path) -> None:
         ("[nonsense]\n", "unknown key 'nonsense'"),
         ("flows = 3\n", "[flows] must be a table"),
         ("[flows\n", "not valid TOML"),
+        ("[flows]\nmax_flows = nan\n", "flows.max_flows must be a finite number"),
+        ("[flows]\nmax_flows = inf\n", "flows.max_flows must be a finite number"),
+        ("[flows]\nmax_flows = 1.5\n", "flows.max_flows must be a whole number"),
+        ("[stream]\nmemcap = 1e99\n", "stream.memcap must be a whole number"),
+        ("[flows]\ntcp_idle_timeout = inf\n", "must be a finite number"),
+        ("[flows]\nmax_flows = 100000000000000000000\n", "beyond any sensible setting"),
+        ("[metering]\nwindows = [60, inf]\n", "is not a positive number of seconds"),
+        ("[history]\nhour_days = nan\n", "history.hour_days must be a finite number"),
     ],
 )
 def test_broken_configs_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
