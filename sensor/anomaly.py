@@ -214,6 +214,11 @@ KINDS = MappingProxyType(
             "255 bytes) or record length; no names learnt, the flow's later datagrams not read",
         ),
         # content
+        "content_extract_cut": (
+            "content",
+            "sluice extract stored only the first bytes of an object (content.max_extract_bytes "
+            "or max_extract_total); files/<sha256>.cut holds them",
+        ),
         "content_decode_error": (
             "content",
             "corrupt or unknown content coding; the rest is kept undecoded, object incomplete",

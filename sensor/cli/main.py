@@ -236,7 +236,9 @@ def run(
     sinks: list[eve.Sink] = [eve.JsonlWriter(events_file)]
     store = None
     if extract:
-        store = ObjectStore(str(out))
+        store = ObjectStore(
+            str(out), config.content.max_extract_bytes, config.content.max_extract_total
+        )
         files_file = open_private(out / "files.jsonl")
         files_writer = eve.JsonlWriter(files_file)
 
@@ -355,6 +357,14 @@ def print_summary(
     )
     for error in summary.capture_errors:
         say(Text(f"  capture damaged: {printable(error)}", style="yellow"))
+    if digest.cut:
+        say(
+            Text(
+                f"extraction cut {digest.cut:,} object(s) at content.max_extract_bytes or "
+                "max_extract_total: their files are files/<sha256>.cut (the first bytes)",
+                style="yellow",
+            )
+        )
     _findings_table(digest, console)
     kept = (
         ("uploads (client -> server)", digest.uploads, ["PROTO", "WHAT"],

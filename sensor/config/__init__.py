@@ -85,6 +85,11 @@ class ContentConfig:
     max_ratio: int = 1000
     max_parts: int = 1000
     max_part_header_bytes: int = 16384
+    # `sluice extract` stores each object up to this many bytes, and a run's objects up to
+    # max_extract_total; beyond, files/<sha256>.cut holds the first bytes (hashing and
+    # typing still see everything up to max_decoded_bytes).
+    max_extract_bytes: int = 256 * 1024**2
+    max_extract_total: int = 4 * 1024**3
 
 
 SECRET_PARAMETERS = (

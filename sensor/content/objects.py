@@ -62,26 +62,43 @@ class FileInfo:
     encodings: list[str] = field(default_factory=list)
     part_index: int | None = None
     stored_path: str | None = None
+    # The stored copy is not the whole object (an extraction cap): files/<sha256>.cut holds
+    # the first stored_bytes bytes of the object whose SHA-256 is sha256.
+    stored_cut: bool = False
+    stored_bytes: int = 0
 
 
 class StoredFile:
-    """A temporary file in DIR/files/ that becomes DIR/files/<sha256> on commit."""
+    """A temporary file in DIR/files/ that becomes DIR/files/<sha256> on commit, or
+    <sha256>.cut when the store's caps cut it (it then holds the object's first bytes)."""
 
-    __slots__ = ("_dir", "_fh", "_tmp_path")
+    __slots__ = ("_dir", "_fh", "_store", "_tmp_path", "cut", "written")
 
-    def __init__(self, files_dir: str) -> None:
-        self._dir = files_dir
-        fd, self._tmp_path = tempfile.mkstemp(prefix=".partial-", dir=files_dir)
+    def __init__(self, store: ObjectStore) -> None:
+        self._dir = store.files_dir
+        self._store = store
+        self.written = 0
+        self.cut = False
+        fd, self._tmp_path = tempfile.mkstemp(prefix=".partial-", dir=self._dir)
         self._fh: BinaryIO | None = os.fdopen(fd, "wb")
 
     def write(self, data: bytes) -> None:
-        if self._fh is not None:
+        if self._fh is None or self.cut:
+            return
+        room = self._store.room(self.written)
+        if len(data) > room:
+            data = data[:room]
+            self.cut = True
+            self._store.cut += 1
+        if data:
             self._fh.write(data)
+            self.written += len(data)
+            self._store.written += len(data)
 
     def commit(self, sha256_hex: str) -> str:
-        """Close and move into place; an existing file with that hash wins (same bytes)."""
+        """Close and move into place; an existing file with that name wins (same bytes)."""
         self._close()
-        final = os.path.join(self._dir, sha256_hex)
+        final = os.path.join(self._dir, sha256_hex + (".cut" if self.cut else ""))
         if os.path.exists(final):
             os.unlink(self._tmp_path)
         else:
@@ -100,16 +117,34 @@ class StoredFile:
 
 
 class ObjectStore:
-    """Opt-in extraction target: objects are written to `directory`/files/<sha256>."""
+    """Opt-in extraction target: objects are written to `directory`/files/<sha256>, each up to
+    `max_object_bytes` and all together up to `max_total_bytes` (a gzip bomb in a 13 MB
+    capture must not fill the disk); what a cap cut is marked and counted in `cut`."""
 
-    __slots__ = ("files_dir",)
+    __slots__ = ("cut", "files_dir", "max_object_bytes", "max_total_bytes", "written")
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        max_object_bytes: int = 256 * 1024**2,
+        max_total_bytes: int = 4 * 1024**3,
+    ) -> None:
         self.files_dir = os.path.join(os.fspath(directory), "files")
         os.makedirs(self.files_dir, exist_ok=True)
+        self.max_object_bytes = max_object_bytes
+        self.max_total_bytes = max_total_bytes
+        self.written = 0  # bytes stored in this run
+        self.cut = 0  # objects stored only in part, or not at all, because of a cap
+
+    def room(self, object_written: int) -> int:
+        """Bytes one more write may store for an object that has `object_written` already."""
+        return max(
+            0,
+            min(self.max_object_bytes - object_written, self.max_total_bytes - self.written),
+        )
 
     def open(self) -> StoredFile:
-        return StoredFile(self.files_dir)
+        return StoredFile(self)
 
 
 class FileObject:
@@ -199,12 +234,19 @@ class FileObject:
         if load_error is not None:
             self.anomalies.append(Anomaly("content_sniff_unavailable", load_error, self.ts))
         stored_path: str | None = None
+        stored_cut = False
+        stored_bytes = 0
         if self._stored is not None:
+            stored_cut, stored_bytes = self._stored.cut, self._stored.written
             try:
                 stored_path = self._stored.commit(digest)
             except OSError as exc:
                 self._store_failed(exc)
             self._stored = None
+            if stored_cut:
+                self.anomalies.append(
+                    Anomaly("content_extract_cut", f"{stored_bytes} of {self.size} bytes", self.ts)
+                )
         return FileInfo(
             filename=self.filename,
             mime_type=mime,
@@ -216,6 +258,8 @@ class FileObject:
             encodings=list(self.encodings),
             part_index=self.part_index,
             stored_path=stored_path,
+            stored_cut=stored_cut,
+            stored_bytes=stored_bytes,
         )
 
     def abandon(self) -> None:

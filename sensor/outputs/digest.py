@@ -45,11 +45,14 @@ class Digest:
         self.messages = Kept()  # `smtp` records
         self.sessions = Kept()  # `ssh` records
         self.findings = Kept()  # `finding` records
+        self.cut = 0  # objects the extraction caps stored only in part
         self._groups: dict[tuple[str, str], FindingGroup] = {}
 
     def __call__(self, record: Record) -> None:
         kind = record["event_type"]
         if kind == "file":
+            if record["file"].get("stored_cut"):
+                self.cut += 1
             if record["file"]["direction"] == "upload":
                 self.uploads.add(record, self.limit)
         elif kind == "smtp":

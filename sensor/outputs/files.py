@@ -40,6 +40,7 @@ def file_record(
         "encodings": list(info.encodings),
         "part_index": info.part_index,
         "stored": info.stored_path is not None,
+        **({"stored_cut": True, "stored_bytes": info.stored_bytes} if info.stored_cut else {}),
         "tx_id": tx_id,
     }
     record["file"] = body
@@ -70,4 +71,5 @@ def extracted_record(event: Record) -> Record:
         "missing_bytes": f["missing_bytes"],
         "encodings": f["encodings"],
         "part_index": f["part_index"],
+        **({"stored_cut": True, "stored_bytes": f["stored_bytes"]} if f.get("stored_cut") else {}),
     }

@@ -483,3 +483,61 @@ def test_an_unknown_link_type_is_said_on_stderr(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0
     assert "frames of 1 link type(s) Sluice does not decode" in done.stderr
+
+
+def test_extraction_is_bounded_per_object_and_per_run(tmp_path: Path) -> None:
+    """A gzip-coded 3 MB body is hashed whole but stored only up to the cap, as
+    files/<sha256>.cut; the run's total cap stops storing the rest."""
+    import gzip
+    import hashlib
+
+    from pcaps._lib.crafted import (
+        T0,
+        TcpConversation,
+        http_request,
+        http_response,
+        write_conversations,
+    )
+
+    bomb = b"".join(b"%d,%d\n" % (i, i * 7919 % 100_003) for i in range(250_000))
+    conv = TcpConversation()
+    conv.handshake()
+    conv.emit_all(conv.segments("client", http_request("GET", "/report.csv", "files.example")))
+    conv.emit_all(
+        conv.segments(
+            "server", http_response(200, "OK", gzip.compress(bomb), [("Content-Encoding", "gzip")])
+        )
+    )
+    conv.close()
+    second = TcpConversation(client_port=49200, t0=T0 + 100)  # after the first has ended
+    second.handshake()
+    upload = b"id,name\n" + b"1,x\n" * 5000
+    second.emit_all(second.segments("client", http_request("PUT", "/up.csv", "f.example", upload)))
+    second.emit_all(second.segments("server", http_response(201, "Created", b"")))
+    second.close()
+    capture = tmp_path / "bomb.pcap"
+    write_conversations(capture, conv, second)
+    config = tmp_path / "sluice.toml"
+    config.write_text("[content]\nmax_extract_bytes = 1000000\nmax_extract_total = 1010000\n")
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [SLUICE, "extract", str(capture), "--out", str(out), "--config", str(config)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "extraction cut 2 object(s)" in done.stdout, done.stdout
+    files = {r["filename"]: r for r in map(json.loads, (out / "files.jsonl").open())}
+    whole = files["report.csv"]
+    assert whole["size"] == len(bomb) and whole["sha256"] == hashlib.sha256(bomb).hexdigest()
+    assert (whole["stored_cut"], whole["stored_bytes"]) == (True, 1_000_000)
+    assert (out / "files" / f"{whole['sha256']}.cut").read_bytes() == bomb[:1_000_000]
+    assert not (out / "files" / whole["sha256"]).exists()  # never a hash-named partial file
+    later = files["up.csv"]  # the run's total left it 10,000 bytes
+    assert (later["stored_cut"], later["stored_bytes"]) == (True, 10_000)
+    assert sum(f.stat().st_size for f in (out / "files").iterdir()) <= 1_010_000
+    kinds = [
+        json.loads(line)["anomaly"]["kind"]
+        for line in (out / "events.jsonl").open()
+        if '"event_type":"anomaly"' in line
+    ]
+    assert kinds.count("content_extract_cut") == 2

@@ -81,7 +81,7 @@ class _FailingStoredFile(StoredFile):
 
 class _FailingStore(ObjectStore):
     def open(self) -> StoredFile:
-        return _FailingStoredFile(self.files_dir)
+        return _FailingStoredFile(self)
 
 
 def test_store_error_is_an_anomaly(tmp_path: Path) -> None:
@@ -116,3 +116,24 @@ def test_sniffer_without_libmagic_reports_once() -> None:
 )
 def test_sniff_mime(prefix: bytes, mime: str | None) -> None:
     assert sniff_mime(prefix) == mime
+
+
+def test_the_store_caps_cut_an_object_and_then_the_run(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path, max_object_bytes=10, max_total_bytes=15)
+    first = FileObject(store=store)
+    for chunk in (b"0123456", b"789abcdef"):
+        first.update(chunk)
+    a = first.finish(True)
+    assert (a.size, a.stored_cut, a.stored_bytes) == (16, True, 10)
+    assert a.stored_path is not None and a.stored_path.endswith(f"{a.sha256}.cut")
+    assert Path(a.stored_path).read_bytes() == b"0123456789"
+    assert [x.kind for x in first.anomalies] == ["content_extract_cut"]
+    second = FileObject(store=store)
+    second.update(b"tiny")
+    b = second.finish(True)
+    assert (b.stored_cut, b.stored_bytes) == (False, 4)
+    third = FileObject(store=store)
+    third.update(b"more than is left")
+    c = third.finish(True)
+    assert (c.stored_cut, c.stored_bytes) == (True, 1)  # 15 - 10 - 4
+    assert store.cut == 2 and store.written == 15
