@@ -70,12 +70,24 @@ def mail_text(record: Record) -> str:
 
 
 def ssh_text(record: Record) -> str:
+    """`SSH 2.0 sftp: upload, about 1.5 MB up / 2.1 kB down (client -> server software)`;
+    for SSH-1, whose sizes Sluice does not model, the encrypted bytes each way."""
     s = record["ssh"]
+    version = s.get("version")
     kind = s.get("transfer_kind") or "session"
+    if version is not None and str(version).startswith("1"):
+        up, down = (s.get("encrypted_bytes") or [0, 0])[:2]
+        sizes = f"{human_bytes(up)} up / {human_bytes(down)} down encrypted"
+    else:
+        sizes = (
+            f"about {human_bytes(s['upload_bytes_est'])} up / "
+            f"{human_bytes(s['download_bytes_est'])} down"
+        )
+    client = (s.get("client") or {}).get("software") or "?"
+    server = (s.get("server") or {}).get("software") or "?"
     return printable(
-        f"{kind}: {s.get('transfer') or 'none'}, about {human_bytes(s['upload_bytes_est'])} up"
-        f" / {human_bytes(s['download_bytes_est'])} down  "
-        f"({s['client'].get('software') or '?'} -> {s['server'].get('software') or '?'})"
+        f"SSH {version or '?'} {kind}: {s.get('transfer') or 'none'}, {sizes}  "
+        f"({client} -> {server})"
     )
 
 

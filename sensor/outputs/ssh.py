@@ -1,5 +1,9 @@
-"""The SSH log (the outputs stage): one `ssh` record per session (banners, software, HASSH,
-algorithms, and what the session model inferred after the key exchange)."""
+"""The SSH log (the outputs stage): one `ssh` record per session (protocol version, banners,
+software, HASSH, algorithms, and what the session model inferred after the key exchange).
+
+The parser's fields as they are, the client's and server's under `client` and `server`: an
+SSH-1 session or one whose other direction was not captured keeps those fields, null (the
+schema's `ssh` definition says which)."""
 
 from __future__ import annotations
 

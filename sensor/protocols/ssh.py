@@ -1,4 +1,4 @@
-"""SSH-2 parser for both directions of one TCP connection (protocols stage).
+"""SSH parser for both directions of one TCP connection (protocols stage).
 
 In: reassembled bytes of the client->server and server->client streams, gaps and eofs (sans-IO,
 see base.py). Out: `Anomaly` events as they happen and ONE `SshSession` per connection, when
@@ -6,22 +6,69 @@ both directions reached eof (or with the `ProtocolViolation` that stops the pars
 
 Theory of operation
 -------------------
-Cleartext phase (per direction, RFC 4253):
+Cleartext phase, per direction (`_Phase`; RFC 4253 for SSH-2):
 
-    BANNER --"SSH-2.0-..." line--> PACKETS --SSH_MSG_NEWKEYS--> ENCRYPTED
-    (server only: other lines before the identification string are allowed, section 4.2)
+    BANNER --other line (RFC 4253 4.2)----------------------------------------------> BANNER
+    BANNER --"SSH-2.<n>-..." (either side), "SSH-1.99-..." (client)------------------> PACKETS
+    BANNER --"SSH-1.<n>-...", n != 99------------------------------------------------> V1_PACKETS
+    BANNER --"SSH-1.99-..." (server)-------------------------------------------------> UNDECIDED
+    UNDECIDED --the client speaks 2 / 1 (or, client unseen: what follows looks like a
+                KEXINIT or not)------------------------------------------> PACKETS / V1_PACKETS
+    PACKETS --SSH_MSG_NEWKEYS--------------------------------------------------------> ENCRYPTED
+    V1_PACKETS --SSH_SMSG_PUBLIC_KEY (server) / SSH_CMSG_SESSION_KEY (client)--------> ENCRYPTED
 
-BANNER buffers one line (cap `MAX_BANNER_LINE`, 8 KiB; RFC 4253 4.2 says 255 bytes, longer is
-`ssh_banner_long`, over the cap `ssh_banner_too_long` + violation). PACKETS reads the binary
-packet protocol (section 6) with no MAC and no encryption: uint32 packet_length, byte
-padding_length, payload (cap `MAX_PACKET`, 256 KiB, enough for any KEXINIT). KEXINIT (7.1) name
-lists give HASSH (client: md5 of "kex;enc c->s;mac c->s;cmp c->s") and HASSH-server (md5 of
-"kex;enc s->c;mac s->c;cmp s->c"), and the negotiated algorithms: in every category the first
-algorithm of the CLIENT's list that the server also lists (7.1; host-key compatibility with the
-kex method is not checked). cipher/mac/compression are reported client->server. An AEAD cipher
-(chacha20-poly1305@openssh.com, aes*-gcm@openssh.com) carries its own tag and ignores the
-negotiated MAC: `mac_alg` is then "<implicit>" (what OpenSSH's `ssh -v` prints). Bytes after a
-direction's NEWKEYS belong to the encrypted phase.
+BANNER buffers one line (cap `MAX_BANNER_LINE`, 8 KiB, OpenSSH's SSH_MAX_BANNER_LEN; RFC 4253
+4.2 says 255 bytes, a longer identification is `ssh_banner_long`, a line over the cap
+`ssh_banner_too_long` + violation). Lines that do not begin with "SSH-" are skipped, never kept:
+the server may send them before its identification string (4.2); a client must not, and its
+first such line is `ssh_client_pre_banner` (noted; the session is still read, as an evasion by a
+line of junk would otherwise detach the parser). `MAX_PRE_BANNER_LINES` (1024) such lines per
+direction are accepted, as many as OpenSSH's client accepts from a server (its
+SSH_MAX_PRE_BANNER_LINES), so a server cannot push Sluice off a session a stock client still
+speaks; one more is `ssh_too_many_pre_banner_lines` + violation. Memory stays one line.
+
+Versions (RFC 4253 5). The protoversion is "<major>.<minor>"; like OpenSSH, any major 2 is
+SSH-2, "1.99" means "2.0, and 1.x for old clients", any other major 1 is SSH-1, anything else is
+`ssh_version_unsupported` + violation. The client chooses: a server's "1.99" is read as what the
+client then speaks. UNDECIDED holds the server's first bytes after its banner; when 6 of them
+are there and the client's banner is still not known (a capture of the server's direction only;
+the server's bytes delivered first), a KEXINIT packet header means SSH-2, anything else SSH-1 (a
+real "1.99" server waits for the client's banner, RFC 4253 5.1, so the two agree). Sides that
+end up speaking different majors (an "SSH-2.0" client and an "SSH-1.5" server, or a client that
+contradicts what the server's bytes looked like) are `ssh_version_mismatch`; each side is still
+read as it announced. The session's `version` is the client's protoversion (a client's "1.99"
+resolved to what it spoke), or the server's when only the server's banner was seen, else None.
+
+SSH-1 (protocol 1.x, the ssh-1.2 drafts; RFC 4253 does not apply). Its binary packets differ
+(uint32 length of type + data + CRC, 1-8 bytes of padding to a multiple of 8, type, data,
+CRC-32, no MAC) and it has no KEXINIT: the server's SSH_SMSG_PUBLIC_KEY offers cipher and
+authentication masks, the client's SSH_CMSG_SESSION_KEY picks a cipher and sends the session key
+encrypted under the server's keys, and from there on both directions are encrypted. Sluice frames
+those cleartext packets (caps as for SSH-2) and parses nothing in them: an SSH-1 session has no
+HASSH, no kex/host key/cipher/MAC/compression (all None), and its encrypted phase is only counted
+(`encrypted_bytes`, per direction, everything after each side's key packet); the model below
+(auth, transfer, keystrokes) is SSH-2 packet geometry and is not run (auth None, transfer
+"unknown").
+
+SSH-2 PACKETS reads the binary packet protocol (section 6) with no MAC and no encryption: uint32
+packet_length, byte padding_length, payload (cap `MAX_PACKET`, 256 KiB, enough for any KEXINIT).
+KEXINIT (7.1) name lists give HASSH (client: md5 of "kex;enc c->s;mac c->s;cmp c->s") and
+HASSH-server (md5 of "kex;enc s->c;mac s->c;cmp s->c"), and the negotiated algorithms: in every
+category the first algorithm of the CLIENT's list that the server also lists (7.1; host-key
+compatibility with the kex method is not checked). cipher/mac/compression are reported
+client->server. An AEAD cipher (chacha20-poly1305@openssh.com, aes*-gcm@openssh.com) carries its
+own tag and ignores the negotiated MAC: `mac_alg` is then "<implicit>" (what OpenSSH's `ssh -v`
+prints). Bytes after a direction's NEWKEYS belong to the encrypted phase.
+
+One direction only (a SPAN port or TAP that misses one way; a direction that carried no byte at
+all while the other did): the session reports what the seen side sent (its banner, software,
+HASSH) and None for the other side and for everything negotiated (that needs both KEXINITs),
+with `ssh_one_sided` instead of `ssh_truncated_handshake` for the silent side. For the model
+below the packet geometry is then that side's own first cipher and MAC (OpenSSH clients and
+servers list the same defaults first; an assumption, never reported), authentication ends after
+`AUTH_MAX_CLIENT_RECORDS` records of the seen side, sftp and scp cannot be told apart
+(transfer_kind None), and a refused login cannot be told from a capture that lacks the replies
+(auth_success None unless a transfer was seen).
 
 Encrypted phase: a model over (direction, size, ts) of each feed() call ("record"; in practice
 one TCP segment). Nothing is decrypted; per-session memory is a fixed set of counters.
@@ -70,24 +117,29 @@ one TCP segment). Nothing is decrypted; per-session memory is a fixed set of cou
 
 Anomaly kinds (stable; "violation" = ProtocolViolation.reason, the parser detaches)
 -----------------------------------------------------------------------------------
-| kind                       | channel   | meaning                                              |
-|----------------------------|-----------|------------------------------------------------------|
-| ssh_banner_long            | anomaly   | identification line over 255 bytes (RFC 4253 4.2)     |
-| ssh_banner_too_long        | violation | identification line over MAX_BANNER_LINE             |
-| ssh_bad_banner             | violation | not "SSH-x.y-software", or too many pre-banner lines |
-| ssh_version_unsupported    | violation | protocol version other than 2.0 / 1.99               |
-| ssh_bad_packet             | violation | cleartext packet length/padding impossible           |
-| ssh_packet_too_long        | violation | cleartext packet over MAX_PACKET                     |
-| ssh_bad_kexinit            | violation | KEXINIT name-lists malformed                         |
-| ssh_no_common_algorithm    | anomaly   | client and server share no algorithm in a category   |
-| ssh_gap_in_handshake       | violation | capture gap before encryption started                |
-| ssh_truncated_handshake    | anomaly   | a direction ended before its NEWKEYS                 |
+| kind                          | channel   | meaning                                            |
+|-------------------------------|-----------|----------------------------------------------------|
+| ssh_banner_long               | anomaly   | identification line over 255 bytes (RFC 4253 4.2)  |
+| ssh_banner_too_long           | violation | identification/pre-banner line over MAX_BANNER_LINE|
+| ssh_bad_banner                | violation | not "SSH-x.y-software"                             |
+| ssh_client_pre_banner         | anomaly   | the client sent a line before its banner (4.2)     |
+| ssh_too_many_pre_banner_lines | violation | over MAX_PRE_BANNER_LINES lines before a banner    |
+| ssh_version_unsupported       | violation | protocol version neither 2.x nor 1.x               |
+| ssh_version_mismatch          | anomaly   | client and server speak different majors (1 vs 2)  |
+| ssh_bad_packet                | violation | cleartext packet length/padding impossible         |
+| ssh_packet_too_long           | violation | cleartext packet over MAX_PACKET                   |
+| ssh_bad_kexinit               | violation | KEXINIT name-lists malformed                       |
+| ssh_no_common_algorithm       | anomaly   | client and server share no algorithm in a category |
+| ssh_gap_in_handshake          | violation | capture gap before encryption started              |
+| ssh_truncated_handshake       | anomaly   | a direction ended before its NEWKEYS / key packet  |
+| ssh_one_sided                 | anomaly   | only one direction carried data (module docstring) |
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import re
 import struct
 from dataclasses import dataclass
 
@@ -98,8 +150,8 @@ __all__ = ["Anomaly", "SshParser", "SshSession", "SshViolation", "detect"]
 
 # --- caps and thresholds (named, see the module docstring) --------------------------------------
 RFC_BANNER_LINE = 255  # RFC 4253 4.2, CR LF included
-MAX_BANNER_LINE = 8192  # lenient cap on one identification/pre-banner line
-MAX_PRE_BANNER_LINES = 32  # server lines before "SSH-"
+MAX_BANNER_LINE = 8192  # one identification/pre-banner line (OpenSSH: SSH_MAX_BANNER_LEN)
+MAX_PRE_BANNER_LINES = 1024  # lines before "SSH-" (OpenSSH's client: SSH_MAX_PRE_BANNER_LINES)
 MAX_PACKET = 256 * 1024  # cleartext packet (KEXINIT is the largest, a few KiB in practice)
 MAX_NAME_LIST = 64 * 1024
 BULK_RECORD = 1024
@@ -110,12 +162,16 @@ KEY_GAP_MIN = 0.03
 KEY_GAP_MAX = 5.0
 KEYSTROKES_MIN = 6
 SFTP_MIN_FLIGHTS = 5
-AUTH_MAX_CLIENT_RECORDS = 16
+AUTH_MAX_CLIENT_RECORDS = 16  # (or server records, when no client byte was seen)
 KEY_GAP_BINS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)  # histogram upper bounds, seconds
 
 MSG_DISCONNECT = 1
 MSG_KEXINIT = 20
 MSG_NEWKEYS = 21
+V1_SMSG_PUBLIC_KEY = 2  # SSH-1: the server's keys, the last packet it sends in clear
+V1_CMSG_SESSION_KEY = 3  # SSH-1: the client's session key, the last packet it sends in clear
+
+_PROTOVERSION = re.compile(rb"([0-9]{1,9})\.([0-9]{1,9})")  # "2.0", "1.99", "1.5"
 
 _AEAD = {"chacha20-poly1305@openssh.com": (8, 16), "aes128-gcm@openssh.com": (16, 16),
          "aes256-gcm@openssh.com": (16, 16)}  # fmt: skip
@@ -132,8 +188,10 @@ IMPLICIT_MAC = "<implicit>"
 @dataclass(slots=True)
 class SshSession(ProtocolEvent):
     """One SSH connection. Software = the RFC 4253 softwareversion (banner up to the first
-    space, after "SSH-protoversion-"). Algorithms are the negotiated ones (module docstring)."""
+    space, after "SSH-protoversion-"). Algorithms are the negotiated ones, None for SSH-1 and
+    when only one side was seen (module docstring)."""
 
+    version: str | None  # protocol version spoken: "2.0", "1.5", ... (module docstring)
     client_banner: str | None
     client_software: str | None
     server_banner: str | None
@@ -156,7 +214,7 @@ class SshSession(ProtocolEvent):
     transfer_end: float | None
     ts: float
     keystrokes: int = 0
-    encrypted_bytes: tuple[int, int] = (0, 0)  # wire bytes after NEWKEYS, (to server, to client)
+    encrypted_bytes: tuple[int, int] = (0, 0)  # after NEWKEYS/SSH-1 key packet: (to srv, to cli)
     key_gaps: tuple[int, ...] = ()  # keystroke gap histogram, bins KEY_GAP_BINS + overflow
 
 
@@ -202,8 +260,10 @@ def _geometry(cipher: str | None, mac: str | None) -> _Geometry:
 
 
 class _Phase(enum.Enum):
-    BANNER = "banner"
-    PACKETS = "packets"
+    BANNER = "banner"  # the identification string, and lines before it
+    UNDECIDED = "undecided"  # a "1.99" banner: SSH-1 or SSH-2 follows, as the client chooses
+    PACKETS = "packets"  # SSH-2 binary packets in clear, up to NEWKEYS
+    V1_PACKETS = "v1 packets"  # SSH-1 packets in clear, up to the key packet
     ENCRYPTED = "encrypted"
     CLOSED = "closed"
 
@@ -214,6 +274,10 @@ class _Side:
     phase: _Phase = _Phase.BANNER
     buf: bytearray | None = None
     banner: str | None = None
+    proto: str | None = None  # the banner's protoversion, "2.0", "1.99", "1.5"
+    both: bool = False  # the banner said "1.99": SSH-2, or SSH-1 for an old peer
+    speaks: int | None = None  # major version this side's packets follow: 2, 1, None = unknown
+    received: int = 0  # bytes fed or lost in gaps: 0 at the end = this direction not seen
     pre_lines: int = 0
     kexinit: list[str] | None = None  # the 10 name-lists
     eof: bool = False
@@ -274,6 +338,13 @@ def _software(banner: str) -> str | None:
     return parts[2].split(" ", 1)[0] if len(parts) == 3 else None
 
 
+def _looks_like_kexinit(buf: bytearray) -> bool:
+    """An SSH-2 binary packet header carrying KEXINIT, the first packet either SSH-2 side sends
+    (RFC 4253 7.1). An SSH-1 packet has padding there instead (zeros in clear, OpenSSH)."""
+    length, pad, msg = struct.unpack_from(">IBB", buf, 0)
+    return msg == MSG_KEXINIT and 4 <= pad < length <= MAX_PACKET
+
+
 # --- the parser -----------------------------------------------------------------------------------
 
 
@@ -294,6 +365,8 @@ class SshParser:
         self._geo = _geometry(None, None)
         self._min_wire = self._geo.wire(1)
         self._key_max = self._geo.wire(13)
+        self._v1 = False  # a side speaks SSH-1: the encrypted phase is only counted
+        self._mismatch_noted = False
         # encrypted-phase session features
         self._auth_done = False
         self._auth_marker = False
@@ -314,15 +387,14 @@ class SshParser:
         out: list[SshEvent] = []
         if self._reported or not data or side.phase is _Phase.CLOSED:
             return out
+        side.received += len(data)
         if side.phase is _Phase.ENCRYPTED:
             self._record(side, len(data), ts)
             return out
         try:
             self._cleartext(side, data, ts, out)
         except SshViolation as exc:
-            out.append(Anomaly(exc.reason, exc.detail, ts))
-            exc.events = [*out, self._session(ts)]
-            self._reported = True
+            self._violated(exc, out, ts)
             raise
         return out
 
@@ -331,6 +403,7 @@ class SshParser:
         self._ts = ts
         if self._reported or side.phase is _Phase.CLOSED or size <= 0:
             return []
+        side.received += size
         if side.phase is _Phase.ENCRYPTED:
             # Lost ciphertext is still traffic: counted as bytes of one record, no timing.
             side.enc_bytes += size
@@ -338,8 +411,7 @@ class SshParser:
                 side.bulk_span += size
             return []
         exc = SshViolation("ssh_gap_in_handshake", f"{size} bytes missing before encryption")
-        exc.events = [Anomaly(exc.reason, exc.detail, ts), self._session(ts)]
-        self._reported = True
+        self._violated(exc, [], ts)
         raise exc
 
     def eof(self, direction: Direction, ts: float) -> list[SshEvent]:
@@ -349,7 +421,7 @@ class SshParser:
         if self._reported or side.eof:
             return out
         side.eof = True
-        if side.phase in (_Phase.BANNER, _Phase.PACKETS):
+        if side.phase not in (_Phase.ENCRYPTED, _Phase.CLOSED) and side.received:
             who = "client" if direction is Direction.TO_SERVER else "server"
             left = len(side.buf) if side.buf else 0
             detail = f"{who} ended in {side.phase.value} phase ({left} bytes unparsed)"
@@ -357,9 +429,20 @@ class SshParser:
         side.phase = _Phase.CLOSED
         side.buf = None
         if all(s.eof for s in self._sides):
+            seen = [s for s in self._sides if s.received]
+            if len(seen) == 1:
+                way = "client->server" if seen[0].direction is Direction.TO_SERVER else (
+                    "server->client")  # fmt: skip
+                out.append(Anomaly("ssh_one_sided", f"only {way} data was seen", ts))
             out.append(self._session(ts))
             self._reported = True
         return out
+
+    def _violated(self, exc: SshViolation, out: list[SshEvent], ts: float) -> None:
+        """The session goes with the violation; its anomaly is the app layer's to report
+        (layer.py adds it after `events`), so it is not in `events` twice."""
+        exc.events = [*out, self._session(ts)]
+        self._reported = True
 
     # --- cleartext phase --------------------------------------------------------------------
 
@@ -375,6 +458,14 @@ class SshParser:
                     raise SshViolation("ssh_banner_too_long", f"no line end in {len(buf)} bytes")
                 return
             self._banner_line(side, line, ts, out)
+        if side.phase is _Phase.UNDECIDED:
+            peer = self._sides[1 - side.direction]
+            if peer.speaks is not None:
+                self._speak(side, peer.speaks, ts, out)
+            elif len(buf) >= 6:  # the peer's banner is not known (yet): what follows tells
+                self._speak(side, 2 if _looks_like_kexinit(buf) else 1, ts, out)
+            else:
+                return
         while side.phase is _Phase.PACKETS:
             if len(buf) < 5:
                 return
@@ -389,6 +480,23 @@ class SshParser:
             payload = bytes(buf[5 : 4 + length - pad])
             del buf[: 4 + length]
             self._packet(side, payload, ts, out)
+        while side.phase is _Phase.V1_PACKETS:
+            if len(buf) < 4:
+                return
+            (length,) = struct.unpack_from(">I", buf, 0)  # type + data + CRC, padding not counted
+            total = 4 + (8 - length % 8) + length
+            if total > MAX_PACKET:
+                raise SshViolation("ssh_packet_too_long", f"SSH-1 packet length {length}")
+            if length < 5:
+                raise SshViolation("ssh_bad_packet", f"SSH-1 packet length {length}")
+            if len(buf) < total:
+                return
+            kind = buf[total - length]  # the type byte follows the padding
+            del buf[:total]
+            last = V1_SMSG_PUBLIC_KEY if side.direction is Direction.TO_CLIENT else (
+                V1_CMSG_SESSION_KEY)  # fmt: skip
+            if kind == last:  # what follows is encrypted
+                side.phase = _Phase.ENCRYPTED
         if side.phase is _Phase.ENCRYPTED:
             rest = len(buf)
             side.buf = None
@@ -400,21 +508,47 @@ class SshParser:
             raise SshViolation("ssh_banner_too_long", f"{len(line)} byte line")
         text = line.rstrip(b"\r\n")
         if not text.startswith(b"SSH-"):
-            # RFC 4253 4.2: only the server may send other lines first.
+            # RFC 4253 4.2: only the server may send other lines first; both are capped.
             side.pre_lines += 1
-            if side.direction is Direction.TO_SERVER or side.pre_lines > MAX_PRE_BANNER_LINES:
-                raise SshViolation("ssh_bad_banner", "data before the identification string")
+            if side.pre_lines > MAX_PRE_BANNER_LINES:
+                raise SshViolation(
+                    "ssh_too_many_pre_banner_lines",
+                    f"no identification string in {MAX_PRE_BANNER_LINES} lines",
+                )
+            if side.direction is Direction.TO_SERVER and side.pre_lines == 1:
+                out.append(Anomaly("ssh_client_pre_banner", "client line before its banner", ts))
             return
         if len(line) > RFC_BANNER_LINE:
             out.append(Anomaly("ssh_banner_long", f"{len(line)} byte identification", ts))
-        banner = text.decode("utf-8", errors="replace")
-        parts = banner.split("-", 2)
+        parts = text.split(b"-", 2)
         if len(parts) < 3 or not parts[2]:
             raise SshViolation("ssh_bad_banner", "no softwareversion")
-        if parts[1] not in ("2.0", "1.99"):
-            raise SshViolation("ssh_version_unsupported", f"protoversion {parts[1][:16]!r}")
-        side.banner = banner
-        side.phase = _Phase.PACKETS
+        m = _PROTOVERSION.fullmatch(parts[1])
+        major, minor = (int(m[1]), int(m[2])) if m else (0, 0)
+        if major not in (1, 2):
+            version = parts[1][:16].decode("ascii", errors="replace")
+            raise SshViolation("ssh_version_unsupported", f"protoversion {version!r}")
+        side.banner = text.decode("utf-8", errors="replace")
+        side.proto = parts[1].decode("ascii")
+        side.both = major == 1 and minor == 99
+        if side.both and side.direction is Direction.TO_CLIENT:
+            side.phase = _Phase.UNDECIDED  # RFC 4253 5.1: the client's version decides
+        else:
+            self._speak(side, 2 if major == 2 or side.both else 1, ts, out)
+
+    def _speak(self, side: _Side, major: int, ts: float, out: list[SshEvent]) -> None:
+        """`side` speaks SSH-`major` from here on; a server still UNDECIDED follows it."""
+        side.speaks = major
+        side.phase = _Phase.PACKETS if major == 2 else _Phase.V1_PACKETS
+        if major == 1:
+            self._v1 = True
+        peer = self._sides[1 - side.direction]
+        if peer.phase is _Phase.UNDECIDED:
+            self._cleartext(peer, b"", ts, out)  # what it holds can be read now
+        elif peer.speaks is not None and peer.speaks != major and not self._mismatch_noted:
+            self._mismatch_noted = True
+            detail = f"client {self._sides[0].proto}, server {self._sides[1].proto}"
+            out.append(Anomaly("ssh_version_mismatch", detail, ts))
 
     def _packet(self, side: _Side, payload: bytes, ts: float, out: list[SshEvent]) -> None:
         if not payload:
@@ -426,6 +560,12 @@ class SshParser:
                 self._maybe_negotiate(ts, out)
         elif msg == MSG_NEWKEYS:
             side.phase = _Phase.ENCRYPTED
+            if not self._negotiated and side.kexinit is not None:
+                # The other KEXINIT is not (yet) seen, e.g. a one-sided capture: until it is,
+                # the model assumes this side's first cipher and MAC (never reported).
+                cipher = side.kexinit[2].split(",", 1)[0]
+                mac = IMPLICIT_MAC if cipher in _AEAD else side.kexinit[4].split(",", 1)[0]
+                self._set_geometry(cipher, mac)
 
     def _maybe_negotiate(self, ts: float, out: list[SshEvent]) -> None:
         c, s = self._sides[0].kexinit, self._sides[1].kexinit
@@ -443,7 +583,10 @@ class SshParser:
             self._mac = IMPLICIT_MAC
         elif self._mac is None:
             out.append(Anomaly("ssh_no_common_algorithm", "no common mac algorithm", ts))
-        self._geo = _geometry(self._cipher, self._mac)
+        self._set_geometry(self._cipher, self._mac)
+
+    def _set_geometry(self, cipher: str | None, mac: str | None) -> None:
+        self._geo = _geometry(cipher, mac)
         self._min_wire = self._geo.wire(1)
         self._key_max = self._geo.wire(13)
 
@@ -455,6 +598,8 @@ class SshParser:
         side.records += 1
         side.enc_bytes += size
         side.last_ts = ts
+        if self._v1:
+            return  # SSH-1: counted only (module docstring)
         client = side.direction is Direction.TO_SERVER
         turn = self._last_dir is not side.direction
         self._last_dir = side.direction
@@ -463,6 +608,8 @@ class SshParser:
                 self._auth_done = self._auth_marker = True  # USERAUTH_SUCCESS
             elif self._sides[0].records > AUTH_MAX_CLIENT_RECORDS:
                 self._auth_done = True  # marker missed: look at what follows (2. below)
+            elif not self._sides[0].received and side.records > AUTH_MAX_CLIENT_RECORDS:
+                self._auth_done = True  # only the server's direction is seen
             return
         if size >= BULK_RECORD:
             if side.bulk_first is None:
@@ -510,6 +657,15 @@ class SshParser:
 
     # --- the session event ------------------------------------------------------------------
 
+    def _version(self) -> str | None:
+        """The protocol version spoken (module docstring, Versions)."""
+        cs, ss = self._sides
+        if cs.proto is None:
+            return ss.proto
+        if not cs.both:
+            return cs.proto
+        return "2.0" if cs.speaks == 2 else cs.proto
+
     def _session(self, ts: float) -> SshSession:
         cs, ss = self._sides
         c_str = s_str = None
@@ -525,6 +681,7 @@ class SshParser:
         big = max(cs, ss, key=lambda s: s.bulk_bytes + s.tail)
         small = ss if big is cs else cs
         big_bytes = big.bulk_bytes + big.tail
+        both_seen = cs.received > 0 and ss.received > 0
         if self._keystrokes >= KEYSTROKES_MIN:
             transfer, kind = "interactive", "shell"
             start, end = self._first_key, self._last_key
@@ -535,7 +692,8 @@ class SshParser:
             small.bulk_bytes + small.tail
         ):
             transfer = "upload" if big is cs else "download"
-            kind = "sftp" if self._flights >= SFTP_MIN_FLIGHTS else "scp"
+            if both_seen:  # flights are client runs ended by a server record
+                kind = "sftp" if self._flights >= SFTP_MIN_FLIGHTS else "scp"
             start, end = big.bulk_first, big.bulk_last
             if big is cs:
                 up = self._window_estimate(cs, kind)
@@ -543,11 +701,18 @@ class SshParser:
                 down = self._window_estimate(ss, kind)
         if self._auth_marker or transfer != "unknown":
             auth: bool | None = True
-        elif encrypted and cs.records > 1 and all(s.eof for s in self._sides):
+        elif (
+            encrypted
+            and both_seen
+            and not self._v1
+            and cs.records > 1
+            and all(s.eof for s in self._sides)
+        ):
             auth = False
         else:
             auth = None
         return SshSession(
+            version=self._version(),
             client_banner=cs.banner,
             client_software=_software(cs.banner) if cs.banner else None,
             server_banner=ss.banner,
@@ -576,7 +741,12 @@ class SshParser:
 
 
 def detect(direction: Direction, data: bytes) -> bool | None:
-    """The prefix "SSH-" starts the identification string either side sends first (RFC 4253 4.2)."""
+    """The prefix "SSH-" starts the identification string either side sends first (RFC 4253 4.2).
+
+    Lines a server sends before its identification string do not match: such a session is found
+    by the client's banner, which a client sends first. (Looking past lines would let a client
+    that sends "junk CR LF SSH-..." pass for the server and turn the flow round.) So a capture
+    of only the server's direction is not recognised when that server sends such lines."""
     prefix = b"SSH-"
     if len(data) < len(prefix):
         return None if prefix.startswith(data) else False

@@ -201,7 +201,7 @@ def test_host_page(
     if width == 160:
         assert "within 10 min (limit 1.0 MB)" in shown
     assert re.search(r"upload +198\.51\.100\.20:8080 +6\.0 MB +PUT /backup/pacs-export", shown)
-    assert re.search(r"ssh +198\.51\.100\.20:22 +1\.5 MB +sftp: upload", shown)
+    assert re.search(r"ssh +198\.51\.100\.20:22 +1\.5 MB +SSH 2\.0 sftp: upload", shown)
     assert re.search(r"mail +198\.51\.100\.20:25 +71\.9 kB +a\.voorbeeld@zorg\.example", shown)
     assert len(lines) < 70  # readable on one screen, not 49 empty bar lines
 

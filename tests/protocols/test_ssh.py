@@ -1,6 +1,8 @@
 """SshParser: handshake dissection (HASSH, negotiation), the encrypted-phase model on real
-OpenSSH captures, caps and anomalies, and robustness against arbitrary bytes. No root needed:
-the real traffic is the committed captures under pcaps/ssh-*/ (made by pcaps/_lib/sshlab.py)."""
+OpenSSH captures, SSH-1 and "1.99", lines before the banner, one-sided captures, caps and
+anomalies, and robustness against arbitrary bytes. No root needed: the real traffic is the
+committed captures under pcaps/ssh-*/ (made by pcaps/_lib/sshlab.py), the crafted ones come from
+pcaps/ssh-v1/, ssh-banner-lines/ and ssh-one-sided/ (scapy, deterministic)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import hashlib
 import json
 import random
 import struct
+from collections.abc import Iterable
 from pathlib import Path
 
 import dpkt
@@ -20,22 +23,90 @@ from sensor.anomaly import KINDS, Anomaly
 from sensor.protocols.base import Direction, ProtocolViolation
 from sensor.protocols.ssh import (
     MAX_BANNER_LINE,
+    MAX_PRE_BANNER_LINES,
     SshParser,
     SshSession,
     _geometry,
     _negotiate,
     detect,
 )
+from tests.protocols.feeding import (
+    assert_same_events,
+    draw_splits,
+    feed,
+    feed_split,
+    fuzz_feed,
+    runner,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = sorted(p.parent for p in (ROOT / "pcaps").glob("ssh-*/expected.json"))
+CRAFTED = ("ssh-banner-lines", "ssh-one-sided", "ssh-v1")  # several connections, made by scapy
+REAL = [case for case in CASES if case.name not in CRAFTED]  # one OpenSSH/paramiko session each
 C, S = Direction.TO_SERVER, Direction.TO_CLIENT
+run_sample = runner(SshParser, max_cuts=6)
 HANDSHAKE_KEYS = ("client_banner", "server_banner", "client_hassh", "client_hassh_string",
                   "server_hassh", "server_hassh_string", "kex_alg", "host_key_alg",
                   "cipher_alg", "mac_alg", "compression_alg")  # fmt: skip
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+Conversation = list[tuple[Direction, bytes, float]]
+
+
+def connections(pcap: Path) -> list[Conversation]:
+    """Each TCP connection's payloads (lossless captures, in order) as (direction, data, ts),
+    connections in the order they start. The client is the SYN's sender or the SYN-ACK's
+    receiver, else the side whose port is not 22 (a capture of one direction may lack both)."""
+    found: dict[frozenset[tuple[bytes, int]], tuple[tuple[bytes, int], Conversation]] = {}
+    with pcap.open("rb") as fh:
+        for ts, buf in dpkt.pcap.Reader(fh):
+            ip = dpkt.ethernet.Ethernet(buf).data
+            tcp = ip.data
+            src, dst = (ip.src, tcp.sport), (ip.dst, tcp.dport)
+            key = frozenset((src, dst))
+            if key not in found:
+                syn_ack = tcp.flags & dpkt.tcp.TH_SYN and tcp.flags & dpkt.tcp.TH_ACK
+                client = dst if syn_ack or tcp.sport == 22 else src
+                found[key] = (client, [])
+            client, conv = found[key]
+            if tcp.data:
+                conv.append((C if src == client else S, bytes(tcp.data), ts))
+    return [conv for _client, conv in found.values()]
+
+
+def feed_connection(conv: Conversation, split: str = "whole", seed: int = 0) -> list[object]:
+    """The connection's segments into a fresh parser (whole segments at their capture times,
+    or cut by `split` as tests.protocols.feeding does), both eofs; a violation's events and
+    anomaly are returned like the app layer reports them."""
+    parser = SshParser()
+    events: list[object] = []
+    rng = random.Random(seed)
+    ts = conv[-1][2] if conv else 0.0
+    try:
+        for direction, data, ts in conv:
+            if split == "whole":
+                cuts = [0]
+            elif split == "bytes":
+                cuts = list(range(len(data)))
+            else:
+                cuts = [0, *sorted(rng.sample(range(1, len(data)), min(6, len(data) - 1)))]
+            for a, b in zip(cuts, [*cuts[1:], len(data)], strict=True):
+                events += parser.feed(direction, data[a:b], ts)
+        events += parser.eof(C, ts) + parser.eof(S, ts)
+    except ProtocolViolation as exc:
+        events += [*exc.events, Anomaly(exc.reason, exc.detail, ts)]
+    return events
+
+
+def session_fields(session: SshSession, keys: Iterable[str]) -> dict[str, object]:
+    """The named fields, tuples as the JSON lists of expected.json."""
+    out = {}
+    for key in keys:
+        value = getattr(session, key)
+        out[key] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 def segments(pcap: Path) -> list[tuple[Direction, bytes, float]]:
@@ -123,7 +194,7 @@ def test_there_are_ssh_cases() -> None:
                                        "ssh-failed-login", "ssh-on-443"}  # fmt: skip
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda p: p.name)
+@pytest.mark.parametrize("case", REAL, ids=lambda p: p.name)
 def test_committed_capture_matches_expectation(case: Path) -> None:
     expected = json.loads((case / "expected.json").read_text())
     events = replay_ssh(case / "input.pcap")
@@ -143,6 +214,37 @@ def test_committed_capture_matches_expectation(case: Path) -> None:
         assert session.mac_alg == truth["mac_alg"]
     assert session.host_key_alg == truth["host_key_alg"]
     assert not [e for e in events if isinstance(e, Anomaly)]
+
+
+# Fields that do not depend on how the bytes are cut into feed() calls (the encrypted-phase
+# model reads record sizes, so its verdicts do).
+SPLIT_INVARIANT = ("version", *HANDSHAKE_KEYS, "client_software", "server_software",
+                   "encrypted_bytes")  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CRAFTED)
+def test_crafted_capture_matches_expectation(case: str) -> None:
+    """Each connection of a crafted capture, fed as captured, gives its expected session; fed
+    byte by byte and in random pieces, the same handshake facts, byte counts and anomalies."""
+    expected = json.loads((ROOT / "pcaps" / case / "expected.json").read_text())
+    convs = connections(ROOT / "pcaps" / case / "input.pcap")
+    assert len(convs) == len(expected["ssh"]) == expected["flows"]
+    truths = expected.get("ssh_truth", [{}] * len(convs))
+    seen: set[str] = set()
+    for conv, want, truth in zip(convs, expected["ssh"], truths, strict=True):
+        events = feed_connection(conv)
+        session = only_session(events)
+        assert session_fields(session, want) == want
+        if "app_bytes" in truth:
+            est = max(session.upload_bytes_est, session.download_bytes_est)
+            assert abs(est - truth["app_bytes"]) <= 0.05 * truth["app_bytes"]
+        seen.update(anomaly_kinds(events))
+        reference = (session_fields(session, SPLIT_INVARIANT), anomaly_kinds(events))
+        for split, seed in [("bytes", 0), *(("random", seed) for seed in range(3))]:
+            other = feed_connection(conv, split, seed)
+            have = (session_fields(only_session(other), SPLIT_INVARIANT), anomaly_kinds(other))
+            assert have == reference, (split, seed)
+    assert set(expected["anomalies_include"]) == seen
 
 
 def test_interactive_counts_keystrokes() -> None:
@@ -273,10 +375,13 @@ def test_long_banner_is_noted() -> None:
 @pytest.mark.parametrize(
     ("chunks", "reason"),
     [
-        ([(C, b"GET / HTTP/1.1\r\n")], "ssh_bad_banner"),
-        ([(S, b"x\r\n" * 40)], "ssh_bad_banner"),
-        ([(C, b"SSH-1.5-old\r\n")], "ssh_version_unsupported"),
+        ([(C, b"SSH-2.0\r\n")], "ssh_bad_banner"),
+        ([(S, b"x\r\n" * (MAX_PRE_BANNER_LINES + 1))], "ssh_too_many_pre_banner_lines"),
+        ([(C, b"SSH-3.0-future\r\n")], "ssh_version_unsupported"),
+        ([(C, b"SSH-2.x-odd\r\n")], "ssh_version_unsupported"),
         ([(C, b"SSH-2.0-\r\n")], "ssh_bad_banner"),
+        ([(C, b"SSH-1.5-c\n" + struct.pack(">I", 2))], "ssh_bad_packet"),
+        ([(C, b"SSH-1.5-c\n" + struct.pack(">I", 300_000))], "ssh_packet_too_long"),
         ([(C, b"SSH-2.0-c\r\n" + struct.pack(">IB", 2, 1))], "ssh_bad_packet"),
         ([(C, b"SSH-2.0-c\r\n" + struct.pack(">IB", 300_000, 4))], "ssh_packet_too_long"),
         ([(C, b"SSH-2.0-c\r\n" + packet(b"\x14" + b"\0" * 16 + b"\xff\xff\xff\xff"))],
@@ -374,3 +479,227 @@ def test_missed_auth_marker_still_sees_the_transfer() -> None:
         parser.feed(C if i % 3 else S, b"\0" * (1448 if i % 3 else 60), 1.0 + i * 0.001)
     session = only_session(parser.eof(C, 50.0) + parser.eof(S, 50.0))
     assert session.transfer == "upload" and session.auth_success is True
+
+
+# --- versions, pre-banner lines, one-sided captures (hand-made, split-invariant) ----------------
+
+
+def v1_packet(kind: int, data: bytes) -> bytes:
+    """An SSH-1 packet in clear: length (type + data + CRC), 8 - length % 8 padding bytes, type,
+    data, CRC-32 (zero here: Sluice does not check it)."""
+    length = 1 + len(data) + 4
+    return struct.pack(">I", length) + b"\0" * (8 - length % 8) + bytes([kind]) + data + b"\0" * 4
+
+
+V1_PUBLIC_KEY = v1_packet(2, b"\x01" * 8 + b"\x00" * 300)  # SSH_SMSG_PUBLIC_KEY
+V1_SESSION_KEY = v1_packet(3, b"\x03" + b"\x02" * 8 + b"\x00" * 140)  # SSH_CMSG_SESSION_KEY
+V1_CLIENT_ENC, V1_SERVER_ENC = b"\xc1" * 300, b"\x5e" * 12
+NEWKEYS = packet(b"\x15")
+V1_SESSION = [(S, V1_PUBLIC_KEY), (C, V1_SESSION_KEY), (S, V1_SERVER_ENC), (C, V1_CLIENT_ENC)]
+SAMPLES: dict[str, list[tuple[Direction, bytes]]] = {
+    "v1": [(S, b"SSH-1.5-OldSSHd_1.2.33\n"), (C, b"SSH-1.5-OldSSH_1.2.33\n"), *V1_SESSION],
+    "v199-client-v1": [(S, b"SSH-1.99-OpenSSH_3.9p1\n"), (C, b"SSH-1.5-OpenSSH_3.9p1\n"),
+                       *V1_SESSION],
+    "v199-client-v2": [(S, b"SSH-1.99-OpenSSH_3.9p1\n"), (C, CLIENT_HELLO),
+                       (S, SERVER_HELLO[SERVER_HELLO.index(b"\n") + 1 :]),
+                       (C, NEWKEYS), (S, NEWKEYS), (S, b"\xee" * 64)],
+    "server-lines": [(C, CLIENT_HELLO),
+                     (S, b"Authorised use only.\r\n\r\n" + b"=" * 300 + b"\r\nbare LF line\n"),
+                     (S, SERVER_HELLO), (C, NEWKEYS), (S, NEWKEYS)],
+    "client-line": [(C, b"#!preamble\r\n" + CLIENT_HELLO), (S, SERVER_HELLO), (C, NEWKEYS),
+                    (S, NEWKEYS)],
+    "only-client": [(C, CLIENT_HELLO), (C, NEWKEYS), (C, b"\xee" * 44)],
+    "only-server": [(S, SERVER_HELLO), (S, NEWKEYS), (S, b"\xee" * 28)],
+    "only-server-v199-v1": [(S, b"SSH-1.99-OpenSSH_3.9p1\n" + V1_PUBLIC_KEY), (S, V1_SERVER_ENC)],
+    "mismatch": [(S, SERVER_HELLO), (C, b"SSH-1.5-OldSSH_1.2.33\n" + V1_SESSION_KEY)],
+}  # fmt: skip
+
+
+def violation_of(chunks: list[tuple[Direction, bytes]], split: str = "whole") -> ProtocolViolation:
+    with pytest.raises(ProtocolViolation) as info:
+        feed(SshParser(), chunks, split, max_cuts=6)
+    return info.value
+
+
+def anomaly_kinds(events: list[object]) -> list[str]:
+    return [e.kind for e in events if isinstance(e, Anomaly)]
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_samples_same_events_whole_bytewise_random_splits(name: str) -> None:
+    events = assert_same_events(run_sample, SAMPLES[name], seeds=range(6))
+    only_session(events)
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=st.sampled_from(sorted(SAMPLES)), data=st.data())
+def test_hypothesis_splits_agree(name: str, data: st.DataObject) -> None:
+    segments = SAMPLES[name]
+    assert feed_split(SshParser(), segments, draw_splits(data, segments)) == run_sample(segments)
+
+
+def test_ssh1_session_is_reported_with_both_banners_and_its_version() -> None:
+    events = run_sample(SAMPLES["v1"])
+    session = only_session(events)
+    assert session.version == "1.5"
+    assert session.client_banner == "SSH-1.5-OldSSH_1.2.33"
+    assert session.server_banner == "SSH-1.5-OldSSHd_1.2.33"
+    assert session.client_software == "OldSSH_1.2.33"
+    assert session.server_software == "OldSSHd_1.2.33"
+    # SSH-1 has no KEXINIT (RFC 4253 does not apply): no HASSH, no negotiated algorithms
+    assert session.client_hassh is None and session.server_hassh is None
+    assert session.kex_alg is None and session.cipher_alg is None and session.mac_alg is None
+    # everything after each side's key packet (PUBLIC_KEY, SESSION_KEY) is ciphertext
+    assert session.encrypted_bytes == (len(V1_CLIENT_ENC), len(V1_SERVER_ENC))
+    assert session.transfer == "unknown" and session.auth_success is None
+    assert anomaly_kinds(events) == []
+
+
+def test_server_199_takes_the_clients_version() -> None:
+    old = only_session(run_sample(SAMPLES["v199-client-v1"]))
+    assert old.version == "1.5" and old.server_banner == "SSH-1.99-OpenSSH_3.9p1"
+    assert old.client_banner == "SSH-1.5-OpenSSH_3.9p1" and old.kex_alg is None
+    assert old.encrypted_bytes == (len(V1_CLIENT_ENC), len(V1_SERVER_ENC))
+    new = only_session(run_sample(SAMPLES["v199-client-v2"]))
+    assert new.version == "2.0" and new.kex_alg == "curve25519-sha256"
+    assert new.client_hassh is not None and new.server_hassh is not None
+    assert new.encrypted_bytes == (0, 64)
+
+
+def test_server_199_alone_is_read_by_what_follows_its_banner() -> None:
+    events = run_sample(SAMPLES["only-server-v199-v1"])
+    session = only_session(events)
+    assert session.version == "1.99"  # offered both; the client's choice was not captured
+    assert session.server_banner == "SSH-1.99-OpenSSH_3.9p1" and session.client_banner is None
+    assert session.encrypted_bytes == (0, len(V1_SERVER_ENC))
+    assert anomaly_kinds(events) == ["ssh_one_sided"]
+
+
+def test_incompatible_versions_are_noted() -> None:
+    events = run_sample(SAMPLES["mismatch"])
+    assert "ssh_version_mismatch" in anomaly_kinds(events)
+    assert only_session(events).version == "1.5"
+
+
+def test_server_lines_before_the_banner_are_accepted_up_to_the_cap() -> None:
+    events = run_sample(SAMPLES["server-lines"])
+    session = only_session(events)
+    assert session.server_banner == "SSH-2.0-TestServer_2.0" and session.kex_alg is not None
+    assert anomaly_kinds(events) == []  # a 300-byte pre-banner line is not an identification
+    at_cap = [(C, CLIENT_HELLO), (S, b"line\r\n" * MAX_PRE_BANNER_LINES + SERVER_HELLO)]
+    assert only_session(run_sample(at_cap)).server_hassh is not None
+
+
+@pytest.mark.parametrize("split", ["whole", "bytes"])
+@pytest.mark.parametrize("direction", [C, S])
+def test_too_many_pre_banner_lines_detach(direction: Direction, split: str) -> None:
+    exc = violation_of([(direction, b"line\r\n" * (MAX_PRE_BANNER_LINES + 1) + b"SSH-2.0-x\r\n")],
+                       split)  # fmt: skip
+    assert exc.reason == "ssh_too_many_pre_banner_lines"
+    assert isinstance(exc.events[-1], SshSession)
+
+
+def test_client_line_before_its_banner_is_an_anomaly_not_the_end() -> None:
+    events = run_sample(SAMPLES["client-line"])
+    assert anomaly_kinds(events) == ["ssh_client_pre_banner"]
+    session = only_session(events)
+    assert session.client_banner == "SSH-2.0-TestClient_1.0 comment"
+    assert session.kex_alg == "curve25519-sha256"
+
+
+def test_only_the_client_direction_seen() -> None:
+    events = run_sample(SAMPLES["only-client"])
+    assert anomaly_kinds(events) == ["ssh_one_sided"]
+    session = only_session(events)
+    assert session.client_banner == "SSH-2.0-TestClient_1.0 comment"
+    assert session.client_hassh is not None and session.version == "2.0"
+    assert session.server_banner is None and session.server_hassh is None
+    assert session.kex_alg is None  # negotiation needs both KEXINITs
+    assert session.encrypted_bytes == (44, 0)
+    assert session.auth_success is None and session.transfer_kind is None
+
+
+def test_only_the_server_direction_seen() -> None:
+    events = run_sample(SAMPLES["only-server"])
+    assert anomaly_kinds(events) == ["ssh_one_sided"]
+    session = only_session(events)
+    assert session.server_banner == "SSH-2.0-TestServer_2.0" and session.server_hassh is not None
+    assert session.client_banner is None and session.client_hassh is None
+    assert session.version == "2.0" and session.encrypted_bytes == (0, 28)
+
+
+def test_violation_events_leave_the_anomaly_to_the_layer() -> None:
+    # The app layer (layer.py) reports the violation's anomaly itself: once, not twice.
+    exc = violation_of([(C, b"SSH-3.0-future\r\n")])
+    assert exc.reason == "ssh_version_unsupported"
+    assert "ssh_version_unsupported" not in anomaly_kinds(list(exc.events))
+    parser = SshParser()
+    parser.feed(C, b"SSH-2.0-c\r\n", 1.0)
+    with pytest.raises(ProtocolViolation) as info:
+        parser.gap(C, 10, 2.0)
+    assert anomaly_kinds(list(info.value.events)) == []
+
+
+def test_any_minor_of_major_2_is_ssh2_as_openssh_reads_it() -> None:
+    # OpenSSH checks only the major version (1.99 counts as 2): "SSH-2.1" must not detach Sluice
+    client = b"SSH-2.1-odd\r\n" + CLIENT_HELLO[CLIENT_HELLO.index(b"\n") + 1 :]
+    session = only_session(run_sample([(C, client), (S, SERVER_HELLO)]))
+    assert session.version == "2.1" and session.kex_alg == "curve25519-sha256"
+
+
+def test_client_speaking_another_protocol_to_an_ssh_server() -> None:
+    events = run_sample([(S, SERVER_HELLO), (C, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")])
+    kinds = anomaly_kinds(events)
+    assert kinds == ["ssh_client_pre_banner", *["ssh_truncated_handshake"] * 2]  # no NEWKEYS
+    session = only_session(events)
+    assert session.client_banner is None and session.server_hassh is not None
+
+
+@pytest.mark.parametrize("client", ["v1", "v2"])
+def test_server_199_bytes_before_the_client_banner_read_the_same(client: str) -> None:
+    """UNDECIDED: when the server's packets come first (reordered delivery, or a capture that
+    lacks the client), what follows its banner decides; the client's banner agrees."""
+    wire = SAMPLES[f"v199-client-{client}"]
+    server_first = [wire[0], *[seg for seg in wire[2:] if seg[0] is S], wire[1],
+                    *[seg for seg in wire[2:] if seg[0] is C]]  # fmt: skip
+    assert assert_same_events(run_sample, server_first) == run_sample(wire)
+
+
+def test_sniffed_server_version_that_the_client_contradicts_is_a_mismatch() -> None:
+    hello = SERVER_HELLO[SERVER_HELLO.index(b"\n") + 1 :]  # its KEXINIT packet
+    events = run_sample([(S, b"SSH-1.99-s\n" + hello), (C, b"SSH-1.5-c\n" + V1_SESSION_KEY)])
+    assert "ssh_version_mismatch" in anomaly_kinds(events)
+    session = only_session(events)
+    assert session.version == "1.5" and session.server_hassh is not None
+
+
+def test_ssh1_ends_before_its_key_packet() -> None:
+    events = run_sample([(S, b"SSH-1.5-s\n" + V1_PUBLIC_KEY[:40]), (C, b"SSH-1.5-c\n")])
+    assert anomaly_kinds(events) == ["ssh_truncated_handshake", "ssh_truncated_handshake"]
+    assert only_session(events).version == "1.5"
+
+
+def test_pre_banner_lines_are_skipped_not_kept() -> None:
+    parser = SshParser()
+    parser.feed(C, CLIENT_HELLO, 0.0)
+    for _ in range(MAX_PRE_BANNER_LINES):
+        parser.feed(S, b"x" * 1000 + b"\r\n", 0.0)
+    server = parser._sides[S]
+    assert server.buf is not None and len(server.buf) == 0  # only ever one partial line
+    parser.feed(S, SERVER_HELLO, 0.0)
+    assert server.banner == "SSH-2.0-TestServer_2.0"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    chunks=st.lists(
+        st.tuples(st.sampled_from([C, S]), st.binary(max_size=120), st.integers(0, 6)),
+        max_size=14,
+    )
+)
+def test_arbitrary_bytes_after_any_banner_raise_only_violation(
+    chunks: list[tuple[Direction, bytes, int]],
+) -> None:
+    prefixes = [b"", b"SSH-1.99-x\n", b"SSH-1.5-x\n", b"SSH-2.0-x\r\n", b"line\r\n",
+                b"SSH-1.5-x\n" + V1_PUBLIC_KEY[:30]]  # fmt: skip
+    fuzz_feed(SshParser(), chunks, prefixes, gap_action=6)
