@@ -39,7 +39,15 @@ from sensor.content.mime import MimeCaps
 from sensor.content.objects import ContentCaps, ObjectStore
 from sensor.content.router import ContentResult, ObjectFile, ObjectRouter
 from sensor.decode.decoder import DecodeCaps, Decoder
-from sensor.decode.packet import PROTO_TCP, PROTO_UDP, TCP_FIN, TCP_RST, TCP_SYN, Packet
+from sensor.decode.packet import (
+    PROTO_TCP,
+    PROTO_UDP,
+    TCP_ACK,
+    TCP_FIN,
+    TCP_RST,
+    TCP_SYN,
+    Packet,
+)
 from sensor.flows.bypass import ETH_IP4_TCP_MIN, ETH_IP4_TUPLE, Bypass
 from sensor.flows.bypass import count as count_bypassed
 from sensor.flows.table import (
@@ -85,6 +93,10 @@ _STATE_FLAGS = TCP_FIN | TCP_SYN | TCP_RST  # the flags that can change a flow's
 # their last time (an age never goes negative).
 MAX_TIMESTAMP = 253_402_300_799.0  # 9999-12-31T23:59:59Z
 BACKWARD_SLACK = 1.0  # seconds; smaller steps are ordinary multi-queue capture jitter
+# A TCP flow stays embryonic (no reassembly, no app layer, no content state: a few hundred
+# bytes instead of kilobytes) until it carries payload, a FIN or an RST; its control packets
+# wait, at most this many, and are fed to the state built then. A SYN flood is then cheap.
+EMBRYO_PACKETS = 6
 _NO_LOG = ProtocolLog()  # for layers that log nothing ("unknown", "ftp-data")
 
 
@@ -115,6 +127,23 @@ def registrations(config: Config) -> tuple[Registration, ...]:
         Registration(ProtocolSpec("tls", tls.detect, tls.TlsParser), TlsLog, 1),
         Registration(ProtocolSpec("ssh", ssh.detect, ssh.SshParser), SshLog, 2),
     )
+
+
+def _tells_more(held: list[tuple[int, Packet]]) -> bool:
+    """Whether an embryonic flow's control packets hold more than a handshake: an ACK beyond
+    the peer's ISN + 1 (bytes sent but not captured), an ACK without the peer's SYN seen, or
+    SYNs that disagree. Only then does its end need the streams."""
+    isn: dict[int, int] = {}
+    for direction, pkt in held:
+        if pkt.tcp_flags & TCP_SYN:
+            if isn.setdefault(direction, pkt.seq) != pkt.seq:
+                return True
+    for direction, pkt in held:
+        if pkt.tcp_flags & TCP_ACK:
+            peer = isn.get(1 - direction)
+            if peer is None or pkt.ack != (peer + 1) & 0xFFFFFFFF:
+                return True
+    return False
 
 
 @dataclass(slots=True, eq=False)
@@ -183,6 +212,8 @@ class Pipeline:
             depth=s.depth,
         )
         self.memcap = Memcap(s.memcap)
+        # Embryonic TCP flows' control packets (see EMBRYO_PACKETS), by flow.
+        self._embryos: dict[Flow[FlowState], list[tuple[int, Packet]]] = {}
         self._stream_totals = StreamTotals()
         c = config.content
         self._content_caps = ContentCaps(
@@ -275,7 +306,17 @@ class Pipeline:
                 flows.update_tcp_state(flow, direction, flags)
             state = flow.analysis
             if state is None:
+                held = self._embryos.get(flow)
+                if not size and not flags & (TCP_FIN | TCP_RST):
+                    if held is None:
+                        self._embryos[flow] = [(direction, pkt)]
+                        return
+                    if len(held) < EMBRYO_PACKETS:
+                        held.append((direction, pkt))
+                        return
                 state = flow.analysis = self._new_tcp_state()
+                if held is not None:
+                    self._hatch(flow, state, self._embryos.pop(flow))
             if not state.counted:
                 events = state.app.packet(flow, direction, pkt)
                 if events:
@@ -287,6 +328,17 @@ class Pipeline:
         side.payload += size
         if pkt.proto == PROTO_UDP:
             self._datagram(flow, direction, pkt)
+
+    def _hatch(
+        self, flow: Flow[FlowState], state: FlowState, held: list[tuple[int, Packet]]
+    ) -> None:
+        """An embryonic flow's control packets, fed to its new state as they came."""
+        for direction, pkt in held:
+            if state.counted:
+                return
+            events = state.app.packet(flow, direction, pkt)
+            if events:
+                self._route(flow, state, events, pkt.ts)
 
     def _new_tcp_state(self) -> FlowState:
         layer = AppLayer(self._specs, self._tunnel_specs, self.config.stream.detect_bytes)
@@ -435,6 +487,13 @@ class Pipeline:
 
     def _end_flow(self, flow: Flow[FlowState], reason: str, ts: float) -> None:
         state = flow.analysis
+        if state is None:
+            held = self._embryos.pop(flow, None)
+            if held is not None and _tells_more(held):
+                # The control packets say something the streams would report (data acked
+                # that was never captured, a second SYN): analyse them as a whole flow would.
+                state = flow.analysis = self._new_tcp_state()
+                self._hatch(flow, state, held)
         if state is not None and state.bypassed:
             self._bypass.remove(flow)
         if self._meter is not None:

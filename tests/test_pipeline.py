@@ -416,3 +416,60 @@ def test_times_outside_1970_to_9999_are_dropped_and_a_step_back_is_noted(tmp_pat
     flows = [e for e in events if e["event_type"] == "flow"]
     assert flows and all(e["flow"]["age"] >= 0 for e in flows)
     assert any(e["event_type"] == "http" for e in events)  # the upload is still there
+
+
+# -- floods: embryonic flows are cheap ---------------------------------------------------------
+
+
+def _syn(port: int, ts: float) -> Frame:
+    """An Ethernet/IPv4 SYN from 10.0.0.5:port to 198.51.100.20:80."""
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 40, port, 0, 64, 6, 0, bytes([10, 0, 0, 5]),
+        bytes([198, 51, 100, 20]),
+    )  # fmt: skip
+    tcp = struct.pack("!HHIIBBHHH", port, 80, port * 7919, 0, 5 << 4, 0x02, 64240, 0, 0)
+    return Frame(ts, b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00" + ip + tcp, LINKTYPE_ETHERNET)
+
+
+def test_a_syn_flood_keeps_no_per_flow_analysis_and_the_upload_after_it_is_found() -> None:
+    import tracemalloc
+
+    events: list[dict[str, Any]] = []
+    pipeline = Pipeline(Config(), [events.append])
+    flood = [_syn(1024 + i, 1_767_225_600 + i / 1000) for i in range(3000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for frame in flood:
+            pipeline.process(frame)
+        per_flow = (tracemalloc.get_traced_memory()[0] - before) / len(flood)
+    finally:
+        tracemalloc.stop()
+    assert per_flow < 1600, per_flow  # was about 4,500 bytes with the whole state on the SYN
+    assert all(flow.analysis is None for flow in pipeline.flows)
+    with PcapReader(str(PCAPS / "http-post-raw" / "input.pcap")) as reader:
+        for frame in reader:
+            pipeline.process(frame)
+    pipeline.finish()
+    assert any(e["event_type"] == "http" and e["http"]["request_body_len"] for e in events)
+    flows = [e for e in events if e["event_type"] == "flow"]
+    assert len(flows) == 3001  # every SYN is still a flow record
+    assert not pipeline._embryos  # nothing left behind
+
+
+def test_an_embryonic_flow_whose_acks_tell_of_lost_data_still_reports_the_gap() -> None:
+    """Handshake, then an ACK for 1,000 bytes the capture never held: the end analyses the
+    control packets as a whole flow would (tcp_gap), instead of dropping them."""
+    conv = TcpConversation()
+    conv.handshake()
+    lost = conv.segments("client", b"x" * 1000)  # sent but not captured
+    conv.ack("server")
+    frames = [Frame(ts, bytes(p), LINKTYPE_ETHERNET) for ts, p in conv.ether_frames()]
+    assert len(lost) == 1
+    events: list[dict[str, Any]] = []
+    pipeline = Pipeline(Config(), [events.append])
+    for frame in frames:
+        pipeline.process(frame)
+    pipeline.finish()
+    kinds = [e["anomaly"]["kind"] for e in events if e["event_type"] == "anomaly"]
+    assert "tcp_gap" in kinds
