@@ -135,9 +135,8 @@ def _tells_more(held: list[tuple[int, Packet]]) -> bool:
     SYNs that disagree. Only then does its end need the streams."""
     isn: dict[int, int] = {}
     for direction, pkt in held:
-        if pkt.tcp_flags & TCP_SYN:
-            if isn.setdefault(direction, pkt.seq) != pkt.seq:
-                return True
+        if pkt.tcp_flags & TCP_SYN and isn.setdefault(direction, pkt.seq) != pkt.seq:
+            return True
     for direction, pkt in held:
         if pkt.tcp_flags & TCP_ACK:
             peer = isn.get(1 - direction)
