@@ -38,6 +38,11 @@ KINDS = MappingProxyType(
             "capture",
             "the capture's time stepped back by more than a second; flows keep their last time",
         ),
+        "flow_table_full": (
+            "flow",
+            "flows.max_flows reached: the least recently seen flows were ended early (their "
+            "flow records say reason evicted); said at most once a minute, with the count",
+        ),
         # decode
         "decode_truncated": ("decode", "a frame is shorter than its headers claim"),
         "decode_bad_ip_header": ("decode", "an IPv4/IPv6 header is malformed"),

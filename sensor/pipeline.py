@@ -51,6 +51,7 @@ from sensor.decode.packet import (
 from sensor.flows.bypass import ETH_IP4_TCP_MIN, ETH_IP4_TUPLE, Bypass
 from sensor.flows.bypass import count as count_bypassed
 from sensor.flows.table import (
+    REASON_EVICTED,
     STATE_CLOSED,
     STATE_ESTABLISHED,
     STATE_NEW,
@@ -97,6 +98,7 @@ BACKWARD_SLACK = 1.0  # seconds; smaller steps are ordinary multi-queue capture 
 # bytes instead of kilobytes) until it carries payload, a FIN or an RST; its control packets
 # wait, at most this many, and are fed to the state built then. A SYN flood is then cheap.
 EMBRYO_PACKETS = 6
+EVICTION_NOTE_SECONDS = 60.0  # at most one flow_table_full anomaly per minute of packet time
 _NO_LOG = ProtocolLog()  # for layers that log nothing ("unknown", "ftp-data")
 
 
@@ -211,6 +213,8 @@ class Pipeline:
             depth=s.depth,
         )
         self.memcap = Memcap(s.memcap)
+        self._evictions = 0  # not yet said in a flow_table_full anomaly
+        self._next_eviction_note = 0.0
         # Embryonic TCP flows' control packets (see EMBRYO_PACKETS), by flow.
         self._embryos: dict[Flow[FlowState], list[tuple[int, Packet]]] = {}
         self._stream_totals = StreamTotals()
@@ -286,8 +290,8 @@ class Pipeline:
         flow = flows.index.get((pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
         if flow is None or (flags & TCP_SYN and flow.state == STATE_CLOSED):
             flow, direction, ended = flows.lookup(pkt)
-            for old, reason in ended:
-                self._end_flow(old, reason, ts)
+            if ended:
+                self._ended_early(ended, ts)
         elif pkt.sport == flow.client_port and pkt.src == flow.client:
             direction = TO_SERVER
         else:
@@ -327,6 +331,26 @@ class Pipeline:
         side.payload += size
         if pkt.proto == PROTO_UDP:
             self._datagram(flow, direction, pkt)
+
+    def _ended_early(self, ended: Sequence[tuple[Flow[FlowState], str]], ts: float) -> None:
+        """Flows a lookup ended (a port reused, or evicted at flows.max_flows). Evictions are
+        said as one `flow_table_full` anomaly per EVICTION_NOTE_SECONDS of packet time, with
+        their count: a flood is visible without an anomaly per flow."""
+        for old, reason in ended:
+            self._end_flow(old, reason, ts)
+            if reason == REASON_EVICTED:
+                self._evictions += 1
+        if self._evictions and ts >= self._next_eviction_note:
+            self._note_evictions(ts)
+
+    def _note_evictions(self, ts: float) -> None:
+        detail = (
+            f"{self._evictions} least recently seen flows ended early: the table holds "
+            f"flows.max_flows = {self.config.flows.max_flows}"
+        )
+        self._anomaly(None, None, Anomaly("flow_table_full", detail), ts)
+        self._evictions = 0
+        self._next_eviction_note = ts + EVICTION_NOTE_SECONDS
 
     def _hatch(
         self, flow: Flow[FlowState], state: FlowState, held: list[tuple[int, Packet]]
@@ -507,6 +531,8 @@ class Pipeline:
         """End of input: every flow ends (reason "shutdown"), then a `stats` record."""
         ts = self._now
         self.summary.last_ts = ts if self.summary.first_ts is not None else None
+        if self._evictions:
+            self._note_evictions(ts)
         for flow in self.flows.drain():
             self._end_flow(flow, "shutdown", ts)
         self.decoder.finish(ts)  # every held fragment expires now

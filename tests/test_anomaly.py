@@ -13,7 +13,7 @@ from tests.replays import ROOT, all_inputs, replay
 KIND_SHAPE = re.compile(
     r"^(capture|decode|frag|tcp|http|smtp|ftp|tls|ssh|dns|content|multipart|mime|parser)_[a-z0-9_]+$"
 )
-LAYERS = {"capture", "decode", "stream", "app", "content"}
+LAYERS = {"capture", "decode", "flow", "stream", "app", "content"}
 
 # String literals of that shape that are not anomaly kinds (event fields, counters).
 NOT_KINDS = {

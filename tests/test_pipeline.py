@@ -473,3 +473,27 @@ def test_an_embryonic_flow_whose_acks_tell_of_lost_data_still_reports_the_gap() 
     pipeline.finish()
     kinds = [e["anomaly"]["kind"] for e in events if e["event_type"] == "anomaly"]
     assert "tcp_gap" in kinds
+
+
+def test_evictions_are_one_counted_anomaly_a_minute() -> None:
+    from dataclasses import replace
+
+    config = Config()
+    config = replace(config, flows=replace(config.flows, max_flows=100))
+    events: list[dict[str, Any]] = []
+    pipeline = Pipeline(config, [events.append])
+    for i in range(3000):  # 30 s of packet time, then a minute later 1,000 more
+        pipeline.process(_syn(1024 + i, 1_767_225_600 + i / 100))
+    for i in range(1000):
+        pipeline.process(_syn(5000 + i, 1_767_225_700 + i / 100))
+    pipeline.finish()
+    notes = [
+        e["anomaly"] for e in events
+        if e["event_type"] == "anomaly" and e["anomaly"]["kind"] == "flow_table_full"
+    ]  # fmt: skip
+    evicted = sum(
+        1 for e in events if e["event_type"] == "flow" and e["flow"]["reason"] == "evicted"
+    )
+    assert 2 <= len(notes) <= 4  # not one per flow
+    assert sum(int(n["detail"].split()[0]) for n in notes) == evicted > 3000
+    assert "flows.max_flows = 100" in notes[0]["detail"]
