@@ -27,7 +27,7 @@ RUNTIME_DEBIAN_PACKAGES := libpcap0.8 libmagic1 python3-venv python3-bpfcc bpfcc
 INSTALL_VENV = $(DESTDIR)$(PREFIX)/venv
 INSTALL_PATHS = sed -i -e 's|/opt/sluice|$(PREFIX)|g' -e 's|/etc/sluice|$(SYSCONFDIR)|g'
 
-.PHONY: setup setup-debian setup-kernel-headers setup-venv demo test lint bench bench-ebpf bench-live pcaps clean
+.PHONY: setup setup-debian setup-kernel-headers setup-venv demo test lint bench bench-ebpf bench-live fuzz pcaps clean
 .PHONY: install install-debian install-venv install-files uninstall
 
 setup: setup-debian setup-kernel-headers setup-venv
@@ -94,6 +94,14 @@ bench-ebpf: setup
 # Live capture under load, with and without the eBPF probe (root; namespaces, tcpreplay): ~3 min.
 bench-live: setup
 	$(PY) benchmarks/live_bench.py
+
+# Mutation fuzzing of `sluice replay` over the sample captures for FUZZ_SECONDS (no root, no
+# network); failing cases and their minimised reproducers go to build/fuzz/. FUZZ_ARGS: e.g.
+# --seed 7 --jobs 4.
+FUZZ_SECONDS ?= 300
+FUZZ_ARGS ?=
+fuzz: setup
+	$(PY) scripts/fuzz.py --seconds $(FUZZ_SECONDS) $(FUZZ_ARGS)
 
 clean:
 	rm -rf build benchmarks/out .pytest_cache .mypy_cache .ruff_cache
