@@ -49,6 +49,9 @@ class CaptureStats:
     received: int
     dropped: int  # no room in the kernel buffer: the sensor was too slow
     if_dropped: int  # dropped by the interface or its driver
+    # Received but never read: still in the buffer (at a stop: left behind), or lost with a
+    # handle closed by an outage. Every packet is read, dropped or in here.
+    unread: int = 0
 
 
 class LiveCapture:
@@ -77,6 +80,7 @@ class LiveCapture:
         self._handle: Any = None
         self._fd = -1
         self._closed_stats = CaptureStats(0, 0, 0)  # of handles closed before (reopens)
+        self.read_frames = 0  # frames read() handed out, over every handle
 
     def open(self) -> LiveCapture:
         try:
@@ -124,16 +128,19 @@ class LiveCapture:
         frames = []
         for sec, usec, offset, caplen in _META.iter_unpack(meta):
             frames.append(Frame(sec + usec * 1e-6, data[offset : offset + caplen], linktype, iface))
+        self.read_frames += len(frames)
         return frames
 
     def stats(self) -> CaptureStats:
         """Counts since the first open, over every reopen (a new handle starts from zero)."""
         base = self._closed_stats
         current = self._handle_stats()
+        received = base.received + current.received
         return CaptureStats(
-            base.received + current.received,
+            received,
             base.dropped + current.dropped,
             base.if_dropped + current.if_dropped,
+            max(0, received - self.read_frames),
         )
 
     def _handle_stats(self) -> CaptureStats:

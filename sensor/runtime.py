@@ -502,6 +502,7 @@ class LiveSensor:
                 "received": c.received,
                 "dropped": c.dropped,
                 "if_dropped": c.if_dropped,
+                "unread": c.unread,
                 "outages": self.outages,
                 "clock_steps": self.clock_steps,
                 "events_lost": self.events.lost if self.events is not None else 0,

@@ -144,7 +144,8 @@ def main(args: argparse.Namespace) -> int:
     _status(
         f"stopped after {report.seconds:.1f} s: {s.packets:,} packets, {s.flows:,} flows, "
         f"{s.events['finding']:,} findings; capture received {c.received:,}, dropped {c.dropped:,} "
-        f"(interface {c.if_dropped:,}); eBPF probe: {report.probe}"
+        f"(interface {c.if_dropped:,}), left unread at the stop {c.unread:,}; eBPF probe: "
+        f"{report.probe}"
     )
     if report.kernel_skipped != (0, 0):
         _status(

@@ -245,6 +245,9 @@ def test_live_run_without_probe_equals_a_replay_of_the_same_traffic(lab: Lab) ->
     # libpcap's count is read after the last batch: a stray neighbour-discovery packet may
     # arrive in between; nothing of the upload can.
     assert 0 <= stats["stats"]["capture"]["received"] - stats["stats"]["packets"] <= 2
+    # Every packet libpcap received is processed or said to be left unread at the stop.
+    capture = stats["stats"]["capture"]
+    assert capture["received"] == stats["stats"]["packets"] + capture["unread"]
 
 
 def test_a_live_finding_is_one_line_on_stderr_and_lands_in_the_database(lab: Lab) -> None:
