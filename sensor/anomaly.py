@@ -113,6 +113,15 @@ KINDS = MappingProxyType(
         "http_bad_header_line": ("app", "a header line without a colon was skipped"),
         "http_space_before_colon": ("app", "white space between field name and colon"),
         "http_space_in_uri": ("app", "white space inside the request target"),
+        "http_chunk_size_junk": (
+            "app",
+            "a chunk-size line with junk after its hex digits ('f x', 'f,', 'f\\0'): the size is "
+            "read as browsers read it",
+        ),
+        "http_chunk_blank_line": (
+            "app",
+            "a blank line where a chunk size should be: skipped, as browsers skip it",
+        ),
         "http_missing_chunk_crlf": ("app", "chunk data not followed by CRLF"),
         "http_too_many_pending": ("app", "too many unanswered requests; the oldest dropped"),
         "http_truncated_head": ("app", "the stream ended inside a message head"),

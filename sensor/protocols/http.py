@@ -60,6 +60,8 @@ Anomaly kinds (stable; "violation" = raised as ProtocolViolation.reason, parser 
 | http_space_before_colon           | anomaly   | whitespace between field name and colon          |
 | http_space_in_uri                 | anomaly   | request target contains whitespace, joined       |
 | http_missing_chunk_crlf           | anomaly   | chunk data not followed by CRLF/LF               |
+| http_chunk_size_junk              | anomaly   | chunk-size digits followed by junk: size read    |
+| http_chunk_blank_line             | anomaly   | blank line where a chunk size should be: skipped |
 | http_too_many_pending             | anomaly   | over max_pending_transactions; oldest reported   |
 |                                   |           | unanswered and dropped                           |
 | http_truncated_head               | anomaly   | eof with a partial start line/header block       |
@@ -725,10 +727,22 @@ class HttpParser:
             return pos
         if nl - pos > limit:
             self._chunked_violation(r, "http_chunk_line_too_long", f"{nl - pos} bytes", ts, out)
-        # chunk-size [ chunk-ext ] CRLF, lenient about whitespace and bare LF (RFC 9112 7.1).
-        digits = bytes(buf[pos:nl]).split(b";", 1)[0].strip(_LINE_WS)
-        if not digits or digits.translate(None, _HEX) or len(digits) > _MAX_CHUNK_HEX:
+        # chunk-size [ chunk-ext ] CRLF (RFC 9112 7.1), read as browsers read it: the hex
+        # digits at the start of the line, whatever follows them ("f x", "f,", "f\0"); a
+        # blank line where a size should be is skipped. Either is noted: a sender that means
+        # to evade a sensor writes exactly that.
+        line = bytes(buf[pos:nl]).strip(_LINE_WS)
+        if not line:
+            out.append(Anomaly("http_chunk_blank_line", "", ts))
+            r.reset_line()
+            return nl + 1
+        end = len(line) - len(line.lstrip(_HEX))
+        digits = line[:end]
+        if not digits or end > _MAX_CHUNK_HEX:
             self._chunked_violation(r, "http_bad_chunk_size", "", ts, out)
+        rest = line[end:].lstrip(_LINE_WS)
+        if rest and not rest.startswith(b";"):
+            out.append(Anomaly("http_chunk_size_junk", repr(rest[:16])[2:-1], ts))
         size = int(digits, 16)
         r.reset_line()
         if size == 0:

@@ -779,3 +779,33 @@ def test_real_stdlib_chunked_upload() -> None:
         ev = run([(C, request)], split, eof=False)
         assert body(ev, 1, C) == b"".join(parts)
         assert of(ev, ObjectEnd) == [ObjectEnd(1, C, True, TS)]
+
+
+@pytest.mark.parametrize(
+    ("size_line", "anomaly"),
+    [
+        (b"a x", "http_chunk_size_junk"),  # hex digits, then anything: browsers read 0xa
+        (b"a,", "http_chunk_size_junk"),
+        (b"a\0", "http_chunk_size_junk"),
+        (b"0a garbage;ext", "http_chunk_size_junk"),
+        (b"A ; name=value", None),  # a chunk extension is no junk
+        (b"\t a", None),
+    ],
+)
+def test_chunk_size_lines_are_read_as_browsers_read_them(
+    size_line: bytes, anomaly: str | None
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    wire = head + size_line + b"\r\n" + b"secret-csv" + b"\r\n0\r\n\r\n"
+    ev = run([(C, b"GET /export HTTP/1.1\r\nHost: h\r\n\r\n"), (S, wire)])
+    assert body(ev, 1, S) == b"secret-csv"  # the marker is found, not lost to a violation
+    assert of(ev, ObjectEnd)[-1].complete
+    assert kinds(ev) == ([anomaly] if anomaly else [])
+
+
+def test_blank_lines_before_a_chunk_size_are_skipped() -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    wire = head + b"\r\n\n5\r\nhello\r\n\r\n5\r\nworld\r\n0\r\n\r\n"
+    ev = run([(C, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"), (S, wire)])
+    assert body(ev, 1, S) == b"helloworld"
+    assert kinds(ev) == ["http_chunk_blank_line"] * 3
