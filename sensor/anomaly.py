@@ -118,6 +118,11 @@ KINDS = MappingProxyType(
             "a chunk-size line with junk after its hex digits ('f x', 'f,', 'f\\0'): the size is "
             "read as browsers read it",
         ),
+        "http_coding_junk": (
+            "app",
+            "NUL, vertical tab, form feed, no-break space or a BOM around a Transfer-Encoding or "
+            "Content-Encoding token: dropped, as lenient receivers drop it",
+        ),
         "http_chunk_blank_line": (
             "app",
             "a blank line where a chunk size should be: skipped, as browsers skip it",

@@ -48,7 +48,7 @@ _ZLIB_WBITS = zlib.MAX_WBITS
 _RAW_WBITS = -zlib.MAX_WBITS
 
 # Aliases from RFC 9110 sec 8.4.1.3 ("x-gzip" is equivalent to "gzip").
-_CODING_ALIASES = {"x-gzip": "gzip"}
+_CODING_ALIASES = {"x-gzip": "gzip", "x-deflate": "deflate"}  # x-deflate: what browsers accept
 KNOWN_CODINGS = frozenset({"gzip", "deflate", "br"})
 
 

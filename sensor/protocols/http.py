@@ -61,6 +61,7 @@ Anomaly kinds (stable; "violation" = raised as ProtocolViolation.reason, parser 
 | http_space_in_uri                 | anomaly   | request target contains whitespace, joined       |
 | http_missing_chunk_crlf           | anomaly   | chunk data not followed by CRLF/LF               |
 | http_chunk_size_junk              | anomaly   | chunk-size digits followed by junk: size read    |
+| http_coding_junk                  | anomaly   | NUL, VT, FF, NBSP, BOM around a TE/CE token      |
 | http_chunk_blank_line             | anomaly   | blank line where a chunk size should be: skipped |
 | http_too_many_pending             | anomaly   | over max_pending_transactions; oldest reported   |
 |                                   |           | unanswered and dropped                           |
@@ -195,6 +196,9 @@ _MAX_METHOD = 32  # longest request method accepted (WebDAV's are ~16)
 _MAX_CHUNK_HEX = 16  # hex digits in a chunk size: 64 bits is plenty
 _CR, _LF = 0x0D, 0x0A
 _WS = b" \t"
+# Around list tokens (Transfer-Encoding, Content-Encoding), what lenient receivers ignore.
+_TOKEN_JUNK = b" \t\r\x00\x0b\x0c\xa0"
+_BOM = b"\xef\xbb\xbf"
 _LINE_WS = b" \t\r\x0b\x0c"  # what bytes.split() treats as a separator on one line
 # RFC 9110 section 5.6.2 tchar
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -293,16 +297,37 @@ def _split_lines(block: bytes) -> list[bytes]:
 
 
 def _list_tokens(headers: Headers, name: bytes) -> list[str]:
-    """Comma-separated list header elements, lowercased, parameters dropped (RFC 9110 5.6.1)."""
+    """Comma-separated list header elements, lowercased, parameters dropped (RFC 9110 5.6.1),
+    of every header of that name in order. Junk around a token (NUL, vertical tab, form feed,
+    CR, no-break space, a byte-order mark) is dropped as lenient receivers drop it:
+    `_has_token_junk` says whether there was any."""
     out: list[str] = []
     for hname, value in headers:
         if hname != name:
             continue
         for element in value.split(b","):
-            token = element.split(b";", 1)[0].strip(_WS).lower()
+            token = _strip_junk(element.split(b";", 1)[0]).lower()
             if token:
                 out.append(token.decode("ascii", errors="replace"))
     return out
+
+
+def _strip_junk(token: bytes) -> bytes:
+    token = token.strip(_TOKEN_JUNK)
+    while token.startswith(_BOM) or token.endswith(_BOM):
+        token = token.removeprefix(_BOM).removesuffix(_BOM).strip(_TOKEN_JUNK)
+    return token
+
+
+def _has_token_junk(headers: Headers, name: bytes) -> bool:
+    """Whether a list header's tokens carried more than spaces and tabs around them."""
+    for hname, value in headers:
+        if hname == name:
+            for element in value.split(b","):
+                token = element.split(b";", 1)[0]
+                if token.strip(_WS) != _strip_junk(token):
+                    return True
+    return False
 
 
 def _has_header(headers: Headers, name: bytes) -> bool:
@@ -600,6 +625,7 @@ class HttpParser:
     def _request_framing(
         self, headers: Headers, ts: float, out: list[HttpEvent]
     ) -> tuple[_Framing, int]:
+        _note_junk(headers, ts, out)
         te = _list_tokens(headers, b"transfer-encoding")
         if te:
             if _has_header(headers, b"content-length"):
@@ -623,6 +649,7 @@ class HttpParser:
             return _Framing.TUNNEL, 0  # rules 1-2
         if tx.method == b"HEAD" or status in _NO_BODY_STATUS:
             return _Framing.NONE, 0  # rule 1
+        _note_junk(headers, ts, out)
         te = _list_tokens(headers, b"transfer-encoding")
         if te:
             if _has_header(headers, b"content-length"):
@@ -918,6 +945,12 @@ class HttpParser:
             for tx in list(self._open.values()):
                 tx.req_done = tx.resp_done = True
                 self._maybe_report(tx, ts, out)
+
+
+def _note_junk(headers: Headers, ts: float, out: list[HttpEvent]) -> None:
+    for name in (b"transfer-encoding", b"content-encoding"):
+        if _has_token_junk(headers, name):
+            out.append(Anomaly("http_coding_junk", name.decode(), ts))
 
 
 def _encodings(headers: Headers) -> list[str]:

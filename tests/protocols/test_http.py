@@ -809,3 +809,22 @@ def test_blank_lines_before_a_chunk_size_are_skipped() -> None:
     ev = run([(C, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"), (S, wire)])
     assert body(ev, 1, S) == b"helloworld"
     assert kinds(ev) == ["http_chunk_blank_line"] * 3
+
+
+@pytest.mark.parametrize(
+    "te",
+    [b"\x00chunked", b"chunked\x0b", b"\x0cchunked", b"\xa0chunked\xa0", b"\xef\xbb\xbfchunked",
+     b"chunked\r", b"identity, \x00chunked"],
+)  # fmt: skip
+def test_junk_around_transfer_coding_tokens_is_dropped_as_receivers_drop_it(te: bytes) -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + te + b"\r\n\r\n"
+    wire = head + b"a\r\nsecret-csv\r\n0\r\n\r\n"
+    ev = run([(C, b"GET /export HTTP/1.1\r\nHost: h\r\n\r\n"), (S, wire)])
+    assert body(ev, 1, S) == b"secret-csv"  # de-chunked: the marker is whole
+    assert "http_coding_junk" in kinds(ev)
+
+
+def test_x_deflate_is_deflate() -> None:
+    from sensor.content.decoders import normalize_coding
+
+    assert normalize_coding(" X-Deflate ") == "deflate" and normalize_coding("x-gzip") == "gzip"
