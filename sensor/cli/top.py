@@ -56,6 +56,7 @@ from sensor.outputs.meter import volume_fields
 
 EXIT_USAGE = 2
 DB_NAME = "sluice.db"  # inside a replay's --out directory
+SENSORS_DIR = Path("/var/lib/sluice")  # the unit's state directories, one per interface
 WINDOW_FORMS = "all, or a whole number with s, m, h or d (e.g. 30s, 10m, 1h, 24h, 7d)"
 TOP_DESTINATIONS = 3  # per row of `sluice top`
 HOST_DESTINATIONS = 20  # in `sluice host`
@@ -153,10 +154,9 @@ def add_parsers(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
-        default=DB_NAME,
         metavar="PATH",
         help=f"a replay's --out directory, a live sensor's --out directory or the database "
-        f"file ({DB_NAME})",
+        f"file (default: ./{DB_NAME}, else the one sensor's under {SENSORS_DIR})",
     )
     parser.add_argument("--json", action="store_true", help="JSON on stdout instead of text")
     parser.add_argument("--geoip", metavar="FILE", help="a MaxMind .mmdb country database")
@@ -208,7 +208,20 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
 # -- opening --------------------------------------------------------------------------------
 
 
-def database_path(arg: str) -> Path:
+def database_path(arg: str | None) -> Path:
+    """--db as given; without it ./sluice.db, else the one sensor's database under
+    SENSORS_DIR (the unit's /var/lib/sluice/<iface>/), so that on an appliance with one
+    sensor `sluice top` needs no option."""
+    if arg is None:
+        if Path(DB_NAME).is_file():
+            return Path(DB_NAME)
+        found = sorted(SENSORS_DIR.glob(f"*/{DB_NAME}"))
+        if len(found) == 1:
+            return found[0]
+        if found:
+            names = ", ".join(str(p.parent) for p in found)
+            raise CliError(f"several sensors' databases ({names}): pass --db DIR")
+        arg = DB_NAME
     path = Path(arg)
     if path.is_dir():
         path = path / DB_NAME

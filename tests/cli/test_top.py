@@ -431,3 +431,24 @@ def test_names_from_the_wire_cannot_drive_the_terminal(
         assert status == 0 and "evil" in out
         assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
         assert "[bold]evil[/bold]" in out  # shown as text, never read as markup
+
+
+def test_without_db_the_one_sensors_database_is_read(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    sensors = tmp_path / "var-lib-sluice"
+    (sensors / "eth1").mkdir(parents=True)
+    shutil.copy(db, sensors / "eth1" / "sluice.db")
+    monkeypatch.setattr(top, "SENSORS_DIR", sensors)
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    status, out, _ = run(capsys, "top")
+    assert status == 0 and A in out and str(sensors / "eth1" / "sluice.db") in out
+    (sensors / "eth2").mkdir()
+    shutil.copy(db, sensors / "eth2" / "sluice.db")
+    _fails_cleanly(capsys, ["top"], "several sensors' databases")
+    shutil.copy(db, here / "sluice.db")  # one here wins
+    assert run(capsys, "top")[0] == 0
