@@ -8,8 +8,10 @@ Out: decoded bytes in pieces of at most `PIECE` bytes, and `Anomaly` values in
 
 Codings are removed in reverse order of application. Supported: `gzip`/`x-gzip` (RFC 1952, also
 multi-member streams), `deflate` both zlib-wrapped (RFC 1950, what RFC 9110 sec 8.4.1.2 means) and
-raw RFC 1951 (what some servers send and browsers accept; chosen by the zlib header check), and
-`br` (RFC 7932) through the `brotli` package's streaming Decompressor. `identity` is skipped.
+raw RFC 1951 (what some servers send and browsers accept; chosen by the zlib header check),
+`br` (RFC 7932) through the `brotli` package's streaming Decompressor, and `lzma` (.xz or
+.lzma; not registered for HTTP, but sent by evasion tests and some servers). `identity` is
+skipped.
 
 Failure policy (never raise):
 - an unknown coding stops removal at that layer: the outer known layers are still removed, the
@@ -32,6 +34,7 @@ than `PIECE` bytes per layer, whatever the compression ratio.
 
 from __future__ import annotations
 
+import lzma
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
@@ -176,6 +179,39 @@ class _BrotliLayer:
             raise StreamTruncated("br stream ended before its end marker")
 
 
+class _LzmaLayer:
+    """lzma (.xz or legacy .lzma, as the HTTP Evader list sends it) via the standard lzma
+    module, with an output limit."""
+
+    __slots__ = ("_d", "_seen_input", "name")
+
+    def __init__(self) -> None:
+        self.name = "lzma"
+        self._d: Any = lzma.LZMADecompressor(lzma.FORMAT_AUTO)
+        self._seen_input = False
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if not data:
+            return
+        self._seen_input = True
+        if self._d.eof:
+            raise DecodeFailure("data after end of lzma stream", data)
+        try:
+            out = self._d.decompress(data, PIECE)
+            while True:
+                if out:
+                    yield out
+                if self._d.eof or self._d.needs_input:
+                    return
+                out = self._d.decompress(b"", PIECE)
+        except lzma.LZMAError as exc:
+            raise DecodeFailure(f"corrupt lzma data: {exc}", data) from exc
+
+    def finish(self) -> None:
+        if self._seen_input and not self._d.eof:
+            raise StreamTruncated("lzma stream ended before its end marker")
+
+
 def normalize_coding(name: str) -> str:
     coding = name.strip().lower()
     return _CODING_ALIASES.get(coding, coding)
@@ -212,6 +248,8 @@ class DecoderChain:
                 continue
             if coding == "br":
                 layers.append(_BrotliLayer())
+            elif coding == "lzma":
+                layers.append(_LzmaLayer())
             elif coding in KNOWN_CODINGS:
                 layers.append(_ZlibLayer(coding))
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import lzma
 import os
 import zlib
 
@@ -28,6 +29,8 @@ ENCODERS = {
     "deflate": zlib.compress,  # RFC 1950 zlib-wrapped
     "deflate-raw": raw_deflate,  # what some servers send under "deflate"
     "br": brotli.compress,
+    "lzma": lzma.compress,  # .xz
+    "lzma-alone": lambda data: lzma.compress(data, format=lzma.FORMAT_ALONE),  # legacy .lzma
 }
 
 
@@ -36,7 +39,7 @@ def encode(data: bytes, codings: list[str]) -> tuple[bytes, list[str]]:
     names = []
     for c in codings:
         data = ENCODERS[c](data)
-        names.append("deflate" if c == "deflate-raw" else c)
+        names.append({"deflate-raw": "deflate", "lzma-alone": "lzma"}.get(c, c))
     return data, names
 
 
@@ -50,7 +53,10 @@ def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
-CODING_STACKS = [["gzip"], ["deflate"], ["deflate-raw"], ["br"], ["gzip", "br"], ["br", "deflate"]]
+CODING_STACKS = [
+    ["gzip"], ["deflate"], ["deflate-raw"], ["br"], ["gzip", "br"], ["br", "deflate"], ["lzma"],
+    ["lzma-alone"], ["gzip", "lzma"],
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("stack", CODING_STACKS, ids=lambda s: "+".join(s))
@@ -127,11 +133,12 @@ def test_trailing_data_after_deflate_and_br() -> None:
         assert [a.kind for a in chain.anomalies] == ["content_decode_error"]
 
 
-@pytest.mark.parametrize("name", ["gzip", "deflate", "br"])
+@pytest.mark.parametrize("name", ["gzip", "deflate", "br", "lzma"])
 def test_truncated_stream(name: str) -> None:
-    body = {"gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress}[name](
-        os.urandom(5000)
-    )
+    body = {
+        "gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress,
+        "lzma": lzma.compress,
+    }[name](os.urandom(5000))  # fmt: skip
     chain = DecoderChain([name], ContentCaps())
     run(chain, [body[: len(body) // 2]])
     assert [a.kind for a in chain.anomalies] == ["content_decode_truncated"]
