@@ -365,7 +365,7 @@ def print_summary(
                 style="yellow",
             )
         )
-    _findings_table(digest, console)
+    _findings_table(digest, console, out)
     kept = (
         ("uploads (client -> server)", digest.uploads, ["PROTO", "WHAT"],
          lambda r: [r["file"]["proto"], upload_text(r)]),
@@ -404,7 +404,7 @@ def _kept_table(
         )
 
 
-def _findings_table(digest: Digest, console: Console) -> None:
+def _findings_table(digest: Digest, console: Console, out: Path) -> None:
     """Findings grouped by kind, the most severe first, with their hosts."""
     if not digest.finding_groups:
         console.print("findings: none")
@@ -425,7 +425,7 @@ def _findings_table(digest: Digest, console: Console) -> None:
             screen.cell(f"{hosts}: {group.first_detail}"),
         )
     console.print(screen.freeze(t, console.width))
-    console.print("list them: sluice findings --db DIR", soft_wrap=True)
+    console.print(f"list them: sluice findings --db {out}", soft_wrap=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
