@@ -8,8 +8,10 @@ so a regenerated capture is byte-identical. Checksums are computed by scapy (all
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, PadN
@@ -183,3 +185,14 @@ def play(
     for sender, data in turns:
         conv.emit_all(conv.segments(sender, data, sizes))
         conv.ack(PEER[sender])
+
+
+def case_module(name: str) -> ModuleType:
+    """pcaps/<name>/generate.py as a module: crafted cases that share another case's byte
+    builders (the SSH ones share ssh-v1's) load them with this."""
+    path = Path(__file__).resolve().parents[1] / name / "generate.py"
+    spec = importlib.util.spec_from_file_location(f"case_{name.replace('-', '_')}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -15,7 +15,6 @@ Four OpenSSH 9.2-style SSH-2 connections to port 22 (byte builders: ../ssh-v1/ge
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import sys
 from pathlib import Path
@@ -36,12 +35,7 @@ CLIENT_PREAMBLE = b"#!sluice-crafted client preamble\r\n"
 
 def builders() -> ModuleType:
     """../ssh-v1/generate.py: the SSH byte builders the crafted SSH cases share."""
-    path = CASE.parent / "ssh-v1" / "generate.py"
-    spec = importlib.util.spec_from_file_location("ssh_v1_generate", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return crafted.case_module("ssh-v1")
 
 
 def lines(count: int) -> bytes:

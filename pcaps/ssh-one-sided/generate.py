@@ -17,7 +17,6 @@ direction; sftp cannot be told from scp without the other side (transfer_kind nu
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import sys
 from pathlib import Path
@@ -34,12 +33,7 @@ FILE_SIZE = 500_000
 
 def builders() -> ModuleType:
     """../ssh-v1/generate.py: the SSH byte builders the crafted SSH cases share."""
-    path = CASE.parent / "ssh-v1" / "generate.py"
-    spec = importlib.util.spec_from_file_location("ssh_v1_generate", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return crafted.case_module("ssh-v1")
 
 
 def main() -> None:
