@@ -121,6 +121,8 @@ LINKTYPES = (0, 1, 9, 12, 101, 105, 108, 113, 127, 147, 228, 229, 276, 0xFFFF)
 # Edge values of fields: zero, one, the sign bit, all ones, the reader's caps (probes/pcap.py).
 U32_EDGES = (0, 1, 0x7FFFFFFF, 0x80000000, U32)
 CAPLEN_EDGES = (*U32_EDGES, 14, 1500, MAX_CAPLEN, MAX_CAPLEN + 1)
+# Snap lengths the header mutators try: zero, below one header, around a frame, the reader's cap.
+SNAPLENS = (0, 1, 14, 54, 64, 1500, MAX_CAPLEN, MAX_CAPLEN + 1, 0x7FFFFFFF, U32)
 BLOCK_LENGTH_EDGES = (*U32_EDGES, 8, 12, 13, 16, 28, 32, MAX_BLOCK_LEN, MAX_BLOCK_LEN + 4)
 # if_tsoffset seconds (signed 64 bits): past either end of datetime's years, and of 64 bits.
 TSOFFSETS = (-1, 1, -(1 << 31), 1 << 31, -Y10K, Y10K, -(1 << 62), 1 << 62, -(1 << 63),
@@ -549,21 +551,8 @@ def pcap_header(capture: Capture, rng: random.Random, other: Seed) -> Mutated:
         zone, sigfigs = rng.choice(((-(1 << 31), U32), ((1 << 31) - 1, 0), (-3600, 6)))
         what = f"thiszone {zone}, sigfigs {sigfigs}"
     elif name == "snaplen":
-        values: tuple[int, ...] = (
-            0,
-            1,
-            14,
-            54,
-            64,
-            1500,
-            1514,
-            65535,
-            MAX_CAPLEN,
-            MAX_CAPLEN + 1,
-            0x7FFFFFFF,
-            U32,
-        )
-        snaplen = _pick(rng, values, snaplen)
+        # Ethernet's 1514 and tcpdump's old 65535 too, in the order the cases were seeded with.
+        snaplen = _pick(rng, (*SNAPLENS[:6], 1514, 65535, *SNAPLENS[6:]), snaplen)
         what = f"snaplen {snaplen}"
     else:
         values = (*LINKTYPES, 0x10000001, 0xFFFF0001, rng.getrandbits(16))  # FCS bits set
@@ -719,19 +708,7 @@ def pcapng_interface(capture: Capture, rng: random.Random, other: Seed) -> Mutat
         linktype = _pick(rng, (*LINKTYPES, rng.getrandbits(16)), linktype)
         what = str(linktype)
     elif name == "snaplen":
-        values: tuple[int, ...] = (
-            0,
-            1,
-            14,
-            54,
-            64,
-            1500,
-            MAX_CAPLEN,
-            MAX_CAPLEN + 1,
-            0x7FFFFFFF,
-            U32,
-        )
-        snaplen = _pick(rng, values, snaplen)
+        snaplen = _pick(rng, SNAPLENS, snaplen)
         what = str(snaplen)
     elif name == "if_tsresol":  # high bit: a power of two; else a power of ten
         resol = rng.choice(

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from sensor.cli.config import CONFIG_HELP, origin_line, summary_line
+from sensor.cli.screen import warn
 from sensor.metering.units import printable
 from sensor.outputs.eve import Record
 from sensor.runtime import PROBE_CHOICES, LiveError, LiveOptions, LiveSensor
@@ -73,10 +74,6 @@ def _status(line: str) -> None:
     print(f"sluice run: {line}", file=sys.stderr, flush=True)
 
 
-def _warn(line: str) -> None:
-    print(f"sluice: warning: {line}", file=sys.stderr, flush=True)
-
-
 def finding_line(record: Record) -> str | None:
     """One line per finding for stderr (the journal): severity, kind, host, what, where."""
     if record["event_type"] != "finding":
@@ -134,7 +131,7 @@ def main(args: argparse.Namespace) -> int:
             pin_dir=args.pin_dir,
         )
         sensor = LiveSensor(
-            config, options, categories, geo, warn=_warn, status=_status, notify=_finding
+            config, options, categories, geo, warn=warn, status=_status, notify=_finding
         )
         report = sensor.run()
     except (UsageError, LiveError) as exc:
@@ -153,5 +150,5 @@ def main(args: argparse.Namespace) -> int:
             f"{report.kernel_skipped[1]:,} bytes in {report.kernel_skipped[0]:,} packets"
         )
     for error in report.errors:
-        _warn(error)
+        warn(error)
     return 1 if report.errors else 0

@@ -248,7 +248,7 @@ def run(
 
         sinks.append(write_file)
     if meter_store is not None:
-        activity = ActivityLog(meter_store, warn=_warn)
+        activity = ActivityLog(meter_store, warn=screen.warn)
         sinks.append(activity)
     if digest is not None:
         sinks.append(digest)
@@ -284,10 +284,6 @@ def run(
         if files_file is not None:
             files_file.close()
     return summary, time.perf_counter() - started
-
-
-def _warn(line: str) -> None:
-    print(f"sluice: warning: {line}", file=sys.stderr, flush=True)
 
 
 class ReplayProgress:

@@ -10,6 +10,7 @@ markup or reaches the terminal as a control sequence.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from typing import IO
 
@@ -28,6 +29,11 @@ SEVERITY_STYLE = {
     "high": "bold red",
     "critical": "bold white on red",
 }
+
+
+def warn(line: str) -> None:
+    """A warning for the operator: one line on stderr (the journal under systemd)."""
+    print(f"sluice: warning: {line}", file=sys.stderr, flush=True)
 
 
 def make_console(stream: IO[str], no_color: bool = False, width: int | None = None) -> Console:

@@ -123,7 +123,7 @@ class MeterStore:
         the same mode; SQLite gives its -wal and -shm files the database's mode."""
         fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o640)  # less the umask
         try:
-            os.fchmod(fd, 0o640 & ~_umask())
+            os.fchmod(fd, 0o640 & ~current_umask())
         finally:
             os.close(fd)
         db = sqlite3.connect(self.path, isolation_level=None)
@@ -495,7 +495,8 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it: there is no getter)."""
     mask = os.umask(0o077)
     os.umask(mask)
     return mask

@@ -28,6 +28,7 @@ from sensor.anomaly import KINDS, Anomaly
 from sensor.content.router import MessageEnded, MessageHeadersSeen
 from sensor.flows.community import community_id
 from sensor.flows.table import Flow
+from sensor.metering.store import current_umask
 from sensor.protocols.base import ObjectStart, ProtocolEvent
 
 PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "IPv6-ICMP", 132: "SCTP"}
@@ -55,12 +56,6 @@ def open_private(path: Path, append: bool = False) -> IO[str]:
     except BaseException:
         os.close(fd)
         raise
-
-
-def current_umask() -> int:
-    mask = os.umask(0o077)
-    os.umask(mask)
-    return mask
 
 
 def iso_time(ts: float) -> str:
