@@ -83,19 +83,41 @@ KINDS = MappingProxyType(
         # app: protocol parsers
         "parser_error": ("app", "a parser bug was contained; the flow is only counted"),
         "http_bad_request_line": ("app", "not an HTTP request line (parser detached)"),
-        "http_bad_status_line": ("app", "not an HTTP status line (parser detached)"),
-        "http_bad_version": ("app", "unknown HTTP version (parser detached)"),
+        "http_bad_version": ("app", "a request's HTTP version is not 1.x (parser detached)"),
         "http_start_line_too_long": ("app", "request/status line over the cap (detached)"),
         "http_header_too_long": ("app", "header block over the cap (detached)"),
         "http_too_many_headers": ("app", "more header fields than the cap (detached)"),
         "http_gap_in_headers": ("app", "capture gap inside a header block (detached)"),
         "http_gap_in_chunked": ("app", "capture gap in chunk framing (detached)"),
-        "http_bad_chunk_size": ("app", "unparseable chunk size (detached)"),
-        "http_chunk_line_too_long": ("app", "chunk-size line over the cap (detached)"),
+        "http_bad_chunk_size": (
+            "app",
+            "unparseable chunk size (detached, unless a raw reading of the body goes on)",
+        ),
+        "http_chunk_line_too_long": (
+            "app",
+            "chunk-size line over the cap (detached, unless a raw reading goes on)",
+        ),
+        "http_not_chunked": (
+            "app",
+            "a body said chunked and its first line is no chunk size: read by Content-Length "
+            "or up to the close",
+        ),
         "http_bad_transfer_encoding": (
             "app",
-            "request Transfer-Encoding cannot be framed (detached)",
+            "request Transfer-Encoding without chunked: read by Content-Length, else up to the "
+            "close",
         ),
+        "http_odd_status_line": (
+            "app",
+            "a status line read as browsers read it: odd version ('http/1.1', 'HTTP/1.01'), "
+            "status code with extra or missing digits ('0200', '2xx' read as 200)",
+        ),
+        "http_ambiguous_framing": (
+            "app",
+            "receivers could frame a body in more than one way: every reading is kept as an "
+            "object marked ambiguous (content-length, raw, unframed)",
+        ),
+        "http_bare_cr": ("app", "a CR alone inside a header line: read as a line end"),
         "http_bad_content_length": (
             "app",
             "invalid Content-Length (request: detached; response: read until close)",

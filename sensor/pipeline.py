@@ -425,7 +425,11 @@ class Pipeline:
                 self.summary.objects += 1
                 direction = DIRECTION_NAMES[start.direction]
                 info = result.info
-                self._emit(file_record(flow, ts, info, direction, start.proto, start.txid, context))
+                self._emit(
+                    file_record(
+                        flow, ts, info, direction, start.proto, start.txid, context, start.reading
+                    )
+                )
             elif isinstance(result, Anomaly):
                 self._anomaly(flow, state, result, ts)
             else:

@@ -131,7 +131,7 @@ def tricks() -> list[tuple[str, bytes, bytes, list[str]]]:
         )
     )
 
-    d = docs[5]  # Content-Length AND chunked: chunked wins (RFC 9112 6.3), CL is a decoy
+    d = docs[5]  # Content-Length AND chunked: chunked wins (RFC 9112 6.3); the CL reading too
     body = chunk(d[:1000], "3e8") + chunk(d[1000:], f"{len(d) - 1000:x}") + b"0" + CRLF + CRLF
     out.append(
         (
@@ -178,6 +178,10 @@ def main() -> None:
         conv.close(first="server")  # no Content-Length on some: the server closes
         convs.append(conv)
         objects.append(expect.http_object("download", decoded, filename=expect.uri_filename(uri)))
+        if uri.endswith("/te-and-cl"):  # and the reading of a receiver that trusts the CL
+            cl_reading = response.split(CRLF + CRLF, 1)[1][:25]
+            cl_object = expect.http_object("download", cl_reading, filename="te-and-cl")
+            objects.append({**cl_object, "ambiguous": True, "reading": "content-length"})
         http.append(expect.http_request("GET", crafted.HOST, uri, 200))
         anomalies += anoms
     crafted.write_conversations(CASE / "input.pcap", *convs)

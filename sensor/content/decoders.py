@@ -14,8 +14,8 @@ raw RFC 1951 (what some servers send and browsers accept; chosen by the zlib hea
 skipped.
 
 Failure policy (never raise):
-- an unknown coding stops removal at that layer: the outer known layers are still removed, the
-  rest passes through undecoded (`content_decode_error`);
+- an unknown coding is skipped (`content_decode_error`): the known layers around it are still
+  removed, as a receiver that ignores what it does not know would try;
 - corrupt data or data after the end of a compressed stream switches the failing layer and every
   inner layer to passthrough: the rest of the body continues as raw bytes. The chunk that failed
   is passed through whole, so a few bytes already decoded from it may be repeated in raw form
@@ -46,13 +46,11 @@ from sensor.content.objects import RATIO_GUARD_MIN_BYTES, ContentCaps
 
 PIECE = 64 * 1024  # max bytes a decompressor may produce per call
 
-_GZIP_WBITS = 16 + zlib.MAX_WBITS
 _ZLIB_WBITS = zlib.MAX_WBITS
 _RAW_WBITS = -zlib.MAX_WBITS
 
 # Aliases from RFC 9110 sec 8.4.1.3 ("x-gzip" is equivalent to "gzip").
 _CODING_ALIASES = {"x-gzip": "gzip", "x-deflate": "deflate"}  # x-deflate: what browsers accept
-KNOWN_CODINGS = frozenset({"gzip", "deflate", "br"})
 
 
 class DecodeFailure(Exception):
@@ -76,18 +74,29 @@ class _Layer(Protocol):
     def finish(self) -> None: ...
 
 
-class _ZlibLayer:
-    """gzip (multi-member) and deflate (zlib-wrapped or raw) via zlib with an output limit."""
+def _inflate(d: Any, buf: bytes, name: str) -> tuple[bytes, bytes, bool]:
+    """One zlib call with the output limit: (output, input for the next call, whether zlib may
+    still hold output for this input)."""
+    try:
+        out = d.decompress(buf, PIECE)
+    except zlib.error as exc:
+        raise DecodeFailure(f"corrupt {name} data: {exc}", buf) from exc
+    if d.eof:
+        return out, d.unused_data, False
+    return out, d.unconsumed_tail, len(out) == PIECE
 
-    __slots__ = ("_d", "_head", "_members", "_more", "_seen_input", "name")
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+class _DeflateLayer:
+    """deflate (zlib-wrapped or raw) via zlib with an output limit."""
+
+    __slots__ = ("_d", "_head", "_more", "_seen_input", "name")
+
+    def __init__(self) -> None:
+        self.name = "deflate"
         self._seen_input = False
-        self._members = 0
         self._more = False
         self._head = b""
-        self._d: Any = zlib.decompressobj(_GZIP_WBITS) if name == "gzip" else None
+        self._d: Any = None  # framing not decided yet
 
     @staticmethod
     def _looks_zlib(head: bytes) -> bool:
@@ -108,31 +117,107 @@ class _ZlibLayer:
         buf = data
         while buf or self._more:
             if self._d.eof:
-                if self.name != "gzip":
-                    raise DecodeFailure(f"data after end of {self.name} stream", buf)
-                # RFC 1952 sec 2.2: a gzip file is a series of members.
-                self._d = zlib.decompressobj(_GZIP_WBITS)
-                self._members += 1
-            try:
-                out = self._d.decompress(buf, PIECE)
-            except zlib.error as exc:
-                if self._members:
-                    raise DecodeFailure("data after end of gzip member", buf) from exc
-                raise DecodeFailure(f"corrupt {self.name} data: {exc}", buf) from exc
+                raise DecodeFailure("data after end of deflate stream", buf)
+            out, buf, self._more = _inflate(self._d, buf, self.name)
             if out:
                 yield out
-            if self._d.eof:
-                buf = self._d.unused_data
-                self._more = False
-            else:
-                buf = self._d.unconsumed_tail
-                self._more = len(out) == PIECE  # zlib may still hold output for this input
 
     def finish(self) -> None:
         if not self._seen_input:
             return  # an empty body with a coding header: nothing to decode
         if self._d is None or not self._d.eof:
             raise StreamTruncated(f"{self.name} stream ended before its end marker")
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 0x02, 0x04, 0x08, 0x10
+_MAX_GZIP_HEADER = 65536  # a member header (names, comment, extra field) longer than this: corrupt
+
+
+def _gzip_header_end(head: bytes) -> int | None:
+    """Length of the RFC 1952 member header at the start of `head`, None while incomplete.
+    Read as browsers read it: the reserved flag bits are ignored (zlib rejects them)."""
+    if len(head) < 10:
+        return None
+    flags = head[3]
+    pos = 10
+    if flags & _FEXTRA:
+        if len(head) < pos + 2:
+            return None
+        pos += 2 + int.from_bytes(head[pos : pos + 2], "little")
+    for flag in (_FNAME, _FCOMMENT):
+        if flags & flag:
+            end = head.find(b"\0", pos)
+            if end < 0:
+                return None
+            pos = end + 1
+    if flags & _FHCRC:
+        pos += 2
+    return pos if len(head) >= pos else None
+
+
+class _GzipLayer:
+    """gzip (RFC 1952, multi-member): each member's header is read here, its deflate data by
+    zlib (raw), its 8-byte trailer skipped, even when short or missing at the end, as browsers
+    do. The stream must start with the gzip magic; anything else is a decode failure."""
+
+    __slots__ = ("_d", "_head", "_members", "_more", "_seen_input", "_trailer", "name")
+
+    def __init__(self) -> None:
+        self.name = "gzip"
+        self._d: Any = None  # None: reading a member header into _head
+        self._head = b""
+        self._trailer = 0  # trailer bytes still to skip
+        self._members = 0
+        self._more = False
+        self._seen_input = False
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if not data:
+            return
+        self._seen_input = True
+        buf = data
+        while buf or self._more:
+            if self._trailer:
+                skip = min(self._trailer, len(buf))
+                self._trailer -= skip
+                buf = buf[skip:]
+                continue
+            if self._d is None or self._d.eof:
+                if self._d is not None:  # the next member, or something after the last one
+                    self._d = None
+                    self._head = b""
+                buf = self._start_member(buf)
+                if self._d is None:
+                    return  # header not complete yet
+                continue
+            out, buf, self._more = _inflate(self._d, buf, self.name)
+            if out:
+                yield out
+            if self._d.eof:
+                self._trailer = 8
+                self._members += 1
+
+    def _start_member(self, buf: bytes) -> bytes:
+        head = self._head + buf
+        if head[:2] != _GZIP_MAGIC[: len(head[:2])] or (len(head) > 2 and head[2] != 8):
+            what = "data after end of gzip member" if self._members else "not gzip data"
+            raise DecodeFailure(what, head)
+        end = _gzip_header_end(head)
+        if end is None:
+            if len(head) > _MAX_GZIP_HEADER:
+                raise DecodeFailure("gzip member header too long", head)
+            self._head = head
+            return b""
+        self._head = b""
+        self._d = zlib.decompressobj(_RAW_WBITS)
+        return head[end:]
+
+    def finish(self) -> None:
+        if not self._seen_input:
+            return  # an empty body with a coding header: nothing to decode
+        if self._members == 0 or (self._d is not None and not self._d.eof) or self._head:
+            raise StreamTruncated("gzip stream ended before its end marker")
 
 
 class _BrotliLayer:
@@ -250,11 +335,15 @@ class DecoderChain:
                 layers.append(_BrotliLayer())
             elif coding == "lzma":
                 layers.append(_LzmaLayer())
-            elif coding in KNOWN_CODINGS:
-                layers.append(_ZlibLayer(coding))
+            elif coding == "gzip":
+                layers.append(_GzipLayer())
+            elif coding == "deflate":
+                layers.append(_DeflateLayer())
             else:
-                self._note("content_decode_error", f"unknown content coding {coding!r}")
-                break
+                # Skipped, not a stop: the layers under it still get their try (a receiver
+                # that ignores what it does not know does the same), and bytes that are not
+                # what a layer expects pass through it undecoded.
+                self._note("content_decode_error", f"unknown content coding {coding!r} skipped")
         self._layers = layers
         self._passthrough_from = len(layers)
         # Codings being removed, in the sender's order (as FileInfo.encodings reports them).

@@ -65,7 +65,7 @@ Entity = BodyEntity | MimeMessage
 
 
 class ObjectRouter:
-    """One flow's objects in transfer: (txid, direction) -> the engine reading it."""
+    """One flow's objects in transfer: (txid, direction, reading) -> the engine reading it."""
 
     __slots__ = ("_caps", "_last", "_mime_caps", "_open", "_store")
 
@@ -75,28 +75,29 @@ class ObjectRouter:
         self._caps = caps
         self._mime_caps = mime_caps
         self._store = store
-        self._open: dict[tuple[int, int], tuple[ObjectStart, Entity]] = {}
+        self._open: dict[tuple[int, int, str | None], tuple[ObjectStart, Entity]] = {}
         self._last: ObjectStart | None = None  # the flow's latest start (see _entity)
 
     def route(self, event: ObjectEvent, ts: float) -> list[ContentResult]:
         """One object event; `ts` is the packet time it came with."""
         if isinstance(event, ObjectChunk):
-            start, entity = self._entity(event.txid, event.direction, ts)
+            start, entity = self._entity(event.txid, event.direction, event.reading, ts)
             return self._results(start, entity.feed(event.data))
         if isinstance(event, ObjectStart):
             self._last = event
-            self._open[(event.txid, event.direction)] = (event, self._new_entity(event))
+            key = (event.txid, event.direction, event.reading)
+            self._open[key] = (event, self._new_entity(event))
             return []
         if isinstance(event, ObjectGap):
-            start, entity = self._entity(event.txid, event.direction, ts)
+            start, entity = self._entity(event.txid, event.direction, event.reading, ts)
             return self._results(start, entity.gap(event.size))
-        return self._end(event.txid, event.direction, event.complete)
+        return self._end((event.txid, event.direction, event.reading), event.complete)
 
     def close(self) -> list[ContentResult]:
         """The flow is no longer analysed: every object still open ends incomplete."""
         out: list[ContentResult] = []
-        for txid, direction in list(self._open):
-            out += self._end(txid, direction, complete=False)
+        for key in list(self._open):
+            out += self._end(key, complete=False)
         return out
 
     def _new_entity(self, start: ObjectStart) -> Entity:
@@ -106,8 +107,10 @@ class ObjectRouter:
             start.headers, start.encodings, start.ts, self._caps, self._store, start.name
         )
 
-    def _entity(self, txid: int, direction: int, ts: float) -> tuple[ObjectStart, Entity]:
-        found = self._open.get((txid, direction))
+    def _entity(
+        self, txid: int, direction: int, reading: str | None, ts: float
+    ) -> tuple[ObjectStart, Entity]:
+        found = self._open.get((txid, direction, reading))
         if found is None:
             # Data of an object that never started (a parser bug; parsers start every object
             # they feed): read it as an unnamed object like the flow's latest one.
@@ -118,12 +121,13 @@ class ObjectRouter:
                 ts,
                 like.proto if like is not None else "unknown",
                 message=like.message if like is not None else False,
+                reading=reading,
             )
-            found = self._open[(txid, direction)] = (start, self._new_entity(start))
+            found = self._open[(txid, direction, reading)] = (start, self._new_entity(start))
         return found
 
-    def _end(self, txid: int, direction: int, complete: bool) -> list[ContentResult]:
-        found = self._open.pop((txid, direction), None)
+    def _end(self, key: tuple[int, int, str | None], complete: bool) -> list[ContentResult]:
+        found = self._open.pop(key, None)
         if found is None:
             return []
         start, entity = found

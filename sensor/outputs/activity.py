@@ -49,7 +49,11 @@ def upload_text(record: Record) -> str:
         how = f"FTP {ftp.get('command', '')} ({ftp.get('mode', '')})"
     else:
         how = http_text(record, status=False)
-    state = "" if f["complete"] else f"  INCOMPLETE ({f['missing_bytes']:,} B missing)"
+    state = "" if f["complete"] else "  INCOMPLETE" + (
+        f" ({f['missing_bytes']:,} B missing)" if f["missing_bytes"] else ""
+    )
+    if f.get("ambiguous"):  # one of several readings of the same message
+        state += f"  ambiguous: {f['reading']} reading"
     return printable(
         f"{how}  {f['filename'] or '-'}  {f['mime_type'] or '-'}  {human_bytes(f['size'])}  "
         f"sha256 {f['sha256'][:16]}{state}"

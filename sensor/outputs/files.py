@@ -25,6 +25,7 @@ def file_record(
     proto: str,
     tx_id: int | None,
     context: Record | None,
+    reading: str | None = None,
 ) -> Record:
     record = flow_header(flow, "file", ts)
     body: Record = {
@@ -43,6 +44,9 @@ def file_record(
         **({"stored_cut": True, "stored_bytes": info.stored_bytes} if info.stored_cut else {}),
         "tx_id": tx_id,
     }
+    if reading is not None:  # one of several readings of an ambiguous message
+        body["ambiguous"] = True
+        body["reading"] = reading
     record["file"] = body
     if context:
         record[proto] = context
@@ -72,4 +76,5 @@ def extracted_record(event: Record) -> Record:
         "encodings": f["encodings"],
         "part_index": f["part_index"],
         **({"stored_cut": True, "stored_bytes": f["stored_bytes"]} if f.get("stored_cut") else {}),
+        **({"ambiguous": True, "reading": f["reading"]} if f.get("ambiguous") else {}),
     }

@@ -86,9 +86,13 @@ class ProtocolEvent:
 
 @dataclass(slots=True)
 class ObjectStart(ProtocolEvent):
-    """An object begins. (txid, direction) names it until its `ObjectEnd`; `direction` is
-    TO_SERVER for an upload and TO_CLIENT for a download (for FTP, as the control channel said,
-    whichever side opened the data connection)."""
+    """An object begins. (txid, direction, reading) names it until its `ObjectEnd`; `direction`
+    is TO_SERVER for an upload and TO_CLIENT for a download (for FTP, as the control channel
+    said, whichever side opened the data connection).
+
+    `reading` is None for the one way the bytes can be read. Where a message's framing is
+    ambiguous (receivers could take it more than one way), the parser reports each plausible
+    reading as its own object, named here ("raw", "content-length", "unframed", ...)."""
 
     txid: int
     direction: Direction
@@ -99,6 +103,7 @@ class ObjectStart(ProtocolEvent):
     name: str | None = None  # a file name hint (the URI's last segment, the FTP command's)
     message: bool = False  # a whole Internet message (RFC 5322, SMTP DATA): MIME-parsed
     about: object = None  # the protocol's own description, for its log (request, envelope)
+    reading: str | None = None
 
 
 @dataclass(slots=True)
@@ -106,6 +111,7 @@ class ObjectChunk(ProtocolEvent):
     txid: int
     direction: Direction
     data: bytes  # transfer framing removed (HTTP chunking, SMTP dot-stuffing), codings not
+    reading: str | None = None
 
 
 @dataclass(slots=True)
@@ -113,6 +119,7 @@ class ObjectGap(ProtocolEvent):
     txid: int
     direction: Direction
     size: int  # bytes lost to the capture, as the transfer counts them
+    reading: str | None = None
 
 
 @dataclass(slots=True)
@@ -121,6 +128,7 @@ class ObjectEnd(ProtocolEvent):
     direction: Direction
     complete: bool  # the transfer's framing reached its end (gaps are told by ObjectGap)
     ts: float
+    reading: str | None = None
 
 
 ObjectEvent = ObjectStart | ObjectChunk | ObjectGap | ObjectEnd

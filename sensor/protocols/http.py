@@ -28,7 +28,27 @@ the oldest queued request (`interim_statuses`) and produce no head event. A tran
 reported once both its request and its response are done (normally: when the response ends),
 or when the server side ends (eof) for requests never answered.
 
-Body length follows RFC 9112 section 6.3, see `_request_framing`/`_response_framing`.
+Body length follows RFC 9112 section 6.3, see `_request_framing`/`_response_framing`, read
+the way lenient receivers (browsers) read it: chunk-size lines with junk after the digits or
+ended by a CR alone, junk around coding tokens, any version and odd status codes.
+
+Readings. Where receivers could frame a body in more than one way, each plausible reading is
+an object of its own, named by `reading` in the object events (None for the main one), and
+noted with `http_ambiguous_framing`:
+- "content-length": Transfer-Encoding chunked next to a Content-Length: the body is read
+  de-chunked (RFC 9112 6.3 rule 3) and as the first Content-Length raw bytes;
+- "raw": a chunked body whose head a receiver could read otherwise (HTTP/1.0 or an odd version
+  or status, junk around the coding token, chunked not last, several or folded
+  Transfer-Encoding fields, a bare CR, a space before a colon) or whose first chunk-size line
+  has junk: also kept as the raw bytes. If the chunked reading then breaks, the raw one goes on
+  up to the close;
+- "declared": the body a 1xx, 204 or 304 response (or the answer to a HEAD) declares with
+  Content-Length or chunked and then sends after all, where the next status line should be;
+- "unframed": other bytes where a status line should be (the body of a 204/304/1xx/HEAD answer that
+  had one after all, a `SIP/2.0` line, garbage, an HTTP/0.9 reply): kept as they are up to
+  where a status line starts.
+A body whose first chunk-size line is no chunk size at all is not chunked (`http_not_chunked`):
+it is read by Content-Length or up to the close, one reading.
 
 Two failure channels (STYLE.md habit 6): odd but survivable input is an `Anomaly` in the event
 list; input the parser cannot go on with raises `HttpViolation` (a `ProtocolViolation`) whose
@@ -40,16 +60,22 @@ Anomaly kinds (stable; "violation" = raised as ProtocolViolation.reason, parser 
 | kind                              | channel   | meaning                                          |
 |-----------------------------------|-----------|--------------------------------------------------|
 | http_bad_request_line             | violation | not "METHOD SP target SP HTTP/x.y" (incl. 0.9)   |
-| http_bad_status_line              | violation | not "HTTP/x.y SP NNN [reason]"                   |
-| http_bad_version                  | violation | version other than HTTP/1.x                      |
+| http_bad_version                  | violation | request version other than HTTP/1.x              |
 | http_start_line_too_long          | violation | start line over HttpCaps.max_start_line          |
 | http_header_too_long              | violation | header block/trailers over max_header_bytes      |
 | http_too_many_headers             | violation | more than max_headers fields                     |
 | http_gap_in_headers               | violation | bytes missing where a head had to be             |
 | http_gap_in_chunked               | violation | gap not inside known chunk data                  |
-| http_bad_chunk_size               | violation | chunk-size line is not hex                       |
-| http_chunk_line_too_long          | violation | chunk-size line over max_chunk_line              |
-| http_bad_transfer_encoding        | violation | request Transfer-Encoding not ending in chunked  |
+| http_bad_chunk_size               | both      | chunk-size line is not hex (after the first one; |
+|                                   |           | with a raw reading that one goes on: anomaly)    |
+| http_chunk_line_too_long          | both      | chunk-size line over max_chunk_line (as above)   |
+| http_not_chunked                  | anomaly   | the first chunk-size line is none: the body is   |
+|                                   |           | read by Content-Length or up to the close        |
+| http_bad_transfer_encoding        | anomaly   | request Transfer-Encoding without chunked: read  |
+|                                   |           | by Content-Length, else up to the close          |
+| http_odd_status_line              | anomaly   | status line read leniently (version, code)       |
+| http_ambiguous_framing            | anomaly   | a second reading of a body is kept (see below)   |
+| http_bare_cr                      | anomaly   | a CR alone inside a header line: split there     |
 | http_bad_content_length           | both      | Content-Length not a number (request: violation; |
 |                                   |           | response: anomaly, read until close)             |
 | http_te_and_cl                    | anomaly   | Transfer-Encoding and Content-Length; TE wins    |
@@ -197,13 +223,18 @@ _MAX_CHUNK_HEX = 16  # hex digits in a chunk size: 64 bits is plenty
 _CR, _LF = 0x0D, 0x0A
 _WS = b" \t"
 # Around list tokens (Transfer-Encoding, Content-Encoding), what lenient receivers ignore.
-_TOKEN_JUNK = b" \t\r\x00\x0b\x0c\xa0"
+_TOKEN_JUNK = b" \t\r\x00\x0b\x0c\xa0:"
 _BOM = b"\xef\xbb\xbf"
 _LINE_WS = b" \t\r\x0b\x0c"  # what bytes.split() treats as a separator on one line
 # RFC 9110 section 5.6.2 tchar
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _HEX = b"0123456789abcdefABCDEF"
 _HTTP1_VERSION = re.compile(rb"HTTP/1\.[0-9]")
+# What a lenient receiver takes for a status line's version: any case, any digits.
+_ANY_VERSION = re.compile(rb"[Hh][Tt][Tt][Pp]/[0-9]{1,3}(?:\.[0-9]{1,3})?")
+# Where a response may start again inside bytes outside any framing (see _step_unframed).
+_STATUS_START = re.compile(rb"[Hh][Tt][Tt][Pp]/[0-9]{1,3}(?:\.[0-9]{1,3})?[ \t]+[0-9]")
+_STATUS_TAIL = 24  # unframed bytes held back: a status line may start in them
 _NO_BODY_STATUS = (204, 304)
 
 
@@ -219,9 +250,23 @@ class _State(enum.Enum):
     CHUNK_DATA_END = "chunk_data_end"
     CHUNK_TRAILER = "chunk_trailer"
     BODY_UNTIL_CLOSE = "body_until_close"
+    UNFRAMED = "unframed"  # responses: bytes where a status line should be
     PAUSED = "paused"
     TUNNEL = "tunnel"
     CLOSED = "closed"
+
+
+# Body states: bytes consumed in them belong to the message body (and to its second reading).
+_BODY_STATES = frozenset(
+    {
+        _State.BODY_LENGTH,
+        _State.CHUNK_SIZE,
+        _State.CHUNK_DATA,
+        _State.CHUNK_DATA_END,
+        _State.CHUNK_TRAILER,
+        _State.BODY_UNTIL_CLOSE,
+    }
+)
 
 
 class _Framing(enum.Enum):
@@ -249,6 +294,17 @@ class _Tx:
 
 
 @dataclass(slots=True)
+class _Second:
+    """A second reading of one body: its raw bytes as a receiver that does not remove the
+    chunked framing sees them ("raw"), or only as many as Content-Length says
+    ("content-length"). Its ObjectStart is sent with its first bytes."""
+
+    start: ObjectStart
+    limit: int | None  # bytes still to take (content-length), None: as long as the body
+    started: bool = False
+
+
+@dataclass(slots=True)
 class _Reader:
     """Per-direction state: what we are waiting for and the bytes not yet consumed."""
 
@@ -260,6 +316,18 @@ class _Reader:
     remaining: int = 0  # BODY_LENGTH / CHUNK_DATA: body bytes still expected
     tx: _Tx | None = None  # the message being read (or the CONNECT/Upgrade we wait on)
     lost: bool = False  # PAUSED: a gap hit the held bytes
+    reading: str | None = None  # the object being read: None for a body, "unframed"
+    last_tx: _Tx | None = None  # the latest message head read on this side
+    odd_head: str = ""  # why the latest head could be framed another way ("" when it cannot)
+    chunks: int = 0  # chunk-size lines read in this body
+    fallback: int | None = None  # chunked body: Content-Length to use if it is not chunked
+    ambiguity: str = ""  # chunked body: why a receiver could frame it otherwise
+    body: ObjectStart | None = None  # the start of the body being read
+    second: _Second | None = None  # the other reading of an ambiguous body
+    raw_only: bool = False  # the chunked reading failed: only the second reading goes on
+    # A head that may not have a body (1xx, 204, 304, HEAD) but declares one: how to read it
+    # if bytes that are no status line follow (see _start_unframed).
+    declared: tuple[_Tx, _Framing, int, Headers] | None = None
 
     def reset_line(self) -> None:
         self.scan = 0
@@ -434,6 +502,8 @@ class HttpParser:
                 state = r.state
                 if state is _State.HEAD:
                     pos = self._step_head(r, pos, ts, out)
+                elif state is _State.UNFRAMED:
+                    pos = self._step_unframed(r, pos, ts, out)
                 elif state is _State.BODY_LENGTH or state is _State.CHUNK_DATA:
                     pos = self._step_counted(r, pos, ts, out)
                 elif state is _State.BODY_UNTIL_CLOSE:
@@ -451,6 +521,11 @@ class HttpParser:
                         out.append(TunnelData(r.direction, bytes(r.buf[pos:])))
                     pos = len(r.buf)
                     break
+                if r.second is not None:
+                    if state in _BODY_STATES and pos > before[0]:
+                        self._second_data(r, bytes(r.buf[before[0] : pos]), ts, out)
+                    if r.second is not None and r.state not in _BODY_STATES:
+                        self._end_second(r, ts, out)
                 if (pos, r.state) == before:
                     break
         finally:
@@ -468,26 +543,34 @@ class HttpParser:
 
     def _step_head(self, r: _Reader, pos: int, ts: float, out: list[HttpEvent]) -> int:
         buf = r.buf
+        response = r.direction is Direction.TO_CLIENT
         if not r.line_done:
-            # RFC 9112 section 2.2: ignore empty lines before a start line.
-            while pos < len(buf) and buf[pos] in (_CR, _LF):
+            # RFC 9112 section 2.2: ignore empty lines before a start line (and, as browsers
+            # do, white space before a status line).
+            skip = b" \t\r\n" if response else b"\r\n"
+            while pos < len(buf) and buf[pos] in skip:
                 pos += 1
+            if response and not b"HTTP/".startswith(bytes(buf[pos : pos + 5]).upper()):
+                self._start_unframed(r, ts, out)
+                return pos
             nl = buf.find(b"\n", pos + r.scan)
             if nl < 0:
                 r.scan = len(buf) - pos
                 if r.scan > self.caps.max_start_line:
                     raise HttpViolation("http_start_line_too_long", f"over {r.scan} bytes")
-                self._precheck_start(r.direction, bytes(buf[pos : pos + _MAX_METHOD + 1]))
+                if not response:
+                    _precheck_request(bytes(buf[pos : pos + _MAX_METHOD + 1]))
                 return pos
             line = bytes(buf[pos:nl])
             if line.endswith(b"\r"):
                 line = line[:-1]
             if len(line) > self.caps.max_start_line:
                 raise HttpViolation("http_start_line_too_long", f"{len(line)} bytes")
-            if r.direction is Direction.TO_SERVER:
+            if not response:
                 _parse_request_line(line)
-            else:
-                _parse_status_line(line)
+            elif not _ANY_VERSION.match(line):
+                self._start_unframed(r, ts, out)
+                return pos
             r.line_done = True
             r.scan = nl - pos
         end, resume = _find_blank_line(buf, pos + r.scan)
@@ -501,31 +584,65 @@ class HttpParser:
             raise HttpViolation("http_header_too_long", f"{end - pos} bytes")
         lines = _split_lines(bytes(buf[pos:end]))
         r.reset_line()
+        seen = len(out)
         headers = self._parse_fields(lines[1:], ts, out)
+        r.odd_head = _odd_head(headers, out[seen:])
         if r.direction is Direction.TO_SERVER:
             self._on_request_head(r, lines[0], headers, ts, out)
         else:
             self._on_response_head(r, lines[0], headers, ts, out)
         return end
 
-    @staticmethod
-    def _precheck_start(direction: Direction, prefix: bytes) -> None:
-        """Reject garbage before a whole start line has arrived (cheap, a few bytes)."""
-        if direction is Direction.TO_CLIENT:
-            if not b"HTTP/".startswith(prefix[:5]):
-                raise HttpViolation("http_bad_status_line", "does not start with HTTP/")
+    # --- bytes outside any response framing -----------------------------------------------------
+
+    def _start_unframed(self, r: _Reader, ts: float, out: list[HttpEvent]) -> None:
+        """Where a status line should be there is something else: the body of a 204/304/1xx
+        that had one after all, a `SIP/2.0` line, garbage, an HTTP/0.9 reply. A browser may
+        show those bytes or skip them to the next status line; both are kept: the bytes as an
+        object of their own (reading "unframed") up to where a status line starts."""
+        if r.declared is not None:  # a 204 (1xx, 304, HEAD answer) with a body after all
+            tx, framing, length, headers = r.declared
+            r.declared = None
+            why = f"a body after a {tx.response.status if tx.response else 'interim'} response"
+            out.append(Anomaly("http_ambiguous_framing", why, ts))
+            r.tx, r.reading = tx, "declared"
+            self._start_body(r, tx, framing, length, headers, ts, out)
             return
-        for i, byte in enumerate(prefix):
-            if byte in _LINE_WS:
-                return
-            if byte not in _TCHAR:
-                raise HttpViolation("http_bad_request_line", "method is not a token")
-            if i >= _MAX_METHOD:
-                raise HttpViolation("http_bad_request_line", "method too long")
+        if self._pending:
+            tx = self._pending[0]
+        elif r.last_tx is not None:
+            tx = r.last_tx  # e.g. the 204 whose body this is
+        else:
+            tx = _Tx(txid=self._new_txid())  # nothing to belong to
+        r.tx, r.reading, r.state = tx, "unframed", _State.UNFRAMED
+        request = tx.request
+        name = uri_basename(request.uri) if request is not None else None
+        out.append(Anomaly("http_ambiguous_framing", "bytes outside any response framing", ts))
+        out.append(
+            ObjectStart(
+                tx.txid, r.direction, ts, "http", name=name, about=request, reading="unframed"
+            )
+        )
+
+    def _step_unframed(self, r: _Reader, pos: int, ts: float, out: list[HttpEvent]) -> int:
+        found = _STATUS_START.search(r.buf, pos + 1)
+        if found is None:  # hold back a tail a status line may start in
+            return self._emit_data(r, pos, len(r.buf) - _STATUS_TAIL - pos, out)
+        pos = self._emit_data(r, pos, found.start() - pos, out)
+        self._end_unframed(r, True, ts, out)
+        return pos
+
+    def _end_unframed(self, r: _Reader, complete: bool, ts: float, out: list[HttpEvent]) -> None:
+        if r.tx is not None:
+            out.append(ObjectEnd(r.tx.txid, r.direction, complete, ts, "unframed"))
+        r.tx, r.reading, r.state = None, None, _State.HEAD
+        r.reset_line()
+
+    # --- header fields -------------------------------------------------------------------------
 
     def _parse_fields(self, lines: list[bytes], ts: float, out: list[HttpEvent]) -> Headers:
         headers: Headers = []
-        for line in lines:
+        for line in _bare_cr_lines(lines, ts, out):
             if not line:
                 break  # the blank line that ends the block
             if line[0] in b" \t":
@@ -556,6 +673,8 @@ class HttpParser:
         method, uri, version, spaced = _parse_request_line(line)
         if spaced:
             out.append(Anomaly("http_space_in_uri", "", ts))
+        if version != b"HTTP/1.1":
+            r.odd_head = r.odd_head or version.decode("latin-1")
         tx = _Tx(txid=self._new_txid(), method=method.upper())
         tx.request = HttpRequestHead(tx.txid, method, uri, version, headers, ts)
         out.append(tx.request)
@@ -566,26 +685,32 @@ class HttpParser:
             out.append(Anomaly("http_too_many_pending", f"txid {dropped.txid} dropped", ts))
             dropped.resp_done = True
             self._maybe_report(dropped, ts, out)
-        r.tx = tx
-        framing, length = self._request_framing(headers, ts, out)
+        r.tx = r.last_tx = tx
+        framing, length = self._request_framing(r, headers, ts, out)
         self._start_body(r, tx, framing, length, headers, ts, out)
 
     def _on_response_head(
         self, r: _Reader, line: bytes, headers: Headers, ts: float, out: list[HttpEvent]
     ) -> None:
-        version, status, reason = _parse_status_line(line)
+        version, status, reason, odd = _parse_status_line(line)
+        r.declared = None
+        if odd:
+            out.append(Anomaly("http_odd_status_line", odd, ts))
+        if version != b"HTTP/1.1" or odd:
+            r.odd_head = r.odd_head or odd or version.decode("latin-1")
         if 100 <= status < 200 and status != 101:
             # Interim response (RFC 9110 section 15.2): belongs to the oldest waiting request.
             if not self._pending:
                 orphan = self._orphan_tx()
                 self._pending.append(orphan)
             self._pending[0].interim.append(status)
+            r.declared = _declared(self._pending[0], headers)
             return
         tx = self._pending.popleft() if self._pending else self._orphan_tx()
         tx.response = HttpResponseHead(tx.txid, status, reason, version, headers, ts)
         out.append(tx.response)
-        r.tx = tx
-        framing, length = self._response_framing(tx, headers, ts, out)
+        r.tx = r.last_tx = tx
+        framing, length = self._response_framing(r, tx, headers, ts, out)
         if framing is _Framing.TUNNEL:
             self._start_tunnel(tx, ts, out)
             return
@@ -623,17 +748,19 @@ class HttpParser:
     # --- framing (RFC 9112 section 6.3) --------------------------------------------------------
 
     def _request_framing(
-        self, headers: Headers, ts: float, out: list[HttpEvent]
+        self, r: _Reader, headers: Headers, ts: float, out: list[HttpEvent]
     ) -> tuple[_Framing, int]:
-        _note_junk(headers, ts, out)
+        if _note_junk(headers, ts, out):
+            r.odd_head = r.odd_head or "junk in a coding header"
         te = _list_tokens(headers, b"transfer-encoding")
         if te:
-            if _has_header(headers, b"content-length"):
-                out.append(Anomaly("http_te_and_cl", "request", ts))
-            if te[-1] != "chunked":
-                # Rule 4: a request body whose length cannot be determined is an error.
-                raise HttpViolation("http_bad_transfer_encoding", "request TE not chunked")
-            return _Framing.CHUNKED, 0
+            if "chunked" in te:
+                return self._chunked_framing(r, te, headers, ts, out)
+            # Rule 4 makes this an error; a server that ignores the coding it does not know
+            # reads Content-Length, or (without one) the bytes up to the close.
+            out.append(Anomaly("http_bad_transfer_encoding", ",".join(te)[:64], ts))
+            declared = self._content_length(headers, ts, out)
+            return (_Framing.LENGTH, declared) if declared else (_Framing.UNTIL_CLOSE, 0)
         length = self._content_length(headers, ts, out)
         if length is None:
             raise HttpViolation("http_bad_content_length", "request")
@@ -642,21 +769,23 @@ class HttpParser:
         return _Framing.NONE, 0  # rule 7: no CL, no TE -> no body
 
     def _response_framing(
-        self, tx: _Tx, headers: Headers, ts: float, out: list[HttpEvent]
+        self, r: _Reader, tx: _Tx, headers: Headers, ts: float, out: list[HttpEvent]
     ) -> tuple[_Framing, int]:
         status = tx.response.status if tx.response else 0
         if status == 101 or (tx.method == b"CONNECT" and 200 <= status < 300):
             return _Framing.TUNNEL, 0  # rules 1-2
         if tx.method == b"HEAD" or status in _NO_BODY_STATUS:
-            return _Framing.NONE, 0  # rule 1
-        _note_junk(headers, ts, out)
+            # Rule 1. Bytes that follow anyway are not a status line: _start_unframed reads
+            # them as the body the head declares, or keeps them as they are.
+            r.declared = _declared(tx, headers)
+            return _Framing.NONE, 0
+        if _note_junk(headers, ts, out):
+            r.odd_head = r.odd_head or "junk in a coding header"
         te = _list_tokens(headers, b"transfer-encoding")
         if te:
-            if _has_header(headers, b"content-length"):
-                out.append(Anomaly("http_te_and_cl", "response", ts))
-            if te[-1] == "chunked":
-                return _Framing.CHUNKED, 0
-            out.append(Anomaly("http_te_not_chunked", ",".join(te), ts))
+            if "chunked" in te:
+                return self._chunked_framing(r, te, headers, ts, out)
+            out.append(Anomaly("http_te_not_chunked", ",".join(te)[:64], ts))
             return _Framing.UNTIL_CLOSE, 0
         if _has_header(headers, b"content-length"):
             length = self._content_length(headers, ts, out)
@@ -665,6 +794,31 @@ class HttpParser:
                 return _Framing.UNTIL_CLOSE, 0
             return (_Framing.LENGTH, length) if length > 0 else (_Framing.NONE, 0)
         return _Framing.UNTIL_CLOSE, 0  # rule 8
+
+    def _chunked_framing(
+        self, r: _Reader, te: list[str], headers: Headers, ts: float, out: list[HttpEvent]
+    ) -> tuple[_Framing, int]:
+        """A Transfer-Encoding naming chunked: read chunked (RFC 9112 6.3 rules 3-4). Where a
+        receiver could frame the body otherwise, a second reading follows it (_start_body):
+        Content-Length next to it ("content-length"), or anything odd about the head or the
+        coding list ("raw": the body as one that ignores the chunked coding reads it)."""
+        r.fallback = None
+        r.ambiguity = ""
+        if _has_header(headers, b"content-length"):
+            out.append(Anomaly("http_te_and_cl", r.direction.name.lower(), ts))
+            length = self._content_length(headers, ts, out)
+            r.fallback = length
+            if length:
+                r.ambiguity = "Transfer-Encoding and Content-Length"
+                return _Framing.CHUNKED, 0
+        if te[-1] != "chunked":
+            out.append(Anomaly("http_te_not_chunked", ",".join(te)[:64], ts))
+            r.ambiguity = "chunked is not the last transfer coding"
+        elif len([name for name, _ in headers if name == b"transfer-encoding"]) > 1:
+            r.ambiguity = "several Transfer-Encoding fields"
+        else:
+            r.ambiguity = r.odd_head
+        return _Framing.CHUNKED, 0
 
     @staticmethod
     def _content_length(headers: Headers, ts: float, out: list[HttpEvent]) -> int | None:
@@ -698,31 +852,111 @@ class HttpParser:
             self._message_done(r, tx, ts, out)
             return
         request = tx.request
-        out.append(
-            ObjectStart(
-                tx.txid,
-                r.direction,
-                ts,
-                "http",
-                headers,
-                _encodings(headers),
-                uri_basename(request.uri) if request is not None else None,
-                about=request,
-            )
+        start = ObjectStart(
+            tx.txid,
+            r.direction,
+            ts,
+            "http",
+            headers,
+            _encodings(headers),
+            uri_basename(request.uri) if request is not None else None,
+            about=request,
+            reading=r.reading,
         )
+        out.append(start)
+        r.body = start
         if framing is _Framing.LENGTH:
             r.state = _State.BODY_LENGTH
             r.remaining = length
         elif framing is _Framing.CHUNKED:
             r.state = _State.CHUNK_SIZE
+            r.chunks = 0
             r.reset_line()
+            if r.reading is not None:
+                pass  # already a reading of its own: no third one
+            elif r.fallback:
+                self._start_second(r, start, "content-length", r.fallback, r.ambiguity, ts, out)
+            elif r.ambiguity:
+                self._start_second(r, start, "raw", None, r.ambiguity, ts, out)
         else:
             r.state = _State.BODY_UNTIL_CLOSE
+
+    # --- the second reading of an ambiguous body -----------------------------------------------
+
+    @staticmethod
+    def _start_second(
+        r: _Reader,
+        start: ObjectStart,
+        reading: str,
+        limit: int | None,
+        why: str,
+        ts: float,
+        out: list[HttpEvent],
+    ) -> None:
+        # Same content codings: where the bytes are not what they say (chunk-size lines inside
+        # gzip data), the decoder keeps them as they are.
+        second = ObjectStart(
+            start.txid,
+            start.direction,
+            ts,
+            start.proto,
+            start.headers,
+            start.encodings,
+            start.name,
+            about=start.about,
+            reading=reading,
+        )
+        r.second = _Second(second, limit)
+        out.append(Anomaly("http_ambiguous_framing", f"{why}: {reading} reading kept", ts))
+
+    def _second_data(self, r: _Reader, data: bytes, ts: float, out: list[HttpEvent]) -> None:
+        second = r.second
+        if second is None:
+            return
+        if second.limit is not None:
+            data = data[: second.limit]
+            second.limit -= len(data)
+        if data:
+            start = second.start
+            if not second.started:
+                second.started = True
+                out.append(start)
+            out.append(ObjectChunk(start.txid, start.direction, data, start.reading))
+        if second.limit == 0:
+            self._end_second(r, ts, out)
+
+    @staticmethod
+    def _second_gap(r: _Reader, size: int) -> list[HttpEvent]:
+        second = r.second
+        if second is None or size <= 0:
+            return []
+        if second.limit is not None:
+            size = min(size, second.limit)
+            second.limit -= size
+        start = second.start
+        out: list[HttpEvent] = []
+        if not second.started:
+            second.started = True
+            out.append(start)
+        out.append(ObjectGap(start.txid, start.direction, size, start.reading))
+        return out
+
+    @staticmethod
+    def _end_second(r: _Reader, ts: float, out: list[HttpEvent]) -> None:
+        second, r.second = r.second, None
+        if second is not None and second.started:
+            start = second.start
+            complete = not second.limit  # None: as long as the body; 0: all it said
+            out.append(ObjectEnd(start.txid, start.direction, complete, ts, start.reading))
 
     def _emit_data(self, r: _Reader, pos: int, size: int, out: list[HttpEvent]) -> int:
         if size <= 0 or r.tx is None:
             return pos
-        out.append(ObjectChunk(r.tx.txid, r.direction, bytes(r.buf[pos : pos + size])))
+        if r.raw_only:  # only the second reading goes on (the pump hands it these bytes)
+            return pos + size
+        out.append(ObjectChunk(r.tx.txid, r.direction, bytes(r.buf[pos : pos + size]), r.reading))
+        if r.reading is not None:
+            return pos + size
         if r.direction is Direction.TO_SERVER:
             r.tx.request_body_len += size
         else:
@@ -745,39 +979,68 @@ class HttpParser:
 
     def _step_chunk_size(self, r: _Reader, pos: int, ts: float, out: list[HttpEvent]) -> int:
         buf = r.buf
-        nl = buf.find(b"\n", pos + r.scan)
         limit = self.caps.max_chunk_line
-        if nl < 0:
-            r.scan = len(buf) - pos
+        end, after = _line_end(buf, pos, pos + r.scan)
+        if end < 0:
+            r.scan = max(len(buf) - pos - 1, 0)
             if r.scan > limit:
+                if r.chunks == 0:
+                    return self._not_chunked(r, pos, "no chunk-size line", ts, out)
                 self._chunked_violation(r, "http_chunk_line_too_long", f"over {limit}", ts, out)
             return pos
-        if nl - pos > limit:
-            self._chunked_violation(r, "http_chunk_line_too_long", f"{nl - pos} bytes", ts, out)
+        if end - pos > limit:
+            if r.chunks == 0:
+                return self._not_chunked(r, pos, "no chunk-size line", ts, out)
+            self._chunked_violation(r, "http_chunk_line_too_long", f"{end - pos} bytes", ts, out)
+            return pos
         # chunk-size [ chunk-ext ] CRLF (RFC 9112 7.1), read as browsers read it: the hex
-        # digits at the start of the line, whatever follows them ("f x", "f,", "f\0"); a
-        # blank line where a size should be is skipped. Either is noted: a sender that means
-        # to evade a sensor writes exactly that.
-        line = bytes(buf[pos:nl]).strip(_LINE_WS)
+        # digits at the start of the line, whatever follows them ("f x", "f,", "f\0"), a line
+        # ended by LF or CR alone; a blank line where a size should be is skipped. Each is
+        # noted: a sender that means to evade a sensor writes exactly that.
+        line = bytes(buf[pos:end]).strip(_LINE_WS)
+        r.reset_line()
         if not line:
             out.append(Anomaly("http_chunk_blank_line", "", ts))
-            r.reset_line()
-            return nl + 1
-        end = len(line) - len(line.lstrip(_HEX))
-        digits = line[:end]
-        if not digits or end > _MAX_CHUNK_HEX:
+            return after
+        digits_end = len(line) - len(line.lstrip(_HEX))
+        digits = line[:digits_end]
+        if not digits or digits_end > _MAX_CHUNK_HEX:
+            if r.chunks == 0:
+                return self._not_chunked(r, pos, "the first chunk-size line is not hex", ts, out)
             self._chunked_violation(r, "http_bad_chunk_size", "", ts, out)
-        rest = line[end:].lstrip(_LINE_WS)
+            return pos
+        rest = line[digits_end:].lstrip(_LINE_WS)
         if rest and not rest.startswith(b";"):
             out.append(Anomaly("http_chunk_size_junk", repr(rest[:16])[2:-1], ts))
+            if r.chunks == 0 and r.second is None and r.body is not None:
+                # Nothing of the body consumed yet: a receiver that rejects this line and reads
+                # the body as not chunked sees it all from here.
+                reason = "junk after a chunk size"
+                self._start_second(r, r.body, "raw", None, reason, ts, out)
+        r.chunks += 1
         size = int(digits, 16)
-        r.reset_line()
         if size == 0:
             r.state = _State.CHUNK_TRAILER
         else:
             r.state = _State.CHUNK_DATA
             r.remaining = size
-        return nl + 1
+        return after
+
+    def _not_chunked(self, r: _Reader, pos: int, why: str, ts: float, out: list[HttpEvent]) -> int:
+        """The body said chunked and is not (its first line is no chunk size): read it as a
+        receiver that ignores the coding does, by Content-Length or up to the close."""
+        out.append(Anomaly("http_not_chunked", why, ts))
+        second, r.second = r.second, None
+        if second is not None and second.started:  # blank lines went to it: end it
+            r.second = second
+            self._end_second(r, ts, out)
+        if r.fallback:
+            r.state = _State.BODY_LENGTH
+            r.remaining = r.fallback
+        else:
+            r.state = _State.BODY_UNTIL_CLOSE
+        r.reset_line()
+        return pos
 
     def _step_chunk_data_end(self, r: _Reader, pos: int, ts: float, out: list[HttpEvent]) -> int:
         buf = r.buf
@@ -791,8 +1054,7 @@ class HttpParser:
             if pos + 1 >= len(buf):
                 r.state = _State.CHUNK_DATA_END  # wait for the byte after CR
                 return pos
-            if buf[pos + 1] == _LF:
-                return pos + 2
+            return pos + 2 if buf[pos + 1] == _LF else pos + 1  # CR alone ends a line too
         out.append(Anomaly("http_missing_chunk_crlf", "", ts))
         return pos
 
@@ -803,8 +1065,8 @@ class HttpParser:
             return pos
         if buf[pos] == _LF:
             end = pos + 1
-        elif buf[pos] == _CR and avail >= 2 and buf[pos + 1] == _LF:
-            end = pos + 2
+        elif buf[pos] == _CR and avail >= 2:
+            end = pos + 2 if buf[pos + 1] == _LF else pos + 1  # CR alone ends a line too
         elif buf[pos] == _CR and avail == 1:
             return pos
         else:
@@ -825,6 +1087,15 @@ class HttpParser:
     def _chunked_violation(
         self, r: _Reader, kind: str, detail: str, ts: float, out: list[HttpEvent]
     ) -> None:
+        """The chunked framing broke. With a raw second reading the body goes on as that
+        reading alone, up to the close (returns); without one the parser gives up (raises)."""
+        tx = r.tx
+        if r.second is not None and r.second.limit is None and tx is not None:
+            out.append(Anomaly(kind, f"{detail}; the raw reading goes on".lstrip("; "), ts))
+            out.append(ObjectEnd(tx.txid, r.direction, False, ts))
+            r.raw_only = True
+            r.state = _State.BODY_UNTIL_CLOSE
+            return
         self._end_body(r, False, ts, out)
         raise HttpViolation(kind, detail)
 
@@ -832,13 +1103,16 @@ class HttpParser:
         tx = r.tx
         if tx is None:
             return
-        out.append(ObjectEnd(tx.txid, r.direction, complete, ts))
+        if not r.raw_only:
+            out.append(ObjectEnd(tx.txid, r.direction, complete, ts, r.reading))
         self._message_done(r, tx, ts, out)
 
     def _message_done(self, r: _Reader, tx: _Tx, ts: float, out: list[HttpEvent]) -> None:
         r.state = _State.HEAD
         r.reset_line()
-        r.tx = None
+        r.tx = r.body = r.reading = None
+        r.raw_only = False
+        r.odd_head = ""
         if r.direction is Direction.TO_SERVER:
             tx.req_done = True
             upgrade = tx.request is not None and _has_header(tx.request.headers, b"upgrade")
@@ -887,21 +1161,24 @@ class HttpParser:
     # --- gaps and eof --------------------------------------------------------------------------
 
     def _gap(self, r: _Reader, size: int, ts: float, out: list[HttpEvent]) -> None:
+        if r.state in _BODY_STATES:
+            out += self._second_gap(r, size)
         while size > 0:
             state = r.state
             if state in (_State.TUNNEL, _State.CLOSED):
-                return
+                break
             if state is _State.PAUSED:
                 r.lost = True
-                return
+                break
             if state is _State.HEAD:
                 raise HttpViolation("http_gap_in_headers", f"{size} bytes missing")
-            if state is _State.BODY_UNTIL_CLOSE:
+            if state is _State.BODY_UNTIL_CLOSE or state is _State.UNFRAMED:
                 self._count_gap(r, size, out)
-                return
+                break
             if state in (_State.BODY_LENGTH, _State.CHUNK_DATA):
                 if state is _State.CHUNK_DATA and size > r.remaining:
                     self._chunked_violation(r, "http_gap_in_chunked", "past chunk data", ts, out)
+                    continue  # the raw reading goes on
                 n = min(size, r.remaining)
                 self._count_gap(r, n, out)
                 r.remaining -= n
@@ -911,13 +1188,17 @@ class HttpParser:
                 continue
             # chunk-size line, CRLF after data, trailers: framing lost.
             self._chunked_violation(r, "http_gap_in_chunked", f"in {state.value}", ts, out)
+        if r.second is not None and r.state not in _BODY_STATES:
+            self._end_second(r, ts, out)
 
     @staticmethod
     def _count_gap(r: _Reader, size: int, out: list[HttpEvent]) -> None:
         tx = r.tx
-        if tx is None or size <= 0:
+        if tx is None or size <= 0 or r.raw_only:
             return
-        out.append(ObjectGap(tx.txid, r.direction, size))
+        out.append(ObjectGap(tx.txid, r.direction, size, r.reading))
+        if r.reading is not None:
+            return
         if r.direction is Direction.TO_SERVER:
             tx.request_missing += size
         else:
@@ -928,10 +1209,17 @@ class HttpParser:
         if state is _State.HEAD:
             if r.buf.strip(b"\r\n"):
                 out.append(Anomaly("http_truncated_head", f"{len(r.buf)} bytes", ts))
+        elif state is _State.UNFRAMED:
+            self._emit_data(r, 0, len(r.buf), out)  # the tail held back for a status line
+            self._end_unframed(r, True, ts, out)
         elif state is _State.BODY_UNTIL_CLOSE:
+            if r.raw_only:
+                self._second_data(r, bytes(r.buf), ts, out)
             self._end_body(r, True, ts, out)  # rule 8: the close is the end
         elif state not in (_State.PAUSED, _State.TUNNEL):
             self._end_body(r, False, ts, out)
+        if r.second is not None:
+            self._end_second(r, ts, out)
         r.state = _State.CLOSED
         r.buf.clear()
         r.tx = None
@@ -947,21 +1235,78 @@ class HttpParser:
                 self._maybe_report(tx, ts, out)
 
 
-def _note_junk(headers: Headers, ts: float, out: list[HttpEvent]) -> None:
+def _note_junk(headers: Headers, ts: float, out: list[HttpEvent]) -> bool:
+    """Note junk around coding tokens; True when there was some."""
+    found = False
     for name in (b"transfer-encoding", b"content-encoding"):
         if _has_token_junk(headers, name):
             out.append(Anomaly("http_coding_junk", name.decode(), ts))
+            found = True
+    return found
+
+
+# Head anomalies after which a receiver could have read the fields otherwise.
+_ODD_FIELDS = frozenset(
+    {"http_obs_fold", "http_space_before_colon", "http_bare_cr", "http_bad_header_line"}
+)
+
+
+def _declared(tx: _Tx, headers: Headers) -> tuple[_Tx, _Framing, int, Headers] | None:
+    """The body a head declares (chunked, or a Content-Length above 0), None if none."""
+    if "chunked" in _list_tokens(headers, b"transfer-encoding"):
+        return tx, _Framing.CHUNKED, 0, headers
+    values = [v.strip(_WS) for name, v in headers if name == b"content-length"]
+    if values and values[0].isdigit() and int(values[0]) > 0:
+        return tx, _Framing.LENGTH, int(values[0]), headers
+    return None
+
+
+def _odd_head(headers: Headers, noted: list[HttpEvent]) -> str:
+    """Why this header block could be framed otherwise by another receiver ("" if it cannot)."""
+    for event in noted:
+        if isinstance(event, Anomaly) and event.kind in _ODD_FIELDS:
+            return event.kind.removeprefix("http_").replace("_", " ")
+    return ""
+
+
+def _bare_cr_lines(lines: list[bytes], ts: float, out: list[HttpEvent]) -> list[bytes]:
+    """Header lines with a CR alone inside are split there, as receivers that end a line at a
+    bare CR read them (RFC 9112 section 2.2 lets a recipient do so)."""
+    if not any(b"\r" in line for line in lines):
+        return lines
+    split: list[bytes] = []
+    for line in lines:
+        text = line.rstrip(b"\r")  # CR CR LF: a junk CR at the end, read by the token rules
+        if b"\r" in text:
+            out.append(Anomaly("http_bare_cr", "", ts))
+            split += text.split(b"\r")
+        else:
+            split.append(line)
+    return split
+
+
+def _line_end(buf: bytearray, pos: int, scan: int) -> tuple[int, int]:
+    """The end of the line starting at `pos` (LF, CRLF or a CR alone) as (end of its text, start
+    of the next line); (-1, -1) when it has not ended yet. `scan`: where to search from."""
+    lf = buf.find(b"\n", scan)
+    cr = buf.find(b"\r", scan, lf if lf >= 0 else len(buf))
+    if cr < 0:
+        return (lf, lf + 1) if lf >= 0 else (-1, -1)
+    if cr + 1 >= len(buf):
+        return -1, -1  # CRLF or a CR alone: the next byte says
+    return cr, (cr + 2 if buf[cr + 1] == _LF else cr + 1)
 
 
 def _encodings(headers: Headers) -> list[str]:
     """Codings applied to the body, in order: content codings first, then transfer codings.
 
-    A final "chunked" is removed by this parser; anything else is left for the content stage.
+    "chunked" is removed by this parser (wherever it stands: see _chunked_framing); anything
+    else is left for the content stage.
     """
     codings = [c for c in _list_tokens(headers, b"content-encoding") if c != "identity"]
-    te = [c for c in _list_tokens(headers, b"transfer-encoding") if c != "identity"]
-    if te and te[-1] == "chunked":
-        te.pop()
+    te = [
+        c for c in _list_tokens(headers, b"transfer-encoding") if c not in ("identity", "chunked")
+    ]
     return codings + te
 
 
@@ -979,20 +1324,41 @@ def _parse_request_line(line: bytes) -> tuple[bytes, bytes, bytes, bool]:
     return method, b" ".join(parts[1:-1]), version, len(parts) > 3
 
 
-def _parse_status_line(line: bytes) -> tuple[bytes, int, bytes]:
-    """HTTP-version SP status-code SP [reason-phrase] (RFC 9112 section 4)."""
-    if not line.startswith(b"HTTP/"):
-        raise HttpViolation("http_bad_status_line", "does not start with HTTP/")
+def _precheck_request(prefix: bytes) -> None:
+    """Reject garbage before a whole request line has arrived (cheap, a few bytes)."""
+    for i, byte in enumerate(prefix):
+        if byte in _LINE_WS:
+            return
+        if byte not in _TCHAR:
+            raise HttpViolation("http_bad_request_line", "method is not a token")
+        if i >= _MAX_METHOD:
+            raise HttpViolation("http_bad_request_line", "method too long")
+
+
+def _parse_status_line(line: bytes) -> tuple[bytes, int, bytes, str]:
+    """HTTP-version SP status-code SP [reason-phrase] (RFC 9112 section 4), read as browsers
+    read it: any case and any version number ("http/1.1", "HTTP/1.01", "HTTP/2.0"), a status
+    code with leading zeros or extra digits ("0200", "2000") or none at all ("2xx", "000":
+    taken as 200). Returns (version, status, reason, what was odd or ""). The caller makes
+    sure the line starts with a version (`_ANY_VERSION`)."""
     parts = line.split(None, 2)
-    if not _HTTP1_VERSION.fullmatch(parts[0]):
-        raise HttpViolation("http_bad_version", parts[0][:16].decode("latin-1"))
-    if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit():
-        raise HttpViolation("http_bad_status_line", "bad status code")
-    status = int(parts[1])
+    version = parts[0]
+    odd = []
+    if not _HTTP1_VERSION.fullmatch(version):
+        odd.append(f"version {version[:16].decode('latin-1')!r}")
+        version = version.upper()
+    code = parts[1] if len(parts) > 1 else b""
+    digits = code[: len(code) - len(code.lstrip(b"0123456789"))]
+    status = int(digits) if len(digits) == 3 and digits == code else 0
     if status < 100:
-        raise HttpViolation("http_bad_status_line", "status below 100")
+        status = int(digits) if digits and len(digits) <= 4 else 0
+        if not 100 <= status <= 999 and len(digits) >= 3:
+            status = int(digits[:3])
+        if not 100 <= status <= 999:
+            status = 200
+        odd.append(f"status {code[:16].decode('latin-1')!r} read as {status}")
     reason = parts[2].strip(_LINE_WS) if len(parts) > 2 else b""
-    return parts[0], status, reason
+    return version, status, reason, ", ".join(odd)
 
 
 # --- detection ----------------------------------------------------------------------------------

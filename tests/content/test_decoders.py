@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pcaps._lib.codings import gzip_member
 from sensor.content.decoders import PIECE, DecoderChain
 from sensor.content.objects import ContentCaps
 
@@ -150,7 +151,7 @@ def test_empty_body_with_coding_is_not_truncated() -> None:
     assert chain.anomalies == []
 
 
-def test_unknown_coding_removes_outer_layers_only() -> None:
+def test_unknown_coding_is_skipped_and_the_known_ones_removed() -> None:
     inner = b"\x1f\x9dLZW-ish"  # pretend "compress" output
     body = gzip.compress(inner)
     chain = DecoderChain(["compress", "gzip"], ContentCaps())
@@ -159,6 +160,28 @@ def test_unknown_coding_removes_outer_layers_only() -> None:
     assert "compress" in chain.anomalies[0].detail
     assert chain.applied == ["gzip"]
     assert chain.damaged
+    # Outermost unknown (HTTP Evader's "gzip, foo"): the gzip under it is still removed.
+    chain = DecoderChain(["gzip", "foo"], ContentCaps())
+    assert run(chain, [gzip.compress(b"marker")]) == b"marker"
+
+
+@pytest.mark.parametrize("flags", [0, 0x02, 0x04, 0x08, 0x10, 0x1E, 0x20, 0x40, 0x80, 0xFF])
+def test_gzip_header_flags_as_browsers_read_them(flags: int) -> None:
+    """FEXTRA, FNAME, FCOMMENT, FHCRC and the reserved bits (which zlib itself rejects), each
+    alone and together, in every split of the header."""
+    body = gzip_member(SAMPLE, flags)
+    for cut in range(0, 40):
+        chain = DecoderChain(["gzip"], ContentCaps())
+        assert run(chain, [body[:cut], body[cut:]]) == SAMPLE, cut
+        assert chain.anomalies == []
+
+
+@pytest.mark.parametrize("keep", [0, 3, 7])
+def test_gzip_with_a_short_or_missing_trailer_is_decoded(keep: int) -> None:
+    body = gzip_member(SAMPLE, 0x08, trailer=0) + b"\0" * keep
+    chain = DecoderChain(["gzip"], ContentCaps())
+    assert run(chain, [body]) == SAMPLE
+    assert chain.anomalies == []
 
 
 def test_gap_switches_to_passthrough() -> None:
