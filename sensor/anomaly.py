@@ -64,8 +64,17 @@ KINDS = MappingProxyType(
         ),
         "tcp_overlap_conflict": (
             "stream",
-            "a retransmission overlaps earlier data with "
-            "different bytes (evasion signal); the first copy is kept",
+            "a segment overlaps earlier data with different bytes (evasion signal); the "
+            "stream's overlap policy decides which copy is kept",
+        ),
+        "tcp_overlap_readings": (
+            "stream",
+            "receivers would keep different copies of overlapping bytes: the flow is also read "
+            "as the named policy does (objects with reading tcp-<policy>)",
+        ),
+        "tcp_reading_unavailable": (
+            "stream",
+            "a diverging overlap reading was not started: the memcap could not hold its copy",
         ),
         "tcp_stream_cap": (
             "stream",

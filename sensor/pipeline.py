@@ -28,13 +28,14 @@ Where a new piece goes
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from probes.frame import LINKTYPE_ETHERNET, Frame
 from sensor.anomaly import Anomaly
-from sensor.config import Config
+from sensor.config import OS_POLICIES, Config
 from sensor.content.mime import MimeCaps
 from sensor.content.objects import ContentCaps, ObjectStore
 from sensor.content.router import ContentResult, ObjectFile, ObjectRouter
@@ -81,6 +82,7 @@ from sensor.protocols.base import (
     ObjectEnd,
     ObjectGap,
     ObjectStart,
+    ReadingForked,
 )
 from sensor.protocols.detect import ProtocolSpec
 from sensor.protocols.expect import Expectations
@@ -213,6 +215,17 @@ class Pipeline:
             depth=s.depth,
         )
         self.memcap = Memcap(s.memcap)
+        # Young flows' delivered bytes kept for overlap readings (layer.TcpApp), all flows.
+        self.reading_logs = Memcap(s.readings_memcap)
+        # [stream] os_policy, most specific network first.
+        self._os_policy = sorted(
+            (
+                (ipaddress.ip_network(cidr, strict=False), OS_POLICIES[policy])
+                for cidr, _, policy in (item.partition("=") for item in s.os_policy)
+            ),
+            key=lambda rule: rule[0].prefixlen,
+            reverse=True,
+        )
         self._evictions = 0  # not yet said in a flow_table_full anomaly
         self._next_eviction_note = 0.0
         # Embryonic TCP flows' control packets (see EMBRYO_PACKETS), by flow.
@@ -317,7 +330,7 @@ class Pipeline:
                     if len(held) < EMBRYO_PACKETS:
                         held.append((direction, pkt))
                         return
-                state = flow.analysis = self._new_tcp_state()
+                state = flow.analysis = self._new_tcp_state(flow.server)
                 if held is not None:
                     self._hatch(flow, state, self._embryos.pop(flow))
             if not state.counted:
@@ -363,9 +376,30 @@ class Pipeline:
             if events:
                 self._route(flow, state, events, pkt.ts)
 
-    def _new_tcp_state(self) -> FlowState:
-        layer = AppLayer(self._specs, self._tunnel_specs, self.config.stream.detect_bytes)
-        app = TcpApp(layer, self._stream_caps, self.memcap, self._stream_totals, self.expectations)
+    def _new_layer(self) -> AppLayer:
+        return AppLayer(self._specs, self._tunnel_specs, self.config.stream.detect_bytes)
+
+    def _policy_for(self, server: bytes) -> str | None:
+        """The overlap policy configured for this destination ([stream] os_policy), if any."""
+        if not self._os_policy:
+            return None
+        address = ipaddress.ip_address(server)
+        for network, policy in self._os_policy:
+            if address.version == network.version and address in network:
+                return policy
+        return None
+
+    def _new_tcp_state(self, server: bytes) -> FlowState:
+        app = TcpApp(
+            self._new_layer(),
+            self._stream_caps,
+            self.memcap,
+            self._stream_totals,
+            self.expectations,
+            policy=self._policy_for(server),
+            new_layer=self._new_layer,
+            log_budget=self.reading_logs,
+        )
         return FlowState(app, ObjectRouter(self._content_caps, self._mime_caps, self._store))
 
     def _datagram(self, flow: Flow[FlowState], direction: int, pkt: Packet) -> None:
@@ -398,6 +432,9 @@ class Pipeline:
                 self._anomaly(flow, state, event, ts)
             elif isinstance(event, AppProto):
                 flow.app_proto = event.name
+            elif isinstance(event, ReadingForked):
+                assert state.objects is not None
+                state.objects.fork(event.reading)
             elif isinstance(event, Counted):
                 flow.app_proto = event.app_proto
                 state.counted = True
@@ -519,7 +556,7 @@ class Pipeline:
             if held is not None and _tells_more(held):
                 # The control packets say something the streams would report (data acked
                 # that was never captured, a second SYN): analyse them as a whole flow would.
-                state = flow.analysis = self._new_tcp_state()
+                state = flow.analysis = self._new_tcp_state(flow.server)
                 self._hatch(flow, state, held)
         if state is not None and state.bypassed:
             self._bypass.remove(flow)

@@ -71,6 +71,12 @@ class StreamConfig:
     memcap: int = 256 * 1024 * 1024  # out-of-order bytes for all flows together
     depth: int = 0  # bytes reassembled per direction; 0 = unlimited
     detect_bytes: int = 4096  # bytes per direction inspected before giving up on detection
+    # Young flows' delivered bytes kept so that a reading forked at a TCP overlap conflict
+    # starts at the flow's first byte (all flows together; 0: readings start at the fork).
+    readings_memcap: int = 64 * 1024 * 1024
+    # Receivers' OS per destination ("CIDR=policy", policy first|windows|macos|linux|bsd):
+    # overlaps towards them are read that way only; elsewhere every diverging reading is kept.
+    os_policy: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +297,30 @@ def _countries(value: object, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+# Overlap policies by the names operators know receivers by (sensor/reassembly/tcp.py).
+OS_POLICIES = {"first": "first", "windows": "first", "macos": "first", "linux": "linux",
+               "bsd": "bsd"}  # fmt: skip
+
+
+def _os_policy(value: object, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f'{key} must be a list of "CIDR=policy" strings')
+    out = []
+    for item in value:
+        cidr, sep, policy = item.partition("=")
+        if not sep or policy.strip().lower() not in OS_POLICIES:
+            raise ConfigError(
+                f"{key}: {item!r} is not CIDR=policy with policy one of "
+                f"{', '.join(sorted(OS_POLICIES))}"
+            )
+        try:
+            ipaddress.ip_network(cidr.strip(), strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {item!r}: {exc}") from None
+        out.append(f"{cidr.strip()}={policy.strip().lower()}")
+    return tuple(out)
+
+
 def _names(value: object, key: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ConfigError(f"{key} must be a list of names")
@@ -338,6 +368,7 @@ _CONVERTERS: dict[tuple[str, str], Callable[[object, str], Any]] = {
     ("metering", "transfer_allowed_countries"): _countries,
     ("metering", "thresholds"): _thresholds,
     ("output", "secret_parameters"): _names,
+    ("stream", "os_policy"): _os_policy,
 }
 
 

@@ -18,7 +18,7 @@ object's bytes here, whatever the protocol.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sensor.anomaly import Anomaly
 from sensor.content.entity import BodyEntity
@@ -30,6 +30,7 @@ from sensor.protocols.base import (
     ObjectEvent,
     ObjectGap,
     ObjectStart,
+    reading_name,
 )
 
 
@@ -67,7 +68,7 @@ Entity = BodyEntity | MimeMessage
 class ObjectRouter:
     """One flow's objects in transfer: (txid, direction, reading) -> the engine reading it."""
 
-    __slots__ = ("_caps", "_last", "_mime_caps", "_open", "_store")
+    __slots__ = ("_caps", "_last", "_mime_caps", "_open", "_partial", "_store")
 
     def __init__(
         self, caps: ContentCaps, mime_caps: MimeCaps, store: ObjectStore | None = None
@@ -77,6 +78,7 @@ class ObjectRouter:
         self._store = store
         self._open: dict[tuple[int, int, str | None], tuple[ObjectStart, Entity]] = {}
         self._last: ObjectStart | None = None  # the flow's latest start (see _entity)
+        self._partial: set[tuple[int, int, str | None]] = set()  # twins begun mid-object
 
     def route(self, event: ObjectEvent, ts: float) -> list[ContentResult]:
         """One object event; `ts` is the packet time it came with."""
@@ -92,6 +94,18 @@ class ObjectRouter:
             start, entity = self._entity(event.txid, event.direction, event.reading, ts)
             return self._results(start, entity.gap(event.size))
         return self._end((event.txid, event.direction, event.reading), event.complete)
+
+    def fork(self, reading: str) -> None:
+        """The flow is also read as `reading` from now on: each object open now gets a twin
+        in that reading, which sees only the bytes from here (it ends incomplete)."""
+        for (txid, direction, current), (start, _) in list(self._open.items()):
+            if current is not None and current.startswith("tcp-"):
+                continue  # already another reading's
+            tagged = reading_name(reading, current)
+            twin = replace(start, reading=tagged)
+            key = (txid, direction, tagged)
+            self._open[key] = (twin, self._new_entity(twin))
+            self._partial.add(key)
 
     def close(self) -> list[ContentResult]:
         """The flow is no longer analysed: every object still open ends incomplete."""
@@ -130,6 +144,9 @@ class ObjectRouter:
         found = self._open.pop(key, None)
         if found is None:
             return []
+        if key in self._partial:
+            self._partial.discard(key)
+            complete = False
         start, entity = found
         out = self._results(start, entity.end(complete))
         if isinstance(entity, MimeMessage):

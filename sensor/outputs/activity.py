@@ -49,8 +49,10 @@ def upload_text(record: Record) -> str:
         how = f"FTP {ftp.get('command', '')} ({ftp.get('mode', '')})"
     else:
         how = http_text(record, status=False)
-    state = "" if f["complete"] else "  INCOMPLETE" + (
-        f" ({f['missing_bytes']:,} B missing)" if f["missing_bytes"] else ""
+    state = (
+        ""
+        if f["complete"]
+        else "  INCOMPLETE" + (f" ({f['missing_bytes']:,} B missing)" if f["missing_bytes"] else "")
     )
     if f.get("ambiguous"):  # one of several readings of the same message
         state += f"  ambiguous: {f['reading']} reading"

@@ -51,8 +51,10 @@ __all__ = [
     "Parser",
     "ProtocolEvent",
     "ProtocolViolation",
+    "ReadingForked",
     "Tunnel",
     "TunnelData",
+    "reading_name",
 ]
 
 Headers = Sequence[tuple[bytes, bytes]]  # header fields as on the wire: (name, value) bytes
@@ -178,6 +180,22 @@ class Counted(ProtocolEvent):
     counted, and its objects still open end incomplete."""
 
     app_proto: str | None
+
+
+@dataclass(slots=True)
+class ReadingForked(ProtocolEvent):
+    """Marker (from the app layer): from here the flow is also read another way (`reading`,
+    e.g. "tcp-linux": its TCP overlaps resolved as a Linux receiver does). Objects open now
+    go on in that reading too, from this point (so incomplete there); the reading's own
+    object events carry `reading` names that start with it."""
+
+    reading: str
+
+
+def reading_name(reading: str, inner: str | None) -> str:
+    """The reading of an object found by a flow reading (a TCP one) that may itself have been
+    one of its protocol's readings: "tcp-linux", "tcp-linux+raw"."""
+    return reading if inner is None else f"{reading}+{inner}"
 
 
 # --- facts for the meter and the expectation table --------------------------------------------

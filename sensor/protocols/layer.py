@@ -44,7 +44,8 @@ event; handling events after `TcpApp.packet` returns sees the flow as it ends up
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from sensor.anomaly import Anomaly
@@ -55,16 +56,22 @@ from sensor.protocols.base import (
     AppProto,
     Counted,
     Direction,
+    ObjectChunk,
+    ObjectEnd,
+    ObjectGap,
+    ObjectStart,
     Opaque,
     Parser,
     ProtocolEvent,
     ProtocolViolation,
+    ReadingForked,
     Tunnel,
     TunnelData,
+    reading_name,
 )
 from sensor.protocols.detect import ProtocolSpec
 from sensor.protocols.expect import Expectations
-from sensor.reassembly.tcp import Gap, Memcap, StreamCaps, StreamTotals, TcpStream
+from sensor.reassembly.tcp import POLICIES, Gap, Memcap, StreamCaps, StreamTotals, TcpStream
 
 DETECTING = 0
 PARSING = 1
@@ -75,6 +82,11 @@ UNKNOWN = "unknown"
 Event = ProtocolEvent | Anomaly
 _STEERING = frozenset({Tunnel, TunnelData, Opaque})  # events the layer acts on, not passes on
 _DIRECTIONS = (Direction.TO_SERVER, Direction.TO_CLIENT)  # by index, without an enum call
+_OBJECT_EVENTS = (ObjectStart, ObjectChunk, ObjectGap, ObjectEnd)
+# A young flow's delivered bytes are kept (by reference) up to this many, so that a reading
+# forked later starts from the flow's first byte with an app layer of its own.
+READING_LOG_BYTES = 256 * 1024
+_LOG_BLOCK = 16 * 1024  # the log budget is taken in blocks of this many bytes
 
 
 class Delivered(NamedTuple):
@@ -321,15 +333,35 @@ class FlowApp(Protocol):
 
 
 class TcpApp:
-    """One TCP flow's reassembly (two `TcpStream`s) and app layer (a `FlowApp`)."""
+    """One TCP flow's reassembly (two `TcpStream`s) and app layer (a `FlowApp`).
+
+    Readings. Where two copies of the same stream bytes differ and receivers would keep
+    different ones (see sensor/reassembly/tcp.py), the flow is read once per diverging overlap
+    policy: before the segment is applied, the app forks a twin (its streams copied with the
+    other policy) that sees every later packet. Its app layer is a new one that is first fed
+    what the flow delivered so far, from a log the app keeps while the flow is young (at most
+    READING_LOG_BYTES, and all flows' logs together within `log_budget`): the twin's objects
+    are then whole. Past the log, the twin's app layer is a deep copy of the main one and the
+    objects open at the fork go on in the twin from there (`ReadingForked`; incomplete). At
+    most one twin per other policy; none where a policy is configured for the destination
+    (`fixed`). A twin contributes objects only (their reading "tcp-<policy>"), not protocol
+    records; the flow is Counted once the main reading and every twin are done."""
 
     __slots__ = (
         "_announced",
         "_eof_sent",
         "_expectations",
+        "_fixed",
         "_linked",
+        "_log",
+        "_log_budget",
+        "_log_bytes",
+        "_log_room",
+        "_new_layer",
         "_totals",
         "layer",
+        "reading",
+        "readings",
         "streams",
     )
 
@@ -340,14 +372,32 @@ class TcpApp:
         memcap: Memcap,
         totals: StreamTotals,
         expectations: Expectations,
+        policy: str | None = None,
+        new_layer: Callable[[], AppLayer] | None = None,
+        log_budget: Memcap | None = None,
     ) -> None:
         self.layer = layer
-        self.streams: list[TcpStream] | None = [TcpStream(caps, memcap), TcpStream(caps, memcap)]
+        first = policy or POLICIES[0]
+        self.streams: list[TcpStream] | None = [
+            TcpStream(caps, memcap, first),
+            TcpStream(caps, memcap, first),
+        ]
         self._totals = totals
         self._expectations = expectations
         self._eof_sent = [False, False]
         self._linked = False  # the expectation table was asked about this flow
         self._announced = False  # this flow announced connections (FTP control)
+        self._fixed = policy is not None  # the destination's OS is known: one reading
+        self.reading: str | None = None  # a twin's name ("tcp-linux"); None: the main one
+        self.readings: list[TcpApp] = []  # the twins still reading
+        self._new_layer = new_layer
+        self._log_budget = log_budget
+        # (direction, item) as delivered, while young (see the class docstring).
+        self._log: list[tuple[int, bytes | Gap]] | None = (
+            [] if new_layer is not None and log_budget is not None and not self._fixed else None
+        )
+        self._log_bytes = 0  # bytes logged
+        self._log_room = 0  # bytes of the budget taken for the log
 
     @property
     def app_proto(self) -> str | None:
@@ -357,8 +407,12 @@ class TcpApp:
         out: list[Event] = []
         streams = self.streams
         if streams is None:
+            if self.readings:
+                self._twins(flow, direction, pkt, out)
             return out
         ts = pkt.ts
+        if streams[direction].holding and not self._fixed and pkt.payload:
+            self._fork(flow, streams[direction], pkt, out)
         data = streams[direction].segment(pkt.seq, pkt.payload, pkt.tcp_flags, ts)
         if data:
             flipped = self.layer.flipped
@@ -372,11 +426,120 @@ class TcpApp:
                 self._deliver(flow, other, acked, ts, out)
         if self.streams is not None:
             self._stream_ends(flow, ts, out)
+        if self.readings:
+            self._twins(flow, direction, pkt, out)
         return out
+
+    # -- readings --------------------------------------------------------------------------
+
+    def _fork(self, flow: Flow[Any], stream: TcpStream, pkt: Packet, out: list[Event]) -> None:
+        """Before `pkt` is applied: a twin for each other policy that keeps other bytes."""
+        policies = stream.diverging(pkt.seq, pkt.payload, pkt.tcp_flags)
+        have = {twin.reading for twin in self.readings}
+        for policy in policies:
+            name = f"tcp-{policy}"
+            if name in have or self.reading is not None:
+                continue
+            twin = self._twin(policy, name)
+            if twin is None:
+                out.append(Anomaly("tcp_reading_unavailable", f"{name}: memcap", pkt.ts))
+                continue
+            self.readings.append(twin)
+            whole = self._log is not None
+            detail = "from the first byte" if whole else "from here on"
+            out.append(Anomaly("tcp_overlap_readings", f"also read as {name}, {detail}", pkt.ts))
+            if not whole:
+                out.append(ReadingForked(name))
+                continue
+            assert self._log is not None
+            for direction, item in self._log:  # catch up: the twin reads the flow from its start
+                events: list[Event] = []
+                twin._deliver(flow, direction, [item], pkt.ts, events)
+                self._adopt(twin, events, out)
+
+    def _log_grow(self) -> bool:
+        """The log outgrew the budget it took: take another block, or give the log up."""
+        assert self._log_budget is not None
+        if self._log_bytes <= READING_LOG_BYTES and self._log_budget.reserve(_LOG_BLOCK):
+            self._log_room += _LOG_BLOCK
+            if self._log_bytes <= self._log_room:
+                return True
+        self._drop_log()
+        return False
+
+    def _drop_log(self) -> None:
+        if self._log_budget is not None:
+            self._log_budget.release(self._log_room)
+        self._log = None
+        self._log_bytes = self._log_room = 0
+
+    def _twin(self, policy: str, name: str) -> TcpApp | None:
+        assert self.streams is not None
+        streams = [stream.fork(policy) for stream in self.streams]
+        if None in streams:
+            for stream in streams:
+                if stream is not None:
+                    stream.flush(0.0)
+            return None
+        twin = TcpApp.__new__(TcpApp)
+        if self._log is not None and self._new_layer is not None:
+            twin.layer = self._new_layer()  # fed the log by _fork
+            twin._eof_sent = [False, False]
+        else:
+            twin.layer = copy.deepcopy(self.layer)
+            twin._eof_sent = list(self._eof_sent)
+        twin._new_layer = None
+        twin._log = None
+        twin._log_budget = None
+        twin._log_bytes = 0
+        twin.streams = [s for s in streams if s is not None]
+        twin._totals = StreamTotals()  # a twin's counters are not the flow's
+        twin._expectations = self._expectations
+        twin._linked = True  # never claims an announced connection
+        twin._announced = False
+        twin._fixed = True
+        twin.reading = name
+        twin.readings = []
+        return twin
+
+    def _twins(self, flow: Flow[Any], direction: int, pkt: Packet | None, out: list[Event]) -> None:
+        """Every twin's part of this packet (or of the flow's end): its objects, renamed."""
+        for twin in list(self.readings):
+            if pkt is not None:
+                events = twin.packet(flow, direction, pkt)
+            else:
+                events = twin.end(flow, flow.last)
+            self._adopt(twin, events, out)
+            if twin.streams is None:
+                self.readings.remove(twin)
+        if not self.readings and self.streams is None:
+            out.append(Counted(self.layer.app_proto))  # the last reading is done
+
+    def _adopt(self, twin: TcpApp, events: Sequence[Event], out: list[Event]) -> None:
+        """A twin's objects into `out`, named after its reading. Its protocol records too
+        when the main reading gave up (the junk it kept is no protocol) and this is the first
+        twin: the flow then has the records of a reading that could be parsed."""
+        name = twin.reading
+        assert name is not None
+        records = (self.streams is None or self.layer.counting) and twin is self.readings[0]
+        for event in events:
+            if isinstance(event, _OBJECT_EVENTS):
+                event.reading = reading_name(name, event.reading)
+                out.append(event)
+            elif records and not isinstance(event, Counted | Anomaly):
+                out.append(event)
 
     def end(self, flow: Flow[Any], ts: float) -> list[Event]:
         """The flow ended: what the streams still hold, every direction's end, then Counted."""
         out: list[Event] = []
+        if self.readings:
+            twins = self.readings
+            self._twins(flow, 0, None, out)
+            self.readings = []
+            for twin in twins:
+                twin.readings = []
+            if out and isinstance(out[-1], Counted):
+                out.pop()  # the main reading's own end says it
         if self.streams is not None:
             for direction in (0, 1):
                 streams = self.streams
@@ -407,15 +570,28 @@ class TcpApp:
             claimed = self._expectations.claim(flow.server, flow.server_port, flow.start)
             if claimed is not None:
                 layer.attach(*claimed)
+        log = self._log
         for item in () if layer.counting else items:
+            if log is not None:  # young: kept for later readings (class docstring)
+                if type(item) is bytes:
+                    self._log_bytes += len(item)
+                    if self._log_bytes > self._log_room and not self._log_grow():
+                        log = None
+                if log is not None:
+                    log.append((direction, item))
             if isinstance(item, Gap):
                 self._totals.gap_bytes += item.size
                 out.append(Anomaly("tcp_gap", f"{item.size} bytes missing", ts))
                 delivered = layer.deliver(_DIRECTIONS[direction], item.size, ts)
             else:
                 delivered = layer.deliver(_DIRECTIONS[direction], item, ts)
+            if delivered.flip and self.reading is not None:
+                self._stop(ts, out)  # a twin cannot turn the flow round under the main reading
+                return
             if delivered.flip:
                 flow.flip()
+                if log is not None:  # what was logged was seen the other way round
+                    log[:] = [(1 - d, logged) for d, logged in log]
                 if self.streams is not None:
                     self.streams.reverse()
                 self._eof_sent.reverse()
@@ -430,6 +606,8 @@ class TcpApp:
     def _take(self, flow: Flow[Any], events: list[Event], out: list[Event], ts: float) -> None:
         for event in events:
             if isinstance(event, Announcement):
+                if self.reading is not None:
+                    continue  # the main reading announces
                 self._announced = True
                 endpoint = event.endpoint(flow.client, flow.client_port, flow.server)
                 self._expectations.announce(endpoint, event, flow.flow_id, ts)
@@ -449,9 +627,11 @@ class TcpApp:
 
     def _stop(self, ts: float, out: list[Event]) -> None:
         """From now on the flow is only counted: free its reassembly buffers."""
+        self._drop_log()
         if self.streams is not None:
             for stream in self.streams:
                 stream.flush(ts)
                 self._totals.released(stream)
             self.streams = None
-        out.append(Counted(self.layer.app_proto))
+        if not self.readings:  # else the last twin to end says it (_twins)
+            out.append(Counted(self.layer.app_proto))

@@ -32,11 +32,19 @@ When a new segment does not fit, the stream *skips ahead*: the first hole is dec
 `tcp_stream_cap` or `tcp_memcap`, once per stream). Memory is never the reason to drop data
 silently, and an attacker cannot make the buffer grow without bound.
 
-Overlaps: "first copy wins". Bytes already delivered, or already buffered, are kept; of a new
-segment only the bytes nobody has seen yet are used. Receivers differ in which copy they keep
-(BSD, Linux, Windows and old Solaris all resolve overlaps differently; see Ptacek & Newsham
-1998, Novak's target-based reassembly), and a passive sensor does not know the receiver's OS.
-Rather than guess, the sensor keeps one consistent view and *reports* the ambiguity: when the
+Overlaps. Bytes already delivered are kept, whatever comes later: every receiver has handed
+them to its application too. For bytes buffered out of order, receivers differ (Ptacek &
+Newsham 1998; Novak's target-based reassembly), and the stream's `policy` says which copy wins,
+byte by byte, from where the segments that brought them start:
+  "first"  (Windows, macOS): the buffered copy;
+  "bsd"    the new copy where its segment starts before the buffered one's;
+  "linux"  the new copy where its segment starts at or before the buffered one's (an in-order
+           segment replaces the out-of-order bytes it covers).
+Payload on a SYN (TCP Fast Open) is held, not delivered, until the stream goes on past it, the
+peer acknowledges it, or the stream ends: a server without Fast Open (the default) drops it,
+so a later copy of those bytes wins under "linux" and "bsd" and loses under "first".
+`diverging(...)` tells, before a segment is applied, which other policies would keep other
+bytes for it; the caller can `fork` the stream into those readings (see layer.py). When
 overlapping bytes differ from the kept ones, `overlap_conflicts` counts the segment and the
 anomaly `tcp_overlap_conflict` (the classic IDS-evasion signal) is emitted once per stream.
 Identical re-sends are dropped and counted in `retransmitted_bytes` (every byte discarded
@@ -88,6 +96,9 @@ _SEQ_MASK: Final = _SEQ_MOD - 1
 _SEQ_HALF: Final = 1 << 31
 _UNLIMITED: Final = 1 << 62  # an offset no stream reaches
 _SLOW_FLAGS: Final = TCP_SYN | TCP_FIN | TCP_RST
+
+# Overlap policies (see the module docstring), in the order readings are named after them.
+POLICIES: Final = ("first", "linux", "bsd")
 
 
 @dataclass(slots=True)
@@ -175,26 +186,31 @@ class TcpStream:
         "_max_seen",
         "_memcap",
         "_next",
+        "_origin",
         "_pending",
         "_reported",
         "_started",
+        "_syn_data",
         "caps",
         "delivered",
         "done",
         "fin_seen",
         "gap_bytes",
+        "holding",
         "ignored_bytes",
         "isn_seen",
         "overlap_conflicts",
         "pending_bytes",
+        "policy",
         "retransmitted_bytes",
         "rst_seen",
         "stopped",
     )
 
-    def __init__(self, caps: StreamCaps, memcap: Memcap) -> None:
+    def __init__(self, caps: StreamCaps, memcap: Memcap, policy: str = "first") -> None:
         self.caps = caps
         self._memcap = memcap
+        self.policy = policy
         # Read-only statistics.
         self.delivered = 0  # bytes handed out
         self.gap_bytes = 0  # bytes handed out as Gap
@@ -222,6 +238,11 @@ class TcpStream:
         # Out-of-order storage: non-overlapping pieces, keys sorted.
         self._pending: dict[int, bytes] = {}
         self._keys: list[int] = []
+        self._origin: dict[int, int] = {}  # piece offset -> offset its segment started at
+        self._syn_data: bytes | None = None  # SYN payload held (module docstring)
+        # Out-of-order bytes or SYN payload held: a segment may now be kept differently under
+        # another policy (cheap to test per packet; `diverging` tells).
+        self.holding = False
         # Delivered, unacknowledged chunks [_hist_start, _next) for overlap checks.
         self._hist: deque[bytes] = deque()
         self._hist_start = 0
@@ -256,6 +277,9 @@ class TcpStream:
             return NO_DATA
         self._last_ack = ack
         ack_off = self._offset(ack)
+        out: list[bytes | Gap] = []
+        if self._syn_data is not None and ack_off > 0:  # the peer took the SYN payload
+            self._release_syn(out)
         if ack_off > self._acked:
             self._acked = ack_off
             if self._hist and ack_off > self._hist_start:
@@ -265,8 +289,9 @@ class TcpStream:
         if self._fin_off is not None:
             limit = min(limit, self._fin_off)
         if limit <= self._next or self.rst_seen or self.stopped:
-            return NO_DATA
-        out: list[bytes | Gap] = []
+            if out:
+                self._refresh_fast()
+            return out or NO_DATA
         keys = self._keys
         while self._next < limit:
             target = min(limit, keys[0]) if keys else limit
@@ -279,6 +304,8 @@ class TcpStream:
     def flush(self, ts: float) -> list[bytes | Gap]:
         """The flow is ending: everything buffered in order, holes as Gap; releases memory."""
         out: list[bytes | Gap] = []
+        if self._syn_data is not None:
+            self._release_syn(out)
         keys = self._keys
         while keys:
             self._gap(out, keys[0] - self._next)
@@ -303,6 +330,14 @@ class TcpStream:
     # ------------------------------------------------------------------------------ slow path
 
     def _segment_slow(self, seq: int, payload: bytes, flags: int, ts: float) -> list[bytes | Gap]:
+        if self._syn_data is not None and not flags & TCP_SYN and (payload or flags & _SLOW_FLAGS):
+            held: list[bytes | Gap] = []
+            self._settle_syn(self._offset(seq & _SEQ_MASK), payload, held, ts)
+            rest = self._segment_body(seq, payload, flags, ts)
+            return held + rest if held else rest
+        return self._segment_body(seq, payload, flags, ts)
+
+    def _segment_body(self, seq: int, payload: bytes, flags: int, ts: float) -> list[bytes | Gap]:
         if not payload and not flags & _SLOW_FLAGS:
             return NO_DATA  # a pure ACK (or a segment before the stream started)
         if self.rst_seen:
@@ -316,6 +351,15 @@ class TcpStream:
                 # RFC 9293 3.4: the SYN occupies the ISN; data (TCP Fast Open) starts at ISN+1.
                 self.isn_seen = True
                 self._start((seq + 1) & _SEQ_MASK)
+                if payload and not flags & (TCP_FIN | TCP_RST):
+                    # Held until the stream says whether the receiver took it (docstring).
+                    self._syn_data = payload[: min(len(payload), self._depth_off)]
+                    self._max_seen = len(self._syn_data)
+                    self._refresh_fast()
+                    return NO_DATA
+            elif self._syn_data is not None:
+                self.retransmitted_bytes += len(payload)  # the SYN again: its payload is held
+                return NO_DATA
             elif self._offset(seq) != -1:
                 # A SYN for another sequence space (port reuse, injection): not this stream.
                 self._report(ANOMALY_SYN_MISMATCH, f"syn seq {seq} does not match stream", ts)
@@ -361,6 +405,87 @@ class TcpStream:
         self._refresh_fast()
         return NO_DATA
 
+    # --------------------------------------------------------------------------- SYN payload
+
+    def _settle_syn(self, seg_off: int, payload: bytes, out: list[bytes | Gap], ts: float) -> None:
+        """The first segment after a SYN that carried data: if it brings other bytes for them,
+        a receiver without Fast Open ("linux", "bsd") never took the SYN's; else deliver."""
+        held = self._syn_data
+        assert held is not None
+        if self.policy != "first" and self._syn_differs(seg_off, payload):
+            self._count_conflict(0, ts)  # ("first": counted as a conflict with delivered data)
+            self._syn_data = None
+            self.ignored_bytes += len(held)
+            self._refresh_fast()
+            return
+        self._release_syn(out)
+
+    def _syn_differs(self, seg_off: int, payload: bytes) -> bool:
+        held = self._syn_data
+        if held is None or seg_off >= len(held) or seg_off + len(payload) <= 0:
+            return False
+        start, stop = max(seg_off, 0), min(seg_off + len(payload), len(held))
+        return payload[start - seg_off : stop - seg_off] != held[start:stop]
+
+    def _release_syn(self, out: list[bytes | Gap]) -> None:
+        held, self._syn_data = self._syn_data, None
+        if held:
+            self._emit(out, held)
+            self._drain(out)
+        self._refresh_fast()
+
+    # ------------------------------------------------------------------------------ readings
+
+    def diverging(self, seq: int, payload: bytes, flags: int) -> list[str]:
+        """The other policies that would keep other bytes than this one for this segment,
+        one per distinct outcome (named after the first policy in POLICIES giving it)."""
+        if not payload or flags & TCP_RST or not self._started:
+            return []
+        seg_off = self._offset((seq + (1 if flags & TCP_SYN else 0)) & _SEQ_MASK)
+        # Per overlapped held piece whose bytes differ: the piece's origin (None: SYN data).
+        origins: list[int | None] = []
+        if (
+            self._syn_data is not None
+            and not flags & TCP_SYN
+            and self._syn_differs(seg_off, payload)
+        ):
+            origins.append(None)
+        end = seg_off + len(payload)
+        for k in self._keys:
+            if k >= end:
+                break
+            kept = self._pending[k]
+            lo, hi = max(k, seg_off), min(k + len(kept), end)
+            if lo < hi and payload[lo - seg_off : hi - seg_off] != kept[lo - k : hi - k]:
+                origins.append(self._origin.get(k, k))
+        if not origins:
+            return []
+        mine = tuple(_new_wins(self.policy, seg_off, o) for o in origins)
+        seen = {mine}
+        out = []
+        for policy in POLICIES:
+            outcome = tuple(_new_wins(policy, seg_off, o) for o in origins)
+            if outcome not in seen:
+                seen.add(outcome)
+                out.append(policy)
+        return out
+
+    def fork(self, policy: str) -> TcpStream | None:
+        """A copy of this stream that reads overlaps by `policy` from now on; None when the
+        memcap cannot hold a second copy of the buffered bytes."""
+        if not self._memcap.reserve(self.pending_bytes):
+            return None
+        twin = TcpStream.__new__(TcpStream)
+        for name in TcpStream.__slots__:
+            setattr(twin, name, getattr(self, name))
+        twin.policy = policy
+        twin._pending = dict(self._pending)
+        twin._keys = list(self._keys)
+        twin._origin = dict(self._origin)
+        twin._hist = deque(self._hist)
+        twin._anomalies = []
+        return twin
+
     def _check_old(self, off: int, end: int, seg_off: int, payload: bytes) -> bool:
         """Bytes [off, end) were already delivered: drop them; True if they differ."""
         self.retransmitted_bytes += end - off
@@ -401,7 +526,7 @@ class TcpStream:
             if off == self._next:
                 self._deliver_run(out, pieces)
             else:
-                self._buffer(out, pieces, ts)
+                self._buffer(out, pieces, seg_off, ts)
         self._check_end(ts)
         self._refresh_fast()
         return out or NO_DATA
@@ -418,6 +543,7 @@ class TcpStream:
         cur = off
         conflict = False
         covered = 0
+        replaced: list[int] = []
         while i < n:
             k = keys[i]
             i += 1
@@ -431,14 +557,37 @@ class TcpStream:
                 pieces.append((cur, payload[cur - seg_off : k - seg_off]))
                 cur = k
             stop = min(kept_end, end)
-            covered += stop - cur
             if payload[cur - seg_off : stop - seg_off] != kept[cur - k : stop - k]:
                 conflict = True
+                if _new_wins(self.policy, seg_off, self._origin.get(k, k)):
+                    # The new copy takes [k, stop) (cur == k: see the policy rules).
+                    replaced.append(k)
+                    pieces.append((cur, payload[cur - seg_off : stop - seg_off]))
+                    cur = stop
+                    continue
+            covered += stop - cur
             cur = stop
         if cur < end:
             pieces.append((cur, payload[cur - seg_off : end - seg_off]))
         self.retransmitted_bytes += covered
+        for k in replaced:
+            self._cut_front(k, end)
         return conflict
+
+    def _cut_front(self, k: int, end: int) -> None:
+        """Drop the buffered piece at k up to `end` (a newer copy replaces it); keep the rest."""
+        kept = self._pending.pop(k)
+        origin = self._origin.pop(k, k)
+        self._keys.remove(k)
+        released = len(kept)
+        if k + len(kept) > end:
+            rest = kept[end - k :]
+            self._pending[end] = rest
+            self._origin[end] = origin
+            insort(self._keys, end)
+            released -= len(rest)
+        self.pending_bytes -= released
+        self._memcap.release(released)
 
     def _count_conflict(self, seg_off: int, ts: float) -> None:
         self.overlap_conflicts += 1
@@ -456,7 +605,9 @@ class TcpStream:
             self._emit(out, data)
         self._drain(out)
 
-    def _buffer(self, out: list[bytes | Gap], pieces: list[tuple[int, bytes]], ts: float) -> None:
+    def _buffer(
+        self, out: list[bytes | Gap], pieces: list[tuple[int, bytes]], seg_off: int, ts: float
+    ) -> None:
         """Keep out-of-order pieces; if they do not fit, skip holes until they do."""
         need = sum(len(data) for _, data in pieces)
         caps = self.caps
@@ -482,9 +633,11 @@ class TcpStream:
                 self._deliver_run(out, pieces)
                 return
         pending = self._pending
+        origin = self._origin
         for p_off, data in pieces:
             insort(keys, p_off)
             pending[p_off] = data
+            origin[p_off] = seg_off
         self.pending_bytes += need
 
     def _drain(self, out: list[bytes | Gap]) -> None:
@@ -495,10 +648,12 @@ class TcpStream:
         pending = self._pending
         count = 0
         released = 0
+        origin = self._origin
         for k in keys:
             if k != self._next:
                 break
             data = pending.pop(k)
+            origin.pop(k, None)
             self._emit(out, data)
             released += len(data)
             count += 1
@@ -565,6 +720,7 @@ class TcpStream:
             self.pending_bytes = 0
             self._pending.clear()
             self._keys.clear()
+            self._origin.clear()
             self._clear_history()
 
     # ---------------------------------------------------------------------------- internals
@@ -599,7 +755,8 @@ class TcpStream:
             self._hist_len -= len(chunk)
 
     def _refresh_fast(self) -> None:
-        if not self._started or self.done or self.stopped:
+        self.holding = bool(self._keys) or self._syn_data is not None
+        if not self._started or self.done or self.stopped or self._syn_data is not None:
             self._fast_seq = -1
             return
         nxt = self._next
@@ -610,3 +767,13 @@ class TcpStream:
             room = min(room, self._fin_off - nxt)
         self._fast_room = room
         self._fast_seq = (self._base + nxt) & _SEQ_MASK
+
+
+def _new_wins(policy: str, seg_off: int, origin: int | None) -> bool:
+    """Does a new copy starting at `seg_off` replace buffered bytes whose segment started at
+    `origin` (None: SYN payload) under `policy`? See the module docstring."""
+    if policy == "first":
+        return False
+    if origin is None:
+        return True  # a receiver without Fast Open never took the SYN's bytes
+    return seg_off <= origin if policy == "linux" else seg_off < origin

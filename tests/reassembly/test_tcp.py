@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pcaps._lib.overlap import received
 from sensor.decode.packet import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
-from sensor.reassembly.tcp import NO_DATA, Gap, Memcap, StreamCaps, TcpStream
+from sensor.reassembly.tcp import NO_DATA, POLICIES, Gap, Memcap, StreamCaps, TcpStream
 
 MOD = 1 << 32
 
@@ -51,9 +53,73 @@ def test_sequence_wraps_across_2_pow_32() -> None:
 
 
 def test_syn_with_data_tcp_fast_open_is_delivered() -> None:
+    """SYN payload is held until the stream goes on past it (or the peer acknowledges it)."""
     s = new()
-    assert s.segment(MOD - 1, b"GET /", TCP_SYN, 0.0) == [b"GET /"]
-    assert s.segment(5, b" HTTP", TCP_ACK, 0.0) == [b" HTTP"]
+    assert s.segment(MOD - 1, b"GET /", TCP_SYN, 0.0) == []
+    assert s.segment(5, b" HTTP", TCP_ACK, 0.0) == [b"GET /", b" HTTP"]
+    s = new()
+    s.segment(MOD - 1, b"GET /", TCP_SYN, 0.0)
+    assert s.peer_ack(5, 0.0) == [b"GET /"]  # the server acknowledged the SYN's data
+    s = new()
+    s.segment(MOD - 1, b"GET /", TCP_SYN, 0.0)
+    assert s.flush(0.0) == [b"GET /"]
+
+
+@pytest.mark.parametrize(("policy", "kept"), [("first", b"JUNK!"), ("linux", b"REAL!")])
+def test_syn_payload_and_a_later_copy(policy: str, kept: bytes) -> None:
+    """A server without Fast Open drops SYN data: the client's later copy is what it reads."""
+    s = TcpStream(StreamCaps(), Memcap(), policy)
+    s.segment(MOD - 1, b"JUNK!", TCP_SYN, 0.0)
+    assert s.diverging(0, b"REAL!", TCP_ACK) == (["first"] if policy == "linux" else ["linux"])
+    got = s.segment(0, b"REAL!", TCP_ACK, 0.0) + s.segment(5, b" more", TCP_ACK, 0.0)
+    assert b"".join(x for x in got if isinstance(x, bytes)) == kept + b" more"
+    assert s.overlap_conflicts == 1
+
+
+# Overlap shapes: "HE" is delivered (the stream is at 2), a junk copy arrives out of order, then
+# the real one, and last (when the real one starts after 2) the filler ".." up to it.
+SHAPES = {
+    # name: (junk offset, junk, real offset, real)
+    "in-order-covers": (4, b"XXXX", 2, b"..data"),  # the classic: in-order copy over junk
+    "ofo-exact": (4, b"XXXX", 4, b"data"),  # same start, same length
+    "ofo-real-before": (6, b"XX", 4, b"data"),  # real covers junk from the left
+    "junk-covers-real": (4, b"XXXXXX", 6, b"ta"),  # nobody replaces a copy it starts inside
+    "partial-tail": (6, b"XXXX", 4, b"data"),  # junk sticks out past the real copy
+}
+EXPECT = {  # shape -> policy -> bytes from offset 2 on
+    "in-order-covers": {"first": b"..XXXX", "linux": b"..data", "bsd": b"..data"},
+    "ofo-exact": {"first": b"..XXXX", "linux": b"..data", "bsd": b"..XXXX"},
+    "ofo-real-before": {"first": b"..daXX", "linux": b"..data", "bsd": b"..data"},
+    "junk-covers-real": {"first": b"..XXXXXX", "linux": b"..XXXXXX", "bsd": b"..XXXXXX"},
+    "partial-tail": {"first": b"..daXXXX", "linux": b"..dataXX", "bsd": b"..dataXX"},
+}
+
+
+@pytest.mark.parametrize("policy", ["first", "linux", "bsd"])
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_overlap_policies_per_shape(shape: str, policy: str) -> None:
+    junk_off, junk, real_off, real = SHAPES[shape]
+    s = TcpStream(StreamCaps(), Memcap(), policy)
+    got = s.segment(MOD - 1, b"", TCP_SYN, 0.0) + s.segment(0, b"HE", TCP_ACK, 0.0)
+    got += s.segment(junk_off, junk, TCP_ACK, 0.0)
+    got += s.segment(real_off, real, TCP_ACK, 0.0)
+    if real_off > 2:
+        got += s.segment(2, b"..", TCP_ACK, 0.0)
+    got += s.flush(0.0)
+    assert b"".join(x for x in got if isinstance(x, bytes)) == b"HE" + EXPECT[shape][policy]
+
+
+def test_diverging_names_each_distinct_outcome_once() -> None:
+    s = new()
+    s.segment(MOD - 1, b"", TCP_SYN, 0.0)
+    s.segment(4, b"XXXX", TCP_ACK, 0.0)
+    assert s.diverging(4, b"data", TCP_ACK) == ["linux"]  # bsd keeps the old copy, as first
+    assert s.diverging(2, b"..data", TCP_ACK) == ["linux"]  # linux and bsd agree: one reading
+    assert s.diverging(4, b"XXXX", TCP_ACK) == []  # the same bytes: nothing diverges
+    twin = s.fork("linux")
+    assert twin is not None and twin.policy == "linux"
+    assert b"".join(twin.segment(0, b"..data", TCP_ACK, 0.0)) == b"..dataXX"
+    assert b"".join(s.segment(0, b"..data", TCP_ACK, 0.0)) == b"..daXXXX"
 
 
 def test_mid_stream_pickup_starts_at_first_data_and_never_rewinds() -> None:
@@ -380,19 +446,20 @@ def test_property_any_segmentation_reorder_duplication_reassembles(
     sc: tuple[bytes, int, bool, bool, list[tuple[int, int]]],
 ) -> None:
     data, isn, with_syn, with_fin, order = sc
-    mc = Memcap()
-    s = new(memcap=mc)
-    out: list[bytes | Gap] = []
-    if with_syn:
-        out += s.segment(isn, b"", TCP_SYN, 0.0)
-    for a, b in order:
-        out += feed(s, data, isn, with_syn, with_fin, a, b)
-    out += s.flush(1.0)
-    assert joined(out) == data
-    assert s.delivered == len(data) and s.gap_bytes == 0
-    assert s.take_anomalies() == [] and s.overlap_conflicts == 0
-    assert mc.used == 0 and s.pending_bytes == 0
-    assert s.done == with_fin
+    for policy in POLICIES:  # copies never conflict here: every policy reads the same
+        mc = Memcap()
+        s = TcpStream(StreamCaps(), mc, policy)
+        out: list[bytes | Gap] = []
+        if with_syn:
+            out += s.segment(isn, b"", TCP_SYN, 0.0)
+        for a, b in order:
+            out += feed(s, data, isn, with_syn, with_fin, a, b)
+        out += s.flush(1.0)
+        assert joined(out) == data
+        assert s.delivered == len(data) and s.gap_bytes == 0
+        assert s.take_anomalies() == [] and s.overlap_conflicts == 0
+        assert mc.used == 0 and s.pending_bytes == 0
+        assert s.done == with_fin
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -439,3 +506,26 @@ def test_property_dropped_segment_is_exactly_one_gap(d: st.DataObject) -> None:
     assert b"".join(x for x in out[:g] if isinstance(x, bytes)) == data[:la]
     assert b"".join(x for x in out[g + 1 :] if isinstance(x, bytes)) == data[lb:]
     assert mc.used == 0 and s.gap_bytes == lb - la and s.delivered == n - (lb - la)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 60), st.integers(1, 25)).map(lambda t: (t[0], t[0] + t[1])),
+        min_size=1,
+        max_size=12,
+    ).map(lambda segs: [*segs, (0, max(e for _, e in segs))])  # a last copy fills every hole
+)
+def test_property_policies_match_a_byte_model(segments: list[tuple[int, int]]) -> None:
+    """Every copy differs from every other (its own byte value): what each policy delivers is
+    what the byte model says, and the memory is released."""
+    for policy in POLICIES:
+        mc = Memcap()
+        s = TcpStream(StreamCaps(), mc, policy)
+        out = list(s.segment(MOD - 1, b"", TCP_SYN, 0.0))  # results are read-only
+        for i, (start, end) in enumerate(segments):
+            out += s.segment(start, bytes([i + 1]) * (end - start), TCP_ACK, 0.0)
+        out += s.flush(0.0)
+        copies = [(a, bytes([i + 1]) * (b - a), False) for i, (a, b) in enumerate(segments)]
+        assert joined(out) == received(policy, copies), policy
+        assert mc.used == 0
