@@ -43,6 +43,11 @@ KINDS = MappingProxyType(
             "flows.max_flows reached: the least recently seen flows were ended early (their "
             "flow records say reason evicted); said at most once a minute, with the count",
         ),
+        "half_open_full": (
+            "flow",
+            "flows.half_open_memcap reached: the oldest unanswered SYNs were summed into their "
+            "half_open record before their timeout (said at most once a minute, with the count)",
+        ),
         # decode
         "decode_truncated": ("decode", "a frame is shorter than its headers claim"),
         "decode_bad_ip_header": ("decode", "an IPv4/IPv6 header is malformed"),

@@ -29,8 +29,9 @@ Where a new piece goes
 from __future__ import annotations
 
 import ipaddress
+import struct
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from probes.frame import LINKTYPE_ETHERNET, Frame
@@ -51,6 +52,7 @@ from sensor.decode.packet import (
 )
 from sensor.flows.bypass import ETH_IP4_TCP_MIN, ETH_IP4_TUPLE, Bypass
 from sensor.flows.bypass import count as count_bypassed
+from sensor.flows.halfopen import HalfOpen, merge_singles, summarize, syn_key, tuple_key
 from sensor.flows.table import (
     REASON_EVICTED,
     STATE_CLOSED,
@@ -100,6 +102,7 @@ BACKWARD_SLACK = 1.0  # seconds; smaller steps are ordinary multi-queue capture 
 # bytes instead of kilobytes) until it carries payload, a FIN or an RST; its control packets
 # wait, at most this many, and are fed to the state built then. A SYN flood is then cheap.
 EMBRYO_PACKETS = 6
+_PORTS = struct.Struct("!HH")
 EVICTION_NOTE_SECONDS = 60.0  # at most one flow_table_full anomaly per minute of packet time
 _NO_LOG = ProtocolLog()  # for layers that log nothing ("unknown", "ftp-data")
 
@@ -208,6 +211,14 @@ class Pipeline:
         self._bypass = Bypass()
         self._bypassed = self._bypass.index  # read per frame: one attribute, not two
         self._bypass_on = config.flows.bypass
+        # Unanswered SYNs are held as frames, not flows (sensor/flows/halfopen.py).
+        self._half_open = (
+            HalfOpen(config.flows.tcp_new_timeout, config.flows.half_open_memcap)
+            if config.flows.half_open_memcap > 0
+            else None
+        )
+        self._half_open_early = 0  # summed early (over the cap), not yet said in an anomaly
+        self._next_half_open_note = 0.0
         s = config.stream
         self._stream_caps = StreamCaps(
             max_pending_bytes=s.max_pending_bytes,
@@ -278,12 +289,28 @@ class Pipeline:
             if hit is not None and count_bypassed(hit, data, ts):
                 self._now = ts
                 return
+        half = self._half_open
+        if (
+            half is not None
+            and 0.0 <= ts < self._horizon
+            and linktype == LINKTYPE_ETHERNET
+            and size >= ETH_IP4_TCP_MIN
+        ):
+            key = syn_key(data)
+            if key is not None and self._holds(half, key, ts, data):
+                self._now = ts
+                return
         if not 0.0 <= ts <= MAX_TIMESTAMP:
             self._anomaly(None, None, Anomaly("capture_bad_timestamp", f"{ts!r}"), self._now)
             return
         if ts < self._now - BACKWARD_SLACK:
             detail = f"{self._now - ts:.3f} s back"
             self._anomaly(None, None, Anomaly("capture_time_backwards", detail), ts)
+        self._decoded(frame, False)
+
+    def _decoded(self, frame: Frame, held: bool) -> None:
+        """Decode a frame and take it through the flows and what follows. `held`: a SYN the
+        half-open table kept, run now, at its own (earlier) time: the clock stays."""
         decoder = self.decoder
         pkt = decoder.decode(frame)
         if decoder.pending_anomalies:
@@ -291,16 +318,19 @@ class Pipeline:
         if pkt is None:
             return
         ts = pkt.ts
-        self._now = ts
-        if ts >= self._horizon:
-            if summary.first_ts is None:
-                summary.first_ts = ts
-            self._advance(ts)
+        if not held:
+            self._now = ts
+            if ts >= self._horizon:
+                if self.summary.first_ts is None:
+                    self.summary.first_ts = ts
+                self._advance(ts)
         # Fast path: a known flow. A SYN on a closed connection's tuple (a new connection) and
         # every new flow take the table's full lookup.
         flows = self.flows
         flags = pkt.tcp_flags
         flow = flows.index.get((pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
+        if flow is None and self._half_open is not None and self._half_open.index:
+            flow = self._release(pkt)
         if flow is None or (flags & TCP_SYN and flow.state == STATE_CLOSED):
             flow, direction, ended = flows.lookup(pkt)
             if ended:
@@ -322,16 +352,16 @@ class Pipeline:
                 flows.update_tcp_state(flow, direction, flags)
             state = flow.analysis
             if state is None:
-                held = self._embryos.get(flow)
+                embryo = self._embryos.get(flow)
                 if not size and not flags & (TCP_FIN | TCP_RST):
-                    if held is None:
+                    if embryo is None:
                         self._embryos[flow] = [(direction, pkt)]
                         return
-                    if len(held) < EMBRYO_PACKETS:
-                        held.append((direction, pkt))
+                    if len(embryo) < EMBRYO_PACKETS:
+                        embryo.append((direction, pkt))
                         return
                 state = flow.analysis = self._new_tcp_state(flow.server)
-                if held is not None:
+                if embryo is not None:
                     self._hatch(flow, state, self._embryos.pop(flow))
             if not state.counted:
                 events = state.app.packet(flow, direction, pkt)
@@ -344,6 +374,68 @@ class Pipeline:
         side.payload += size
         if pkt.proto == PROTO_UDP:
             self._datagram(flow, direction, pkt)
+
+    # -- half-open attempts (sensor/flows/halfopen.py) -------------------------------------
+
+    def _holds(self, half: HalfOpen, key: bytes, ts: float, data: bytes) -> bool:
+        """Hold a plain SYN whose tuple has no flow; False: the full path takes it."""
+        sport, dport = _PORTS.unpack_from(data, 34)
+        if (PROTO_TCP, data[26:30], sport, data[30:34], dport) in self.flows.index:
+            return False
+        if not half.hold(key, ts, data):
+            self._release_key(key)  # a seventh SYN: the tuple becomes a flow after all
+            return False
+        if half.over_cap():
+            self._sum_attempts(half.expired(ts), ts, REASON_EVICTED)
+        return True
+
+    def _release(self, pkt: Packet) -> Flow[FlowState] | None:
+        """A packet of a tuple with no flow: SYNs held for it (either direction) run first,
+        then the packet's flow is whatever they made."""
+        if pkt.ip_version != 4 or pkt.proto != PROTO_TCP:
+            return None
+        self._release_key(tuple_key(pkt.src, pkt.sport, pkt.dst, pkt.dport))
+        self._release_key(tuple_key(pkt.dst, pkt.dport, pkt.src, pkt.sport))
+        return self.flows.index.get((pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
+
+    def _release_key(self, key: bytes) -> None:
+        assert self._half_open is not None
+        frames = self._half_open.take(key)
+        for ts, data in frames or ():
+            self._decoded(Frame(ts, data, LINKTYPE_ETHERNET, None, len(data)), True)
+
+    def _sum_attempts(
+        self, groups: Iterator[list[tuple[float, bytes]]], now: float, reason: str = "timeout"
+    ) -> None:
+        """Unanswered attempts: one `flow` record (state half_open) per client and server."""
+        assert self._half_open is not None
+        pairs = summarize(groups)
+        meter = self._meter
+        for attempts in pairs:
+            self._half_open.aggregated += attempts.tuples
+            if reason == REASON_EVICTED:
+                self._half_open_early += attempts.tuples
+            if meter is not None:  # per client, before singles are merged per server
+                meter.add(
+                    meter.bucket_time(attempts.last),
+                    attempts.client,
+                    attempts.server,
+                    attempts.ip_bytes,
+                    attempts.syns,
+                    0,
+                    attempts.first_port[1],
+                )
+        for attempts in merge_singles(pairs):
+            self.summary.flows += 1
+            self._emit(eve.half_open_record(attempts, now, reason))
+        if self._half_open_early and now >= self._next_half_open_note:
+            self._note_half_open(now)
+
+    def _note_half_open(self, now: float) -> None:
+        count, self._half_open_early = self._half_open_early, 0
+        self._next_half_open_note = now + EVICTION_NOTE_SECONDS
+        detail = f"{count} unanswered attempts summed before their timeout (over the cap)"
+        self._anomaly(None, None, Anomaly("half_open_full", detail), now)
 
     def _ended_early(self, ended: Sequence[tuple[Flow[FlowState], str]], ts: float) -> None:
         """Flows a lookup ended (a port reused, or evicted at flows.max_flows). Evictions are
@@ -536,6 +628,8 @@ class Pipeline:
         ended, interim = self.flows.expire(now)
         for flow in ended:
             self._end_flow(flow, "timeout", now)
+        if self._half_open is not None and self._half_open.index:
+            self._sum_attempts(self._half_open.expired(now), now)
         for flow in interim:
             self._emit(eve.flow_record(flow, now, "active_timeout"))
             flow.report_start = now
@@ -576,6 +670,10 @@ class Pipeline:
             self._note_evictions(ts)
         for flow in self.flows.drain():
             self._end_flow(flow, "shutdown", ts)
+        if self._half_open is not None:
+            self._sum_attempts(self._half_open.expired(ts, every=True), ts, "shutdown")
+            if self._half_open_early:
+                self._note_half_open(ts)
         self.decoder.finish(ts)  # every held fragment expires now
         self._decode_anomalies(ts)
         if self._meter is not None:
@@ -598,6 +696,7 @@ class Pipeline:
             "decoder": self.decoder.stats.as_dict(),
             "flows": {
                 "created": self.flows.created,
+                "half_open": self._half_open.aggregated if self._half_open is not None else 0,
                 "ended": s.flows,
                 "timed_out": self.flows.timed_out,
                 "evicted": self.flows.evicted,

@@ -445,16 +445,23 @@ def test_a_syn_flood_keeps_no_per_flow_analysis_and_the_upload_after_it_is_found
         per_flow = (tracemalloc.get_traced_memory()[0] - before) / len(flood)
     finally:
         tracemalloc.stop()
-    assert per_flow < 1600, per_flow  # was about 4,500 bytes with the whole state on the SYN
-    assert all(flow.analysis is None for flow in pipeline.flows)
+    # Held as frames, not flows (about 4,500 bytes with the whole state on the SYN, 1,100 as
+    # an embryonic flow): sensor/flows/halfopen.py.
+    assert per_flow < 450, per_flow
+    assert len(pipeline.flows) <= 1  # the first SYN took the full path (no clock yet)
     with PcapReader(str(PCAPS / "http-post-raw" / "input.pcap")) as reader:
         for frame in reader:
             pipeline.process(frame)
     pipeline.finish()
     assert any(e["event_type"] == "http" and e["http"]["request_body_len"] for e in events)
-    flows = [e for e in events if e["event_type"] == "flow"]
-    assert len(flows) == 3001  # every SYN is still a flow record
-    assert not pipeline._embryos  # nothing left behind
+    flows = [e["flow"] for e in events if e["event_type"] == "flow"]
+    half = [f for f in flows if f["state"] == "half_open"]
+    assert len(half) == 1 and half[0]["attempts"] + len(flows) - 1 == 3001
+    assert half[0]["pkts_toserver"] == half[0]["attempts"] and half[0]["reason"] == "timeout"
+    assert half[0]["dest_ports"] == {"count": 1, "first": [80]}
+    stats = [e["stats"] for e in events if e["event_type"] == "stats"][-1]
+    assert stats["flows"]["half_open"] == half[0]["attempts"]
+    assert not pipeline._embryos and not pipeline._half_open.index  # nothing left behind
 
 
 def test_an_embryonic_flow_whose_acks_tell_of_lost_data_still_reports_the_gap() -> None:
@@ -479,7 +486,8 @@ def test_evictions_are_one_counted_anomaly_a_minute() -> None:
     from dataclasses import replace
 
     config = Config()
-    config = replace(config, flows=replace(config.flows, max_flows=100))
+    # Every SYN a flow (no half-open table): the table fills.
+    config = replace(config, flows=replace(config.flows, max_flows=100, half_open_memcap=0))
     events: list[dict[str, Any]] = []
     pipeline = Pipeline(config, [events.append])
     for i in range(3000):  # 30 s of packet time, then a minute later 1,000 more
@@ -497,3 +505,53 @@ def test_evictions_are_one_counted_anomaly_a_minute() -> None:
     assert 2 <= len(notes) <= 4  # not one per flow
     assert sum(int(n["detail"].split()[0]) for n in notes) == evicted > 3000
     assert "flows.max_flows = 100" in notes[0]["detail"]
+
+
+def test_unanswered_syns_over_the_half_open_cap_are_summed_early_and_said_once_a_minute() -> None:
+    from dataclasses import replace
+
+    from sensor.flows.halfopen import ENTRY_COST
+
+    config = Config()
+    config = replace(config, flows=replace(config.flows, half_open_memcap=100 * ENTRY_COST))
+    events: list[dict[str, Any]] = []
+    pipeline = Pipeline(config, [events.append])
+    for i in range(3000):  # 30 s of packet time, then a minute later 1,000 more
+        pipeline.process(_syn(1024 + i, 1_767_225_600 + i / 100))
+        assert len(pipeline._half_open.index) <= 100
+    for i in range(1000):
+        pipeline.process(_syn(5000 + i, 1_767_225_700 + i / 100))
+    pipeline.finish()
+    notes = [
+        e["anomaly"] for e in events
+        if e["event_type"] == "anomaly" and e["anomaly"]["kind"] == "half_open_full"
+    ]  # fmt: skip
+    flows = [e["flow"] for e in events if e["event_type"] == "flow"]
+    early = sum(f["attempts"] for f in flows if f["reason"] == "evicted")
+    assert 2 <= len(notes) <= 4  # not one per batch
+    assert sum(int(n["detail"].split()[0]) for n in notes) == early > 3000
+    assert sum(f.get("attempts", 1) for f in flows) == 4000  # every SYN in some record
+
+
+def test_a_syn_answered_late_is_one_flow_as_if_never_held() -> None:
+    """SYN, SYN-ACK, ACK and data: the held SYN runs first when the SYN-ACK comes, so the flow
+    and its records are those of the normal path (compare with the table off)."""
+    conv = TcpConversation()
+    conv.handshake()
+    conv.emit_all(conv.segments("client", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+    conv.close()
+    frames = [Frame(ts, bytes(p), LINKTYPE_ETHERNET) for ts, p in conv.ether_frames()]
+    from dataclasses import replace
+
+    outputs = []
+    for memcap in (0, Config().flows.half_open_memcap):
+        config = replace(Config(), flows=replace(Config().flows, half_open_memcap=memcap))
+        events: list[dict[str, Any]] = []
+        pipeline = Pipeline(config, [events.append])
+        pipeline.process(_syn(999, frames[0].ts - 1))  # the clock starts before the SYN
+        for frame in frames:
+            pipeline.process(frame)
+        pipeline.finish()
+        outputs.append([e for e in events if e["event_type"] in ("flow", "http")])
+    assert outputs[0] == outputs[1]
+    assert sorted(e["event_type"] for e in outputs[0]) == ["flow", "flow", "http"]

@@ -59,6 +59,9 @@ class FlowConfig:
     other_idle_timeout: float = 60.0
     active_timeout: float = 3600.0  # long flows report an interim `flow` record this often
     max_flows: int = 250_000  # memory cap: beyond it the least recently seen flows are evicted
+    # Unanswered SYNs held as frames, not flows (sensor/flows/halfopen.py); over this many
+    # bytes the oldest are summed early into their half_open record. 0: every SYN is a flow.
+    half_open_memcap: int = 128 * 1024 * 1024
     scan_interval: float = 5.0  # packet-clock seconds between timeout scans
     # Counted-only flows (encrypted or unknown) skip decoding: same counters, less work.
     bypass: bool = True
@@ -73,7 +76,7 @@ class StreamConfig:
     detect_bytes: int = 4096  # bytes per direction inspected before giving up on detection
     # Young flows' delivered bytes kept so that a reading forked at a TCP overlap conflict
     # starts at the flow's first byte (all flows together; 0: readings start at the fork).
-    readings_memcap: int = 64 * 1024 * 1024
+    readings_memcap: int = 32 * 1024 * 1024
     # Receivers' OS per destination ("CIDR=policy", policy first|windows|macos|linux|bsd):
     # overlaps towards them are read that way only; elsewhere every diverging reading is kept.
     os_policy: tuple[str, ...] = ()

@@ -15,9 +15,11 @@ joins them with what the content stage found in the protocol's objects.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -26,7 +28,9 @@ from typing import IO, Any
 
 from sensor.anomaly import KINDS, Anomaly
 from sensor.content.router import MessageEnded, MessageHeadersSeen
-from sensor.flows.community import community_id
+from sensor.decode.packet import PROTO_TCP
+from sensor.flows.community import community_id, community_id_v1
+from sensor.flows.halfopen import MAX_LISTED, Attempts
 from sensor.flows.table import Flow
 from sensor.metering.store import current_umask
 from sensor.protocols.base import ObjectStart, ProtocolEvent
@@ -107,6 +111,55 @@ def flow_record(flow: Flow[Any], ts: float, reason: str) -> Record:
     }
     record["flow"] = body
     return record
+
+
+def half_open_record(attempts: Attempts, ts: float, reason: str) -> Record:
+    """Unanswered connection attempts of one client to one server, or of many clients with
+    one attempt each (sensor/flows/halfopen.py): one `flow` record, named by the first
+    attempt's addresses and ports, with how many there were."""
+    client_port, server_port = attempts.first_port
+    ports = sorted(attempts.ports)
+    body: Record = {
+        "pkts_toserver": attempts.syns,
+        "pkts_toclient": 0,
+        "bytes_toserver": attempts.ip_bytes,
+        "bytes_toclient": 0,
+        "start": iso_time(attempts.start),
+        "end": iso_time(attempts.last),
+        "age": round(attempts.last - attempts.start, 6),
+        "state": "half_open",
+        "reason": reason,
+        "midstream": False,
+        "attempts": attempts.tuples,
+        "dest_ports": {"count": len(ports), "first": ports[:MAX_LISTED]},
+    }
+    if attempts.client_count > 1:
+        body["sources"] = {
+            "count": attempts.client_count,
+            "first": [ip_text(client) for client in attempts.clients],
+        }
+    return {
+        "timestamp": iso_time(ts),
+        "event_type": "flow",
+        "flow_id": _half_open_id(attempts),
+        "community_id": community_id_v1(
+            PROTO_TCP, attempts.client, client_port, attempts.server, server_port
+        ),
+        "src_ip": ip_text(attempts.client),
+        "src_port": client_port,
+        "dest_ip": ip_text(attempts.server),
+        "dest_port": server_port,
+        "proto": "TCP",
+        "app_proto": "unknown",
+        "flow": body,
+    }
+
+
+def _half_open_id(attempts: Attempts) -> int:
+    h = hashlib.blake2b(digest_size=8)
+    h.update(attempts.client + attempts.server)
+    h.update(struct.pack("!dI", attempts.start, attempts.tuples))
+    return int.from_bytes(h.digest(), "big") & ((1 << 53) - 1)
 
 
 def anomaly_record(flow: Flow[Any] | None, anomaly: Anomaly, ts: float) -> Record:

@@ -85,7 +85,7 @@ _DIRECTIONS = (Direction.TO_SERVER, Direction.TO_CLIENT)  # by index, without an
 _OBJECT_EVENTS = (ObjectStart, ObjectChunk, ObjectGap, ObjectEnd)
 # A young flow's delivered bytes are kept (by reference) up to this many, so that a reading
 # forked later starts from the flow's first byte with an app layer of its own.
-READING_LOG_BYTES = 256 * 1024
+READING_LOG_BYTES = 64 * 1024
 _LOG_BLOCK = 16 * 1024  # the log budget is taken in blocks of this many bytes
 
 
