@@ -21,6 +21,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from pcaps._lib.pcapfile import write_pcap
 from probes.ebpf import bpf_syscall as sysbpf
 from probes.ebpf.netns import inside_netns
 from probes.pcap import PcapReader
@@ -451,3 +453,61 @@ def test_a_link_flap_is_survived_and_traffic_after_it_is_metered(lab: Lab) -> No
     events = [json.loads(line) for line in (out / "events.jsonl").open()]
     stats = [e for e in events if e["event_type"] == "stats"][-1]  # the one at the stop
     assert stats["stats"]["capture"]["outages"] == 1
+
+
+def _syn_flood(path: Path, count: int) -> None:
+    """`count` SYNs from 10.10.0.10 to distinct ports of the server (pcap, Ethernet)."""
+    records = []
+    for i in range(count):
+        ip = struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, 40, i & 0xFFFF, 0, 64, 6, 0, bytes([10, 10, 0, 10]),
+            bytes([198, 51, 100, 20]),
+        )  # fmt: skip
+        tcp = struct.pack(
+            "!HHIIBBHHH", 1024 + i % 60000, 1 + i // 60000, i * 7919 & 0xFFFFFFFF, 0, 0x50, 2,
+            64240, 0, 0,
+        )  # fmt: skip
+        records.append((1_767_225_600 + i / 1e5, ETHERNET_HEADER + ip + tcp))
+    write_pcap(path, 1, records)
+
+
+ETHERNET_HEADER = b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00"
+
+
+def test_a_stop_during_a_flood_is_quick_and_every_packet_is_accounted_for(lab: Lab) -> None:
+    """SIGTERM while tcpreplay floods the interface at top speed: `sluice run` ends within a
+    few seconds, and every packet libpcap received is processed or said left unread."""
+    require_tool("tcpreplay")
+    flood = lab.tmp / "flood.pcap"
+    _syn_flood(flood, 200_000)
+    out = lab.tmp / "live"
+    sensor = Sensor(lab, out, "off")
+    replay = None
+    try:
+        sensor.wait_ready()
+        replay = lab.net.spawn(
+            "server", ["tcpreplay", "--topspeed", "--loop=5", "-i", lab.net.dev["server"],
+                       str(flood)],
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while processed(sensor) < 10_000:  # the flood is in full swing
+            assert time.monotonic() < deadline, "the flood never reached the sensor"
+            time.sleep(0.2)
+        assert replay.poll() is None, "tcpreplay ended before the stop: not a flood any more"
+        started = time.monotonic()
+        rc = sensor.stop()
+        took = time.monotonic() - started
+    finally:
+        if replay is not None and replay.poll() is None:
+            replay.kill()
+            replay.wait(timeout=10)
+        sensor.stop()
+    assert rc == 0, sensor.stderr.decode()
+    assert took < 10, f"the stop took {took:.1f} s"
+    events = [json.loads(line) for line in (out / "events.jsonl").open()]
+    stats = [e["stats"] for e in events if e["event_type"] == "stats"][-1]  # at the stop
+    capture = stats["capture"]
+    assert capture["received"] == stats["packets"] + capture["unread"]
+    assert stats["packets"] >= 10_000
+    half_open = [e["flow"] for e in events if e["event_type"] == "flow"]
+    assert sum(f.get("attempts", 1) for f in half_open) >= 10_000  # the attempts are reported
