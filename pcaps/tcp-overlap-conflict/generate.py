@@ -2,8 +2,9 @@
 
 Conflict 1: after segments 0-2 arrived in order, a segment straddling 1 and 2 comes again with
 different bytes. Conflict 2: segment 4 arrives early (out of order, buffered), then a copy of
-part of it with different bytes, and only then segment 3. Sluice's policy is FIRST COPY WINS,
-so the object is the original upload and both conflicts are anomalies.
+part of it with different bytes, and only then segment 3. Delivered bytes never change and a
+copy starting inside a buffered segment replaces it under no policy, so the object is the
+original upload and both conflicts are anomalies.
 """
 
 from __future__ import annotations
