@@ -103,6 +103,7 @@ BACKWARD_SLACK = 1.0  # seconds; smaller steps are ordinary multi-queue capture 
 # wait, at most this many, and are fed to the state built then. A SYN flood is then cheap.
 EMBRYO_PACKETS = 6
 _PORTS = struct.Struct("!HH")
+_IP_LEN = struct.Struct("!H")
 EVICTION_NOTE_SECONDS = 60.0  # at most one flow_table_full anomaly per minute of packet time
 _NO_LOG = ProtocolLog()  # for layers that log nothing ("unknown", "ftp-data")
 
@@ -297,7 +298,11 @@ class Pipeline:
             and size >= ETH_IP4_TCP_MIN
         ):
             key = syn_key(data)
-            if key is not None and self._holds(half, key, ts, data):
+            if (
+                key is not None
+                and ts >= self._now - BACKWARD_SLACK  # a step back: the full path says it
+                and self._holds(half, key, ts, data[: 14 + _IP_LEN.unpack_from(data, 16)[0]])
+            ):
                 self._now = ts
                 return
         if not 0.0 <= ts <= MAX_TIMESTAMP:
@@ -334,7 +339,7 @@ class Pipeline:
         if flow is None or (flags & TCP_SYN and flow.state == STATE_CLOSED):
             flow, direction, ended = flows.lookup(pkt)
             if ended:
-                self._ended_early(ended, ts)
+                self._ended_early(ended, self._now if held else ts)  # a held SYN is old
         elif pkt.sport == flow.client_port and pkt.src == flow.client:
             direction = TO_SERVER
         else:

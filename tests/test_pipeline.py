@@ -519,10 +519,11 @@ def test_evictions_are_one_counted_anomaly_a_minute() -> None:
 def test_unanswered_syns_over_the_half_open_cap_are_summed_early_and_said_once_a_minute() -> None:
     from dataclasses import replace
 
-    from sensor.flows.halfopen import ENTRY_COST
+    from sensor.flows.halfopen import ENTRY_COST, FRAME_COST
 
     config = Config()
-    config = replace(config, flows=replace(config.flows, half_open_memcap=100 * ENTRY_COST))
+    one = ENTRY_COST + FRAME_COST + 54  # a tuple with one 54-byte SYN
+    config = replace(config, flows=replace(config.flows, half_open_memcap=100 * one))
     pipeline, events, notes = _two_floods(config, "half_open_full")
     assert pipeline._half_open is not None and pipeline._half_open.peak <= 101
     flows = [e["flow"] for e in events if e["event_type"] == "flow"]
@@ -530,6 +531,8 @@ def test_unanswered_syns_over_the_half_open_cap_are_summed_early_and_said_once_a
     assert 2 <= len(notes) <= 4  # not one per batch
     assert sum(int(n["detail"].split()[0]) for n in notes) == early > 3000
     assert sum(f.get("attempts", 1) for f in flows) == 4000  # every SYN in some record
+    assert len(flows) < 4000 / 5  # summed in batches, not one record per SYN over the cap
+    assert all(f["bytes_toserver"] == 40 * f["pkts_toserver"] for f in flows)  # IP bytes
 
 
 def test_a_syn_answered_late_is_one_flow_as_if_never_held() -> None:

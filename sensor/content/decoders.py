@@ -131,42 +131,83 @@ class _DeflateLayer:
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 0x02, 0x04, 0x08, 0x10
-_MAX_GZIP_HEADER = 65536  # a member header (names, comment, extra field) longer than this: corrupt
 
 
-def _gzip_header_end(head: bytes) -> int | None:
-    """Length of the RFC 1952 member header at the start of `head`, None while incomplete.
-    Read as browsers read it: the reserved flag bits are ignored (zlib rejects them)."""
-    if len(head) < 10:
+class _GzipHeader:
+    """One RFC 1952 member header, read as it streams and as browsers read it: the reserved
+    flag bits are ignored (zlib rejects them); names, comment and extra field are skipped
+    however long they are, keeping only the few fixed bytes."""
+
+    __slots__ = ("_fixed", "_flags", "_skip", "_step")
+
+    # Steps: 0 the 10 fixed bytes, 1 FEXTRA's length, 2 its data, 3 FNAME, 4 FCOMMENT,
+    # 5 FHCRC, 6 done.
+    def __init__(self) -> None:
+        self._fixed = b""
+        self._flags = 0
+        self._skip = 0  # step 2: extra bytes still to skip; step 5: CRC bytes
+        self._step = 0
+
+    def feed(self, buf: bytes, after_member: bool) -> int | None:
+        """How much of `buf` the header took when it ended there; None: all, and more to come."""
+        pos = 0
+        while pos < len(buf) or self._step == 6:
+            step = self._step
+            if step == 0 or step == 1:
+                need = (10 if step == 0 else 2) - len(self._fixed)
+                self._fixed += buf[pos : pos + need]
+                pos += min(need, len(buf) - pos)
+                if step == 0:
+                    head = self._fixed
+                    if head[:2] != _GZIP_MAGIC[: len(head[:2])] or (len(head) > 2 and head[2] != 8):
+                        what = "data after end of gzip member" if after_member else "not gzip data"
+                        raise DecodeFailure(what, head + buf[pos:])
+                if len(self._fixed) < (10 if step == 0 else 2):
+                    return None
+                if step == 0:
+                    self._flags = self._fixed[3]
+                    self._step = 1 if self._flags & _FEXTRA else 3
+                else:
+                    self._skip = int.from_bytes(self._fixed, "little")
+                    self._step = 2
+                self._fixed = b""
+            elif step == 2 or step == 5:
+                n = min(self._skip, len(buf) - pos)
+                pos += n
+                self._skip -= n
+                if self._skip:
+                    return None
+                self._step = 3 if step == 2 else 6
+            elif step == 3 or step == 4:
+                if self._flags & (_FNAME if step == 3 else _FCOMMENT):
+                    nul = buf.find(b"\0", pos)
+                    if nul < 0:
+                        return None
+                    pos = nul + 1
+                self._step += 1
+                if self._step == 5:  # the header CRC's two bytes, if announced
+                    self._skip = 2 if self._flags & _FHCRC else 0
+            else:  # step 6
+                return pos
         return None
-    flags = head[3]
-    pos = 10
-    if flags & _FEXTRA:
-        if len(head) < pos + 2:
-            return None
-        pos += 2 + int.from_bytes(head[pos : pos + 2], "little")
-    for flag in (_FNAME, _FCOMMENT):
-        if flags & flag:
-            end = head.find(b"\0", pos)
-            if end < 0:
-                return None
-            pos = end + 1
-    if flags & _FHCRC:
-        pos += 2
-    return pos if len(head) >= pos else None
+
+    @property
+    def started(self) -> bool:
+        return self._step > 0 or bool(self._fixed)
 
 
 class _GzipLayer:
-    """gzip (RFC 1952, multi-member): each member's header is read here, its deflate data by
-    zlib (raw), its 8-byte trailer skipped, even when short or missing at the end, as browsers
-    do. The stream must start with the gzip magic; anything else is a decode failure."""
+    """gzip (RFC 1952, multi-member): each member's header is read here (_GzipHeader), its
+    deflate data by zlib (raw), its 8-byte trailer skipped, even when short or missing at the
+    end, as browsers do. The stream must start with the gzip magic; anything else is a decode
+    failure."""
 
     __slots__ = ("_d", "_head", "_members", "_more", "_seen_input", "_trailer", "name")
 
     def __init__(self) -> None:
         self.name = "gzip"
-        self._d: Any = None  # None: reading a member header into _head
-        self._head = b""
+        self._d: Any = None  # None: reading a member header
+        self._head = _GzipHeader()
         self._trailer = 0  # trailer bytes still to skip
         self._members = 0
         self._more = False
@@ -186,10 +227,12 @@ class _GzipLayer:
             if self._d is None or self._d.eof:
                 if self._d is not None:  # the next member, or something after the last one
                     self._d = None
-                    self._head = b""
-                buf = self._start_member(buf)
-                if self._d is None:
+                    self._head = _GzipHeader()
+                taken = self._head.feed(buf, self._members > 0)
+                if taken is None:
                     return  # header not complete yet
+                self._d = zlib.decompressobj(_RAW_WBITS)
+                buf = buf[taken:]
                 continue
             out, buf, self._more = _inflate(self._d, buf, self.name)
             if out:
@@ -198,26 +241,13 @@ class _GzipLayer:
                 self._trailer = 8
                 self._members += 1
 
-    def _start_member(self, buf: bytes) -> bytes:
-        head = self._head + buf
-        if head[:2] != _GZIP_MAGIC[: len(head[:2])] or (len(head) > 2 and head[2] != 8):
-            what = "data after end of gzip member" if self._members else "not gzip data"
-            raise DecodeFailure(what, head)
-        end = _gzip_header_end(head)
-        if end is None:
-            if len(head) > _MAX_GZIP_HEADER:
-                raise DecodeFailure("gzip member header too long", head)
-            self._head = head
-            return b""
-        self._head = b""
-        self._d = zlib.decompressobj(_RAW_WBITS)
-        return head[end:]
-
     def finish(self) -> None:
         if not self._seen_input:
             return  # an empty body with a coding header: nothing to decode
-        if self._members == 0 or (self._d is not None and not self._d.eof) or self._head:
+        if self._members == 0 or (self._d is not None and not self._d.eof):
             raise StreamTruncated("gzip stream ended before its end marker")
+        if self._d is None and self._head.started:
+            raise StreamTruncated("gzip stream ended inside a member header")
 
 
 class _BrotliLayer:
@@ -327,6 +357,7 @@ class DecoderChain:
         self.total_out = 0
         self._stopped = False
         layers: list[_Layer] = []
+        unknown: list[str] = []
         for raw_name in reversed(encodings):  # removal order: last applied first
             coding = normalize_coding(raw_name)
             if coding in ("", "identity"):
@@ -343,7 +374,11 @@ class DecoderChain:
                 # Skipped, not a stop: the layers under it still get their try (a receiver
                 # that ignores what it does not know does the same), and bytes that are not
                 # what a layer expects pass through it undecoded.
-                self._note("content_decode_error", f"unknown content coding {coding!r} skipped")
+                unknown.append(coding)
+        if unknown:  # one anomaly for the chain, however many
+            names = ", ".join(repr(name[:32]) for name in unknown[:4])
+            more = f" and {len(unknown) - 4} more" if len(unknown) > 4 else ""
+            self._note("content_decode_error", f"unknown content coding {names}{more} skipped")
         self._layers = layers
         self._passthrough_from = len(layers)
         # Codings being removed, in the sender's order (as FileInfo.encodings reports them).

@@ -88,8 +88,11 @@ class ObjectRouter:
         if isinstance(event, ObjectStart):
             self._last = event
             key = (event.txid, event.direction, event.reading)
+            # An object still open under the same name (a reading that died without ending
+            # it) ends incomplete first: its entity never leaks.
+            ended = self._end(key, complete=False) if key in self._open else []
             self._open[key] = (event, self._new_entity(event))
-            return []
+            return ended
         if isinstance(event, ObjectGap):
             start, entity = self._entity(event.txid, event.direction, event.reading, ts)
             return self._results(start, entity.gap(event.size))

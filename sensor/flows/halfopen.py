@@ -25,8 +25,11 @@ from sensor.decode.packet import PROTO_TCP, TCP_SYN
 # flags, from an Ethernet frame.
 _SYN_FIELDS = struct.Struct("!12xIH2xHxB22xBB")
 _PORTS = struct.Struct("!HH")
+_IP_LEN = struct.Struct("!H")
 MAX_SYNS = 6  # SYNs held per tuple (retransmissions); one more takes the full path
-ENTRY_COST = 240  # bytes one held attempt costs, measured (key, value, frame, dict slot)
+ENTRY_COST = 180  # bytes one held tuple costs besides its frames (key, list, dict slot)
+FRAME_COST = 90  # bytes one held frame costs besides its bytes (tuple, float, bytes object)
+EVICT_TO = 0.9  # over the cap, the oldest are summed until the table is at this share of it
 
 
 def syn_key(data: bytes) -> bytes | None:
@@ -38,6 +41,7 @@ def syn_key(data: bytes) -> bytes | None:
         or head & 0xFFFFFF00 != ETH_IP4_WORD
         or proto != PROTO_TCP
         or frag & 0x3FFF
+        or doff < 0x50  # a TCP header shorter than 20 bytes: the decoder says so
         or ip_len != 20 + ((doff & 0xF0) >> 2)  # no payload
         or len(data) < 14 + ip_len
     ):
@@ -70,13 +74,13 @@ class Attempts:
 class HalfOpen:
     """The held attempts, oldest first (a retransmitted SYN moves its tuple to the end)."""
 
-    __slots__ = ("aggregated", "cap", "held_bytes", "index", "peak", "timeout")
+    __slots__ = ("aggregated", "cap", "cost", "index", "peak", "timeout")
 
     def __init__(self, timeout: float, memcap: int) -> None:
         self.timeout = timeout
-        self.cap = max(memcap // ENTRY_COST, 1)  # entries
+        self.cap = memcap  # bytes, as `cost` counts them
         self.index: dict[bytes, list[tuple[float, bytes]]] = {}
-        self.held_bytes = 0  # frame bytes held
+        self.cost = 0  # bytes the held attempts take (ENTRY_COST, FRAME_COST and the frames)
         self.peak = 0
         self.aggregated = 0  # attempts summed into half_open records so far
 
@@ -86,6 +90,7 @@ class HalfOpen:
         frames = index.get(key)
         if frames is None:
             index[key] = [(ts, data)]
+            self.cost += ENTRY_COST
             if len(index) > self.peak:
                 self.peak = len(index)
         elif len(frames) < MAX_SYNS:
@@ -94,30 +99,31 @@ class HalfOpen:
             frames.append((ts, data))
         else:
             return False
-        self.held_bytes += len(data)
+        self.cost += FRAME_COST + len(data)
         return True
 
     def take(self, key: bytes) -> list[tuple[float, bytes]] | None:
         frames = self.index.pop(key, None)
         if frames is not None:
-            self.held_bytes -= sum(len(data) for _, data in frames)
+            self.cost -= ENTRY_COST + sum(FRAME_COST + len(data) for _, data in frames)
         return frames
 
     def over_cap(self) -> bool:
-        return len(self.index) > self.cap
+        return self.cost > self.cap
 
     def expired(self, now: float, every: bool = False) -> Iterator[list[tuple[float, bytes]]]:
         """Held attempts whose last SYN is older than the timeout (all with `every`), and the
         oldest beyond the cap, removed as they are handed out."""
         index = self.index
         limit = now - self.timeout
-        excess = len(index) - self.cap
+        # Over the cap: down to EVICT_TO of it at once, so a flood is summed in batches.
+        excess = self.cost - int(self.cap * EVICT_TO) if self.cost > self.cap else 0
         due = []
         for key, frames in index.items():  # one pass: popping at the front while iterating
             if not (every or excess > 0 or frames[-1][0] < limit):  # would be quadratic
                 break
             due.append(key)
-            excess -= 1
+            excess -= ENTRY_COST + sum(FRAME_COST + len(data) for _, data in frames)
         for key in due:
             taken = self.take(key)
             if taken is not None:
@@ -169,7 +175,7 @@ def summarize(groups: Iterator[list[tuple[float, bytes]]]) -> list[Attempts]:
             )
         entry.tuples += 1
         entry.syns += len(frames)
-        entry.ip_bytes += sum(len(f) - 14 for _, f in frames)
+        entry.ip_bytes += sum(_IP_LEN.unpack_from(f, 16)[0] for _, f in frames)  # no padding
         entry.start = min(entry.start, frames[0][0])
         entry.last = max(entry.last, frames[-1][0])
         entry.ports.add(dport)

@@ -606,6 +606,7 @@ class HttpParser:
             why = f"a body after a {tx.response.status if tx.response else 'interim'} response"
             out.append(Anomaly("http_ambiguous_framing", why, ts))
             r.tx, r.reading = tx, "declared"
+            r.fallback, r.ambiguity = None, ""
             self._start_body(r, tx, framing, length, headers, ts, out)
             return
         if self._pending:
@@ -1087,14 +1088,20 @@ class HttpParser:
     def _chunked_violation(
         self, r: _Reader, kind: str, detail: str, ts: float, out: list[HttpEvent]
     ) -> None:
-        """The chunked framing broke. With a raw second reading the body goes on as that
-        reading alone, up to the close (returns); without one the parser gives up (raises)."""
+        """The chunked framing broke. With a second reading the body goes on as that reading
+        alone (returns): the raw one up to the close, the content-length one for the bytes it
+        still wants; without one the parser gives up (raises)."""
         tx = r.tx
-        if r.second is not None and r.second.limit is None and tx is not None:
-            out.append(Anomaly(kind, f"{detail}; the raw reading goes on".lstrip("; "), ts))
-            out.append(ObjectEnd(tx.txid, r.direction, False, ts))
+        second = r.second
+        if second is not None and tx is not None and second.limit != 0:
+            out.append(Anomaly(kind, f"{detail}; the other reading goes on".lstrip("; "), ts))
+            out.append(ObjectEnd(tx.txid, r.direction, False, ts, r.reading))
             r.raw_only = True
-            r.state = _State.BODY_UNTIL_CLOSE
+            if second.limit is None:
+                r.state = _State.BODY_UNTIL_CLOSE
+            else:
+                r.state = _State.BODY_LENGTH
+                r.remaining = second.limit
             return
         self._end_body(r, False, ts, out)
         raise HttpViolation(kind, detail)
@@ -1108,11 +1115,15 @@ class HttpParser:
         self._message_done(r, tx, ts, out)
 
     def _message_done(self, r: _Reader, tx: _Tx, ts: float, out: list[HttpEvent]) -> None:
+        interim_body = r.reading == "declared" and tx.response is None
         r.state = _State.HEAD
         r.reset_line()
         r.tx = r.body = r.reading = None
         r.raw_only = False
-        r.odd_head = ""
+        r.odd_head = r.ambiguity = ""
+        r.fallback = None
+        if interim_body:
+            return  # the body a 1xx declared: the final response is still to come
         if r.direction is Direction.TO_SERVER:
             tx.req_done = True
             upgrade = tx.request is not None and _has_header(tx.request.headers, b"upgrade")
@@ -1172,6 +1183,8 @@ class HttpParser:
                 break
             if state is _State.HEAD:
                 raise HttpViolation("http_gap_in_headers", f"{size} bytes missing")
+            if state is _State.UNFRAMED:  # the tail held back for a status line comes first
+                del r.buf[: self._emit_data(r, 0, len(r.buf), out)]
             if state is _State.BODY_UNTIL_CLOSE or state is _State.UNFRAMED:
                 self._count_gap(r, size, out)
                 break
@@ -1292,9 +1305,12 @@ def _line_end(buf: bytearray, pos: int, scan: int) -> tuple[int, int]:
     cr = buf.find(b"\r", scan, lf if lf >= 0 else len(buf))
     if cr < 0:
         return (lf, lf + 1) if lf >= 0 else (-1, -1)
-    if cr + 1 >= len(buf):
-        return -1, -1  # CRLF or a CR alone: the next byte says
-    return cr, (cr + 2 if buf[cr + 1] == _LF else cr + 1)
+    j = cr + 1
+    while j < len(buf) and buf[j] == _CR:  # CR CR LF: one line end with a junk CR
+        j += 1
+    if j >= len(buf):
+        return -1, -1  # CRLF, CR CR LF or a CR alone: the next byte says
+    return cr, (j + 1 if buf[j] == _LF else cr + 1)  # CRs then no LF: each CR ends a line
 
 
 def _encodings(headers: Headers) -> list[str]:

@@ -45,6 +45,7 @@ event; handling events after `TcpApp.packet` returns sees the flow as it ends up
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -87,6 +88,7 @@ _OBJECT_EVENTS = (ObjectStart, ObjectChunk, ObjectGap, ObjectEnd)
 # forked later starts from the flow's first byte with an app layer of its own.
 READING_LOG_BYTES = 64 * 1024
 _LOG_BLOCK = 16 * 1024  # the log budget is taken in blocks of this many bytes
+_LOG_ITEM = 100  # what one logged item costs beyond its bytes (tuple, bytes object), charged
 
 
 class Delivered(NamedTuple):
@@ -352,6 +354,7 @@ class TcpApp:
         "_eof_sent",
         "_expectations",
         "_fixed",
+        "_forked",
         "_linked",
         "_log",
         "_log_budget",
@@ -390,6 +393,7 @@ class TcpApp:
         self._fixed = policy is not None  # the destination's OS is known: one reading
         self.reading: str | None = None  # a twin's name ("tcp-linux"); None: the main one
         self.readings: list[TcpApp] = []  # the twins still reading
+        self._forked: set[str] = set()  # every reading ever forked: never a second time
         self._new_layer = new_layer
         self._log_budget = log_budget
         # (direction, item) as delivered, while young (see the class docstring).
@@ -411,7 +415,12 @@ class TcpApp:
                 self._twins(flow, direction, pkt, out)
             return out
         ts = pkt.ts
-        if streams[direction].holding and not self._fixed and pkt.payload:
+        if (
+            streams[direction].holding
+            and not self._fixed
+            and pkt.payload
+            and len(self._forked) < len(POLICIES) - 1
+        ):
             self._fork(flow, streams[direction], pkt, out)
         data = streams[direction].segment(pkt.seq, pkt.payload, pkt.tcp_flags, ts)
         if data:
@@ -435,11 +444,11 @@ class TcpApp:
     def _fork(self, flow: Flow[Any], stream: TcpStream, pkt: Packet, out: list[Event]) -> None:
         """Before `pkt` is applied: a twin for each other policy that keeps other bytes."""
         policies = stream.diverging(pkt.seq, pkt.payload, pkt.tcp_flags)
-        have = {twin.reading for twin in self.readings}
         for policy in policies:
             name = f"tcp-{policy}"
-            if name in have or self.reading is not None:
+            if name in self._forked or self.reading is not None:
                 continue
+            self._forked.add(name)  # once per flow, even if it fails or its parser detaches
             twin = self._twin(policy, name)
             if twin is None:
                 out.append(Anomaly("tcp_reading_unavailable", f"{name}: memcap", pkt.ts))
@@ -500,6 +509,7 @@ class TcpApp:
         twin._fixed = True
         twin.reading = name
         twin.readings = []
+        twin._forked = set()
         return twin
 
     def _twins(self, flow: Flow[Any], direction: int, pkt: Packet | None, out: list[Event]) -> None:
@@ -523,9 +533,8 @@ class TcpApp:
         assert name is not None
         records = (self.streams is None or self.layer.counting) and twin is self.readings[0]
         for event in events:
-            if isinstance(event, _OBJECT_EVENTS):
-                event.reading = reading_name(name, event.reading)
-                out.append(event)
+            if isinstance(event, _OBJECT_EVENTS):  # a copy: the parser may hold the event
+                out.append(dataclasses.replace(event, reading=reading_name(name, event.reading)))
             elif records and not isinstance(event, Counted | Anomaly):
                 out.append(event)
 
@@ -574,7 +583,7 @@ class TcpApp:
         for item in () if layer.counting else items:
             if log is not None:  # young: kept for later readings (class docstring)
                 if type(item) is bytes:
-                    self._log_bytes += len(item)
+                    self._log_bytes += len(item) + _LOG_ITEM
                     if self._log_bytes > self._log_room and not self._log_grow():
                         log = None
                 if log is not None:
@@ -594,6 +603,10 @@ class TcpApp:
                     log[:] = [(1 - d, logged) for d, logged in log]
                 if self.streams is not None:
                     self.streams.reverse()
+                for twin in self.readings:  # the twins see the flow the same way round
+                    if twin.streams is not None:
+                        twin.streams.reverse()
+                    twin._eof_sent.reverse()
                 self._eof_sent.reverse()
                 direction = 1 - direction
             if delivered.events:

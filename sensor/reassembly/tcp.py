@@ -451,7 +451,9 @@ class TcpStream:
         ):
             origins.append(None)
         end = seg_off + len(payload)
-        for k in self._keys:
+        keys = self._keys
+        for i in range(max(bisect_right(keys, seg_off) - 1, 0), len(keys)):
+            k = keys[i]
             if k >= end:
                 break
             kept = self._pending[k]

@@ -239,3 +239,16 @@ def test_arbitrary_bytes_never_raise(junk: bytes, stack: list[str]) -> None:
     run(chain, [junk[:7], junk[7:]])
     for a in chain.anomalies:
         assert a.kind.startswith("content_")
+
+
+def test_gzip_with_a_long_name_and_extra_field_is_decoded() -> None:
+    """FNAME and FEXTRA are skipped as they stream, whatever their length."""
+    import gzip as gz
+
+    head = b"\x1f\x8b\x08" + bytes([0x0C]) + b"\0\0\0\0\0\x03"
+    head += (65535).to_bytes(2, "little") + b"x" * 65535 + b"n" * 70_000 + b"\0"
+    body = head + gz.compress(SAMPLE, mtime=0)[10:]
+    for pieces in ([body], [body[i : i + 1000] for i in range(0, len(body), 1000)]):
+        chain = DecoderChain(["gzip"], ContentCaps())
+        assert run(chain, pieces) == SAMPLE
+        assert chain.anomalies == []

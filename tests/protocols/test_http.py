@@ -946,3 +946,50 @@ def test_a_bare_cr_splits_header_lines() -> None:
     assert body(ev, 1, S) == b"abc"
     assert body(ev, 1, S, "raw") == b"3\r\nabc\r\n0\r\n\r\n"
     assert "http_bare_cr" in kinds(ev)
+
+
+# --- found by review: each once broke a reading ------------------------------------------------
+
+
+def test_a_chunk_size_line_ended_by_cr_cr_lf() -> None:
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\r\nhello\r\n0\r\n\r\n"
+    ev = run([(C, b"GET / HTTP/1.1\r\n\r\n"), (S, wire)])
+    assert body(ev, 1, S) == b"hello" and all(e.complete for e in of(ev, ObjectEnd))
+
+
+def test_a_body_declared_by_an_interim_response_does_not_end_the_transaction() -> None:
+    wire = (
+        b"HTTP/1.1 100 Continue\r\nContent-Length: 4\r\n\r\nJUNK"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    )
+    ev = run([(C, b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"), (S, wire)])
+    assert body(ev, 1, S, "declared") == b"JUNK" and body(ev, 1, S) == b"hello"
+    (tx,) = of(ev, HttpTransaction)
+    assert tx.response is not None and tx.response.status == 200 and tx.interim_statuses == [100]
+
+
+def test_the_content_length_reading_goes_on_when_de_chunking_breaks() -> None:
+    wire = b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 30\r\n\r\n"
+    rest = b"5\r\nhello\r\nzz\r\n-the-rest-a-CL-reader-reads"
+    ev = run([(C, wire + rest)])
+    assert body(ev, 1, C, "content-length") == rest[:30]
+    assert "http_bad_chunk_size" in kinds(ev)
+    ends = {e.reading: e.complete for e in of(ev, ObjectEnd)}
+    assert ends == {None: False, "content-length": True}
+
+
+def test_unframed_bytes_held_for_a_status_line_come_before_a_gap() -> None:
+    parser = HttpParser()
+    parser.feed(C, b"GET /a HTTP/1.1\r\n\r\n", TS)
+    ev = parser.feed(S, b"GARBAGE-0123456789abcdefghijklmnopqrstuvwxyz", TS)
+    ev += parser.gap(S, 100, TS) + parser.feed(S, b"AFTER", TS) + parser.eof(S, TS)
+    pieces = [e for e in ev if isinstance(e, ObjectChunk | ObjectGap)]
+    assert isinstance(pieces[-2], ObjectGap) and pieces[-1].data == b"AFTER"
+    assert b"".join(e.data for e in pieces if isinstance(e, ObjectChunk)).startswith(b"GARBAGE")
+
+
+def test_a_content_length_of_one_message_never_frames_the_next() -> None:
+    first = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n"
+    second = b"HTTP/1.1 204 x\r\nTransfer-Encoding: chunked\r\n\r\nSECRET\r\nDATA"
+    ev = run([(C, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"), (S, first + second)])
+    assert body(ev, 2, S, "declared") == b"SECRET\r\nDATA"
