@@ -52,7 +52,14 @@ from sensor.decode.packet import (
 )
 from sensor.flows.bypass import ETH_IP4_TCP_MIN, ETH_IP4_TUPLE, Bypass
 from sensor.flows.bypass import count as count_bypassed
-from sensor.flows.halfopen import HalfOpen, merge_singles, summarize, syn_key, tuple_key
+from sensor.flows.halfopen import (
+    SYN_FLAGS_AT,
+    HalfOpen,
+    merge_singles,
+    summarize,
+    syn_key,
+    tuple_key,
+)
 from sensor.flows.table import (
     REASON_EVICTED,
     STATE_CLOSED,
@@ -293,9 +300,10 @@ class Pipeline:
         half = self._half_open
         if (
             half is not None
+            and size >= ETH_IP4_TCP_MIN
+            and data[SYN_FLAGS_AT] & 0x3F == TCP_SYN  # cheap first: most packets are no SYN
             and 0.0 <= ts < self._horizon
             and linktype == LINKTYPE_ETHERNET
-            and size >= ETH_IP4_TCP_MIN
         ):
             key = syn_key(data)
             if (

@@ -26,6 +26,7 @@ from sensor.decode.packet import PROTO_TCP, TCP_SYN
 _SYN_FIELDS = struct.Struct("!12xIH2xHxB22xBB")
 _PORTS = struct.Struct("!HH")
 _IP_LEN = struct.Struct("!H")
+SYN_FLAGS_AT = 47  # the TCP flags byte of an Ethernet/IPv4 frame without IP options
 MAX_SYNS = 6  # SYNs held per tuple (retransmissions); one more takes the full path
 ENTRY_COST = 180  # bytes one held tuple costs besides its frames (key, list, dict slot)
 FRAME_COST = 90  # bytes one held frame costs besides its bytes (tuple, float, bytes object)
@@ -185,6 +186,7 @@ def summarize(groups: Iterator[list[tuple[float, bytes]]]) -> list[Attempts]:
 __all__ = [
     "MAX_LISTED",
     "MAX_SYNS",
+    "SYN_FLAGS_AT",
     "Attempts",
     "HalfOpen",
     "merge_singles",
