@@ -109,6 +109,10 @@ BACKWARD_SLACK = 1.0  # seconds; smaller steps are ordinary multi-queue capture 
 # bytes instead of kilobytes) until it carries payload, a FIN or an RST; its control packets
 # wait, at most this many, and are fed to the state built then. A SYN flood is then cheap.
 EMBRYO_PACKETS = 6
+# Plain SYNs are held in the half-open table (sensor/flows/halfopen.py) once this many flows
+# wait for their first payload: a flood or a scan. Below, a SYN is an embryonic flow as
+# always, which costs less per answered connection than holding its frame and replaying it.
+HOLD_AFTER = 1000
 _PORTS = struct.Struct("!HH")
 _IP_LEN = struct.Struct("!H")
 EVICTION_NOTE_SECONDS = 60.0  # at most one flow_table_full anomaly per minute of packet time
@@ -302,6 +306,7 @@ class Pipeline:
             half is not None
             and size >= ETH_IP4_TCP_MIN
             and data[SYN_FLAGS_AT] & 0x3F == TCP_SYN  # cheap first: most packets are no SYN
+            and (len(self._embryos) >= HOLD_AFTER or half.index)  # under pressure only
             and 0.0 <= ts < self._horizon
             and linktype == LINKTYPE_ETHERNET
         ):

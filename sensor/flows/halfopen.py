@@ -1,7 +1,8 @@
 """Half-open connection attempts (the flows stage, beside the table): a SYN flood stays cheap.
 
-A plain SYN (Ethernet, IPv4 without options or fragments, TCP flags exactly SYN, no payload)
-to a tuple that has no flow yet does not make a flow: its frame is held here, keyed by the
+Under pressure (the pipeline's HOLD_AFTER embryonic flows waiting for payload), a plain SYN
+(Ethernet, IPv4 without options or fragments, TCP flags exactly SYN, no payload) to a tuple
+that has no flow yet does not make a flow: its frame is held here, keyed by the
 addresses and ports as they stand in the frame (`ETH_IP4_TUPLE`), a few hundred bytes each.
 The first other packet of the tuple, either direction (the SYN-ACK, data, an RST), takes the
 held frames back and the pipeline runs them through the full path first, at their own
