@@ -585,6 +585,10 @@ class HttpParser:
         lines = _split_lines(bytes(buf[pos:end]))
         r.reset_line()
         seen = len(out)
+        first, cr, rest = lines[0].rstrip(b"\r").partition(b"\r")
+        if cr and response:  # a CR alone inside a status line: what follows is field lines
+            out.append(Anomaly("http_bare_cr", "in the start line", ts))
+            lines = [first, *rest.split(b"\r"), *lines[1:]]
         headers = self._parse_fields(lines[1:], ts, out)
         r.odd_head = _odd_head(headers, out[seen:])
         if r.direction is Direction.TO_SERVER:

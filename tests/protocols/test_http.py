@@ -993,3 +993,11 @@ def test_a_content_length_of_one_message_never_frames_the_next() -> None:
     second = b"HTTP/1.1 204 x\r\nTransfer-Encoding: chunked\r\n\r\nSECRET\r\nDATA"
     ev = run([(C, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"), (S, first + second)])
     assert body(ev, 2, S, "declared") == b"SECRET\r\nDATA"
+
+
+def test_a_bare_cr_in_the_status_line_starts_the_fields() -> None:
+    wire = b"HTTP/1.1 200 OK\rTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    ev = run([(C, b"GET / HTTP/1.1\r\n\r\n"), (S, wire)])
+    assert of(ev, HttpResponseHead)[0].reason == b"OK"
+    assert body(ev, 1, S) == b"abc" and body(ev, 1, S, "raw") == b"3\r\nabc\r\n0\r\n\r\n"
+    assert "http_bare_cr" in kinds(ev)
