@@ -49,16 +49,17 @@ def upload_text(record: Record) -> str:
         how = f"FTP {ftp.get('command', '')} ({ftp.get('mode', '')})"
     else:
         how = http_text(record, status=False)
-    state = (
-        ""
-        if f["complete"]
-        else "  INCOMPLETE" + (f" ({f['missing_bytes']:,} B missing)" if f["missing_bytes"] else "")
-    )
+    # What the operator must not miss comes first: a narrow terminal cuts the end of the line.
+    flags = []
     if f.get("ambiguous"):  # one of several readings of the same message
-        state += f"  ambiguous: {f['reading']} reading"
+        flags.append(f"ambiguous: {f['reading']}")
+    if not f["complete"]:
+        missing = f" {f['missing_bytes']:,} B missing" if f["missing_bytes"] else ""
+        flags.append(f"INCOMPLETE{missing}")
+    state = f"[{'; '.join(flags)}] " if flags else ""
     return printable(
-        f"{how}  {f['filename'] or '-'}  {f['mime_type'] or '-'}  {human_bytes(f['size'])}  "
-        f"sha256 {f['sha256'][:16]}{state}"
+        f"{state}{how}  {f['filename'] or '-'}  {f['mime_type'] or '-'}  "
+        f"{human_bytes(f['size'])}  sha256 {f['sha256'][:16]}"
     )
 
 
