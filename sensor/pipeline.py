@@ -29,7 +29,6 @@ Where a new piece goes
 from __future__ import annotations
 
 import ipaddress
-import struct
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,15 +49,16 @@ from sensor.decode.packet import (
     TCP_SYN,
     Packet,
 )
-from sensor.flows.bypass import ETH_IP4_TCP_MIN, ETH_IP4_TUPLE, Bypass
+from sensor.flows.bypass import ETH_IP4_TCP_MIN, ETH_IP4_TUPLE, Bypass, tuple_key
 from sensor.flows.bypass import count as count_bypassed
 from sensor.flows.halfopen import (
     SYN_FLAGS_AT,
     HalfOpen,
+    cut,
+    flow_key,
     merge_singles,
     summarize,
     syn_key,
-    tuple_key,
 )
 from sensor.flows.table import (
     REASON_EVICTED,
@@ -113,8 +113,6 @@ EMBRYO_PACKETS = 6
 # wait for their first payload: a flood or a scan. Below, a SYN is an embryonic flow as
 # always, which costs less per answered connection than holding its frame and replaying it.
 HOLD_AFTER = 1000
-_PORTS = struct.Struct("!HH")
-_IP_LEN = struct.Struct("!H")
 EVICTION_NOTE_SECONDS = 60.0  # at most one flow_table_full anomaly per minute of packet time
 _NO_LOG = ProtocolLog()  # for layers that log nothing ("unknown", "ftp-data")
 
@@ -314,7 +312,7 @@ class Pipeline:
             if (
                 key is not None
                 and ts >= self._now - BACKWARD_SLACK  # a step back: the full path says it
-                and self._holds(half, key, ts, data[: 14 + _IP_LEN.unpack_from(data, 16)[0]])
+                and self._holds(half, key, ts, cut(data))
             ):
                 self._now = ts
                 return
@@ -397,8 +395,7 @@ class Pipeline:
 
     def _holds(self, half: HalfOpen, key: bytes, ts: float, data: bytes) -> bool:
         """Hold a plain SYN whose tuple has no flow; False: the full path takes it."""
-        sport, dport = _PORTS.unpack_from(data, 34)
-        if (PROTO_TCP, data[26:30], sport, data[30:34], dport) in self.flows.index:
+        if flow_key(data) in self.flows.index:
             return False
         if not half.hold(key, ts, data):
             self._release_key(key)  # a seventh SYN: the tuple becomes a flow after all

@@ -58,7 +58,7 @@ def write_expected(
     case_dir: Path,
     *,
     objects: Iterable[dict[str, Any]],
-    http: Iterable[dict[str, Any]],
+    http: Iterable[dict[str, Any]] | None,
     flows: int,
     anomalies: Iterable[str] = (),
     exhaustive: bool = True,
@@ -66,12 +66,13 @@ def write_expected(
     extra: dict[str, Any] | None = None,
 ) -> None:
     """`extra`: more record lists after "http", for a case mixing protocols (e.g. "tls" from
-    `tlscase.tls_expectation`, "ssh" from `sshlab.expected_entry`)."""
+    `tlscase.tls_expectation`, "ssh" from `sshlab.expected_entry`). `http=None`: the case
+    states no HTTP transactions."""
     doc = {
         "case": case_dir.name,
         "objects": list(objects),
         "objects_exhaustive": exhaustive,
-        "http": list(http),
+        **({"http": list(http)} if http is not None else {}),
         **(extra or {}),
         "anomalies_include": list(anomalies),
         "flows": flows,

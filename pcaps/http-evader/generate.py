@@ -38,7 +38,7 @@ import brotli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from pcaps._lib import crafted
+from pcaps._lib import crafted, expect
 from pcaps._lib.codings import gzip_member, raw_deflate
 
 CASE = Path(__file__).resolve().parent
@@ -466,15 +466,14 @@ def main() -> None:
         for i, c in enumerate(all_cases)
     ]
     (CASE / "cases.json").write_text(json.dumps(index, indent=1) + "\n")
-    doc = {
-        "case": CASE.name,
-        "objects": [{"sha256": c.sha256, "direction": c.direction} for c in all_cases],
-        "objects_exhaustive": False,  # ambiguous messages give more than one object
-        "anomalies_include": ["http_ambiguous_framing", "http_odd_status_line"],
-        "flows": len(convs),
-        "read_error": None,
-    }
-    (CASE / "expected.json").write_text(json.dumps(doc, indent=2) + "\n")
+    expect.write_expected(
+        CASE,
+        objects=[{"sha256": c.sha256, "direction": c.direction} for c in all_cases],
+        http=None,
+        flows=len(convs),
+        anomalies=["http_ambiguous_framing", "http_odd_status_line"],
+        exhaustive=False,  # ambiguous messages give more than one object
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from pcaps._lib import crafted
+from pcaps._lib import crafted, expect
 from pcaps._lib.crafted import MOD, Segment, TcpConversation
 from pcaps._lib.overlap import POLICIES, received
 
@@ -229,15 +229,14 @@ def main() -> None:
         for c in all_cases
     ]
     (CASE / "cases.json").write_text(json.dumps(index, indent=1) + "\n")
-    doc = {
-        "case": CASE.name,
-        "objects": [{"sha256": row["sha256"]} for row in index],
-        "objects_exhaustive": False,  # junk readings are objects too
-        "anomalies_include": ["tcp_overlap_conflict", "tcp_overlap_readings"],
-        "flows": len(all_cases),
-        "read_error": None,
-    }
-    (CASE / "expected.json").write_text(json.dumps(doc, indent=2) + "\n")
+    expect.write_expected(
+        CASE,
+        objects=[{"sha256": row["sha256"]} for row in index],
+        http=None,
+        flows=len(all_cases),
+        anomalies=["tcp_overlap_conflict", "tcp_overlap_readings"],
+        exhaustive=False,  # junk readings are objects too
+    )
 
 
 if __name__ == "__main__":

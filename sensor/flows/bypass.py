@@ -49,11 +49,11 @@ class Bypass:
         if flow.ip_version != 4:
             return
         index = self.index
-        index[_tuple(flow.client, flow.client_port, flow.server, flow.server_port)] = (
+        index[tuple_key(flow.client, flow.client_port, flow.server, flow.server_port)] = (
             flow,
             flow.toserver,
         )
-        index[_tuple(flow.server, flow.server_port, flow.client, flow.client_port)] = (
+        index[tuple_key(flow.server, flow.server_port, flow.client, flow.client_port)] = (
             flow,
             flow.toclient,
         )
@@ -62,8 +62,8 @@ class Bypass:
         if flow.ip_version != 4:
             return
         index = self.index
-        index.pop(_tuple(flow.client, flow.client_port, flow.server, flow.server_port), None)
-        index.pop(_tuple(flow.server, flow.server_port, flow.client, flow.client_port), None)
+        index.pop(tuple_key(flow.client, flow.client_port, flow.server, flow.server_port), None)
+        index.pop(tuple_key(flow.server, flow.server_port, flow.client, flow.client_port), None)
 
 
 def count(hit: Hit, data: bytes, ts: float) -> bool:
@@ -90,8 +90,9 @@ def count(hit: Hit, data: bytes, ts: float) -> bool:
     return True
 
 
-def _tuple(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
+def tuple_key(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
+    """Addresses and ports as `ETH_IP4_TUPLE` cuts them from a frame of that direction."""
     return src + dst + _PORTS.pack(sport, dport)
 
 
-__all__ = ["ETH_IP4_TCP_MIN", "ETH_IP4_TUPLE", "Bypass", "Hit", "count"]
+__all__ = ["ETH_IP4_TCP_MIN", "ETH_IP4_TUPLE", "Bypass", "Hit", "count", "tuple_key"]

@@ -51,9 +51,15 @@ def syn_key(data: bytes) -> bytes | None:
     return data[ETH_IP4_TUPLE]
 
 
-def tuple_key(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
-    """The key of a decoded packet's tuple, as `syn_key` makes it from a frame."""
-    return src + dst + _PORTS.pack(sport, dport)
+def flow_key(data: bytes) -> tuple[int, bytes, int, bytes, int]:
+    """The flow table's key of a frame `syn_key` accepted."""
+    sport, dport = _PORTS.unpack_from(data, 34)
+    return (PROTO_TCP, data[26:30], sport, data[30:34], dport)
+
+
+def cut(data: bytes) -> bytes:
+    """The frame without Ethernet padding (held frames keep only what the IP length says)."""
+    return data[: 14 + _IP_LEN.unpack_from(data, 16)[0]]
 
 
 @dataclass(slots=True)
@@ -190,8 +196,9 @@ __all__ = [
     "SYN_FLAGS_AT",
     "Attempts",
     "HalfOpen",
+    "cut",
+    "flow_key",
     "merge_singles",
     "summarize",
     "syn_key",
-    "tuple_key",
 ]
