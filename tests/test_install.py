@@ -32,6 +32,8 @@ IMPORT_NAME = {
     "iptocc": "iptocc",
     "pcapy-ng": "pcapy",
     "rich": "rich",
+    "numpy": "numpy",
+    "zstandard": "zstandard",
 }
 FROM_DEBIAN = {"bcc"}  # python3-bpfcc, through the venv's system site-packages
 TEST_AND_TOOL_ONLY = {"scapy", "dpkt", "pyshark"}
