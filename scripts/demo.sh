@@ -12,7 +12,8 @@ mkdir -p -m 0700 "$out"
 captures=()
 for c in pcaps/http-*/input.pcap pcaps/smtp-attachments/input.pcap pcaps/smtp-starttls/input.pcap \
          pcaps/ftp-passive-upload/input.pcap pcaps/tls-13-alpn/input.pcap \
-         pcaps/ssh-sftp-upload/input.pcap pcaps/office-egress/input.pcap; do
+         pcaps/ssh-sftp-upload/input.pcap pcaps/office-egress/input.pcap \
+         pcaps/encrypted-uploads/input.pcap; do
   [[ $c == *http-evasions* || ! -f $c ]] || captures+=("$c")
 done
 # A country database for the demo's documentation addresses (RFC 5737): the export server

@@ -295,6 +295,152 @@ KINDS = MappingProxyType(
         ),
         "content_sniff_unavailable": ("content", "libmagic could not be loaded; no mime_type"),
         "content_store_error": ("content", "an extracted object could not be written to disk"),
+        # containers opened under one transferred object (sensor/content/objects.py)
+        "archive_depth_cap": (
+            "content",
+            "a container nested deeper than content.max_archive_depth was fingerprinted, not "
+            "opened (quines, nesting bombs)",
+        ),
+        "archive_member_cap": (
+            "content",
+            "more members than content.max_archive_members in one transferred object; the rest "
+            "are counted in the fingerprint, not opened",
+        ),
+        "archive_expanded_cap": (
+            "content",
+            "members expanded past content.max_archive_bytes; the member being decoded ends "
+            "incomplete and opening stops",
+        ),
+        "archive_ratio_cap": (
+            "content",
+            "members expanded more than content.max_ratio times the transferred bytes (archive "
+            "bomb); opening stops",
+        ),
+        "archive_name_too_long": ("content", "a member name was cut at 1024 bytes"),
+        "archive_path_traversal": (
+            "content",
+            "a member name is absolute or climbs out with '..' (reported; members are never "
+            "written under their names)",
+        ),
+        # format analysers of the fingerprint (sensor/content/fingerprint/)
+        "zip_gap": ("content", "bytes of a ZIP were lost; the member open there is incomplete"),
+        "zip_resync": (
+            "content",
+            "junk before or between ZIP entries (a self-extractor stub, concatenated archives)",
+        ),
+        "zip_name_too_long": ("content", "a ZIP member name over 1024 bytes was cut"),
+        "zip_extra_too_long": ("content", "a ZIP extra field over 4096 bytes, read in part"),
+        "zip_bad_extra": ("content", "a malformed ZIP extra field"),
+        "zip_method_unsupported": (
+            "content",
+            "a ZIP member compressed with a method Sluice does not open (named in the detail)",
+        ),
+        "zip_bad_data": ("content", "corrupt or cut compressed data in a ZIP member"),
+        "zip_size_mismatch": ("content", "a ZIP member's decoded size differs from its header"),
+        "zip_bad_descriptor": ("content", "no ZIP data descriptor fits after a bit-3 entry"),
+        "zip_truncated": ("content", "a ZIP ends inside an entry, a header or a signature"),
+        "zip_bad_central_directory": (
+            "content",
+            "the ZIP central directory is not where the end record points, or miscounts",
+        ),
+        "zip_header_mismatch": (
+            "content",
+            "a ZIP local header disagrees with the central directory (encryption, method, name "
+            "or size): lying headers; the central directory is believed",
+        ),
+        "zip_unseen_members": (
+            "content",
+            "ZIP central directory entries without a local header in the stream",
+        ),
+        "zip_unlisted_members": ("content", "ZIP local entries the central directory omits"),
+        "zip_overlapping_entries": (
+            "content",
+            "ZIP entries whose data overlaps (the overlapping-entry zip bomb)",
+        ),
+        "sevenz_header_crc": (
+            "content",
+            "a 7z start, next or decoded header fails its CRC32; the header is still read",
+        ),
+        "sevenz_header_damaged": ("content", "a 7z header cannot be parsed; encryption unknown"),
+        "sevenz_header_too_large": (
+            "content",
+            "a 7z header (or its decoded form) is over the cap; encryption unknown",
+        ),
+        "sevenz_gap": ("content", "bytes of the 7z signature header were lost"),
+        "rar_sfx_stub": ("content", "bytes before the RAR marker (self-extractor or prepended)"),
+        "rar_no_marker": ("content", "no RAR marker within the first 4 MiB"),
+        "rar_header_crc": ("content", "a RAR block header fails its CRC; the walk goes on"),
+        "rar_header_damaged": ("content", "impossible RAR header sizes or fields; the walk stops"),
+        "rar_header_too_long": ("content", "a RAR block header over 256 KiB; the walk stops"),
+        "rar_gap": ("content", "bytes inside a RAR block header were lost; the walk stops"),
+        "openpgp_bad_packet": (
+            "content",
+            "an implausible OpenPGP packet header or field; parsing stops",
+        ),
+        "openpgp_armour_damaged": (
+            "content",
+            "OpenPGP armour with an over-long line, no BEGIN line, or undecodable base64",
+        ),
+        "pdf_encryption_dict_missing": (
+            "content",
+            "a PDF names /Encrypt but its encryption dictionary was not found (scheme unknown)",
+        ),
+        "pdf_no_trailer": ("content", "a complete PDF without a trailer or XRef stream"),
+        "pdf_scan_cap": ("content", "too many PDF keyword hits; the scan stopped"),
+        "cfb_bad_header": ("content", "a CFB header with a bad signature, byte order or sector"),
+        "cfb_fat_cap": ("content", "a CFB with over 109 FAT sectors; only the header's are read"),
+        "cfb_candidate_cap": ("content", "too many CFB stream starts to remember"),
+        "cfb_name_cap": ("content", "too many CFB directory-name hits; the search stopped"),
+        # container openers (sensor/content/unpack/)
+        "unpack_corrupt": (
+            "content",
+            "corrupt compressed data or wrong magic in a .gz/.bz2/.xz/.zst upload; the member "
+            "ends incomplete",
+        ),
+        "unpack_truncated": ("content", "a compressed upload ended before its end marker"),
+        "unpack_trailing_data": ("content", "bytes after the last compressed stream (dropped)"),
+        "unpack_crc_mismatch": (
+            "content",
+            "a gzip CRC-32/ISIZE/header CRC or zstd checksum mismatch; member incomplete",
+        ),
+        "unpack_backlog": (
+            "content",
+            "compressed input arrived faster than its members were read; the rest was dropped",
+        ),
+        "unpack_header_too_long": ("content", "a gzip file name over 4096 bytes was cut"),
+        "unpack_memory_limit": (
+            "content",
+            "an xz stream or zstd frame needs more decoder memory than the cap; not opened",
+        ),
+        "unpack_skippable_frame": ("content", "a zstd skippable frame was skipped"),
+        "tar_bad_checksum": ("content", "a tar header fails its checksum; the tar is not read on"),
+        "tar_bad_header": ("content", "an unreadable tar size field; the tar is not read on"),
+        "tar_header_too_long": ("content", "a pax or GNU long-name record over 64 KiB, ignored"),
+        "tar_bad_pax": ("content", "a malformed pax record, ignored"),
+        "tar_sparse": ("content", "a sparse tar entry: its member is the stored fragments only"),
+        "tar_unknown_type": ("content", "an unknown tar type flag, read as a regular file"),
+        "tar_lone_zero_block": ("content", "a single zero block before another tar header"),
+        "tar_trailing_data": ("content", "bytes after the tar end-of-archive blocks"),
+        "tar_truncated": ("content", "a tar ended inside a header or inside member data"),
+        "tar_resync": ("content", "after a gap over a tar header, read on at the next header"),
+        # text extraction for classification (sensor/content/text/)
+        "text_cap": ("content", "an object's text over the character cap; the rest is dropped"),
+        "text_unknown_charset": ("content", "a declared charset Python does not know; detected"),
+        "text_csv_record_too_long": ("content", "a CSV record over 64 Ki characters was cut"),
+        "text_csv_malformed": ("content", "the CSV reader reported an error (once per object)"),
+        "text_json_malformed": ("content", "a character that is no JSON token was skipped"),
+        "text_json_too_deep": ("content", "JSON nested beyond 64 levels (paths share a level)"),
+        "text_xml_malformed": ("content", "an XML error; the rest of the part is not read"),
+        "text_xml_entity_refused": (
+            "content",
+            "an XML DTD declares a nested or oversized entity (billion laughs); not read on",
+        ),
+        "text_xml_token_too_long": ("content", "4 MiB of XML without a markup event; given up"),
+        "text_html_parser_error": ("content", "the HTML parser failed; the rest is not read"),
+        "text_html_unterminated": ("content", "over 256 Ki characters of unterminated markup"),
+        "text_pdf_bad_stream": ("content", "a PDF FlateDecode stream does not inflate; skipped"),
+        "text_pdf_inflate_cap": ("content", "a PDF stream or file inflated beyond its cap"),
+        "text_rtf_too_deep": ("content", "RTF groups nested beyond 512"),
         "multipart_boundary_missing": (
             "content",
             "multipart body without its boundary; kept as one object",

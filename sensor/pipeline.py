@@ -36,8 +36,10 @@ from dataclasses import dataclass, field
 from probes.frame import LINKTYPE_ETHERNET, Frame
 from sensor.anomaly import Anomaly
 from sensor.config import OS_POLICIES, Config
+from sensor.content.fingerprint.fingerprinter import Fingerprint
+from sensor.content.fingerprint.table import FileTypeTable
 from sensor.content.mime import MimeCaps
-from sensor.content.objects import ContentCaps, ObjectStore
+from sensor.content.objects import ContentCaps, FileInfo, ObjectStore
 from sensor.content.router import ContentResult, ObjectFile, ObjectRouter
 from sensor.decode.decoder import DecodeCaps, Decoder
 from sensor.decode.packet import (
@@ -74,7 +76,7 @@ from sensor.metering.meter import Meter, MeterOutput
 from sensor.metering.store import MeterStore
 from sensor.outputs import eve
 from sensor.outputs.eve import ProtocolLog
-from sensor.outputs.files import DIRECTION_NAMES, file_record
+from sensor.outputs.files import DIRECTION_NAMES, encrypted_upload_record, file_record
 from sensor.outputs.ftp import FtpLog
 from sensor.outputs.http import HttpLog, UrlRedactor
 from sensor.outputs.meter import meter_records
@@ -86,6 +88,7 @@ from sensor.protocols.base import (
     AddressName,
     AppProto,
     Counted,
+    Direction,
     NamesServer,
     ObjectChunk,
     ObjectEnd,
@@ -186,7 +189,11 @@ class Summary:
     first_ts: float | None = None
     last_ts: float | None = None
     flows: int = 0
-    objects: int = 0
+    objects: int = 0  # transferred objects
+    members: int = 0  # objects opened from containers
+    # Fingerprint outcomes: "encrypted", and why `encrypted` was null: "short", "damaged",
+    # "high-entropy".
+    fingerprints: Counter[str] = field(default_factory=Counter)
     anomalies: Counter[str] = field(default_factory=Counter)
     # over output.max_anomalies_per_flow: counted above, no event written
     anomalies_unwritten: int = 0
@@ -203,9 +210,11 @@ class Pipeline:
         meter: Meter | None = None,
         meter_store: MeterStore | None = None,
         stats_source: Callable[[], eve.Record] | None = None,
+        file_types: FileTypeTable | None = None,
     ) -> None:
         """`stats_source`: the runtime's own counters (capture, eBPF probe), added to every
-        `stats` event."""
+        `stats` event. `file_types`: the signature table the runtime loaded from the
+        signatures directory (None: the source tree's)."""
         self.config = config
         self._sinks = tuple(sinks)
         d = config.decode
@@ -258,6 +267,10 @@ class Pipeline:
             max_ratio=c.max_ratio,
             max_parts=c.max_parts,
             max_part_header_bytes=c.max_part_header_bytes,
+            max_depth=c.max_archive_depth,
+            max_members=c.max_archive_members,
+            max_expanded_bytes=c.max_archive_bytes,
+            file_types=file_types,
         )
         self._mime_caps = MimeCaps()
         self._store = store
@@ -566,18 +579,57 @@ class Pipeline:
             if isinstance(result, ObjectFile):
                 start = result.start
                 context = self._log(state, start.proto).file_context(start)
-                self.summary.objects += 1
-                direction = DIRECTION_NAMES[start.direction]
                 info = result.info
+                if info.container_path is None:
+                    self.summary.objects += 1
+                else:
+                    self.summary.members += 1
+                direction = DIRECTION_NAMES[start.direction]
                 self._emit(
                     file_record(
                         flow, ts, info, direction, start.proto, start.txid, context, start.reading
                     )
                 )
+                fingerprint = info.fingerprint
+                if fingerprint is not None:
+                    self._fingerprinted(flow, info, fingerprint, start.direction, start.proto, ts)
             elif isinstance(result, Anomaly):
                 self._anomaly(flow, state, result, ts)
             else:
                 self._log(state, result.start.proto).message(result)
+
+    def _fingerprinted(
+        self,
+        flow: Flow[FlowState],
+        info: FileInfo,
+        fingerprint: Fingerprint,
+        direction: Direction,
+        proto: str,
+        ts: float,
+    ) -> None:
+        """Count what the fingerprint said; an encrypted object an internal client sent is an
+        `encrypted_upload` finding."""
+        counts = self.summary.fingerprints
+        if fingerprint.encrypted:
+            counts["encrypted"] += 1
+        elif fingerprint.undecided is not None:
+            counts[fingerprint.undecided] += 1
+        if (
+            fingerprint.encrypted
+            and direction == Direction.TO_SERVER
+            and self._internal(flow.client)
+        ):
+            self._emit(
+                encrypted_upload_record(
+                    flow, ts, info, proto, dest_internal=self._internal(flow.server)
+                )
+            )
+
+    def _internal(self, ip: bytes) -> bool:
+        if self._meter is not None:
+            return self._meter.is_internal(ip)
+        address = ipaddress.ip_address(ip)
+        return any(address in network for network in self.config.home_net)
 
     def _log(self, state: FlowState, app_proto: str | None) -> ProtocolLog:
         """The flow's log for `app_proto`, made at first use."""

@@ -45,6 +45,7 @@ from typing import Any, Literal
 from probes.ebpf.counters import RawDeltas, dst_net_bytes, source_bytes
 from probes.live import DEFAULT_BATCH, CaptureError, CaptureStats, LiveCapture
 from sensor.config import Config, HistoryConfig
+from sensor.content.fingerprint.table import FileTypeTable
 from sensor.metering.categories import CategoryDb
 from sensor.metering.geo import GeoDb
 from sensor.metering.meter import Meter, network_label
@@ -273,8 +274,10 @@ class LiveSensor:
         status: Callable[[str], None] = lambda _line: None,
         notify: eve.Sink | None = None,
         stop: threading.Event | None = None,
+        file_types: FileTypeTable | None = None,
     ) -> None:
         self.config = config
+        self.file_types = file_types
         self.notify = notify  # sees every record too: `sluice run` prints findings with it
         self.options = options
         self.categories = categories
@@ -353,7 +356,13 @@ class LiveSensor:
         report: LiveReport | None = None
         try:
             pipeline = Pipeline(
-                config, sinks, None, meter, store, lambda: self._stats(capture, feed)
+                config,
+                sinks,
+                None,
+                meter,
+                store,
+                lambda: self._stats(capture, feed),
+                file_types=self.file_types,
             )
             if feed is not None:
                 feed.start()

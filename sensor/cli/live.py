@@ -95,6 +95,7 @@ def _finding(record: Record) -> None:
 def main(args: argparse.Namespace) -> int:
     from sensor.cli.main import (
         UsageError,
+        file_types,
         load_config_or_fail,
         meter_data,
         prepare_out,
@@ -120,6 +121,7 @@ def main(args: argparse.Namespace) -> int:
         _status(summary_line(config))
         out = prepare_out(args.out, config)
         categories, geo = meter_data(config, args.geoip, args.signatures)
+        table = file_types(config, args.signatures)
         options = LiveOptions(
             iface=args.iface,
             out=out,
@@ -131,7 +133,14 @@ def main(args: argparse.Namespace) -> int:
             pin_dir=args.pin_dir,
         )
         sensor = LiveSensor(
-            config, options, categories, geo, warn=warn, status=_status, notify=_finding
+            config,
+            options,
+            categories,
+            geo,
+            warn=warn,
+            status=_status,
+            notify=_finding,
+            file_types=table,
         )
         report = sensor.run()
     except (UsageError, LiveError) as exc:

@@ -44,6 +44,7 @@ from sensor.cli import top as top_view
 from sensor.cli.config import CONFIG_HELP
 from sensor.cli.screen import make_console
 from sensor.config import Config, ConfigError, LoadedConfig, read_config
+from sensor.content.fingerprint.table import FileTypeError, FileTypeTable, load_file_types
 from sensor.content.objects import ObjectStore
 from sensor.metering.categories import CategoryDb, CategoryError, load_categories
 from sensor.metering.geo import GeoDb, GeoError, open_geo
@@ -202,6 +203,17 @@ def meter_data(
         raise UsageError(str(exc)) from None
 
 
+def file_types(config: Config, signatures: str | None) -> FileTypeTable:
+    """The fingerprint's signature table from the same signatures directory as the meter's
+    data (a broken file is a usage error naming the file and the entry)."""
+    chosen: str | Path | None = signatures if signatures is not None else config.signatures_dir
+    origin = "--signatures" if signatures is not None else "signatures_dir in the config"
+    try:
+        return load_file_types(signatures=chosen, origin=origin)
+    except FileTypeError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def run(
     paths: Sequence[str],
     out: Path,
@@ -254,7 +266,9 @@ def run(
         sinks.append(digest)
     started = time.perf_counter()
     try:
-        pipeline = Pipeline(config, sinks, store, meter, meter_store)
+        pipeline = Pipeline(
+            config, sinks, store, meter, meter_store, file_types=file_types(config, signatures)
+        )
         process = pipeline.process
         with captures:
             if progress is None:
@@ -346,11 +360,21 @@ def print_summary(
         if summary.anomalies_unwritten
         else ""
     )
+    members = f", {summary.members:,} members opened" if summary.members else ""
     say(
         f"  flows {summary.flows:,}   objects {summary.objects:,} "
-        f"({digest.uploads.total:,} uploads)   anomalies {anomalies:,}"
+        f"({digest.uploads.total:,} uploads{members})   anomalies {anomalies:,}"
         + (f" ({top}{unwritten})" if top else "")
     )
+    fp = summary.fingerprints
+    if fp:
+        undecided = ", ".join(
+            f"{fp[k]:,} {k}" for k in ("short", "damaged", "high-entropy") if fp[k]
+        )
+        say(
+            f"  fingerprints: {fp['encrypted']:,} encrypted"
+            + (f"; encryption unknown: {undecided}" if undecided else "")
+        )
     for error in summary.capture_errors:
         say(Text(f"  capture damaged: {printable(error)}", style="yellow"))
     if digest.cut:
@@ -363,6 +387,8 @@ def print_summary(
         )
     _findings_table(digest, console, out)
     kept = (
+        ("encrypted uploads", digest.encrypted, ["PROTO", "WHAT"],
+         lambda r: [r["file"]["proto"], upload_text(r)]),
         ("uploads (client -> server)", digest.uploads, ["PROTO", "WHAT"],
          lambda r: [r["file"]["proto"], upload_text(r)]),
         ("mail (SMTP transactions)", digest.messages, ["MAIL"], lambda r: [mail_text(r)]),

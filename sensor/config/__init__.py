@@ -94,6 +94,11 @@ class ContentConfig:
     max_ratio: int = 1000
     max_parts: int = 1000
     max_part_header_bytes: int = 16384
+    # Containers opened under one transferred object (ZIP, gzip, bzip2, xz, zstd, tar,
+    # OOXML/ODF): nesting levels, members, and decoded member bytes in its whole tree.
+    max_archive_depth: int = 4
+    max_archive_members: int = 10_000
+    max_archive_bytes: int = 1024**3
     # `sluice extract` stores each object up to this many bytes, and a run's objects up to
     # max_extract_total; beyond, files/<sha256>.cut holds the first bytes (hashing and
     # typing still see everything up to max_decoded_bytes).

@@ -337,7 +337,7 @@ class BodyEntity:
             declared_type=declared,
             encodings=self._chain.applied,
             part_index=index,
-            sniff_bytes=self._caps.sniff_bytes,
+            caps=self._caps,
             store=self._store,
             ts=self.ts,
         )

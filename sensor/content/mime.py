@@ -501,7 +501,7 @@ class _Context:
             filename=filename,
             declared_type=declared,
             encodings=encodings,
-            sniff_bytes=self.object_caps.sniff_bytes,
+            caps=self.object_caps,
             store=self.store,
             ts=self.ts,
         )

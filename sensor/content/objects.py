@@ -1,14 +1,26 @@
-"""Content stage: one streamed file object and opt-in extraction to disk.
+"""Content stage: one streamed file object, its fingerprint, its members, and opt-in
+extraction to disk.
 
 In: the decoded bytes of one object, chunk by chunk (`FileObject.update`), gaps (`gap`), and the
 end (`finish`).
-Out: a `FileInfo` (size, SHA-256, sniffed type, completeness) and, when an `ObjectStore` is
-given, the bytes on disk as DIR/files/<sha256>.
+Out: a `FileInfo` (size, SHA-256, type, fingerprint, completeness, and the `FileInfo` of each
+member when the object is a container Sluice opens) and, when an `ObjectStore` is given, the
+bytes on disk as DIR/files/<sha256>.
 
-Nothing here holds a whole object: the hash is incremental, only the first `sniff_bytes` are kept
-for type sniffing, and extraction writes each chunk to a temporary file as it arrives. Storage
-failures (disk full, permissions) are reported as `content_store_error` anomalies and the object
-goes on without extraction; they never raise.
+Nothing here holds a whole object: the hash is incremental, the fingerprint keeps a bounded
+head and tail (sensor/content/fingerprint/), and extraction writes each chunk to a temporary
+file as it arrives. Storage failures (disk full, permissions) are reported as
+`content_store_error` anomalies and the object goes on without extraction; they never raise.
+
+Members. A container's opener streams its members out while the container streams in; each
+member is a `FileObject` of its own (hashed and fingerprinted the same way, opened in turn),
+whose `FileInfo` carries `parent_sha256` and `container_path` (names from the outermost object
+down). The whole tree under one transferred object shares one `_Unpacking` budget:
+`ContentCaps.max_depth` levels, `max_members` members, `max_expanded_bytes` decoded bytes and a
+decoded/transferred ratio of `max_ratio` (checked once past 16 MiB). Reaching a cap is an
+anomaly, the member being decoded ends incomplete and opening stops; the fingerprints go on.
+Member names are checked (length, path traversal) and never used as paths: members are not
+extracted to disk.
 
 `ContentCaps` and `FileInfo` live here (the bottom of the content stage) and are re-exported by
 `sensor.content.entity`, which is where callers import them from.
@@ -25,6 +37,9 @@ from typing import BinaryIO
 
 from sensor.anomaly import Anomaly
 from sensor.content.filetype import MimeSniffer, default_sniffer
+from sensor.content.fingerprint.base import MemberData, MemberEnd, MemberEvent, MemberStart
+from sensor.content.fingerprint.fingerprinter import Fingerprint, Fingerprinter
+from sensor.content.fingerprint.table import FileTypeTable
 
 # Decoded-size threshold below which the ratio guard stays quiet: small, highly compressible
 # bodies (a page of zeros, a JSON array of nulls) are normal.
@@ -39,7 +54,13 @@ class ContentCaps:
     max_ratio: int = 1000  # decoded/encoded, checked once decoded > 16 MiB -> content_decoded_ratio
     max_parts: int = 1000  # multipart parts per body -> multipart_part_cap
     max_part_header_bytes: int = 16384  # one part's header block -> multipart_header_too_long
-    sniff_bytes: int = 8192  # prefix kept for type sniffing
+    # Containers (ZIP, gzip, bzip2, xz, zstd, tar, OOXML/ODF) under one transferred object:
+    max_depth: int = 4  # container levels opened below it -> archive_depth_cap
+    max_members: int = 10_000  # members in its whole tree -> archive_member_cap
+    max_expanded_bytes: int = 1024**3  # decoded member bytes in the tree -> archive_expanded_cap
+    max_member_name_bytes: int = 1024  # a member's name is cut there -> archive_name_too_long
+    # The signature table (signatures/filetypes.toml); None: the source tree's copy.
+    file_types: FileTypeTable | None = None
 
 
 # Immutable, so one shared default instance is safe.
@@ -61,6 +82,13 @@ class FileInfo:
     missing_bytes: int
     encodings: list[str] = field(default_factory=list)
     part_index: int | None = None
+    fingerprint: Fingerprint | None = None
+    # A container member: the SHA-256 of the object it was opened from, and the names from
+    # the outermost transferred object down to this member.
+    parent_sha256: str | None = None
+    container_path: list[str] | None = None
+    # The members opened from this object, each with its own members.
+    members: list[FileInfo] = field(default_factory=list)
     stored_path: str | None = None
     # The stored copy is not the whole object (an extraction cap): files/<sha256>.cut holds
     # the first stored_bytes bytes of the object whose SHA-256 is sha256.
@@ -147,21 +175,46 @@ class ObjectStore:
         return StoredFile(self)
 
 
+class _Unpacking:
+    """The budget and anomaly list shared by every object in one transferred object's tree."""
+
+    __slots__ = ("anomalies", "caps", "expanded", "members", "noted", "root", "stopped", "ts")
+
+    def __init__(self, caps: ContentCaps, root: FileObject, anomalies: list[Anomaly]) -> None:
+        self.caps = caps
+        self.root = root  # the transferred object: its size is the ratio's denominator
+        self.anomalies = anomalies
+        self.ts = root.ts
+        self.members = 0
+        self.expanded = 0
+        self.stopped = False  # a tree-wide cap hit: no more members anywhere
+        self.noted: set[str] = set()
+
+    def note(self, kind: str, detail: str) -> None:
+        """One anomaly of each kind per tree (a bomb must not become a million anomalies)."""
+        if kind not in self.noted:
+            self.noted.add(kind)
+            self.anomalies.append(Anomaly(kind, detail, self.ts))
+
+
 class FileObject:
-    """Streams one object: incremental SHA-256, size, sniff prefix, optional extraction."""
+    """Streams one object: incremental SHA-256, size, fingerprint, members, optional extraction."""
 
     __slots__ = (
+        "_child",
+        "_depth",
         "_done",
+        "_fp",
         "_hash",
         "_incomplete",
-        "_prefix",
-        "_sniff_bytes",
-        "_sniffer",
+        "_path",
         "_stored",
+        "_tree",
         "anomalies",
         "declared_type",
         "encodings",
         "filename",
+        "members",
         "missing_bytes",
         "part_index",
         "size",
@@ -175,10 +228,13 @@ class FileObject:
         declared_type: str | None = None,
         encodings: list[str] | None = None,
         part_index: int | None = None,
-        sniff_bytes: int = DEFAULT_CAPS.sniff_bytes,
+        caps: ContentCaps = DEFAULT_CAPS,
         store: ObjectStore | None = None,
         ts: float = 0.0,
         sniffer: MimeSniffer | None = None,
+        _tree: _Unpacking | None = None,
+        _depth: int = 0,
+        _path: list[str] | None = None,
     ) -> None:
         self.filename = filename
         self.declared_type = declared_type
@@ -187,12 +243,22 @@ class FileObject:
         self.ts = ts
         self.size = 0
         self.missing_bytes = 0
-        # Anomalies from storage and sniffing; the owner drains this list.
-        self.anomalies: list[Anomaly] = []
+        # Anomalies from storage, fingerprinting and members; the owner drains this list (a
+        # member shares its transferred object's list).
+        self.anomalies: list[Anomaly] = _tree.anomalies if _tree is not None else []
+        self._tree = _tree if _tree is not None else _Unpacking(caps, self, self.anomalies)
+        self._depth = _depth
+        self._path = _path
         self._hash = hashlib.sha256()
-        self._prefix = bytearray()
-        self._sniff_bytes = sniff_bytes
-        self._sniffer = sniffer
+        self._fp = Fingerprinter(
+            caps.file_types,
+            filename=filename,
+            declared_type=declared_type,
+            open_members=_depth < caps.max_depth and not self._tree.stopped,
+            sniffer=sniffer if sniffer is not None else default_sniffer(),
+        )
+        self._child: FileObject | None = None
+        self.members: list[FileInfo] = []
         self._incomplete = False
         self._done = False
         self._stored: StoredFile | None = None
@@ -207,20 +273,32 @@ class FileObject:
             return
         self.size += len(data)
         self._hash.update(data)
-        room = self._sniff_bytes - len(self._prefix)
-        if room > 0:
-            self._prefix += data[:room]
         if self._stored is not None:
             try:
                 self._stored.write(data)
             except OSError as exc:
                 self._store_failed(exc)
+        events = self._fp.feed(data)
+        if events:
+            self._members(events)
+        self._drain()
+
+    def _drain(self) -> None:
+        # An opener hands out a bounded amount per call (a bomb never materialises): the rest
+        # comes batch by batch, each one through the caps before the next is decoded.
+        fp = self._fp
+        while fp.pending:
+            self._members(fp.drain())
 
     def gap(self, size: int) -> None:
         if size <= 0 or self._done:
             return
         self.missing_bytes += size
         self._incomplete = True
+        events = self._fp.gap(size)
+        if events:
+            self._members(events)
+        self._drain()
 
     def mark_incomplete(self) -> None:
         self._incomplete = True
@@ -228,11 +306,19 @@ class FileObject:
     def finish(self, complete: bool) -> FileInfo:
         self._done = True
         digest = self._hash.hexdigest()
-        sniffer = self._sniffer if self._sniffer is not None else default_sniffer()
-        mime = sniffer.sniff(bytes(self._prefix))
-        load_error = sniffer.take_load_error()
-        if load_error is not None:
-            self.anomalies.append(Anomaly("content_sniff_unavailable", load_error, self.ts))
+        complete = complete and not self._incomplete
+        self._drain()
+        fingerprint, events = self._fp.finish(complete)
+        self._members(events)
+        if self._child is not None:  # the opener left a member open: it was cut off
+            self._end_member(False)
+        self.anomalies += self._fp.anomalies
+        self._fp.anomalies.clear()
+        for member in self.members:
+            member.parent_sha256 = digest
+            mf = member.fingerprint
+            if mf is not None and (mf.encrypted or mf.contains_encrypted):
+                fingerprint.contains_encrypted = True
         stored_path: str | None = None
         stored_cut = False
         stored_bytes = 0
@@ -249,18 +335,116 @@ class FileObject:
                 )
         return FileInfo(
             filename=self.filename,
-            mime_type=mime,
+            mime_type=self._fp.mime_type,
             declared_type=self.declared_type,
             size=self.size,
             sha256=digest,
-            complete=complete and not self._incomplete,
+            complete=complete,
             missing_bytes=self.missing_bytes,
             encodings=list(self.encodings),
             part_index=self.part_index,
             stored_path=stored_path,
             stored_cut=stored_cut,
             stored_bytes=stored_bytes,
+            fingerprint=fingerprint,
+            container_path=self._path,
+            members=self.members,
         )
+
+    # -- members ---------------------------------------------------------------------------
+
+    def _members(self, events: list[MemberEvent]) -> None:
+        tree = self._tree
+        if tree.stopped and self._fp.opening:
+            self._fp.stop_opening()
+        for event in events:
+            if isinstance(event, MemberData):
+                child = self._child
+                if child is None:
+                    continue
+                tree.expanded += len(event.data)
+                if self._over_budget():
+                    self._end_member(False)
+                    continue
+                child.update(event.data)
+            elif isinstance(event, MemberStart):
+                if self._child is not None:  # an opener that did not end its member
+                    self._end_member(False)
+                if event.is_dir or event.encrypted or tree.stopped:
+                    continue
+                tree.members += 1
+                if tree.members > tree.caps.max_members:
+                    tree.note("archive_member_cap", f"more than {tree.caps.max_members} members")
+                    self._stop(tree)
+                    continue
+                self._child = self._new_member(event)
+            elif isinstance(event, MemberEnd) and self._child is not None:
+                if event.missing:
+                    self._child.gap(event.missing)
+                self._end_member(event.complete)
+
+    def _new_member(self, start: MemberStart) -> FileObject:
+        tree = self._tree
+        name = start.name if start.name is not None else ""
+        limit = tree.caps.max_member_name_bytes
+        if len(name.encode("utf-8", "surrogatepass")) > limit:
+            tree.note("archive_name_too_long", f"a member name over {limit} bytes was cut")
+            name = name.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore")
+        if _traverses(name):
+            tree.note(
+                "archive_path_traversal",
+                "a member name climbs out of its archive or is absolute (reported, never used)",
+            )
+        outer = self._path if self._path is not None else [self.filename or ""]
+        return FileObject(
+            filename=name or None,
+            caps=tree.caps,
+            ts=self.ts,
+            _tree=tree,
+            _depth=self._depth + 1,
+            _path=[*outer, name],
+        )
+
+    def _end_member(self, complete: bool) -> None:
+        child, self._child = self._child, None
+        if child is None:
+            return
+        info = child.finish(complete)
+        child_type = child._fp.file_type
+        if child._depth >= self._tree.caps.max_depth and child_type and child_type.opener:
+            self._tree.note(
+                "archive_depth_cap",
+                f"a container nested deeper than {self._tree.caps.max_depth} levels "
+                "was fingerprinted, not opened",
+            )
+        self.members.append(info)
+
+    def _over_budget(self) -> bool:
+        tree = self._tree
+        caps = tree.caps
+        if tree.stopped:
+            return True
+        if tree.expanded > caps.max_expanded_bytes:
+            tree.note(
+                "archive_expanded_cap",
+                f"members expanded past {caps.max_expanded_bytes} bytes; opening stopped",
+            )
+            self._stop(tree)
+            return True
+        source = max(tree.root.size, 1)
+        if tree.expanded > RATIO_GUARD_MIN_BYTES and tree.expanded > caps.max_ratio * source:
+            tree.note(
+                "archive_ratio_cap",
+                f"members expanded over {caps.max_ratio}x the transferred bytes "
+                "(archive bomb guard); opening stopped",
+            )
+            self._stop(tree)
+            return True
+        return False
+
+    def _stop(self, tree: _Unpacking) -> None:
+        tree.stopped = True
+        self._fp.stop_opening()
 
     def abandon(self) -> None:
         """Drop the object without a FileInfo (e.g. a multipart preamble); removes its temp file."""
@@ -280,3 +464,13 @@ class FileObject:
             stored, self._stored = self._stored, None
             with contextlib.suppress(OSError):
                 stored.discard()
+
+
+def _traverses(name: str) -> bool:
+    """A member name that would leave the directory it is extracted to: absolute, a drive,
+    or a `..` component (either slash)."""
+    if not name:
+        return False
+    if name[0] in "/\\" or (len(name) > 1 and name[1] == ":"):
+        return True
+    return ".." in name.replace("\\", "/").split("/")

@@ -36,7 +36,9 @@ from sensor.protocols.base import (
 
 @dataclass(slots=True)
 class ObjectFile:
-    """A file object finished: a body, a multipart part or a MIME leaf of `start`'s object."""
+    """A file object finished: a body, a multipart part or a MIME leaf of `start`'s object,
+    or a member opened from one of those (`info.container_path` is set; the transferred
+    object comes first, then its members depth-first)."""
 
     start: ObjectStart
     info: FileInfo
@@ -165,9 +167,20 @@ class ObjectRouter:
         out: list[ContentResult] = []
         for result in results:
             if isinstance(result, FileInfo):
-                out.append(ObjectFile(start, result))
+                out += (ObjectFile(start, info) for info in _tree(result))
             elif isinstance(result, MessageHeaders):
                 out.append(MessageHeadersSeen(start, result))
             else:
                 out.append(result)
         return out
+
+
+def _tree(info: FileInfo) -> list[FileInfo]:
+    """`info` and every member under it, depth-first, each container before its members."""
+    out = [info]
+    stack = list(reversed(info.members))
+    while stack:
+        member = stack.pop()
+        out.append(member)
+        stack.extend(reversed(member.members))
+    return out

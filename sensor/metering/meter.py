@@ -485,6 +485,11 @@ class Meter:
         )
         return values
 
+    def is_internal(self, ip: bytes) -> bool:
+        """Whether `ip` (packed) is in home_net."""
+        found = self._internal.get(ip)
+        return found if found is not None else self._classify(ip)
+
     # -- per packet helpers -----------------------------------------------------------------
 
     def _classify(self, ip: bytes) -> bool:

@@ -1,4 +1,5 @@
-"""Per-host activity (the outputs stage): what `sluice host` lists besides volume.
+"""Per-host activity (the outputs stage): what `sluice host` lists besides volume, and the
+content findings (encrypted uploads) for the findings table the meter's findings go to.
 
 In: the records every sink sees. Out: one `Activity` per upload (a file a client sent: an HTTP
 request body or multipart part with its URL, a mail attachment, an FTP upload), mail (an SMTP
@@ -18,6 +19,7 @@ from datetime import datetime
 
 from sensor.metering.store import MeterStore
 from sensor.metering.units import human_bytes, printable
+from sensor.metering.values import Finding
 from sensor.outputs.eve import Record
 
 FLUSH_ROWS = 256  # rows buffered before a write; the rest go at flush()
@@ -51,6 +53,12 @@ def upload_text(record: Record) -> str:
         how = http_text(record, status=False)
     # What the operator must not miss comes first: a narrow terminal cuts the end of the line.
     flags = []
+    fingerprint = f.get("fingerprint") or {}
+    if fingerprint.get("encrypted"):
+        hidden = ", names hidden" if fingerprint.get("hides_names") else ""
+        flags.append(f"ENCRYPTED {fingerprint.get('encryption') or '?'}{hidden}")
+    elif fingerprint.get("contains_encrypted"):
+        flags.append("CONTAINS ENCRYPTED")
     if f.get("ambiguous"):  # one of several readings of the same message
         flags.append(f"ambiguous: {f['reading']}")
     if not f["complete"]:
@@ -58,9 +66,17 @@ def upload_text(record: Record) -> str:
         flags.append(f"INCOMPLETE{missing}")
     state = f"[{'; '.join(flags)}] " if flags else ""
     return printable(
-        f"{state}{how}  {f['filename'] or '-'}  {f['mime_type'] or '-'}  "
+        f"{state}{how}  {_name(f)}  {f['mime_type'] or '-'}  "
         f"{human_bytes(f['size'])}  sha256 {f['sha256'][:16]}"
     )
+
+
+def _name(f: Record) -> str:
+    """The file name; a member's is its path from the transferred object down."""
+    path = f.get("container_path")
+    if path:
+        return " / ".join(p or "-" for p in path)
+    return str(f["filename"] or "-")
 
 
 def mail_text(record: Record) -> str:
@@ -122,7 +138,12 @@ def _dest(record: Record) -> str:
 def activity_of(record: Record, ts: float) -> Activity | None:
     kind = record["event_type"]
     if kind == "file" and record["file"]["direction"] == "upload":
-        return Activity(ts, record["src_ip"], "upload", _dest(record), record["file"]["size"],
+        f = record["file"]
+        if "container_path" in f:  # a member: its bytes were counted with its container
+            if not (f.get("fingerprint") or {}).get("encrypted"):
+                return None
+            return Activity(ts, record["src_ip"], "upload", _dest(record), 0, upload_text(record))
+        return Activity(ts, record["src_ip"], "upload", _dest(record), f["size"],
                         upload_text(record))  # fmt: skip
     if kind == "smtp":
         size = record["smtp"].get("size") or 0
@@ -131,6 +152,24 @@ def activity_of(record: Record, ts: float) -> Activity | None:
         up = record["ssh"]["upload_bytes_est"]
         return Activity(ts, record["src_ip"], "ssh", _dest(record), up, ssh_text(record))
     return None
+
+
+def content_finding(record: Record) -> Finding:
+    """A content finding's row of the findings table (`sluice findings`): its size is the
+    value, its destination the destination."""
+    f = record["finding"]
+    dest = f"{f['destination']}:{f['destination_port']}" if "destination" in f else ""
+    return Finding(
+        kind=f["kind"],
+        host=f["host"],
+        ts=parse_time(record["timestamp"]),
+        window=0.0,
+        value=float(f.get("size") or 0),
+        threshold=0.0,
+        detail=f["detail"],
+        destinations=(dest,) if dest else (),
+        severity=f["severity"],
+    )
 
 
 def parse_time(iso: str) -> float:
@@ -146,11 +185,17 @@ class ActivityLog:
         self.store = store
         self.warn = warn
         self.rows: list[Activity] = []
+        self.findings: list[Finding] = []  # content findings (the meter writes its own)
         self.lost = 0
         self._failing = False
 
     def __call__(self, record: Record) -> None:
         kind = record["event_type"]
+        if kind == "finding" and "sha256" in record["finding"]:
+            self.findings.append(content_finding(record))
+            if len(self.findings) >= FLUSH_ROWS:
+                self.flush()
+            return
         if kind not in ("file", "smtp", "ssh"):
             return
         activity = activity_of(record, parse_time(record["timestamp"]))
@@ -161,14 +206,18 @@ class ActivityLog:
 
     def flush(self) -> None:
         rows, self.rows = self.rows, []
-        if not rows:
+        findings, self.findings = self.findings, []
+        if not rows and not findings:
             return
         try:
-            self.store.add_activity(
-                (a.ts, a.host, a.kind, a.dest, a.bytes, a.summary) for a in rows
-            )
+            if rows:
+                self.store.add_activity(
+                    (a.ts, a.host, a.kind, a.dest, a.bytes, a.summary) for a in rows
+                )
+            if findings:
+                self.store.write(findings)
         except (sqlite3.Error, OSError) as exc:  # the sensor goes on
-            self.lost += len(rows)
+            self.lost += len(rows) + len(findings)
             if not self._failing:
                 self.warn(f"writing host activity to {self.store.path} failed ({exc})")
             self._failing = True

@@ -1,5 +1,5 @@
-"""What a replay's summary shows (the outputs stage): the first uploads, mails and SSH
-sessions, and every finding grouped by kind.
+"""What a replay's summary shows (the outputs stage): the encrypted uploads, the first uploads,
+mails and SSH sessions, and every finding grouped by kind.
 
 A sink like any other: it sees every record and keeps the first `limit` of each kind the summary
 lists, counting all of them, so memory stays bounded however long the input. Findings are kept
@@ -41,7 +41,8 @@ class FindingGroup:
 class Digest:
     def __init__(self, limit: int = DIGEST_LIMIT) -> None:
         self.limit = limit
-        self.uploads = Kept()  # `file` records of objects sent by a client
+        self.uploads = Kept()  # `file` records of objects sent by a client (not members)
+        self.encrypted = Kept()  # uploaded objects (or members of one) that are encrypted
         self.messages = Kept()  # `smtp` records
         self.sessions = Kept()  # `ssh` records
         self.findings = Kept()  # `finding` records
@@ -53,8 +54,13 @@ class Digest:
         if kind == "file":
             if record["file"].get("stored_cut"):
                 self.cut += 1
-            if record["file"]["direction"] == "upload":
-                self.uploads.add(record, self.limit)
+            f = record["file"]
+            if f["direction"] == "upload":
+                fingerprint = f.get("fingerprint") or {}
+                if fingerprint.get("encrypted"):
+                    self.encrypted.add(record, self.limit)
+                if "container_path" not in f:
+                    self.uploads.add(record, self.limit)
         elif kind == "smtp":
             self.messages.add(record, self.limit)
         elif kind == "ssh":

@@ -12,9 +12,13 @@ from typing import Any
 
 from sensor.content.objects import FileInfo
 from sensor.flows.table import Flow
-from sensor.outputs.eve import Record, flow_header
+from sensor.metering.units import human_bytes
+from sensor.outputs.eve import Record, flow_header, ip_text
 
 DIRECTION_NAMES = ("upload", "download")  # by Direction: TO_SERVER, TO_CLIENT
+# An encrypted upload is `high` from this size on (or when its container hides its member
+# names), else `medium`; `low` when the destination is itself internal.
+ENCRYPTED_UPLOAD_HIGH_BYTES = 50 * 1024**2
 
 
 def file_record(
@@ -40,6 +44,12 @@ def file_record(
         "missing_bytes": info.missing_bytes,
         "encodings": list(info.encodings),
         "part_index": info.part_index,
+        "fingerprint": info.fingerprint.as_record() if info.fingerprint is not None else None,
+        **(
+            {"parent_sha256": info.parent_sha256, "container_path": list(info.container_path)}
+            if info.container_path is not None
+            else {}
+        ),
         "stored": info.stored_path is not None,
         **({"stored_cut": True, "stored_bytes": info.stored_bytes} if info.stored_cut else {}),
         "tx_id": tx_id,
@@ -75,6 +85,49 @@ def extracted_record(event: Record) -> Record:
         "missing_bytes": f["missing_bytes"],
         "encodings": f["encodings"],
         "part_index": f["part_index"],
+        "fingerprint": f["fingerprint"],
+        **(
+            {"parent_sha256": f["parent_sha256"], "container_path": f["container_path"]}
+            if "container_path" in f
+            else {}
+        ),
         **({"stored_cut": True, "stored_bytes": f["stored_bytes"]} if f.get("stored_cut") else {}),
         **({"ambiguous": True, "reading": f["reading"]} if f.get("ambiguous") else {}),
     }
+
+
+def encrypted_upload_record(
+    flow: Flow[Any], ts: float, info: FileInfo, proto: str, *, dest_internal: bool
+) -> Record:
+    """The `encrypted_upload` finding of an encrypted object an internal client sent: a
+    container nobody on the path can read (and a DLP cannot scan), so what left is unknown."""
+    fingerprint = info.fingerprint
+    assert fingerprint is not None
+    if dest_internal:
+        severity = "low"
+    elif fingerprint.hides_names or info.size >= ENCRYPTED_UPLOAD_HIGH_BYTES:
+        severity = "high"
+    else:
+        severity = "medium"
+    scheme = fingerprint.encryption or "encrypted"
+    what = fingerprint.type or "object"
+    hidden = ", names hidden" if fingerprint.hides_names else ""
+    where = f" inside {' / '.join(info.container_path[:-1])}" if info.container_path else ""
+    record = flow_header(flow, "finding", ts)
+    record["finding"] = {
+        "kind": "encrypted_upload",
+        "severity": severity,
+        "host": ip_text(flow.client),
+        "destination": ip_text(flow.server),
+        "destination_port": flow.server_port,
+        "proto": proto,
+        "sha256": info.sha256,
+        "filename": info.filename,
+        "size": info.size,
+        "scheme": fingerprint.encryption,
+        "hides_names": fingerprint.hides_names,
+        **({"container_path": list(info.container_path)} if info.container_path else {}),
+        "detail": f"{what} encrypted with {scheme}{hidden}, {human_bytes(info.size)}{where}, "
+        f"over {proto} to {ip_text(flow.server)}:{flow.server_port}",
+    }
+    return record

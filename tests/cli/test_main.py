@@ -15,6 +15,7 @@ from tests.conftest import cannot_run, require_root_netns, require_tool
 from tests.replays import PCAPS
 
 SAMPLE = PCAPS / "http-post-raw" / "input.pcap"
+FILE_TYPES = PCAPS.parent / "signatures" / "filetypes.toml"
 SLUICE = str(Path(sys.executable).parent / "sluice")
 
 
@@ -117,7 +118,20 @@ def _signatures(directory: Path, db_id: str) -> Path:
         f'id = "{db_id}"\nversion = 1\n[[category]]\nid = "file_hosting"\nmin_bytes = 1\n'
         'cidrs = ["198.51.100.0/24"]\n'
     )
+    (directory / "filetypes.toml").write_bytes(FILE_TYPES.read_bytes())
     return directory
+
+
+def test_a_broken_file_type_table_stops_the_replay_naming_file_and_entry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sigs = _signatures(tmp_path / "sigs", "x")
+    table = sigs / "filetypes.toml"
+    table.write_text(table.read_text().replace('id = "7z"', 'id = "7Z"', 1))
+    assert main(["replay", str(SAMPLE), "--quiet", "--out", str(tmp_path / "o"),
+                 "--signatures", str(sigs)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert str(table) in err and "[[type]] #2" in err and "id must be" in err
 
 
 def _category_source(out: Path) -> str:

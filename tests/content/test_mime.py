@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from sensor.anomaly import KINDS, Anomaly
 from sensor.content.entity import ContentCaps, FileInfo, ObjectStore
+from sensor.content.fingerprint.table import parse_file_types
 from sensor.content.mime import (
     QP_MAX_LINE,
     MessageHeaders,
@@ -60,7 +61,9 @@ def infos(results: list[MimeEvent]) -> list[FileInfo]:
 
 
 def kinds(results: list[MimeEvent]) -> list[str]:
-    return [r.kind for r in results if isinstance(r, Anomaly)]
+    # The sample "PDFs" here are a header and filler: the PDF analyser's pdf_no_trailer about
+    # them is right and beside the point of these tests.
+    return [r.kind for r in results if isinstance(r, Anomaly) and r.kind != "pdf_no_trailer"]
 
 
 def headers_of(results: list[MimeEvent]) -> MessageHeaders:
@@ -698,6 +701,10 @@ def test_memory_stays_flat_for_200_mb_base64_attachment() -> None:
 
 
 def test_content_caps_are_passed_on() -> None:
-    msg = MimeMessage(1.0, content_caps=ContentCaps(sniff_bytes=4))
+    table = parse_file_types(
+        'id = "t"\nversion = 1\n[[type]]\nid = "x"\nmime = "application/x-test"\n'
+        'magic = [[{at = 0, ascii = "%PDF"}]]\n'
+    )
+    msg = MimeMessage(1.0, content_caps=ContentCaps(file_types=table))
     res = msg.feed(b"\r\n%PDF-1.4 ...") + msg.end(True)
-    assert infos(res)[0].mime_type != "application/pdf"  # only 4 bytes were sniffed
+    assert infos(res)[0].mime_type == "application/x-test"  # the caps' table was used

@@ -15,11 +15,13 @@ PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n" * 
 
 
 def test_hash_size_and_sniff_streamed() -> None:
-    obj = FileObject(filename="a.pdf", declared_type="application/pdf", sniff_bytes=64)
+    obj = FileObject(filename="a.pdf", declared_type="application/pdf")
     for i in range(0, len(PDF), 7):
         obj.update(PDF[i : i + 7])
-    assert len(obj._prefix) == 64  # only the sniff prefix is kept
     info = obj.finish(True)
+    assert info.fingerprint is not None and info.fingerprint.type == "pdf"
+    # A PDF header and filler without a trailer: whether it is encrypted cannot be told.
+    assert info.fingerprint.encrypted is None and info.fingerprint.undecided == "damaged"
     assert info.sha256 == hashlib.sha256(PDF).hexdigest()
     assert info.size == len(PDF)
     assert info.mime_type == "application/pdf"
@@ -94,6 +96,30 @@ def test_store_error_is_an_anomaly(tmp_path: Path) -> None:
     assert os.listdir(tmp_path / "files") == []
 
 
+UNKNOWN_BINARY = b"\x01\x02\x03\x04" + bytes(range(256)) * 4
+
+
+def test_libmagic_is_asked_only_about_what_the_table_does_not_know() -> None:
+    asked: list[bytes] = []
+
+    class Magic:
+        def from_buffer(self, buffer: bytes) -> str:
+            asked.append(buffer)
+            return "application/x-test"
+
+    sniffer = MimeSniffer(loader=Magic)
+    for data in (PDF, b"PK\x05\x06" + b"\0" * 18, b"plain text\n"):
+        obj = FileObject(sniffer=sniffer)
+        obj.update(data)
+        assert obj.finish(True).mime_type != "application/x-test"
+    assert asked == []
+    obj = FileObject(sniffer=sniffer)
+    obj.update(UNKNOWN_BINARY)
+    info = obj.finish(True)
+    assert info.mime_type == "application/x-test" and asked == [UNKNOWN_BINARY]
+    assert info.fingerprint is not None and info.fingerprint.type is None
+
+
 def _no_libmagic() -> object:
     raise ImportError("failed to find libmagic")
 
@@ -103,7 +129,7 @@ def test_sniffer_without_libmagic_reports_once() -> None:
     kinds = []
     for _ in range(3):
         obj = FileObject(sniffer=sniffer)
-        obj.update(PDF)
+        obj.update(UNKNOWN_BINARY)  # the signature table does not know it: libmagic is asked
         info = obj.finish(True)
         assert info.mime_type is None
         kinds += [a.kind for a in obj.anomalies]
