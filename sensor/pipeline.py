@@ -778,6 +778,10 @@ class Pipeline:
                 "memcap_refusals": self.memcap.refusals,
             },
             "objects": s.objects,
+            "members": s.members,
+            "fingerprints": {
+                key: s.fingerprints[key] for key in ("encrypted", "short", "damaged", "high-entropy")
+            },
             "anomalies": dict(sorted(s.anomalies.items())),
             "anomalies_unwritten": s.anomalies_unwritten,
             "events": dict(sorted(s.events.items())),

@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from sensor.content.objects import FileInfo, FileObject
 
@@ -64,3 +66,27 @@ def test_the_corpus_covers_every_scheme_it_claims() -> None:
             "openpgp-public-key", "age-x25519", "age-scrypt", "openssl-enc", "pdf-aes-256",
             "office-agile"} <= schemes  # fmt: skip
     assert sum(1 for s in SAMPLES if s["encrypted"] is False) >= 15
+
+
+SMALL = [s for s in SAMPLES if s["size"] <= 16_384]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(SMALL),
+    st.lists(st.integers(1, 2000), min_size=1, max_size=40),
+)
+def test_property_any_chunks_same_fingerprint(sample: dict[str, Any], cuts: list[int]) -> None:
+    data = (CORPUS / sample["file"]).read_bytes()
+    whole = fingerprint(data, sample["file"], len(data) or 1)
+    obj = FileObject(filename=sample["file"])
+    i = 0
+    for cut in cuts * (len(data) // max(sum(cuts), 1) + 1):
+        obj.update(data[i : i + cut])
+        i += cut
+    obj.update(data[i:])
+    again = obj.finish(True)
+    assert again.fingerprint == whole.fingerprint
+    assert [(m.sha256, m.fingerprint) for m in again.members] == [
+        (m.sha256, m.fingerprint) for m in whole.members
+    ]

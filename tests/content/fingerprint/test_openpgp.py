@@ -9,7 +9,7 @@ import os
 import random
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -81,7 +81,7 @@ class Gpg:
 
 
 @pytest.fixture(scope="module")
-def gpg(tmp_path_factory: pytest.TempPathFactory) -> Gpg:
+def gpg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gpg]:
     assert GPG is not None, "gpg is part of the test environment"
     home = tmp_path_factory.mktemp("gnupg")
     home.chmod(0o700)
@@ -106,7 +106,13 @@ def gpg(tmp_path_factory: pytest.TempPathFactory) -> Gpg:
             capture_output=True,
             timeout=120,
         )
-    return tool
+    try:
+        yield tool
+    finally:
+        # gpg starts an agent per home directory; it must not outlive the tests.
+        subprocess.run(
+            ["gpgconf", "--kill", "gpg-agent"], env=tool.env, capture_output=True, timeout=30
+        )
 
 
 def test_gpg_symmetric(gpg: Gpg) -> None:
