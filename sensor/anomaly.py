@@ -323,6 +323,11 @@ KINDS = MappingProxyType(
             "written under their names)",
         ),
         # format analysers of the fingerprint (sensor/content/fingerprint/)
+        "fingerprint_error": (
+            "content",
+            "a format reader of the fingerprint failed on this object (a bug, contained): its "
+            "encryption is unknown and opening stopped; the object and the flow go on",
+        ),
         "zip_gap": ("content", "bytes of a ZIP were lost; the member open there is incomplete"),
         "zip_resync": (
             "content",
@@ -441,6 +446,11 @@ KINDS = MappingProxyType(
         "text_pdf_bad_stream": ("content", "a PDF FlateDecode stream does not inflate; skipped"),
         "text_pdf_inflate_cap": ("content", "a PDF stream or file inflated beyond its cap"),
         "text_rtf_too_deep": ("content", "RTF groups nested beyond 512"),
+        "text_xml_unsupported_encoding": (
+            "content",
+            "an XML part in an encoding the parser cannot read (unknown or multi-byte other "
+            "than UTF-8/16); the part is not read",
+        ),
         "multipart_boundary_missing": (
             "content",
             "multipart body without its boundary; kept as one object",

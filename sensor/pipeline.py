@@ -780,7 +780,8 @@ class Pipeline:
             "objects": s.objects,
             "members": s.members,
             "fingerprints": {
-                key: s.fingerprints[key] for key in ("encrypted", "short", "damaged", "high-entropy")
+                key: s.fingerprints[key]
+                for key in ("encrypted", "short", "damaged", "high-entropy")
             },
             "anomalies": dict(sorted(s.anomalies.items())),
             "anomalies_unwritten": s.anomalies_unwritten,

@@ -2,25 +2,32 @@
 SMTP and FTP, next to plain negatives, in one capture.
 
 The files are the committed samples of tests/data/fingerprint/corpus/ (made with the real
-tools by tests/data/fingerprint/make_corpus.py); their manifest gives each object's expected
-`fingerprint` (type, encrypted, encryption). One internal client, one external server
-(198.51.100.20) running three servers (HTTP, SMTP, FTP; one process each):
+tools by tests/data/fingerprint/make_corpus.py; the RAR samples built from the RAR technotes by
+tests/content/fingerprint/rarbuild.py, as no free tool writes RAR); their manifest gives each
+object's expected `fingerprint` (type, encrypted, encryption). One internal client, one
+external server (198.51.100.20) running three servers (HTTP, SMTP, FTP; one process each):
 
 1. HTTP multipart POST /portal/upload with four files: the 7z with encrypted names (-mhe),
    the ZipCrypto (zip -P) ZIP of the patient CSV, the age (X25519) file and a plain ZIP;
-2. HTTP PUT (two requests on one keep-alive connection): the openssl enc file, the gpg -c file;
+2. HTTP PUT (three requests on one keep-alive connection): the openssl enc file, the gpg -c
+   file, the RAR 5 archive with encrypted headers (rar -hp);
 3. SMTP: one message with the 7z AES (data encrypted), the 7-Zip AES-256 ZIP of the patient
-   CSV and the clear-signed text as attachments (base64), plus the text body;
+   CSV, the clear-signed text and the RAR 4 archive with an AES-128 file as attachments
+   (base64), plus the text body;
 4. FTP (passive): STOR of the AES-256 PDF and of the .tar.gz holding the age file.
 
-Members of containers become objects too; expected.json does not list them
-(objects_exhaustive false): the container expectations are added with the integration.
+Members of the containers Sluice opens are objects too, and expected.json lists them
+(objects_exhaustive true): their names, bytes, parent and container path are computed here
+with zipfile, gzip and tarfile from the corpus bytes (`member_objects`), never from Sluice's
+output. Members whose data is encrypted (ZipCrypto, WinZip AES) are not objects: their bytes
+are ciphertext; 7z and RAR are fingerprinted, not opened.
 """
 
 from __future__ import annotations
 
 import argparse
 import ftplib
+import gzip
 import hashlib
 import http.client
 import io
@@ -28,7 +35,9 @@ import json
 import shutil
 import smtplib
 import sys
+import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +70,13 @@ BOUNDARY = "----sluiceEncryptedUpload27"
 PUTS = [
     ("openssl-enc.bin", "/upload/patients-week27.csv.enc"),
     ("gpg-symmetric.gpg", "/upload/patients-week27.csv.gpg"),
+    ("rar5-encrypted-headers.rar", "/upload/export-week27.rar"),
 ]
 MAIL_ATTACHMENTS = [
     ("7z-aes.7z", "export-week27.7z", "application/x-7z-compressed"),
     ("zip-aes-256-7zz.zip", "patients-week27.zip", "application/zip"),
     ("gpg-clearsigned.txt.asc", "overdracht.txt.asc", "text/plain"),
+    ("rar4-encrypted.rar", "patients-week27.rar", "application/vnd.rar"),
 ]
 FTP_STORES = [
     ("pdf-aes-256.pdf", "incoming/uitslagen-week27.pdf"),
@@ -84,6 +95,91 @@ def fingerprint(name: str) -> dict[str, Any]:
     """The subset of a corpus sample's fingerprint the sensor must report."""
     entry = MANIFEST[name]
     return {key: entry[key] for key in ("type", "encrypted", "encryption")}
+
+
+# -- members: what the containers hold, read with the standard library ------------------------
+
+GZIP_FNAME = 0x08  # RFC 1952 2.3.1: FLG bit 3, an original file name follows the header
+GZIP_FEXTRA = 0x04
+
+
+def gzip_member_name(outer: str, data: bytes) -> str:
+    """The name of a gzip stream's member: its FNAME when gzip wrote one (RFC 1952 2.3.1),
+    else the outer name less ".gz" (".tgz" -> ".tar"), as gunzip names its output."""
+    assert data[:3] == b"\x1f\x8b\x08", "not a deflate gzip stream"
+    flags = data[3]
+    if flags & GZIP_FNAME:
+        pos = 10
+        if flags & GZIP_FEXTRA:
+            pos += 2 + int.from_bytes(data[10:12], "little")
+        return data[pos : data.index(b"\0", pos)].decode("latin-1")
+    for suffix, replacement in ((".tgz", ".tar"), (".gz", "")):
+        if outer.lower().endswith(suffix):
+            return outer[: -len(suffix)] + replacement
+    raise AssertionError(f"no FNAME and no .gz suffix: {outer}")
+
+
+def opened(name: str, data: bytes) -> tuple[str, list[tuple[str, bytes]]] | None:
+    """(format, [(member name, member bytes)]) for the containers Sluice opens, None for the
+    rest. ZIP members with encrypted data (flag bit 0) are left out: their bytes are ciphertext
+    and become no object; directories have no bytes."""
+    buf = io.BytesIO(data)
+    if data[:4] == b"PK\x03\x04":
+        with zipfile.ZipFile(buf) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir() and not i.flag_bits & 0x1]
+            return "zip", [(i.filename, zf.read(i)) for i in infos]
+    if data[:2] == b"\x1f\x8b":
+        return "gzip", [(gzip_member_name(name, data), gzip.decompress(data))]
+    if data[257:262] == b"ustar":
+        members = []
+        with tarfile.open(fileobj=buf, mode="r:") as tf:
+            for member in tf.getmembers():
+                content = tf.extractfile(member) if member.isfile() else None
+                if content is not None:
+                    members.append((member.name, content.read()))
+        return "tar", members
+    return None
+
+
+def member_fingerprint(data: bytes) -> dict[str, Any]:
+    """A member's fingerprint subset: the manifest's when its bytes are a corpus sample (the
+    members here are), else the format it was just opened as (a tar from a .tar.gz: plain)."""
+    digest = hashlib.sha256(data).hexdigest()
+    for entry in MANIFEST.values():
+        if entry["sha256"] == digest:
+            return fingerprint(entry["file"])
+    found = opened("", data)
+    assert found is not None and found[0] == "tar", "a member of unknown type"
+    return {"type": "tar", "encrypted": False, "encryption": None}
+
+
+def member_objects(
+    base: dict[str, Any], name: str, data: bytes, path: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Every member object under the transferred object `data` named `name`, depth first in
+    container order: `base` (proto, direction) plus filename, bytes, parent and the container
+    path (names from the outermost object down)."""
+    path = path or [name]
+    found = opened(name, data)
+    if found is None:
+        return []
+    out = []
+    parent = hashlib.sha256(data).hexdigest()
+    for member, content in found[1]:
+        obj = {
+            **base,
+            "filename": member,
+            "size": len(content),
+            "sha256": hashlib.sha256(content).hexdigest(),
+            "complete": True,
+            "missing_bytes": 0,
+            "parent_sha256": parent,
+            "container_path": [*path, member],
+            "fingerprint": member_fingerprint(content),
+        }
+        out.append(obj)
+        out += member_objects(base, member, content, [*path, member])
+    return out
 
 
 def multipart_body() -> bytes:
@@ -182,18 +278,22 @@ def http_expectation(workdir: Path) -> tuple[list[dict[str, Any]], list[dict[str
     requests = realcase.read_records(workdir, "server-requests")
     responses = realcase.read_records(workdir, "server-responses")
     bodies = [BODY, *(sample(name) for name, _uri in PUTS)]
-    assert [r["method"] for r in requests] == ["POST", "PUT", "PUT"], requests
+    assert [r["method"] for r in requests] == ["POST", *(["PUT"] * len(PUTS))], requests
     assert [r["uri"] for r in requests] == [POST_URI, *(uri for _n, uri in PUTS)], requests
     assert [r["sha256"] for r in requests] == [realcase.sha256(b) for b in bodies], (
         "server received other bytes than were sent"
     )
     objects = []
+    upload = {"proto": "http", "direction": "upload"}
     for name, sent_as in POST_PARTS:
         obj = expect.http_object("upload", sample(name), filename=sent_as)
         objects.append({**obj, "fingerprint": fingerprint(name)})
+        objects += member_objects(upload, sent_as, sample(name))
     for name, uri in PUTS:
-        obj = expect.http_object("upload", sample(name), filename=expect.uri_filename(uri))
+        put_name = expect.uri_filename(uri)
+        obj = expect.http_object("upload", sample(name), filename=put_name)
         objects.append({**obj, "fingerprint": fingerprint(name)})
+        objects += member_objects(upload, put_name or "", sample(name))
     for index, (req, resp) in enumerate(zip(requests, responses, strict=True)):
         answer = (workdir / f"response-{index}").read_bytes()
         assert realcase.sha256(answer) == resp["sha256"] and resp["status"] == 200
@@ -214,7 +314,25 @@ def smtp_expectation() -> list[dict[str, Any]]:
     prints = [PLAIN_TEXT_FINGERPRINT, *(fingerprint(n) for n, _s, _c in MAIL_ATTACHMENTS)]
     objects = expect.smtp_objects(MESSAGE)
     assert len(objects) == len(prints), objects
-    return [{**obj, "fingerprint": fp} for obj, fp in zip(objects, prints, strict=True)]
+    out = []
+    for obj, fp, (_name, data, _att) in zip(objects, prints, leaves, strict=True):
+        out.append({**obj, "fingerprint": fp})
+        out += member_objects({"proto": "smtp", "direction": "upload"}, obj["filename"] or "", data)
+    return out
+
+
+def check_members(objects: list[dict[str, Any]]) -> None:
+    """The members this capture must show, stated by hand as a cross-check of `opened`: the
+    plain ZIP's two files, and gzip > tar > (age file, notes) from the .tar.gz (gzip -n wrote
+    no FNAME, so the tar is named after the upload); the encrypted containers open to nothing."""
+    paths = [o["container_path"] for o in objects if "container_path" in o]
+    assert paths == [
+        ["handleiding.zip", "patients.csv"],
+        ["handleiding.zip", "notes.txt"],
+        ["backup-week27.tar.gz", "backup-week27.tar"],
+        ["backup-week27.tar.gz", "backup-week27.tar", "age-x25519.age"],
+        ["backup-week27.tar.gz", "backup-week27.tar", "notes.txt"],
+    ], paths
 
 
 def build_expected(case_dir: Path, workdir: Path) -> None:
@@ -235,6 +353,8 @@ def build_expected(case_dir: Path, workdir: Path) -> None:
     for (name, arg), (_a, data) in zip(FTP_STORES, stores, strict=True):
         obj = ftpcase.ftp_object("upload", arg, data)
         objects.append({**obj, "fingerprint": fingerprint(name)})
+        objects += member_objects({"proto": "ftp", "direction": "upload"}, obj["filename"], data)
+    check_members(objects)
     flows = expect.count_flows(pcap)
     assert flows == 6, flows
     expect.write_expected(
@@ -242,7 +362,7 @@ def build_expected(case_dir: Path, workdir: Path) -> None:
         objects=objects,
         http=http,
         flows=flows,
-        exhaustive=False,
+        exhaustive=True,
         extra={
             "smtp": [
                 expect.smtp_transaction(

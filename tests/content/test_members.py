@@ -11,8 +11,10 @@ import tarfile
 import zipfile
 from dataclasses import replace
 
+import pytest
 import pyzipper
 
+from sensor.content.fingerprint.base import MemberEvent
 from sensor.content.objects import DEFAULT_CAPS, ContentCaps, FileInfo, FileObject
 
 CSV = b"".join(f"{i};Jansen;1985-03-01;2511 CV\n".encode() for i in range(2000))
@@ -186,3 +188,27 @@ def test_chunking_does_not_change_the_tree() -> None:
             (m.sha256, m.container_path, m.fingerprint) for m in whole[1]
         ]
         assert again[0].fingerprint == whole[0].fingerprint
+
+
+def test_a_failing_format_reader_loses_neither_the_object_nor_its_members_so_far(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sensor.content.fingerprint import zip as zipmod
+
+    data = zip_of({"a.csv": CSV, "b.bin": random.Random(3).randbytes(40_000)})
+    calls = {"n": 0}
+    real_feed = zipmod.ZipReader.feed
+
+    def flaky(self: zipmod.ZipReader, chunk: bytes) -> list[MemberEvent]:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise IndexError("a bug on hostile bytes")
+        return real_feed(self, chunk)
+
+    monkeypatch.setattr(zipmod.ZipReader, "feed", flaky)
+    info, members, anomalies = run(data, "x.zip", chunk=1460)
+    assert anomalies.count("fingerprint_error") == 1
+    assert info.sha256 == sha(data) and info.size == len(data) and info.complete
+    assert info.fingerprint is not None and info.fingerprint.encrypted is None
+    assert info.fingerprint.undecided == "damaged" and info.fingerprint.type == "zip"
+    assert members and members[-1].complete is False  # the member being opened was cut

@@ -28,6 +28,7 @@ tell (cut or damaged), or for the high-entropy case above; `Fingerprint.undecide
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sensor.anomaly import Anomaly
@@ -59,6 +60,8 @@ __all__ = ["HEAD_BYTES", "HIGH_ENTROPY", "Fingerprint", "Fingerprinter"]
 HIGH_ENTROPY = "unknown-high-entropy"
 # A headerless object shorter than this is too short for its byte distribution to say anything.
 HIGH_ENTROPY_MIN_BYTES = 4096
+# The verdict when a format reader failed.
+BROKEN = Encryption(None, detail="the format reader failed (fingerprint_error)")
 
 
 @dataclass(slots=True)
@@ -144,6 +147,7 @@ class Fingerprinter:
 
     __slots__ = (
         "_analyser",
+        "_broken",
         "_cfb",
         "_declared",
         "_filename",
@@ -186,6 +190,7 @@ class Fingerprinter:
         self._zip: ZipReader | None = None
         self._cfb: CfbAnalyser | None = None
         self._opening = False
+        self._broken = False  # a format reader failed (see _guard)
         self._tail = bytearray()
         self._tail_bytes = 0
         self._size = 0
@@ -221,7 +226,9 @@ class Fingerprinter:
         if opener is None or not self._opening:
             return []
         drain = getattr(opener, "drain", None)
-        return self._counted(drain()) if drain is not None else []
+        if drain is None:
+            return []
+        return self._guard(lambda: self._counted(drain()))
 
     def feed(self, data: bytes) -> list[MemberEvent]:
         if not data:
@@ -233,12 +240,15 @@ class Fingerprinter:
             if len(self._head) < HEAD_BYTES:
                 return []
             data = bytes(self._head)
-            self._decide()
-        return self._pass(data)
+            self._guard(self._decide)
+        return self._guard(self._pass, data)
 
     def gap(self, size: int) -> list[MemberEvent]:
         if size <= 0:
             return []
+        return self._guard(self._gap, size)
+
+    def _gap(self, size: int) -> list[MemberEvent]:
         out: list[MemberEvent] = []
         if isinstance(self._type, _Undecided):
             self._decide()
@@ -259,11 +269,24 @@ class Fingerprinter:
     def finish(self, complete: bool) -> tuple[Fingerprint, list[MemberEvent]]:
         events: list[MemberEvent] = []
         if isinstance(self._type, _Undecided):
-            self._decide()
+            self._guard(self._decide)
             if self._head:
-                events += self._pass(bytes(self._head))
+                events += self._guard(self._pass, bytes(self._head))
+        if isinstance(self._type, _Undecided):
+            self._type = None  # identification itself failed
         file_type = self._type
-        assert not isinstance(file_type, _Undecided)
+        verdict = BROKEN
+        if not self._broken:
+            try:
+                more, verdict = self._conclude(complete)
+                events += more
+            except Exception as exc:  # see _guard
+                self._break(exc)
+                verdict = BROKEN
+        return self._fingerprint(file_type, verdict), events
+
+    def _conclude(self, complete: bool) -> tuple[list[MemberEvent], Encryption]:
+        events: list[MemberEvent] = []
         tail = bytes(self._tail[-self._tail_bytes :]) if self._tail_bytes else b""
         if self._zip is not None:
             events += self._counted(self._zip.finish(complete))
@@ -279,9 +302,33 @@ class Fingerprinter:
                 self.anomalies += self._analyser.anomalies
             else:
                 verdict = PLAIN
-        return self._fingerprint(file_type, verdict), events
+        return events, verdict
 
     # -- inside ----------------------------------------------------------------------------
+
+    def _guard(self, call: Callable[..., object], *args: object) -> list[MemberEvent]:
+        """Runs a format reader's step. A bug in one (hostile bytes it did not expect) must
+        not lose the object, its hash or the flow: the reader is dropped with a
+        `fingerprint_error` anomaly, the member being opened ends incomplete, and the
+        object's encryption is unknown."""
+        if self._broken:
+            return []
+        try:
+            result = call(*args)
+        except Exception as exc:
+            self._break(exc)
+            return []
+        return result if isinstance(result, list) else []
+
+    def _break(self, exc: Exception) -> None:
+        self._broken = True
+        where = self._type.id if isinstance(self._type, FileType) else "identification"
+        self.anomalies.append(
+            Anomaly("fingerprint_error", f"{where}: {type(exc).__name__}: {exc}"[:200])
+        )
+        self._analyser = self._opener = self._zip = self._cfb = None
+        self._opening = False
+        self._tail_bytes = 0
 
     def _decide(self) -> None:
         head = bytes(self._head[:HEAD_BYTES])
@@ -342,10 +389,13 @@ class Fingerprinter:
         if file_type is not None and (file_type.opener or file_type.analyser in ("7z", "rar")):
             container = file_type.id
         refined = None
-        if self._zip is not None:
-            refined = self._zip.document_type()
-        elif self._cfb is not None:
-            refined = self._cfb.document_type()
+        try:
+            if self._zip is not None:
+                refined = self._zip.document_type()
+            elif self._cfb is not None:
+                refined = self._cfb.document_type()
+        except Exception as exc:  # see _guard
+            self._break(exc)
         if refined is not None and refined in self._table.types:
             type_id = refined
             self.mime_type = self._table.types[refined].mime

@@ -107,8 +107,10 @@ class TextDecoder:
         self._head = b""  # bounded by UTF16_SNIFF_BYTES / NON_ASCII_SNIFF_BYTES (+ one feed)
         self._state = "start"  # start -> ascii -> decoding
 
-    def decode(self, data: bytes) -> str:
-        return self._run(data, final=False)
+    def decode(self, data: bytes, final: bool = False) -> str:
+        """The text of the next bytes; `final`: the object is over (the same as `finish`
+        after them)."""
+        return self._run(data, final)
 
     def finish(self) -> str:
         return self._run(b"", final=True)

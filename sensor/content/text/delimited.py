@@ -33,7 +33,7 @@ from itertools import accumulate
 from sensor.anomaly import Anomaly
 from sensor.content.fingerprint.base import TextChunk, TextPosition
 from sensor.content.text.charset import TextDecoder
-from sensor.content.text.emitter import MAX_CHUNK_CHARS, MAX_TEXT_CHARS, ChunkEmitter
+from sensor.content.text.emitter import MAX_CHUNK_CHARS, MAX_TEXT_CHARS, BoundedExtractor
 
 DELIMITERS = (",", ";", "\t", "|")
 DELIMITER_SNIFF_LINES = 5  # complete lines looked at to choose the delimiter
@@ -98,7 +98,7 @@ def looks_like_header(row: list[str]) -> bool:
     )
 
 
-class DelimitedExtractor:
+class DelimitedExtractor(BoundedExtractor):
     """Rows of one CSV/TSV object (see the module docstring). `delimiter` None: sniffed."""
 
     def __init__(
@@ -109,33 +109,23 @@ class DelimitedExtractor:
         part: str | None = None,
         max_chars: int = MAX_TEXT_CHARS,
     ) -> None:
-        self.anomalies: list[Anomaly] = []
+        super().__init__(part=part, max_chars=max_chars)
         self._decoder = TextDecoder(charset, self.anomalies)
-        self._emitter = ChunkEmitter(self.anomalies, max_chars)
-        self._part = part
         self._delimiter = delimiter
         self._lines = _Lines()
         self._reader: Iterator[list[str]] | None = None
         self._pending = ""  # starts at a record start; bounded by MAX_RECORD_CHARS + one feed
         self._record = 0
         self._headers: tuple[str, ...] | None = None
-        self._done = False
         self._noted: set[str] = set()
 
-    def feed(self, data: bytes) -> list[TextChunk]:
-        if self._done or self._emitter.capped:
-            return []
+    def _extract(self, data: bytes) -> list[TextChunk]:
         text = self._decoder.decode(data)
         self._pending = self._pending + text if self._pending else text
         return self._process(final=False)
 
-    def finish(self) -> list[TextChunk]:
-        if self._done or self._emitter.capped:
-            self._done = True
-            return []
-        self._done = True
-        text = self._decoder.finish()
-        self._pending += text
+    def _extract_rest(self) -> list[TextChunk]:
+        self._pending += self._decoder.finish()
         return self._process(final=True)
 
     def _process(self, final: bool) -> list[TextChunk]:

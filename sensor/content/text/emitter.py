@@ -10,6 +10,11 @@ depend only on the text, never on how the bytes were split, so every segmentatio
 object yields the same chunks: a chunk is cut only once `MAX_CHUNK_CHARS` characters are
 waiting, at the last whitespace in its second half (so a number or IBAN is not split unless
 a run of `MAX_CHUNK_CHARS // 2` characters holds no whitespace).
+
+`BoundedExtractor` is the frame every extractor shares: its `anomalies`, its `ChunkEmitter`,
+its part name, and the `TextExtractor` rule that nothing comes out once the object is finished
+or the `max_chars` budget is spent. `FlowingExtractor` adds the running text of the formats
+that hand out `FlowingText` chunks.
 """
 
 from __future__ import annotations
@@ -121,3 +126,70 @@ class FlowingText:
         self._pieces = []
         self._size = 0
         return text
+
+
+class BoundedExtractor:
+    """The shared frame of a `TextExtractor`: `feed`/`finish` hand out nothing once the object
+    is finished or the budget is spent, else what the subclass's `_extract`/`_extract_rest`
+    return. Subclasses emit through `self._emitter` with `part=self._part`."""
+
+    def __init__(self, *, part: str | None = None, max_chars: int = MAX_TEXT_CHARS) -> None:
+        self.anomalies: list[Anomaly] = []
+        self._emitter = ChunkEmitter(self.anomalies, max_chars)
+        self._part = part
+        self._done = False
+
+    def feed(self, data: bytes) -> list[TextChunk]:
+        if self._done or self._emitter.capped:
+            return []
+        return self._extract(data)
+
+    def finish(self) -> list[TextChunk]:
+        if self._done or self._emitter.capped:
+            self._done = True
+            return []
+        self._done = True
+        return self._extract_rest()
+
+    def _extract(self, data: bytes) -> list[TextChunk]:
+        """The chunks complete once `data` (the next bytes of the object) is read."""
+        raise NotImplementedError
+
+    def _extract_rest(self) -> list[TextChunk]:
+        """The chunks still held when the object is over."""
+        raise NotImplementedError
+
+
+class FlowingExtractor(BoundedExtractor):
+    """A `BoundedExtractor` whose text is running text: the subclass's `_read` adds what it
+    finds to `self._text`, and the chunks `FlowingText` completes go out (all that is left,
+    at the end)."""
+
+    # Drop runs that are only whitespace (a format that adds line breaks of its own).
+    DROP_BLANK_RUNS = False
+
+    def __init__(self, *, part: str | None = None, max_chars: int = MAX_TEXT_CHARS) -> None:
+        super().__init__(part=part, max_chars=max_chars)
+        self._text = FlowingText()
+
+    def _read(self, data: bytes, final: bool) -> None:
+        """Read the next bytes (`final`: the object is over, `data` is empty) into `_text`."""
+        raise NotImplementedError
+
+    def _extract(self, data: bytes) -> list[TextChunk]:
+        self._read(data, final=False)
+        return self._emit(self._text.full())
+
+    def _extract_rest(self) -> list[TextChunk]:
+        self._read(b"", final=True)
+        runs = self._text.full()
+        runs.append(self._text.rest())
+        return self._emit(runs)
+
+    def _emit(self, runs: list[str]) -> list[TextChunk]:
+        out: list[TextChunk] = []
+        drop_blank = self.DROP_BLANK_RUNS
+        for run in runs:
+            if run and not (drop_blank and run.isspace()):
+                self._emitter.emit(out, run, part=self._part)
+        return out

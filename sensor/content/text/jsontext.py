@@ -25,7 +25,7 @@ from json.decoder import scanstring  # type: ignore[attr-defined]
 from sensor.anomaly import Anomaly
 from sensor.content.fingerprint.base import TextChunk, TextPosition
 from sensor.content.text.charset import TextDecoder
-from sensor.content.text.emitter import MAX_CHUNK_CHARS, MAX_TEXT_CHARS, ChunkEmitter
+from sensor.content.text.emitter import MAX_CHUNK_CHARS, MAX_TEXT_CHARS, BoundedExtractor
 
 MAX_JSON_DEPTH = 64
 MAX_JSON_KEY_CHARS = 64
@@ -86,7 +86,7 @@ def unescape(raw: str) -> str:
         return _ESCAPE.sub(_escape, raw)
 
 
-class JsonExtractor:
+class JsonExtractor(BoundedExtractor):
     """Values of one JSON object (see the module docstring)."""
 
     def __init__(
@@ -96,10 +96,8 @@ class JsonExtractor:
         part: str | None = None,
         max_chars: int = MAX_TEXT_CHARS,
     ) -> None:
-        self.anomalies: list[Anomaly] = []
+        super().__init__(part=part, max_chars=max_chars)
         self._decoder = TextDecoder(charset, self.anomalies)
-        self._emitter = ChunkEmitter(self.anomalies, max_chars)
-        self._part = part
         self._buf = ""  # undecided tail: one token (bounded by MAX_JSON_STRING_CHARS) + a feed
         # One entry per open container: its kind ("{" or "["), its path, its current key
         # or index.
@@ -116,12 +114,9 @@ class JsonExtractor:
         # MAX_JSON_STRING_CHARS).
         self._held_parts: list[str] = []
         self._held_size = 0
-        self._done = False
         self._noted: set[str] = set()
 
-    def feed(self, data: bytes) -> list[TextChunk]:
-        if self._done or self._emitter.capped:
-            return []
+    def _extract(self, data: bytes) -> list[TextChunk]:
         text = self._decoder.decode(data)
         out: list[TextChunk] = []
         for start in range(0, len(text), JSON_WINDOW_CHARS):
@@ -130,11 +125,7 @@ class JsonExtractor:
             out += self._scan(final=False)
         return out
 
-    def finish(self) -> list[TextChunk]:
-        if self._done or self._emitter.capped:
-            self._done = True
-            return []
-        self._done = True
+    def _extract_rest(self) -> list[TextChunk]:
         self._buf += self._decoder.finish()
         return self._scan(final=True)
 

@@ -22,13 +22,19 @@ entities are never loaded. The OOXML and ODF part extractors (ooxml.py, odf.py) 
 
 from __future__ import annotations
 
+import codecs
 import html.parser
 from xml.parsers import expat
 
 from sensor.anomaly import Anomaly
 from sensor.content.fingerprint.base import TextChunk
 from sensor.content.text.charset import TextDecoder
-from sensor.content.text.emitter import MAX_TEXT_CHARS, ChunkEmitter, FlowingText
+from sensor.content.text.emitter import (
+    MAX_TEXT_CHARS,
+    BoundedExtractor,
+    FlowingExtractor,
+    FlowingText,
+)
 
 MAX_XML_ENTITY_VALUE = 1024  # longest internal entity value accepted in a DTD
 MAX_XML_DEPTH = 256  # element path entries kept (deeper elements share the deepest path)
@@ -60,7 +66,7 @@ class _EntityRefused(Exception):
     """Raised inside expat's callback to stop the parse (the only way in pyexpat)."""
 
 
-class ExpatExtractor:
+class ExpatExtractor(BoundedExtractor):
     """Drives one expat parser over one XML object; subclasses implement `_start`, `_end`,
     `_chars` and `_finish` and emit chunks into `self._out` through `self._emitter`.
 
@@ -76,18 +82,23 @@ class ExpatExtractor:
         namespaces: bool = False,
         max_chars: int = MAX_TEXT_CHARS,
     ) -> None:
-        self.anomalies: list[Anomaly] = []
-        self._emitter = ChunkEmitter(self.anomalies, max_chars)
-        self._part = part
+        super().__init__(part=part, max_chars=max_chars)
         self._out: list[TextChunk] = []
         self._dead = False
-        self._done = False
         self._heard = False  # expat called back during the current Parse call
         self._quiet = 0  # bytes fed since expat last called back
+        separator = " " if namespaces else None
         try:
-            parser = expat.ParserCreate(charset or None, " " if namespaces else None)
+            if charset:
+                codecs.lookup(charset)  # pyexpat looks the name up only at the first Parse
+            parser = expat.ParserCreate(charset or None, separator)
         except (LookupError, ValueError):
-            parser = expat.ParserCreate(None, " " if namespaces else None)
+            self.anomalies.append(
+                Anomaly(
+                    "text_unknown_charset", f"declared charset {(charset or '')[:40]!r} unknown"
+                )
+            )
+            parser = expat.ParserCreate(None, separator)
         parser.buffer_text = True
         parser.buffer_size = EXPAT_BUFFER_BYTES
         parser.specified_attributes = True
@@ -99,16 +110,13 @@ class ExpatExtractor:
         parser.EntityDeclHandler = self._on_entity_decl
         self._parser = parser
 
-    def feed(self, data: bytes) -> list[TextChunk]:
-        if not self._dead and not self._emitter.capped and data:
+    def _extract(self, data: bytes) -> list[TextChunk]:
+        if not self._dead and data:
             self._parse(data, False)
         return self._take()
 
-    def finish(self) -> list[TextChunk]:
-        if self._done:
-            return []
-        self._done = True
-        if not self._dead and not self._emitter.capped:
+    def _extract_rest(self) -> list[TextChunk]:
+        if not self._dead:
             self._parse(b"", True)
         if not self._emitter.capped:
             self._finish()
@@ -138,6 +146,14 @@ class ExpatExtractor:
         except RecursionError:
             self._dead = True
             self.anomalies.append(Anomaly("text_xml_malformed", "nesting too deep"))
+        except (LookupError, ValueError):
+            # An encoding pyexpat cannot read (unknown, or multi-byte other than UTF-8/UTF-16:
+            # its unknown-encoding handler maps single-byte codecs only), declared by the
+            # caller or by the document's XML declaration.
+            self._dead = True
+            self.anomalies.append(
+                Anomaly("text_xml_unsupported_encoding", "unknown or multi-byte encoding")
+            )
         self._quiet = 0 if self._heard else self._quiet + len(data)
         if self._quiet > MAX_XML_TOKEN_BYTES and not self._dead:
             self._dead = True
@@ -281,7 +297,7 @@ class _HtmlText(html.parser.HTMLParser):
             self.text.add(data)
 
 
-class HtmlExtractor:
+class HtmlExtractor(FlowingExtractor):
     """The visible text of one HTML document (see the module docstring)."""
 
     def __init__(
@@ -291,31 +307,14 @@ class HtmlExtractor:
         part: str | None = None,
         max_chars: int = MAX_TEXT_CHARS,
     ) -> None:
-        self.anomalies: list[Anomaly] = []
+        super().__init__(part=part, max_chars=max_chars)
         self._decoder = TextDecoder(charset, self.anomalies)
-        self._emitter = ChunkEmitter(self.anomalies, max_chars)
-        self._text = FlowingText()
         self._parser = _HtmlText(self._text)
-        self._part = part
         self._dead = False
-        self._done = False
         self._noted_pending = False
 
-    def feed(self, data: bytes) -> list[TextChunk]:
-        if self._done or self._emitter.capped:
-            return []
-        self._run(self._decoder.decode(data), final=False)
-        return self._emit(self._text.full())
-
-    def finish(self) -> list[TextChunk]:
-        if self._done or self._emitter.capped:
-            self._done = True
-            return []
-        self._done = True
-        self._run(self._decoder.finish(), final=True)
-        runs = self._text.full()
-        runs.append(self._text.rest())
-        return self._emit(runs)
+    def _read(self, data: bytes, final: bool) -> None:
+        self._run(self._decoder.decode(data, final), final)
 
     def _run(self, text: str, final: bool) -> None:
         if self._dead:
@@ -341,10 +340,3 @@ class HtmlExtractor:
                         f"more than {MAX_HTML_PENDING_CHARS} chars of unterminated markup",
                     )
                 )
-
-    def _emit(self, runs: list[str]) -> list[TextChunk]:
-        out: list[TextChunk] = []
-        for run in runs:
-            if run:
-                self._emitter.emit(out, run, part=self._part)
-        return out

@@ -28,8 +28,7 @@ import re
 import zlib
 
 from sensor.anomaly import Anomaly
-from sensor.content.fingerprint.base import TextChunk
-from sensor.content.text.emitter import MAX_TEXT_CHARS, ChunkEmitter, FlowingText
+from sensor.content.text.emitter import MAX_TEXT_CHARS, FlowingExtractor, FlowingText
 
 PDF_DICT_WINDOW = 4096  # bytes before `stream` searched for its dictionary
 INFLATE_PIECE_BYTES = 256 * 1024  # inflated bytes per zlib call
@@ -210,14 +209,14 @@ class ContentText:
         return None, start + 1
 
 
-class PdfExtractor:
+class PdfExtractor(FlowingExtractor):
     """Shown text of one PDF (see the module docstring)."""
 
+    # Every content stream ends with a line break; a PDF without shown text gives no chunk.
+    DROP_BLANK_RUNS = True
+
     def __init__(self, *, part: str | None = None, max_chars: int = MAX_TEXT_CHARS) -> None:
-        self.anomalies: list[Anomaly] = []
-        self._emitter = ChunkEmitter(self.anomalies, max_chars)
-        self._text = FlowingText()
-        self._part = part
+        super().__init__(part=part, max_chars=max_chars)
         self._buf = bytearray()  # scan mode: bounded by PDF_DICT_WINDOW + a feed
         self._in_stream = False
         self._left: int | None = None  # stream bytes still to read (direct /Length)
@@ -225,34 +224,13 @@ class PdfExtractor:
         self._content: ContentText | None = None  # None: this stream is skipped
         self._stream_out = 0
         self._inflated = 0
-        self._done = False
         self._noted: set[str] = set()
 
-    def feed(self, data: bytes) -> list[TextChunk]:
-        if self._done or self._emitter.capped:
-            return []
+    def _read(self, data: bytes, final: bool) -> None:
         self._buf += data
-        self._run(final=False)
-        return self._emit(self._text.full())
-
-    def finish(self) -> list[TextChunk]:
-        if self._done or self._emitter.capped:
-            self._done = True
-            return []
-        self._done = True
-        self._run(final=True)
-        if self._in_stream:
+        self._run(final)
+        if final and self._in_stream:
             self._end_stream()
-        runs = self._text.full()
-        runs.append(self._text.rest())
-        return self._emit(runs)
-
-    def _emit(self, runs: list[str]) -> list[TextChunk]:
-        out: list[TextChunk] = []
-        for run in runs:
-            if run.strip():
-                self._emitter.emit(out, run, part=self._part)
-        return out
 
     def _run(self, final: bool) -> None:
         buf = self._buf

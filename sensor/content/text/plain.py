@@ -7,13 +7,11 @@ chunks), with `part` set to the member name when the object came out of a contai
 
 from __future__ import annotations
 
-from sensor.anomaly import Anomaly
-from sensor.content.fingerprint.base import TextChunk
 from sensor.content.text.charset import TextDecoder
-from sensor.content.text.emitter import MAX_TEXT_CHARS, ChunkEmitter, FlowingText
+from sensor.content.text.emitter import MAX_TEXT_CHARS, FlowingExtractor
 
 
-class PlainTextExtractor:
+class PlainTextExtractor(FlowingExtractor):
     """Decoded text of one object (see the module docstring)."""
 
     def __init__(
@@ -23,32 +21,8 @@ class PlainTextExtractor:
         part: str | None = None,
         max_chars: int = MAX_TEXT_CHARS,
     ) -> None:
-        self.anomalies: list[Anomaly] = []
+        super().__init__(part=part, max_chars=max_chars)
         self._decoder = TextDecoder(charset, self.anomalies)
-        self._emitter = ChunkEmitter(self.anomalies, max_chars)
-        self._text = FlowingText()
-        self._part = part
-        self._done = False
 
-    def feed(self, data: bytes) -> list[TextChunk]:
-        if self._done or self._emitter.capped:
-            return []
-        self._text.add(self._decoder.decode(data))
-        return self._emit(self._text.full())
-
-    def finish(self) -> list[TextChunk]:
-        if self._done or self._emitter.capped:
-            self._done = True
-            return []
-        self._done = True
-        self._text.add(self._decoder.finish())
-        runs = self._text.full()
-        runs.append(self._text.rest())
-        return self._emit(runs)
-
-    def _emit(self, runs: list[str]) -> list[TextChunk]:
-        out: list[TextChunk] = []
-        for run in runs:
-            if run:
-                self._emitter.emit(out, run, part=self._part)
-        return out
+    def _read(self, data: bytes, final: bool) -> None:
+        self._text.add(self._decoder.decode(data, final))

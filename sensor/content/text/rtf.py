@@ -20,12 +20,14 @@ import codecs
 import re
 
 from sensor.anomaly import Anomaly
-from sensor.content.fingerprint.base import TextChunk
-from sensor.content.text.emitter import MAX_TEXT_CHARS, ChunkEmitter, FlowingText
+from sensor.content.text.emitter import MAX_TEXT_CHARS, FlowingExtractor
 
 MAX_RTF_DEPTH = 512  # group nesting tracked; deeper groups share the deepest state
 MAX_RTF_TOKEN_BYTES = 64  # control word (32 letters) + parameter; kept across feeds
 MAX_RTF_UC = 8  # \ucN fallback characters skipped after \u, at most
+# Text bytes held for the code page: at this many (counted from the last decode, which
+# tokens decide, so the same for every split) they are decoded ahead.
+MAX_RTF_PENDING_BYTES = 64 * 1024
 DEFAULT_CODEPAGE = "cp1252"
 
 SKIP_DESTINATIONS = frozenset(
@@ -53,14 +55,11 @@ _TOKEN = re.compile(
 )
 
 
-class RtfExtractor:
+class RtfExtractor(FlowingExtractor):
     """Text of one RTF document (see the module docstring)."""
 
     def __init__(self, *, part: str | None = None, max_chars: int = MAX_TEXT_CHARS) -> None:
-        self.anomalies: list[Anomaly] = []
-        self._emitter = ChunkEmitter(self.anomalies, max_chars)
-        self._text = FlowingText()
-        self._part = part
+        super().__init__(part=part, max_chars=max_chars)
         self._buf = b""  # an unfinished token: at most MAX_RTF_TOKEN_BYTES + a feed
         self._skip_stack: list[bool] = []
         self._uc_stack: list[int] = []
@@ -68,43 +67,32 @@ class RtfExtractor:
         self._uc = 1
         self._overflow = 0  # groups open beyond MAX_RTF_DEPTH
         self._group_start = False  # the last token opened a group
-        self._pending = bytearray()  # text bytes awaiting decoding with the code page
-        self._codepage = DEFAULT_CODEPAGE
+        self._pending = bytearray()  # text bytes to decode: under MAX_RTF_PENDING_BYTES
+        # The code page's decoder (\ansicpg): incremental, so that a double-byte character
+        # (\ansicpg932) cut at MAX_RTF_PENDING_BYTES stays whole.
+        self._codec = _decoder(DEFAULT_CODEPAGE)
         self._fallback = 0  # \uc characters still to drop
         self._high: int | None = None  # a UTF-16 high surrogate waiting for its pair
         self._bin = 0  # \bin bytes still to skip
-        self._done = False
         self._noted: set[str] = set()
 
-    def feed(self, data: bytes) -> list[TextChunk]:
-        if self._done or self._emitter.capped:
-            return []
-        self._scan(self._buf + data if self._buf else data, final=False)
-        return self._emit(self._text.full())
-
-    def finish(self) -> list[TextChunk]:
-        if self._done or self._emitter.capped:
-            self._done = True
-            return []
-        self._done = True
-        self._scan(self._buf, final=True)
-        self._flush()
-        runs = self._text.full()
-        runs.append(self._text.rest())
-        return self._emit(runs)
-
-    def _emit(self, runs: list[str]) -> list[TextChunk]:
-        out: list[TextChunk] = []
-        for run in runs:
-            if run:
-                self._emitter.emit(out, run, part=self._part)
-        return out
+    def _read(self, data: bytes, final: bool) -> None:
+        self._scan(self._buf + data if self._buf else data, final)
+        if final:
+            self._flush()
 
     def _flush(self) -> None:
         """Decode the waiting text bytes."""
         if self._pending:
-            self._text.add(bytes(self._pending).decode(self._codepage, errors="replace"))
+            self._text.add(self._codec.decode(bytes(self._pending), True))
             self._pending.clear()
+
+    def _hold(self, data: bytes) -> None:
+        """Keep text bytes for decoding; decode the first MAX_RTF_PENDING_BYTES once held."""
+        self._pending += data
+        while len(self._pending) >= MAX_RTF_PENDING_BYTES:
+            self._text.add(self._codec.decode(bytes(self._pending[:MAX_RTF_PENDING_BYTES])))
+            del self._pending[:MAX_RTF_PENDING_BYTES]
 
     def _add(self, text: str) -> None:
         self._flush()
@@ -148,14 +136,14 @@ class RtfExtractor:
                 drop = min(self._fallback, len(run))
                 self._fallback -= drop
                 run = run[drop:]
-            self._pending += run
+            self._hold(run)
         elif index in (1, 2):  # control word
             self._word(m.group(1), m.group(2), group_start)
         elif index == 3:  # \'hh
             if self._fallback:
                 self._fallback -= 1
             elif not self._skip:
-                self._pending.append(int(m.group(3), 16))
+                self._hold(bytes((int(m.group(3), 16),)))
         elif index == 4:  # control symbol
             symbol = m.group(4)
             if symbol == b"*":
@@ -189,7 +177,7 @@ class RtfExtractor:
             return
         if word == b"ansicpg" and param is not None:
             self._flush()
-            self._codepage = _codepage(param)
+            self._codec = _decoder(_codepage(param))
             return
         if word in _NEWLINE_WORDS:
             self._add("\n")
@@ -240,3 +228,7 @@ def _codepage(param: bytes) -> str:
     except LookupError:
         return DEFAULT_CODEPAGE
     return name
+
+
+def _decoder(codepage: str) -> codecs.IncrementalDecoder:
+    return codecs.getincrementaldecoder(codepage)(errors="replace")

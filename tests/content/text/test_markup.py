@@ -165,3 +165,28 @@ def test_markup_like_input_split_invariant(text: str, data: st.DataObject) -> No
     pieces = [raw[a:b] for a, b in itertools.pairwise(edges)]
     assert run(XmlExtractor, raw, pieces) == run(XmlExtractor, raw)
     assert run(HtmlExtractor, raw, pieces) == run(HtmlExtractor, raw)
+
+
+def test_unreadable_encodings_never_raise() -> None:
+    # pyexpat looks an encoding up only at the first Parse, and reads no multi-byte codec
+    # but UTF-8/UTF-16: an unknown or multi-byte one, declared by the caller or the document.
+    ex = XmlExtractor(charset="klingon")
+    out = ex.feed(b"<a>x</a>") + ex.finish()
+    assert [c.text for c in out] == ["x"]
+    assert [a.kind for a in ex.anomalies] == ["text_unknown_charset"]
+    for encoding in (b"klingon", b"shift_jis", b"x" * 300):
+        doc = b'<?xml version="1.0" encoding="' + encoding + b'"?><a>x</a>'
+        ex = XmlExtractor()
+        assert ex.feed(doc) + ex.finish() == []
+        assert [a.kind for a in ex.anomalies] == ["text_xml_unsupported_encoding"]
+    ex = XmlExtractor(charset="shift_jis")
+    assert ex.feed(b"<a>x</a>") + ex.finish() == []
+    assert [a.kind for a in ex.anomalies] == ["text_xml_unsupported_encoding"]
+
+
+def test_nothing_after_finish() -> None:
+    for ex in (XmlExtractor(), HtmlExtractor()):
+        ex.feed(b"<a>x</a>")
+        ex.finish()
+        assert ex.feed(b"<b>y</b>") == [] and ex.finish() == []
+        assert ex.anomalies == []

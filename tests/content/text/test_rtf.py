@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensor.content.fingerprint.base import TextChunk
-from sensor.content.text.rtf import MAX_RTF_DEPTH, RtfExtractor
+from sensor.content.text.rtf import MAX_RTF_DEPTH, MAX_RTF_PENDING_BYTES, RtfExtractor
 
 SAMPLE = (
     rb"{\rtf1\ansi\ansicpg1252\deff0"
@@ -76,3 +76,26 @@ def test_rtf_like_input_split_invariant(text: str, data: st.DataObject) -> None:
     edges = sorted({0, len(raw), *cuts})
     pieces = [raw[a:b] for a, b in itertools.pairwise(edges)]
     assert run(raw, pieces) == run(raw)
+
+
+def test_long_text_run_is_decoded_as_it_streams_and_split_invariant() -> None:
+    body = ("Gr\\'fc\\'dfe BSN 123456782 " * 8000).encode()  # ~200 KB, no control word between
+    data = b"{\\rtf1\\ansi " + body + b"}"
+    ex = RtfExtractor()
+    early = ex.feed(data)
+    assert early  # text goes out before finish: the held bytes are capped
+    assert len(ex._pending) < MAX_RTF_PENDING_BYTES
+    whole = early + ex.finish()
+    assert "".join(c.text for c in whole) == "Grüße BSN 123456782 " * 8000
+    for step in (1000, 65_537, 4096):
+        assert run(data, [data[i : i + step] for i in range(0, len(data), step)])[0] == whole
+
+
+def test_double_byte_code_page_cut_by_the_cap_stays_whole() -> None:
+    # cp932: "日月" is 93 FA 8C 8E (no brace or backslash among the trail bytes); an odd ASCII
+    # prefix puts a character across the 64 KiB cut.
+    text = "a" + "日月" * (MAX_RTF_PENDING_BYTES // 2)
+    data = b"{\\rtf1\\ansi\\ansicpg932 " + text.encode("cp932") + b"}"
+    out, kinds = run(data, [data[i : i + 999] for i in range(0, len(data), 999)])
+    assert "".join(c.text for c in out) == text
+    assert kinds == []

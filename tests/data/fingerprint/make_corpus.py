@@ -7,6 +7,14 @@ id, whether and how it is encrypted, its container format).
 
 Run from the repository root: `.venv/bin/python tests/data/fingerprint/make_corpus.py`.
 
+RAR: the RAR tool is non-free and not installed, so the `rar4-*.rar` / `rar5-*.rar` samples are
+built from the format specifications by tests/content/fingerprint/rarbuild.py (its docstring
+says which technote fields it writes); the data of an encrypted entry is random bytes standing
+in for ciphertext. They are deterministic (rarbuild's fixed seeds, fakedata's fixed seeds) and
+checked with an independent reader, libarchive (through ctypes) when it is installed.
+`--rar-only` writes just those files and replaces or appends their manifest entries in place,
+leaving every other sample's bytes (and so the captures that upload them) untouched.
+
 The tools draw salts, IVs, session keys and keys at random and embed timestamps, so the output
 differs on every run: the corpus is generated once and committed. Regenerating it changes every
 encrypted sample's bytes, so `pcaps/encrypted-uploads/` (which uploads corpus files) must be
@@ -18,6 +26,9 @@ listed in the manifest so tests may decrypt.
 
 from __future__ import annotations
 
+import argparse
+import ctypes
+import ctypes.util
 import hashlib
 import io
 import json
@@ -40,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
 from pcaps._lib.fakedata import patients_csv, random_bytes  # noqa: E402
+from tests.content.fingerprint.rarbuild import rar4, rar5  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"
@@ -659,6 +671,13 @@ class Maker:
                 )
             )
 
+    def rars(self) -> None:
+        samples = rar_samples()
+        for sample, data in samples:
+            self.write(sample.file, data)
+            self.add(sample)
+        verify_rars({sample.file: data for sample, data in samples})
+
     def plain(self) -> None:
         for name, typ, data in (
             ("patients.csv", "csv", CSV),
@@ -904,6 +923,228 @@ def age_on_pty(argv: list[str], cwd: Path, passphrase: str) -> bytes:
     return seen
 
 
+# -- RAR, built from the format specifications ------------------------------------------------
+
+RAR_NOTE = (
+    "built from the format specification by tests/content/fingerprint/rarbuild.py, not by the "
+    "RAR tool (non-free); the data of an encrypted entry is random bytes standing in for "
+    "ciphertext, so it cannot be decrypted"
+)
+# No directory entry: rarbuild writes a RAR 5 directory header without a data area (the
+# technote makes "data size" optional), which libarchive refuses ("no data found in
+# file/service block"), so the independent check could not read the archive.
+RAR_PLAIN_ENTRIES = [("export/patients.csv", CSV, False), ("notes.txt", NOTES, False)]
+
+
+def _rar_call(build: str, entries: list[tuple[str, bytes, bool]], **kw: bool) -> str:
+    """The rarbuild call as the manifest records it (the data named, not spelled out)."""
+    data = {CSV: "CSV", NOTES: "NOTES", b"": "b''"}
+    args = ", ".join(f"({n!r}, {data[d]}, {e})" for n, d, e in entries)
+    extra = "".join(f", {k}={v}" for k, v in kw.items())
+    return f"rarbuild.{build}([{args}]{extra})  (CSV = patients.csv, NOTES = notes.txt)"
+
+
+def rar_samples() -> list[tuple[Sample, bytes]]:
+    """The RAR samples and their bytes (deterministic: rarbuild's seeds, fakedata's seeds).
+
+    What the formats say, which the manifest records: RAR 4.x FILE_HEAD flag 0x0004
+    (LHD_PASSWORD) with UNP_VER 29 is AES-128 (RAR 3.x and later; below 29 the old RAR 2.0
+    cipher); MAIN_HEAD flag 0x0080 (MHD_PASSWORD) encrypts every later header, so neither names
+    nor the number of entries can be read. RAR 5.0: a file encryption extra record (type 0x01)
+    is AES-256; an archive encryption header (type 4) right after the signature encrypts every
+    later header. Directory entries are not members (no data of their own)."""
+    one = [("patients.csv", CSV, True)]
+    two = [("patients.csv", CSV, True), ("notes.txt", NOTES, True)]
+    out: list[tuple[Sample, bytes]] = []
+    for version, build, scheme in ((4, rar4, "rar4-aes-128"), (5, rar5, "rar5-aes-256")):
+        kind = f"rar{version}"
+        cipher = "AES-128, UNP_VER 29" if version == 4 else "AES-256, file encryption record"
+        out.append(
+            (
+                Sample(
+                    file=f"{kind}-encrypted.rar",
+                    tool=_rar_call(build.__name__, one),
+                    type=kind,
+                    encrypted=True,
+                    encryption=scheme,
+                    container=kind,
+                    contains_encrypted=True,
+                    members=1,
+                    content=f"patients.csv, file encrypted ({cipher}); its name is readable",
+                    note=RAR_NOTE,
+                ),
+                build(one),
+            )
+        )
+        hidden = (
+            "MAIN_HEAD flag 0x0080 MHD_PASSWORD: every later header encrypted"
+            if version == 4
+            else "archive encryption header (type 4): every later header encrypted"
+        )
+        out.append(
+            (
+                Sample(
+                    file=f"{kind}-encrypted-headers.rar",
+                    tool=_rar_call(build.__name__, two, encrypt_headers=True),
+                    type=kind,
+                    encrypted=True,
+                    encryption=scheme,
+                    hides_names=True,
+                    container=kind,
+                    members=None,
+                    content=f"patients.csv, notes.txt; {hidden} (rar -hp)",
+                    note=RAR_NOTE + "; members are not listed without the password, so none is "
+                    "reported and contains_encrypted is false",
+                ),
+                build(two, encrypt_headers=True),
+            )
+        )
+    out.append(
+        (
+            Sample(
+                file="rar5-plain.rar",
+                tool=_rar_call("rar5", RAR_PLAIN_ENTRIES),
+                type="rar5",
+                encrypted=False,
+                container="rar5",
+                members=2,
+                content="export/patients.csv, notes.txt (stored, method 0)",
+                note=RAR_NOTE.split("; ")[0],
+            ),
+            rar5(RAR_PLAIN_ENTRIES),
+        )
+    )
+    return out
+
+
+def libarchive() -> ctypes.CDLL | None:
+    """libarchive (an independent RAR 4/5 reader) through ctypes, or None when missing."""
+    name = ctypes.util.find_library("archive")
+    if name is None:
+        return None
+    la = ctypes.CDLL(name)
+    vp, cp = ctypes.c_void_p, ctypes.c_char_p
+    for fn, res, args in (
+        ("archive_version_string", cp, []),
+        ("archive_read_new", vp, []),
+        ("archive_read_support_format_rar", ctypes.c_int, [vp]),
+        ("archive_read_support_format_rar5", ctypes.c_int, [vp]),
+        ("archive_read_open_memory", ctypes.c_int, [vp, cp, ctypes.c_size_t]),
+        ("archive_read_next_header", ctypes.c_int, [vp, ctypes.POINTER(vp)]),
+        ("archive_read_data", ctypes.c_ssize_t, [vp, vp, ctypes.c_size_t]),
+        ("archive_read_data_skip", ctypes.c_int, [vp]),
+        ("archive_error_string", cp, [vp]),
+        ("archive_read_free", ctypes.c_int, [vp]),
+        ("archive_entry_pathname", cp, [vp]),
+        ("archive_entry_size", ctypes.c_int64, [vp]),
+        ("archive_entry_is_encrypted", ctypes.c_int, [vp]),
+    ):
+        getattr(la, fn).restype, getattr(la, fn).argtypes = res, args
+    return la
+
+
+@dataclass(slots=True)
+class Listed:
+    """One entry as libarchive lists it; `data` only for entries not flagged encrypted."""
+
+    name: str
+    size: int
+    encrypted: bool
+    data: bytes | None
+
+
+def libarchive_list(la: ctypes.CDLL, raw: bytes) -> tuple[list[Listed], str | None]:
+    """The entries libarchive reads from `raw`, and the error that stopped it (None: clean)."""
+    handle = la.archive_read_new()
+    try:
+        la.archive_read_support_format_rar(handle)
+        la.archive_read_support_format_rar5(handle)
+        if la.archive_read_open_memory(handle, raw, len(raw)) != 0:
+            return [], (la.archive_error_string(handle) or b"?").decode()
+        entries: list[Listed] = []
+        entry = ctypes.c_void_p()
+        buf = ctypes.create_string_buffer(1 << 16)
+        while (rc := la.archive_read_next_header(handle, ctypes.byref(entry))) == 0:
+            encrypted = la.archive_entry_is_encrypted(entry) == 1
+            data = None
+            if encrypted:
+                la.archive_read_data_skip(handle)
+            else:
+                chunks = []
+                while (n := la.archive_read_data(handle, buf, len(buf))) > 0:
+                    chunks.append(buf.raw[:n])
+                if n < 0:
+                    return entries, (la.archive_error_string(handle) or b"?").decode()
+                data = b"".join(chunks)
+            name = la.archive_entry_pathname(entry).decode()
+            entries.append(Listed(name, la.archive_entry_size(entry), encrypted, data))
+        error = None if rc == 1 else (la.archive_error_string(handle) or b"?").decode()
+        return entries, error
+    finally:
+        la.archive_read_free(handle)
+
+
+def verify_rars(files: dict[str, bytes]) -> None:
+    """Check the RAR samples with libarchive, which shares no code with rarbuild or Sluice: the
+    header CRCs and fields must be readable, names and sizes as built, the plain archive's
+    data as put in, and the header-encrypted ones refused for want of a password. libarchive
+    3.6 reports RAR 4 data encryption but not RAR 5's (its rar5 reader skips the record), so
+    the RAR 5 file encryption is not checked by it."""
+    for name, raw in files.items():
+        marker = b"Rar!\x1a\x07\x00" if name.startswith("rar4") else b"Rar!\x1a\x07\x01\x00"
+        assert raw.startswith(marker), name
+    la = libarchive()
+    if la is None:
+        print("libarchive not found: RAR samples not checked by an independent reader")
+        return
+    for name in ("rar4-encrypted.rar", "rar5-encrypted.rar"):
+        entries, error = libarchive_list(la, files[name])
+        assert error is None, (name, error)
+        assert [(e.name, e.size) for e in entries] == [("patients.csv", len(CSV))], (name, entries)
+        if name.startswith("rar4"):
+            assert entries[0].encrypted, name
+    for name in ("rar4-encrypted-headers.rar", "rar5-encrypted-headers.rar"):
+        entries, error = libarchive_list(la, files[name])
+        assert not entries and error and "ncryption" in error, (name, entries, error)
+    entries, error = libarchive_list(la, files["rar5-plain.rar"])
+    assert error is None, error
+    got = [(e.name, e.encrypted, e.data) for e in entries]
+    assert got == [(n, False, d) for n, d, _e in RAR_PLAIN_ENTRIES], got
+
+
+def rarbuild_version() -> str:
+    la = libarchive()
+    checked = la.archive_version_string().decode() if la is not None else "no independent reader"
+    return (
+        "tests/content/fingerprint/rarbuild.py (RAR 4.x technote, RAR 5.0 technote); "
+        f"checked with {checked}"
+    )
+
+
+def write_rar_only() -> None:
+    """Write only the RAR samples and put their entries into the committed manifest: an entry
+    of the same file is replaced where it stands, a new one appended. Nothing else changes."""
+    samples = rar_samples()
+    verify_rars({s.file: data for s, data in samples})
+    path = CORPUS / "manifest.json"
+    manifest = json.loads(path.read_text())
+    entries: list[dict[str, Any]] = manifest["samples"]
+    where = {entry["file"]: i for i, entry in enumerate(entries)}
+    for sample, data in samples:
+        assert len(data) <= MAX_SAMPLE, (sample.file, len(data))
+        sample.size, sample.sha256 = len(data), hashlib.sha256(data).hexdigest()
+        (CORPUS / sample.file).write_bytes(data)
+        if sample.file in where:
+            entries[where[sample.file]] = asdict(sample)
+        else:
+            entries.append(asdict(sample))
+    total = sum(entry["size"] for entry in entries)
+    assert total < MAX_CORPUS, total
+    manifest["tools"]["rarbuild"] = rarbuild_version()
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    print(f"wrote {len(samples)} RAR samples; the corpus is {len(entries)} samples, {total} bytes")
+
+
 # -- checks: every encrypted sample decrypts back to its input --------------------------------
 
 
@@ -1047,6 +1288,20 @@ def tool_versions() -> dict[str, str]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--rar-only",
+        action="store_true",
+        help="write only the RAR samples (built from the specs) and update their manifest "
+        "entries in place; every other sample stays byte-identical",
+    )
+    if parser.parse_args().rar_only:
+        write_rar_only()
+    else:
+        write_all()
+
+
+def write_all() -> None:
     work = Path(tempfile.mkdtemp(prefix="sluice-corpus-"))
     maker = Maker(work)
     try:
@@ -1061,6 +1316,7 @@ def main() -> None:
         maker.office()
         maker.nested()
         maker.compressors()
+        maker.rars()
         verify(maker)
         CORPUS.mkdir(exist_ok=True)
         for old in CORPUS.iterdir():
@@ -1076,7 +1332,7 @@ def main() -> None:
         manifest = {
             "about": "Encrypted-container fingerprint corpus; see README.md. All data is fake.",
             "passwords": {"default": PASSWORD, "pdf_owner": PDF_OWNER_PASSWORD},
-            "tools": tool_versions(),
+            "tools": {**tool_versions(), "rarbuild": rarbuild_version()},
             "samples": [asdict(s) for s in maker.samples],
         }
         (CORPUS / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
