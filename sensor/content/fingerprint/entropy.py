@@ -25,6 +25,9 @@ BATCH_BYTES = 64 * 1024  # pending bytes before a histogram update
 # Chi-square critical value for 255 degrees of freedom at p = 0.001: a uniform random source
 # exceeds it once in a thousand objects.
 CHI_SQUARE_RANDOM_MAX = 330.5
+# ... and the lower tail at p = 0.001: a histogram flatter than this is a counter or a table,
+# not noise (bytes(range(256)) repeated has chi-square 0).
+CHI_SQUARE_RANDOM_MIN = 185.0
 
 
 class ByteHistogram:
@@ -80,8 +83,11 @@ class ByteHistogram:
 def looks_random(entropy: float | None, chi_square: float | None, size: int) -> bool:
     """Whether a byte distribution is indistinguishable from uniform noise: high entropy for
     its size (a sample of n bytes of noise falls short of 8 bits/byte by about
-    255 / (2 n ln 2)) and a chi-square below the critical value."""
+    255 / (2 n ln 2)) and a chi-square within both tails' critical values."""
     if entropy is None or chi_square is None or size <= 0:
         return False
     shortfall = 255 / (2 * min(size, ENTROPY_BYTES) * math.log(2))
-    return entropy >= 8 - 3 * shortfall - 0.01 and chi_square < CHI_SQUARE_RANDOM_MAX
+    return (
+        entropy >= 8 - 3 * shortfall - 0.01
+        and CHI_SQUARE_RANDOM_MIN < chi_square < CHI_SQUARE_RANDOM_MAX
+    )
