@@ -386,9 +386,8 @@ def print_summary(
             )
         )
     _findings_table(digest, console, out)
+    _encrypted_table(console, digest.encrypted, out)
     kept = (
-        ("encrypted uploads", digest.encrypted, ["PROTO", "WHAT"],
-         lambda r: [r["file"]["proto"], upload_text(r)]),
         ("uploads (client -> server)", digest.uploads, ["PROTO", "WHAT"],
          lambda r: [r["file"]["proto"], upload_text(r)]),
         ("mail (SMTP transactions)", digest.messages, ["MAIL"], lambda r: [mail_text(r)]),
@@ -419,6 +418,41 @@ def _kept_table(
         flow = f"{r['src_ip']} -> {r['dest_ip']}:{r['dest_port']}"
         t.add_row(*(screen.cell(v) for v in [f"{when:%Y-%m-%d %H:%M:%S}", flow, *what(r)]))
     console.print(screen.freeze(t, console.width))
+    if kept.total > len(kept.records):
+        console.print(
+            f"... {kept.total - len(kept.records):,} more in {out / 'events.jsonl'}",
+            soft_wrap=True,
+        )
+
+
+def _encrypted_table(console: Console, kept: Kept, out: Path) -> None:
+    """Encrypted uploads first, narrow enough for 80 columns: who sent what to where, and the
+    scheme (the time and the rest are in the events)."""
+    if not kept.records:
+        return
+    t = screen.table(f"encrypted uploads: {kept.total:,}")
+    screen.column(t, "HOST")
+    screen.column(t, "TO")
+    screen.column(t, "ENCRYPTION")
+    screen.column(t, "SIZE", right=True)
+    screen.column(t, "FILE", ratio=1, min_width=12)
+    for r in kept.records:
+        f = r["file"]
+        fp = f["fingerprint"]
+        path = f.get("container_path")
+        name = " / ".join(p or "-" for p in path) if path else (f["filename"] or "-")
+        t.add_row(
+            screen.cell(r["src_ip"]),
+            screen.cell(f"{r['dest_ip']}:{r['dest_port']} {f['proto']}"),
+            screen.cell(
+                (fp.get("encryption") or "?") + ("*" if fp.get("hides_names") else ""), "bold"
+            ),
+            screen.cell(human_bytes(f["size"])),
+            screen.cell(name),
+        )
+    console.print(screen.freeze(t, console.width))
+    if any(r["file"]["fingerprint"].get("hides_names") for r in kept.records):
+        console.print("* the member names are encrypted too")
     if kept.total > len(kept.records):
         console.print(
             f"... {kept.total - len(kept.records):,} more in {out / 'events.jsonl'}",

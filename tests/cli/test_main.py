@@ -384,6 +384,33 @@ def test_the_summary_says_how_many_more_there_are(tmp_path: Path) -> None:
     assert "findings: none" in text
 
 
+def test_encrypted_uploads_come_first_and_fit_80_columns(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from sensor.cli.main import print_summary, run
+    from sensor.config import Config
+    from sensor.outputs.digest import Digest
+
+    digest = Digest()
+    capture = PCAPS / "encrypted-uploads" / "input.pcap"
+    summary, seconds = run([str(capture)], tmp_path, Config(), False, digest=digest)
+    stream = io.StringIO()
+    console = Console(file=stream, width=80, color_system=None)
+    print_summary("replay", [str(capture)], summary, digest, seconds, tmp_path, console)
+    lines = stream.getvalue().splitlines()
+    # Paths are printed whole (soft-wrapped by the terminal); everything else fits.
+    assert all(len(line) <= 80 for line in lines if str(tmp_path) not in line)
+    text = "\n".join(lines)
+    assert "fingerprints: 11 encrypted" in text
+    first = text.index("encrypted uploads: 11")
+    assert first < text.index("uploads (client -> server)")
+    table = text[first : text.index("uploads (client -> server)")]
+    # Who, to where, the scheme and the start of the name survive the width.
+    assert "10.10.0.10  198.51.100.20:8080 http  7z-aes-256*" in table
+    assert "* the member names are encrypted too" in table
+    assert "rar4-aes-128" in table and "pdf-aes-256" in table and "export-week27.7z" in table
+
+
 # -- help, version -----------------------------------------------------------------------------
 
 
