@@ -12,13 +12,14 @@ from typing import Any
 
 from sensor.content.objects import FileInfo
 from sensor.flows.table import Flow
-from sensor.metering.units import human_bytes
+from sensor.metering.units import human_bytes, printable
 from sensor.outputs.eve import Record, flow_header, ip_text
 
 DIRECTION_NAMES = ("upload", "download")  # by Direction: TO_SERVER, TO_CLIENT
 # An encrypted upload is `high` from this size on (or when its container hides its member
 # names), else `medium`; `low` when the destination is itself internal.
 ENCRYPTED_UPLOAD_HIGH_BYTES = 50 * 1024**2
+DETAIL_NAME_CHARS = 80  # of a file name in a finding's detail
 
 
 def file_record(
@@ -113,6 +114,7 @@ def encrypted_upload_record(
     what = fingerprint.type or "object"
     hidden = ", names hidden" if fingerprint.hides_names else ""
     where = f" inside {' / '.join(info.container_path[:-1])}" if info.container_path else ""
+    name = printable(info.filename or "(unnamed)")[:DETAIL_NAME_CHARS]
     record = flow_header(flow, "finding", ts)
     record["finding"] = {
         "kind": "encrypted_upload",
@@ -127,7 +129,7 @@ def encrypted_upload_record(
         "scheme": fingerprint.encryption,
         "hides_names": fingerprint.hides_names,
         **({"container_path": list(info.container_path)} if info.container_path else {}),
-        "detail": f"{what} encrypted with {scheme}{hidden}, {human_bytes(info.size)}{where}, "
-        f"over {proto} to {ip_text(flow.server)}:{flow.server_port}",
+        "detail": f"{name} ({what}, {human_bytes(info.size)}) encrypted with {scheme}{hidden}"
+        f"{where}, over {proto} to {ip_text(flow.server)}:{flow.server_port}",
     }
     return record
