@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
 """Write a deterministic mixed egress capture for the replay benchmark.
 
-Usage: gen_mixed.py [--packets N] [--seed S] [--mix egress|inspected] [--summary-json PATH]
-                   OUT.pcap
+Usage: gen_mixed.py [--packets N] [--seed S] [--mix egress|inspected|objects]
+                   [--summary-json PATH] OUT.pcap
 
 The default mix ("egress") is what an egress SPAN port of a small organisation might see, by
 packet count roughly 80% TLS bulk transfers (mostly uploads), 12% HTTP/1.1 on ports 80 and 8080
 (uploads with Content-Length or chunked bodies, downloads, keep-alive), 5% DNS over UDP and 3%
 SSH/SMTP. Most of it rides Sluice's flow bypass once the TLS handshakes are seen. The
 "inspected" mix turns that round (70% HTTP, 20% SSH/SMTP, 5% DNS, 5% TLS): nearly every packet
-takes the full path (reassembly, parsers, content), the case a favourable mix hides.
+takes the full path (reassembly, parsers, content), the case a favourable mix hides. The
+"objects" mix stresses the per-object cost of the content stage instead of bulk bytes: 85% HTTP
+keep-alive connections carrying many small bodies in both directions (200 B - 20 KB: JSON API
+calls, HTML pages, PNG/JPEG images, CSV, form posts, multipart uploads of small files, and small
+ZIP and gzip uploads, so containers get opened), 10% SMTP mails with 1-3 small attachments, 5%
+DNS, no TLS. Its documents are complete files (real zlib/zipfile/gzip output, valid PNG and JPEG
+headers), built once per run into small pools and picked by the seeded generator.
 Internal clients live in 10.20.0.0/16, servers in the documentation ranges 198.51.100.0/24 and
 203.0.113.0/24. Nothing is sent; this only writes a file.
 
@@ -33,12 +39,16 @@ from __future__ import annotations
 import argparse
 import base64
 import calendar
+import gzip
+import io
 import json
 import math
 import random
 import struct
 import sys
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +67,8 @@ FLUSH_BYTES = 8 << 20
 MIXES: dict[str, dict[str, float]] = {
     "egress": {"tls": 0.80, "http": 0.12, "dns": 0.05, "other": 0.03},
     "inspected": {"tls": 0.05, "http": 0.70, "dns": 0.05, "other": 0.20},
+    # Many small objects: "http" and "other" get their own planners (MIX_PLANNERS below).
+    "objects": {"tls": 0.0, "http": 0.85, "dns": 0.05, "other": 0.10},
 }
 MIX = MIXES["egress"]  # the categories (every mix has the same ones) and the default shares
 
@@ -88,6 +100,15 @@ TEXT_POOL_BYTES = 6 << 20
 
 HTTP_BODY_MIN = 10 * 1024
 HTTP_BODY_MAX = 5 * 1024 * 1024
+
+# The "objects" mix: sizes of its small documents, and how many of each kind are pre-built.
+OBJECT_BODY_MIN = 200
+OBJECT_BODY_MAX = 20 * 1024
+OBJECT_CONTAINER_MAX = 8 * 1024  # ZIP and gzip uploads: "a few KB"
+OBJECT_POOL_DOCS = 64
+OBJECT_REQUESTS_MIN = 4  # requests per keep-alive connection
+OBJECT_REQUESTS_MAX = 12
+ZIP_DATE = (2026, 1, 5, 8, 0, 0)  # fixed member timestamps keep zipfile's output deterministic
 
 TLS_HOSTS = (
     "drive.example.com",
@@ -386,6 +407,8 @@ class Planned:
     http_upload_bodies: int = 0
     http_chunked: int = 0
     smtp_messages: int = 0
+    smtp_attachments: int = 0
+    containers: int = 0  # ZIP/gzip documents written (HTTP bodies, parts, attachments)
 
 
 @dataclass(slots=True)
@@ -393,6 +416,7 @@ class Context:
     rng: random.Random
     pools: Pools
     hosts: Hosts
+    objects: ObjectPools | None = None  # the "objects" mix only
 
 
 def log_uniform(rng: random.Random, low: float, high: float) -> int:
@@ -726,8 +750,11 @@ PLANNERS: dict[str, Callable[[Context, float], Planned | None]] = {
 def plan_within(ctx: Context, category: str, budget: int) -> Planned:
     """Plan a flow of `category` with at most `budget` packets, shrinking it or falling back."""
     scale = 1.0
+    planner = PLANNERS[category]
+    if ctx.objects is not None:
+        planner = MIX_PLANNERS["objects"].get(category, planner)
     for _ in range(6):
-        planned = PLANNERS[category](ctx, scale)
+        planned = planner(ctx, scale)
         if planned is None:
             break
         size = len(planned.flow.plan)
@@ -735,6 +762,400 @@ def plan_within(ctx: Context, category: str, budget: int) -> Planned:
             return planned
         scale *= 0.9 * budget / size
     return plan_dns(ctx, 1.0, answered=budget >= 2)
+
+
+# -- the "objects" mix -------------------------------------------------------------------------
+
+# kind -> (Content-Type, file extension)
+OBJECT_KINDS: dict[str, tuple[bytes, bytes]] = {
+    "json": (b"application/json", b".json"),
+    "html": (b"text/html; charset=utf-8", b".html"),
+    "csv": (b"text/csv", b".csv"),
+    "txt": (b"text/plain; charset=utf-8", b".txt"),
+    "png": (b"image/png", b".png"),
+    "jpeg": (b"image/jpeg", b".jpg"),
+    "pdf": (b"application/pdf", b".pdf"),
+    "form": (b"application/x-www-form-urlencoded", b""),
+    "zip": (b"application/zip", b".zip"),
+    "gzip": (b"application/gzip", b".csv.gz"),
+}
+
+
+def _words(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def doc_json(rng: random.Random, size: int) -> bytes:
+    records: list[dict[str, object]] = []
+    total = 40
+    while total < size:
+        record: dict[str, object] = {
+            "id": rng.randrange(10**9),
+            "name": f"{rng.choice(WORDS)}-{rng.randrange(1000)}",
+            "site": rng.choice(WORDS),
+            "quantity": rng.randrange(1, 500),
+            "active": rng.random() < 0.5,
+            "tags": [rng.choice(WORDS) for _ in range(rng.randrange(0, 4))],
+        }
+        records.append(record)
+        total += 110
+    return json.dumps({"status": "ok", "count": len(records), "items": records}).encode()
+
+
+def doc_html(rng: random.Random, size: int) -> bytes:
+    title = _words(rng, 3)
+    head = (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{title}</title>\n</head>\n<body>\n<h1>{title}</h1>\n"
+    )
+    parts = [head]
+    total = len(head)
+    while total < size:
+        para = f"<p>{_words(rng, rng.randrange(8, 40))}</p>\n"
+        parts.append(para)
+        total += len(para)
+    parts.append("</body>\n</html>\n")
+    return "".join(parts).encode()
+
+
+def doc_csv(rng: random.Random, size: int, text: bytes) -> bytes:
+    """A header line and whole lines cut from the text pool."""
+    header_end = text.index(b"\n") + 1
+    start = text.index(b"\n", rng.randrange(header_end, len(text) - size - 1)) + 1
+    end = text.index(b"\n", start + max(size - header_end, 1)) + 1
+    return text[:header_end] + text[start:end]
+
+
+def doc_txt(rng: random.Random, size: int) -> bytes:
+    lines: list[str] = []
+    total = 0
+    while total < size:
+        line = _words(rng, rng.randrange(5, 14)).capitalize() + ".\n"
+        lines.append(line)
+        total += len(line)
+    return "".join(lines).encode()
+
+
+def doc_form(rng: random.Random, size: int) -> bytes:
+    fields = [f"user={rng.choice(WORDS)}{rng.randrange(100)}", f"site={rng.choice(WORDS)}"]
+    total = 40
+    while total < size:
+        fields.append(f"{rng.choice(WORDS)}={'+'.join(rng.choice(WORDS) for _ in range(6))}")
+        total += len(fields[-1]) + 1
+    return "&".join(fields).encode()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack("!I", len(data)) + kind + data + struct.pack("!I", zlib.crc32(kind + data))
+
+
+def doc_png(rng: random.Random, size: int) -> bytes:
+    """A valid 8-bit RGB PNG (PNG spec 11.2): noisy pixels, so it stays about `size` bytes."""
+    width = rng.randrange(8, 64)
+    height = max(1, size // (3 * width + 1))
+    raw = b"".join(b"\x00" + rng.randbytes(3 * width) for _ in range(height))
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", struct.pack("!IIBBBBB", width, height, 8, 2, 0, 0, 0)),
+            _png_chunk(b"tEXt", b"Software\x00sluice-bench"),
+            _png_chunk(b"IDAT", zlib.compress(raw, 6)),
+            _png_chunk(b"IEND", b""),
+        )
+    )
+
+
+# The standard DC luminance Huffman table (ITU T.81 Annex K.3): 16 code counts, 12 symbols.
+JPEG_DHT = (
+    b"\xff\xc4\x00\x1f\x00"
+    + bytes((0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0))
+    + bytes(range(12))
+)
+
+
+def doc_jpeg(rng: random.Random, size: int) -> bytes:
+    """Baseline JFIF headers (SOI, APP0, DQT, SOF0, DHT, SOS), then byte-stuffed scan data."""
+    width, height = rng.randrange(16, 640), rng.randrange(16, 480)
+    scan = rng.randbytes(max(size - 200, 64)).replace(b"\xff", b"\xff\x00")
+    return b"".join(
+        (
+            b"\xff\xd8",
+            b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00",
+            b"\xff\xdb\x00\x43\x00" + bytes(rng.randrange(1, 100) for _ in range(64)),
+            b"\xff\xc0\x00\x11\x08" + struct.pack("!HH", height, width),
+            b"\x03\x01\x22\x00\x02\x11\x00\x03\x11\x00",
+            JPEG_DHT,
+            b"\xff\xda\x00\x0c\x03\x01\x00\x02\x00\x03\x00\x00\x3f\x00",
+            scan,
+            b"\xff\xd9",
+        )
+    )
+
+
+def doc_pdf(rng: random.Random, size: int) -> bytes:
+    """A one-page PDF 1.4 with an uncompressed text stream and a correct xref table."""
+    lines = [b"BT /F1 11 Tf 72 760 Td 14 TL"]
+    total = 400
+    while total < size:
+        line = b"(" + _words(rng, 9).encode() + b") '"
+        lines.append(line)
+        total += len(line) + 1
+    lines.append(b"ET")
+    stream = b"\n".join(lines)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectPools:
+    """Complete small documents of each kind in OBJECT_KINDS, built once per run."""
+
+    docs: dict[str, tuple[bytes, ...]]
+
+    @classmethod
+    def build(cls, rng: random.Random, text: bytes) -> ObjectPools:
+        def sizes(high: int = OBJECT_BODY_MAX) -> list[int]:
+            return [log_uniform(rng, OBJECT_BODY_MIN, high) for _ in range(OBJECT_POOL_DOCS)]
+
+        docs: dict[str, tuple[bytes, ...]] = {
+            "json": tuple(doc_json(rng, n) for n in sizes()),
+            "html": tuple(doc_html(rng, n) for n in sizes()),
+            "csv": tuple(doc_csv(rng, n, text) for n in sizes()),
+            "txt": tuple(doc_txt(rng, n) for n in sizes()),
+            "png": tuple(doc_png(rng, n) for n in sizes()),
+            "jpeg": tuple(doc_jpeg(rng, n) for n in sizes()),
+            "pdf": tuple(doc_pdf(rng, n) for n in sizes()),
+            "form": tuple(doc_form(rng, n) for n in sizes(4096)),
+        }
+        docs["gzip"] = tuple(
+            gzip.compress(doc_csv(rng, n * 4, text), compresslevel=6, mtime=0)
+            for n in sizes(OBJECT_CONTAINER_MAX)
+        )
+        zips: list[bytes] = []
+        for n in sizes(OBJECT_CONTAINER_MAX):
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w") as archive:
+                for j in range(rng.randrange(1, 5)):
+                    kind = rng.choice(("csv", "json", "txt", "png"))
+                    info = zipfile.ZipInfo(
+                        f"{rng.choice(WORDS)}-{j}{OBJECT_KINDS[kind][1].decode()}", ZIP_DATE
+                    )
+                    info.compress_type = (
+                        zipfile.ZIP_STORED if kind == "png" else zipfile.ZIP_DEFLATED
+                    )
+                    member = rng.choice(docs[kind])
+                    archive.writestr(info, member[: n * 3] if kind != "png" else member)
+            zips.append(buf.getvalue())
+        docs["zip"] = tuple(zips)
+        return cls(docs)
+
+    def pick(self, kind: str, rng: random.Random) -> bytes:
+        pool = self.docs[kind]
+        return pool[rng.randrange(len(pool))]
+
+
+# What a keep-alive connection of the objects mix does per request: (cumulative share, action).
+OBJECT_ACTIONS: tuple[tuple[float, str], ...] = (
+    (0.28, "get-json"),
+    (0.42, "get-html"),
+    (0.56, "get-image"),
+    (0.72, "post-json"),
+    (0.77, "post-form"),
+    (0.81, "post-csv"),
+    (0.91, "multipart"),
+    (1.00, "container"),
+)
+
+
+def _action(roll: float) -> str:
+    for share, action in OBJECT_ACTIONS:
+        if roll < share:
+            return action
+    return OBJECT_ACTIONS[-1][1]
+
+
+def plan_http_objects(ctx: Context, scale: float) -> Planned | None:
+    """One HTTP/1.1 keep-alive connection with many small bodies in both directions."""
+    rng = ctx.rng
+    objects = ctx.objects
+    assert objects is not None
+    c_ip, c_port = ctx.hosts.client(rng)
+    s_ip = rng.choice(ctx.hosts.tcp_servers)
+    port = 8080 if rng.random() < 0.3 else 80
+    host = rng.choice(HTTP_HOSTS)
+    authority = (host if port == 80 else f"{host}:{port}").encode()
+    planned = Planned("http", TcpFlow([], c_ip, c_port, s_ip, port, rng))
+    script = TcpScript()
+    script.handshake()
+    n_requests = max(1, int(rng.randint(OBJECT_REQUESTS_MIN, OBJECT_REQUESTS_MAX) * scale))
+    head = b"Host: " + authority + b"\r\nUser-Agent: sluice-bench/1 (+example)\r\n"
+
+    def respond(status: bytes, kind: str | None) -> None:
+        if kind is None:
+            script.message(False, [b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n"])
+            return
+        body = objects.pick(kind, rng)
+        ctype = OBJECT_KINDS[kind][0]
+        planned.http_bodies.append(len(body))
+        if rng.random() < 0.05:
+            parts = chunked(memoryview(body), rng)
+            framing = b"Transfer-Encoding: chunked"
+            planned.http_chunked += 1
+        else:
+            parts, framing = [body], b"Content-Length: %d" % len(body)
+        response = b"HTTP/1.1 " + status + b"\r\nServer: nginx\r\nContent-Type: " + ctype
+        script.message(False, [response + b"\r\n" + framing + b"\r\n\r\n", *parts], True)
+
+    def post(target: bytes, ctype: bytes, body_parts: list[Payload], length: int) -> None:
+        request = (
+            b"POST " + target + b" HTTP/1.1\r\n" + head + b"Content-Type: " + ctype
+            + b"\r\nContent-Length: %d\r\n\r\n" % length
+        )  # fmt: skip
+        script.message(True, [request, *body_parts])
+        planned.http_bodies.append(length)
+        planned.http_upload_bodies += 1
+
+    for i in range(n_requests):
+        action = _action(rng.random())
+        name = f"{rng.choice(WORDS)}-{rng.randrange(10**6):06d}-{i}".encode()
+        if action.startswith("get-"):
+            if action == "get-json":
+                kind, target = "json", b"/api/v2/" + name
+            elif action == "get-html":
+                kind, target = "html", b"/pages/" + name + b".html"
+            else:
+                kind = "png" if rng.random() < 0.5 else "jpeg"
+                target = b"/static/img/" + name + OBJECT_KINDS[kind][1]
+            script.message(True, [b"GET " + target + b" HTTP/1.1\r\n" + head + b"\r\n"])
+            respond(b"200 OK", kind)
+        elif action in ("post-json", "post-form", "post-csv"):
+            kind = action[5:]
+            body = objects.pick(kind, rng)
+            post(b"/api/v2/" + name, OBJECT_KINDS[kind][0], [body], len(body))
+            respond(b"200 OK", "json" if action != "post-csv" else None)
+        elif action == "multipart":
+            boundary = b"----sluicebench%08x" % rng.getrandbits(32)
+            parts: list[Payload] = [
+                b"--" + boundary + b'\r\nContent-Disposition: form-data; name="comment"\r\n\r\n'
+                + _words(rng, 6).encode() + b"\r\n"
+            ]  # fmt: skip
+            for j in range(rng.randint(1, 2)):
+                kind = rng.choice(("csv", "png", "jpeg", "txt", "pdf", "zip"))
+                planned.containers += kind == "zip"
+                ctype, ext = OBJECT_KINDS[kind]
+                parts += [
+                    b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file%d"; '
+                    b'filename="' % j + name + ext + b'"\r\nContent-Type: ' + ctype + b"\r\n\r\n",
+                    objects.pick(kind, rng),
+                    b"\r\n",
+                ]  # fmt: skip
+            parts.append(b"--" + boundary + b"--\r\n")
+            length = sum(len(p) for p in parts)
+            post(b"/upload", b"multipart/form-data; boundary=" + boundary, parts, length)
+            respond(b"201 Created", "json")
+        else:  # a small ZIP or gzip file uploaded as the raw body
+            kind = "zip" if rng.random() < 0.6 else "gzip"
+            planned.containers += 1
+            body = objects.pick(kind, rng)
+            target = b"/api/v2/files/" + name + OBJECT_KINDS[kind][1]
+            post(target, OBJECT_KINDS[kind][0], [body], len(body))
+            respond(b"201 Created", None)
+    script.close(from_client=True)
+    planned.flow.plan = script.steps
+    return planned
+
+
+def plan_smtp_objects(ctx: Context, scale: float) -> Planned | None:
+    """An ESMTP session (RFC 5321 3.3) delivering one mail with 1-3 small base64 attachments."""
+    rng = ctx.rng
+    objects = ctx.objects
+    assert objects is not None
+    boundary = f"=_sluicebench_{rng.getrandbits(32):08x}"
+    sender = f"{rng.choice(WORDS)}@corp.example"
+    rcpt = f"{rng.choice(WORDS)}@example.org"
+    lines = [
+        f"From: <{sender}>",
+        f"To: <{rcpt}>",
+        f"Subject: {_words(rng, 3)}",
+        "Date: Mon, 05 Jan 2026 08:00:00 +0000",
+        f"Message-ID: <{rng.getrandbits(64):016x}@corp.example>",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/mixed; boundary="{boundary}"',
+        "",
+        f"--{boundary}",
+        "Content-Type: text/plain; charset=utf-8",
+        "",
+        _words(rng, 12).capitalize() + ".",
+    ]
+    attachments = rng.randint(1, 3)
+    containers = 0
+    for j in range(attachments):
+        kind = rng.choice(("zip", "zip", "csv", "pdf", "png", "jpeg", "txt", "gzip"))
+        containers += kind in ("zip", "gzip")
+        ctype, ext = OBJECT_KINDS[kind]
+        filename = f"{rng.choice(WORDS)}-{j}{ext.decode()}"
+        encoded = base64.encodebytes(objects.pick(kind, rng)).decode().rstrip("\n")
+        lines += [
+            f"--{boundary}",
+            f'Content-Type: {ctype.decode()}; name="{filename}"',
+            "Content-Transfer-Encoding: base64",
+            f'Content-Disposition: attachment; filename="{filename}"',
+            "",
+            *encoded.split("\n"),
+        ]
+    lines += [f"--{boundary}--", "."]
+    planned = plan_smtp_message(ctx, ("\r\n".join(lines) + "\r\n").encode(), sender, rcpt)
+    planned.smtp_attachments = attachments
+    planned.containers = containers
+    return planned
+
+
+def plan_smtp_message(ctx: Context, message: bytes, sender: str, rcpt: str) -> Planned:
+    """The SMTP conversation around one message (DATA ends with the message's own dot line)."""
+    rng = ctx.rng
+    c_ip, c_port = ctx.hosts.client(rng)
+    s_ip = rng.choice(ctx.hosts.tcp_servers)
+    script = TcpScript()
+    script.handshake()
+    exchanges: list[tuple[bytes, bytes]] = [
+        (b"", b"220 mx.example.net ESMTP Postfix (Debian/GNU)\r\n"),
+        (b"EHLO ws.corp.example\r\n", b"250-mx.example.net\r\n250-PIPELINING\r\n250 8BITMIME\r\n"),
+        (f"MAIL FROM:<{sender}>\r\n".encode(), b"250 2.1.0 Ok\r\n"),
+        (f"RCPT TO:<{rcpt}>\r\n".encode(), b"250 2.1.5 Ok\r\n"),
+        (b"DATA\r\n", b"354 End data with <CR><LF>.<CR><LF>\r\n"),
+        (message, b"250 2.0.0 Ok: queued as %X\r\n" % rng.getrandbits(40)),
+        (b"QUIT\r\n", b"221 2.0.0 Bye\r\n"),
+    ]
+    for command, reply in exchanges:
+        if command:
+            script.message(True, [command])
+        script.message(False, [reply])
+    script.close(from_client=False)
+    return Planned("other", TcpFlow(script.steps, c_ip, c_port, s_ip, 25, rng), smtp_messages=1)
+
+
+MIX_PLANNERS: dict[str, dict[str, Callable[[Context, float], Planned | None]]] = {
+    "objects": {"http": plan_http_objects, "other": plan_smtp_objects},
+}
 
 
 # -- writer ------------------------------------------------------------------------------------
@@ -753,10 +1174,14 @@ class Summary:
     http_upload_bodies: int = 0
     http_chunked_bodies: int = 0
     smtp_messages: int = 0
+    smtp_attachments: int = 0
+    containers: int = 0
     first_ts: float = 0.0
     last_ts: float = 0.0
 
     def add(self, planned: Planned) -> None:
+        self.smtp_attachments += planned.smtp_attachments
+        self.containers += planned.containers
         self.flows[planned.category] += 1
         self.packets_by_category[planned.category] += len(planned.flow.plan)
         self.http_bodies += len(planned.http_bodies)
@@ -775,6 +1200,8 @@ def generate(out_path: Path, packets: int, seed: int, mix: str = "egress") -> Su
     rng = random.Random(seed)
     ctx = Context(rng=rng, pools=Pools.build(rng), hosts=Hosts.build(rng))
     jitter = [rng.randrange(4, 37) for _ in range(1024)]  # mean ~20 us between packets
+    if mix == "objects":  # built after the shared draws, so the other mixes stay byte-identical
+        ctx.objects = ObjectPools.build(rng, ctx.pools.text)
     summary = Summary()
     committed = dict.fromkeys(MIX, 0)
     planned_total = 0
@@ -835,7 +1262,8 @@ def format_summary(s: Summary) -> str:
             f"flows          {sum(s.flows.values()):,} ({flows})",
             f"http bodies    {s.http_bodies:,} ({s.http_upload_bodies} uploads, "
             f"{s.http_chunked_bodies} chunked), {s.http_body_bytes:,} bytes",
-            f"smtp messages  {s.smtp_messages:,}",
+            f"smtp messages  {s.smtp_messages:,} ({s.smtp_attachments:,} attachments)",
+            f"containers     {s.containers:,} ZIP/gzip documents",
             f"capture span   {s.last_ts - s.first_ts:.1f} s of packet time",
             f"generated in   {s.seconds:.1f} s ({s.packets / max(s.seconds, 1e-9):,.0f} packets/s)",
         )

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Replay throughput of Sluice against peers measured in the same run on the same capture.
 
-Usage: replay_bench.py [--packets N] [--seed S] [--mix egress|inspected] [--repeat R]
-                       [--baseline CHECKOUT] [--keep] [--timeout SECONDS]
+Usage: replay_bench.py [--packets N] [--seed S] [--mix egress|inspected|objects] [--repeat R]
+                       [--baseline CHECKOUT] [--keep] [--timeout SECONDS] [--cpu N]
 
 Generates the mixed egress capture (gen_mixed.py) into benchmarks/out/ unless a capture for the
 same generator version, packet count and seed is already there, warms the page cache with it,
-then runs each contender as its own subprocess, pinned to CPU 0 with `taskset -c 0` when taskset
-exists:
+then runs each contender as its own subprocess, pinned to one CPU (`--cpu`, default 0) with
+`taskset -c N` when taskset exists:
 
   dpkt loop      python -c: iterate dpkt.pcap.Reader, count packets and bytes (reading floor)
   probes loop    python -c: iterate our probes.pcap.PcapReader, count packets and bytes
@@ -19,6 +19,9 @@ exists:
 
 `--mix inspected` generates a capture where nearly every packet takes the full path (see
 gen_mixed.py); report it next to the default "egress" mix, which mostly rides the flow bypass.
+`--mix objects` is made of many small HTTP bodies (both directions), multipart parts, small ZIP
+and gzip uploads and mail attachments: the per-object cost of the content stage (typing,
+fingerprinting, opening containers) rather than the per-byte one.
 
 Wall time is time.perf_counter() around the child, peak RSS is ru_maxrss of that very child from
 os.wait4(). Packets/s and Mbit/s divide the capture's packet count and captured frame bytes (pcap
@@ -120,9 +123,9 @@ def tail(data: bytes, lines: int = 6) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def pinned(argv: list[str]) -> list[str]:
+def pinned(argv: list[str], cpu: int = 0) -> list[str]:
     taskset = shutil.which("taskset")
-    return [taskset, "-c", "0", *argv] if taskset else argv
+    return [taskset, "-c", str(cpu), *argv] if taskset else argv
 
 
 def measure(argv: list[str], timeout: float) -> Measurement:
@@ -364,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         "--keep", action="store_true", help="keep Sluice's output and tshark's objects"
     )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per child")
+    parser.add_argument("--cpu", type=int, default=0, help="CPU every child is pinned to")
     args = parser.parse_args(argv)
     command_line = shlex.join([sys.executable, *sys.argv])
 
@@ -388,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 scratch = Path(tempfile.mkdtemp(prefix=f"bench-{c.key}-"))
             try:
-                m = measure(pinned(c.build(pcap, scratch)), args.timeout)
+                m = measure(pinned(c.build(pcap, scratch), args.cpu), args.timeout)
                 c.runs.append(m)
                 print(f"  {c.label}: {m.wall_s:.2f} s, exit {m.exit_code}", flush=True)
                 judge(c, m, (packets, captured), scratch)
@@ -442,11 +446,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"Capture: {pcap.name}, {packets:,} packets, {captured / 1e6:,.1f} MB captured "
-        f"({size_mb:,.1f} MB file), {capture['http_bodies']} HTTP bodies"
+        f"({size_mb:,.1f} MB file), {capture['http_bodies']} HTTP bodies, "
+        f"{capture.get('smtp_messages', 0)} mails ({capture.get('smtp_attachments', 0)} "
+        f"attachments), {capture.get('containers', 0)} ZIP/gzip documents"
     )
     print(
         f"Machine: {machine['nproc']} x {machine['cpu_model']}, Python {machine['python']}, "
-        f"{machine['tshark']}; pinned to CPU 0: {machine['taskset']}; "
+        f"{machine['tshark']}; pinned to CPU {args.cpu}: {machine['taskset']}; "
         f"load before {machine['loadavg_before'][0]:.2f}"
     )
     print()
@@ -495,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": started.isoformat(timespec="seconds"),
         "command": command_line,
         "repeat": args.repeat,
+        "cpu": args.cpu,
         "machine": machine,
         "capture": capture,
         "results": rows,
