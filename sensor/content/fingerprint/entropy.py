@@ -63,21 +63,22 @@ class ByteHistogram:
         return self._counts
 
     def entropy(self) -> float | None:
-        """Bits per byte, None for no bytes."""
+        """Bits per byte, None for no bytes: log2(n) - sum(c log2 c) / n over the counts c."""
         counts = self.counts()
-        n = int(counts.sum())
+        n = self.seen
         if n == 0:
             return None
-        p = counts[counts > 0] / n
-        return float(max(0.0, -(p * np.log2(p)).sum()))
+        present = counts[counts.nonzero()]
+        return max(0.0, math.log2(n) - float(np.dot(present, np.log2(present))) / n)
 
     def chi_square(self) -> float | None:
+        """Pearson's statistic against the uniform distribution: sum((c - e)^2 / e) with
+        e = n / 256, which is sum(c^2) / e - n."""
         counts = self.counts()
-        n = int(counts.sum())
+        n = self.seen
         if n == 0:
             return None
-        expected = n / 256
-        return float(((counts - expected) ** 2).sum() / expected)
+        return max(0.0, float(np.dot(counts, counts)) * 256 / n - n)
 
 
 def looks_random(entropy: float | None, chi_square: float | None, size: int) -> bool:

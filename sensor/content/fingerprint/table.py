@@ -105,7 +105,14 @@ class FileTypeTable:
         for candidates in by_first.values():
             candidates.sort(key=lambda c: -sum(len(b) for _, b in c[0]))
         self._by_first = by_first
-        self._elsewhere = elsewhere
+        # Signatures at other offsets (tar at 257, ISO-BMFF at 4, DICOM at 128), keyed by the
+        # slice their first test reads: one dictionary look-up per distinct slice.
+        at_offsets: dict[tuple[int, int], dict[bytes, list[tuple[Signature, FileType]]]] = {}
+        for signature, file_type in elsewhere:
+            at, value = signature[0]
+            slot = at_offsets.setdefault((at, len(value)), {})
+            slot.setdefault(value, []).append((signature, file_type))
+        self._elsewhere = sorted(at_offsets.items())
 
     def __len__(self) -> int:
         return len(self.types)
@@ -116,9 +123,10 @@ class FileTypeTable:
         for signature, file_type in self._by_first.get(head[0], ()):
             if all(head.startswith(value, at) for at, value in signature):
                 return file_type
-        for signature, file_type in self._elsewhere:
-            if all(head.startswith(value, at) for at, value in signature):
-                return file_type
+        for (at, length), by_value in self._elsewhere:
+            for signature, file_type in by_value.get(head[at : at + length], ()):
+                if all(head.startswith(value, at) for at, value in signature):
+                    return file_type
         return None
 
 
