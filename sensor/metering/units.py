@@ -34,7 +34,10 @@ def printable(value: object) -> str:
     """Text from the wire made safe for one line of a terminal or log: control characters
     (ESC sequences that would drive the operator's terminal, newlines that would forge a line)
     and bidi overrides become '?'."""
-    return "".join(ch if ch.isprintable() and ch not in _BIDI else "?" for ch in str(value))
+    text = str(value)
+    if text.isprintable() and _BIDI.isdisjoint(text):
+        return text  # the common case, checked in C
+    return "".join(ch if ch.isprintable() and ch not in _BIDI else "?" for ch in text)
 
 
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
