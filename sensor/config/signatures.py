@@ -129,3 +129,29 @@ def _checked(path: Path, origin: str, searched: tuple[Path, ...] = ()) -> Signat
     if not os.access(path, os.R_OK | os.X_OK):
         raise SignaturesError(f"signatures directory {path} (from {origin}) is not readable")
     return SignaturesDir(path, origin, searched)
+
+
+def read_signatures_file(
+    name: str,
+    path: str | Path | None,
+    signatures: str | Path | None,
+    origin: str,
+    error: type[Exception],
+    what: str,
+) -> tuple[str, str]:
+    """The text of one signatures file and the name to report it by. `path` names the file
+    itself; without it, `name` is read from the signatures directory (`signatures`, the
+    operator's, else the default search). Every failure is `error` naming the file; `what`
+    says what the file is ("categories", "file-type table")."""
+    if path is None:
+        try:
+            path = find_signatures(signatures, origin=origin).file(name)
+        except SignaturesError as exc:
+            raise error(str(exc)) from None
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8"), str(p)
+    except FileNotFoundError:
+        raise error(f"{p}: no such {what} file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{p}: cannot read the {what} ({exc})") from None

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sensor.config.signatures import SignaturesError, find_signatures
+from sensor.config.signatures import read_signatures_file
 
 FILE_NAME = "categories.toml"
 # The source tree's copy (tests); the runtime resolves the directory with find_signatures.
@@ -115,20 +115,10 @@ def load_categories(
 ) -> CategoryDb:
     """`path` names the file itself; without it the file comes from the signatures directory:
     `signatures` (the operator's, `origin` saying from where) or else the default search."""
-    if path is None:
-        try:
-            found = find_signatures(signatures, origin=origin)
-            path = found.file(FILE_NAME)
-        except SignaturesError as exc:
-            raise CategoryError(str(exc)) from None
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CategoryError(f"{p}: no such categories file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CategoryError(f"{p}: cannot read categories ({exc})") from None
-    return parse_categories(text, str(p))
+    text, source = read_signatures_file(
+        FILE_NAME, path, signatures, origin, CategoryError, "categories"
+    )
+    return parse_categories(text, source)
 
 
 def _build(raw: dict[str, Any]) -> CategoryDb:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sensor.config.signatures import SignaturesError, find_signatures
+from sensor.config.signatures import read_signatures_file
 
 FILE_NAME = "filetypes.toml"
 DEFAULT_PATH = Path(__file__).resolve().parents[3] / "signatures" / FILE_NAME
@@ -149,19 +149,10 @@ def load_file_types(
 ) -> FileTypeTable:
     """`path` names the file itself; without it the file comes from the signatures directory
     (`signatures`, the operator's, else the default search)."""
-    if path is None:
-        try:
-            path = find_signatures(signatures, origin=origin).file(FILE_NAME)
-        except SignaturesError as exc:
-            raise FileTypeError(str(exc)) from None
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileTypeError(f"{p}: no such file-type table") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FileTypeError(f"{p}: cannot read the file-type table ({exc})") from None
-    return parse_file_types(text, str(p))
+    text, source = read_signatures_file(
+        FILE_NAME, path, signatures, origin, FileTypeError, "file-type table"
+    )
+    return parse_file_types(text, source)
 
 
 @functools.cache
