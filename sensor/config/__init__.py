@@ -98,7 +98,7 @@ class ContentConfig:
     # OOXML/ODF): nesting levels, members, and decoded member bytes in its whole tree.
     max_archive_depth: int = 4
     max_archive_members: int = 10_000
-    max_archive_bytes: int = 1024**3
+    max_archive_bytes: int = 4 * 1024**3
     # `sluice extract` stores each object up to this many bytes, and a run's objects up to
     # max_extract_total; beyond, files/<sha256>.cut holds the first bytes (hashing and
     # typing still see everything up to max_decoded_bytes).
