@@ -57,7 +57,7 @@ class ContentCaps:
     # Containers (ZIP, gzip, bzip2, xz, zstd, tar, OOXML/ODF) under one transferred object:
     max_depth: int = 4  # container levels opened below it -> archive_depth_cap
     max_members: int = 10_000  # members in its whole tree -> archive_member_cap
-    max_expanded_bytes: int = 4 * 1024**3  # decoded member bytes in the tree -> archive_expanded_cap
+    max_expanded_bytes: int = 4 * 1024**3  # decoded bytes in the tree -> archive_expanded_cap
     max_member_name_bytes: int = 1024  # a member's name is cut there -> archive_name_too_long
     # The signature table (signatures/filetypes.toml); None: the source tree's copy.
     file_types: FileTypeTable | None = None
