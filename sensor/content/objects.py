@@ -281,13 +281,14 @@ class FileObject:
         events = self._fp.feed(data)
         if events:
             self._members(events)
-        self._drain()
+        if self._fp.may_hold:
+            self._drain()
 
     def _drain(self) -> None:
         # An opener hands out a bounded amount per call (a bomb never materialises): the rest
         # comes batch by batch, each one through the caps before the next is decoded.
         fp = self._fp
-        while fp.pending:
+        while fp.may_hold and fp.pending:
             self._members(fp.drain())
 
     def gap(self, size: int) -> None:

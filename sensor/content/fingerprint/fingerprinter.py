@@ -43,7 +43,7 @@ from sensor.content.fingerprint.base import (
     Opener,
 )
 from sensor.content.fingerprint.cfb import CfbAnalyser
-from sensor.content.fingerprint.entropy import ByteHistogram, looks_random
+from sensor.content.fingerprint.entropy import ENTROPY_BYTES, ByteHistogram, looks_random
 from sensor.content.fingerprint.identify import HEAD_BYTES, identify
 from sensor.content.fingerprint.openpgp import OpenPgpAnalyser
 from sensor.content.fingerprint.pdf import PdfAnalyser
@@ -153,6 +153,7 @@ class Fingerprinter:
         "_filename",
         "_head",
         "_hist",
+        "_idle",
         "_members",
         "_open_members",
         "_opener",
@@ -165,6 +166,7 @@ class Fingerprinter:
         "_type",
         "_zip",
         "anomalies",
+        "may_hold",
         "mime_type",
     )
 
@@ -191,6 +193,9 @@ class Fingerprinter:
         self._cfb: CfbAnalyser | None = None
         self._opening = False
         self._broken = False  # a format reader failed (see _guard)
+        self._idle = False  # identified, and no reader wants more bytes
+        # The opener may hold input back (its per-call bound): the caller drains it.
+        self.may_hold = False
         self._tail = bytearray()
         self._tail_bytes = 0
         self._size = 0
@@ -210,6 +215,7 @@ class Fingerprinter:
     def stop_opening(self) -> None:
         """No more members (a cap of the caller's): the analyser goes on, the opener stops."""
         self._opening = False
+        self.may_hold = False
         if self._zip is not None:
             self._zip.stop_opening()
 
@@ -234,7 +240,10 @@ class Fingerprinter:
         if not data:
             return []
         self._size += len(data)
-        self._hist.feed(data)
+        if self._hist.seen < ENTROPY_BYTES:
+            self._hist.feed(data)
+        if self._idle:  # decided, and no reader wants the bytes (text, media): the hot path
+            return []
         if isinstance(self._type, _Undecided):
             self._head += data
             if len(self._head) < HEAD_BYTES:
@@ -329,8 +338,15 @@ class Fingerprinter:
         self._analyser = self._opener = self._zip = self._cfb = None
         self._opening = False
         self._tail_bytes = 0
+        self._settle()
 
     def _decide(self) -> None:
+        try:
+            self._identify()
+        finally:
+            self._settle()
+
+    def _identify(self) -> None:
         head = bytes(self._head[:HEAD_BYTES])
         file_type = identify(
             self._table, head, declared_type=self._declared, filename=self._filename
@@ -353,6 +369,17 @@ class Fingerprinter:
         if file_type.opener is not None:
             self._opener = _opener(file_type.opener, self._filename)
             self._opening = self._open_members
+
+    def _settle(self) -> None:
+        """After identification (or a failure): whether any reader still wants the bytes."""
+        self._idle = (
+            self._analyser is None
+            and self._opener is None
+            and self._zip is None
+            and not self._tail_bytes
+        )
+        opener = self._opener
+        self.may_hold = self._opening and opener is not None and hasattr(opener, "pending")
 
     def _sniff(self, head: bytes) -> str | None:
         if self._sniffer is None or not head:
