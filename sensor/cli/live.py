@@ -79,7 +79,8 @@ def finding_line(record: Record) -> str | None:
     if record["event_type"] != "finding":
         return None
     f = record["finding"]
-    dests = ", ".join(f["destinations"][:2])
+    # Volume findings list destinations; a content finding names its one (in its detail).
+    dests = ", ".join(f.get("destinations", [])[:2])
     return printable(
         f"finding {f['severity'].upper()} {f['kind']} host {f['host']}: {f['detail']}"
         + (f" -> {dests}" if dests else "")
