@@ -15,6 +15,7 @@ tcpdump's capture:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import select
@@ -44,6 +45,8 @@ SLUICE = str(Path(sys.executable).parent / "sluice")
 READY = b"capturing on"
 # Drop the capabilities eBPF needs (CAP_BPF, CAP_SYS_ADMIN) but keep packet capture's.
 WITHOUT_BPF = ["setpriv", "--bounding-set=-bpf,-sys_admin", "--inh-caps=-bpf,-sys_admin", "--"]
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "fingerprint" / "corpus"
 
 
 @dataclass
@@ -132,11 +135,14 @@ class Sensor:
 def upload(lab: Lab, size: int) -> None:
     body = b"".join(b"%d,Patient %d,cervical screening %d\n" % (i, i, i % 5) for i in range(size))
     (lab.tmp / "body.csv").write_bytes(body)
+    send(lab, lab.tmp / "body.csv")
+
+
+def send(lab: Lab, path: Path) -> None:
+    """The lab's client POSTs the file at `path` to its server."""
     server = lab.net.spawn("server", [sys.executable, str(lab.tmp / "server.py")])
     lab.net.wait_for_line(server, b"ready")
-    lab.net.run(
-        "client", [sys.executable, str(lab.tmp / "client.py"), str(lab.tmp / "body.csv")], 60
-    )
+    lab.net.run("client", [sys.executable, str(lab.tmp / "client.py"), str(path)], 60)
     server.wait(timeout=30)
 
 
@@ -294,6 +300,44 @@ def test_a_live_finding_is_one_line_on_stderr_and_lands_in_the_database(lab: Lab
     assert sent["bytes"] > 600_000 and "198.51.100.20" in sent["dest"]
     for name in ("events.jsonl", "sluice.db"):
         assert (out / name).stat().st_mode & 0o077 == 0, name  # private to the sensor's user
+
+
+def test_a_live_encrypted_upload_is_a_finding_on_stderr_and_in_the_database(lab: Lab) -> None:
+    """A 7z whose member names are encrypted too (made by 7-Zip, tests/data/fingerprint):
+    fingerprinted as it streams past the live sensor, said in the journal, kept for
+    `sluice findings` and `sluice host`."""
+    archive = CORPUS / "7z-aes-hidden-names.7z"
+    out = lab.tmp / "live"
+    sensor = Sensor(lab, out, "off")
+    try:
+        sensor.wait_ready()
+        send(lab, archive)
+        sensor.wait_for(b"finding HIGH encrypted_upload host 10.10.0.10", timeout=40)
+    finally:
+        assert sensor.stop() == 0, sensor.stderr.decode()
+    line = next(x for x in sensor.stderr.decode().splitlines() if "encrypted_upload" in x)
+    assert "encrypted with 7z-aes-256, names hidden" in line and "198.51.100.20" in line
+    done = subprocess.run(
+        [SLUICE, "findings", "--db", str(out), "--json"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    (finding,) = json.loads(done.stdout)
+    assert (finding["kind"], finding["severity"], finding["host"]) == (
+        "encrypted_upload", "high", "10.10.0.10",
+    )  # fmt: skip
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    files = [
+        e["file"] for e in map(json.loads, (out / "events.jsonl").open())
+        if e["event_type"] == "file"
+    ]  # fmt: skip
+    (sent,) = [f for f in files if f["sha256"] == digest]
+    assert sent["fingerprint"]["encryption"] == "7z-aes-256" and sent["fingerprint"]["hides_names"]
+    done = subprocess.run(
+        [SLUICE, "host", "10.10.0.10", "--db", str(out), "--json"], capture_output=True, text=True
+    )
+    host = json.loads(done.stdout)
+    assert [f["kind"] for f in host["findings"]] == ["encrypted_upload"]
+    assert any("[ENCRYPTED 7z-aes-256, names hidden]" in a["summary"] for a in host["activity"])
 
 
 @pytest.mark.parametrize(
