@@ -53,6 +53,12 @@ def png(payload: bytes) -> bytes:
         (lzma.compress(TEXT), "xz"),
         (bz2.compress(TEXT), "bzip2"),
         (zstandard.ZstdCompressor().compress(TEXT), "zstd"),
+        # A Debian package: an ar archive of compressed members (every .deb on a Debian system
+        # was "unknown-high-entropy" before the table knew ar).
+        (
+            b"!<arch>\ndebian-binary   1700000000  0     0     100644  4         `\n2.0\n" + NOISE,
+            "ar",
+        ),
     ],
 )
 def test_compressed_media_with_a_header_is_never_called_encrypted(
