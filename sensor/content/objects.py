@@ -32,7 +32,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from sensor.anomaly import Anomaly
@@ -313,7 +313,8 @@ class FileObject:
         self._members(events)
         if self._child is not None:  # the opener left a member open: it was cut off
             self._end_member(False)
-        self.anomalies += self._fp.anomalies
+        # The format readers know no time: their anomalies take the object's.
+        self.anomalies += (a if a.ts else replace(a, ts=self.ts) for a in self._fp.anomalies)
         self._fp.anomalies.clear()
         for member in self.members:
             member.parent_sha256 = digest

@@ -212,3 +212,13 @@ def test_a_failing_format_reader_loses_neither_the_object_nor_its_members_so_far
     assert info.fingerprint is not None and info.fingerprint.encrypted is None
     assert info.fingerprint.undecided == "damaged" and info.fingerprint.type == "zip"
     assert members and members[-1].complete is False  # the member being opened was cut
+
+
+def test_anomalies_of_the_format_readers_carry_the_objects_time() -> None:
+    import lzma
+
+    obj = FileObject(filename="cut.xz", ts=1234.5)
+    obj.update(lzma.compress(CSV)[:200])
+    obj.finish(True)
+    assert obj.anomalies and all(a.ts == 1234.5 for a in obj.anomalies)
+    assert "unpack_truncated" in [a.kind for a in obj.anomalies]
