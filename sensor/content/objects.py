@@ -32,18 +32,49 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from sensor.anomaly import Anomaly
 from sensor.content.filetype import MimeSniffer, default_sniffer
-from sensor.content.fingerprint.base import MemberData, MemberEnd, MemberEvent, MemberStart
+from sensor.content.fingerprint.base import (
+    MemberData,
+    MemberEnd,
+    MemberEvent,
+    MemberStart,
+    TextChunk,
+    TextExtractor,
+)
 from sensor.content.fingerprint.fingerprinter import Fingerprint, Fingerprinter
 from sensor.content.fingerprint.table import FileTypeTable
+from sensor.content.text import text_extractor
 
 # Decoded-size threshold below which the ratio guard stays quiet: small, highly compressible
 # bodies (a page of zeros, a JSON array of nulls) are normal.
 RATIO_GUARD_MIN_BYTES = 16 * 1024**2
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    """What a text consumer is told of an object when its type is known."""
+
+    type: str | None  # the fingerprint's type as far as the head tells
+    filename: str | None
+    declared_type: str | None
+    parent_type: str | None  # a member: its container's type (docx for word/document.xml)
+    container_path: tuple[str, ...] | None
+    ts: float
+
+
+class TextConsumer(Protocol):
+    """Reads the text of one object as it streams (sensor/content/text/ extracts it)."""
+
+    def text(self, chunks: list[TextChunk]) -> None: ...
+
+    def finish(self, complete: bool) -> object | None:
+        """The object ended; what the consumer concluded (FileInfo.classification)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +92,9 @@ class ContentCaps:
     max_member_name_bytes: int = 1024  # a member's name is cut there -> archive_name_too_long
     # The signature table (signatures/filetypes.toml); None: the source tree's copy.
     file_types: FileTypeTable | None = None
+    # Who reads the text of each object (the classification stage, wired by the pipeline);
+    # None: no text is extracted at all.
+    text_consumer: Callable[[ObjectMeta], TextConsumer | None] | None = None
 
 
 # Immutable, so one shared default instance is safe.
@@ -89,6 +123,8 @@ class FileInfo:
     container_path: list[str] | None = None
     # The members opened from this object, each with its own members.
     members: list[FileInfo] = field(default_factory=list)
+    # What the text consumer concluded of the object (ContentCaps.text_consumer).
+    classification: object | None = None
     stored_path: str | None = None
     # The stored copy is not the whole object (an extraction cap): files/<sha256>.cut holds
     # the first stored_bytes bytes of the object whose SHA-256 is sha256.
@@ -202,13 +238,17 @@ class FileObject:
 
     __slots__ = (
         "_child",
+        "_consumer",
         "_depth",
         "_done",
+        "_extractor",
         "_fp",
         "_hash",
         "_incomplete",
+        "_parent_type",
         "_path",
         "_stored",
+        "_text_state",
         "_tree",
         "anomalies",
         "declared_type",
@@ -235,6 +275,7 @@ class FileObject:
         _tree: _Unpacking | None = None,
         _depth: int = 0,
         _path: list[str] | None = None,
+        _parent_type: str | None = None,
     ) -> None:
         self.filename = filename
         self.declared_type = declared_type
@@ -259,6 +300,12 @@ class FileObject:
         )
         self._child: FileObject | None = None
         self.members: list[FileInfo] = []
+        self._parent_type = _parent_type
+        # Text for the consumer: 0 not set up yet (the type is not known), 1 extracting,
+        # 2 nothing to do (no consumer, or a type without text).
+        self._text_state = 0 if caps.text_consumer is not None else 2
+        self._consumer: TextConsumer | None = None
+        self._extractor: TextExtractor | None = None
         self._incomplete = False
         self._done = False
         self._stored: StoredFile | None = None
@@ -279,10 +326,51 @@ class FileObject:
             except OSError as exc:
                 self._store_failed(exc)
         events = self._fp.feed(data)
+        if self._text_state != 2:
+            self._text(data)
         if events:
             self._members(events)
         if self._fp.may_hold:
             self._drain()
+
+    def _text(self, data: bytes) -> None:
+        """Hands the object's text to the consumer: from the moment the type is known (the
+        head so far first), chunk by chunk."""
+        if self._text_state == 0:
+            if not self._fp.decided:
+                return
+            self._start_text()
+            if self._extractor is None:
+                return
+            data = self._fp.head()  # every byte until now
+        extractor, consumer = self._extractor, self._consumer
+        assert extractor is not None and consumer is not None
+        chunks = extractor.feed(data)
+        if chunks:
+            consumer.text(chunks)
+
+    def _start_text(self) -> None:
+        self._text_state = 2
+        factory = self._tree.caps.text_consumer
+        if factory is None:
+            return
+        type_id = self._fp.type_id
+        path = tuple(self._path) if self._path is not None else None
+        meta = ObjectMeta(type_id, self.filename, self.declared_type, self._parent_type, path,
+                          self.ts)  # fmt: skip
+        consumer = factory(meta)
+        if consumer is None or type_id is None:
+            return
+        extractor = text_extractor(
+            type_id,
+            name=self.filename,
+            parent_type=self._parent_type,
+            charset=_charset(self.declared_type),
+        )
+        if extractor is None:
+            return
+        self._consumer, self._extractor = consumer, extractor
+        self._text_state = 1
 
     def _drain(self) -> None:
         # An opener hands out a bounded amount per call (a bomb never materialises): the rest
@@ -310,6 +398,8 @@ class FileObject:
         complete = complete and not self._incomplete
         self._drain()
         fingerprint, events = self._fp.finish(complete)
+        if self._text_state == 0 and self.size:
+            self._text(b"")  # a short object: its type came only now, with its head
         self._members(events)
         if self._child is not None:  # the opener left a member open: it was cut off
             self._end_member(False)
@@ -335,6 +425,15 @@ class FileObject:
                 self.anomalies.append(
                     Anomaly("content_extract_cut", f"{stored_bytes} of {self.size} bytes", self.ts)
                 )
+        classification = None
+        if self._extractor is not None and self._consumer is not None:
+            chunks = self._extractor.finish()
+            if chunks:
+                self._consumer.text(chunks)
+            self.anomalies += (
+                a if a.ts else replace(a, ts=self.ts) for a in self._extractor.anomalies
+            )
+            classification = self._consumer.finish(complete)
         return FileInfo(
             filename=self.filename,
             mime_type=self._fp.mime_type,
@@ -351,6 +450,7 @@ class FileObject:
             fingerprint=fingerprint,
             container_path=self._path,
             members=self.members,
+            classification=classification,
         )
 
     # -- members ---------------------------------------------------------------------------
@@ -405,6 +505,7 @@ class FileObject:
             _tree=tree,
             _depth=self._depth + 1,
             _path=[*outer, name],
+            _parent_type=self._fp.current_type(),
         )
 
     def _end_member(self, complete: bool) -> None:
@@ -476,3 +577,14 @@ def _traverses(name: str) -> bool:
     if name[0] in "/\\" or (len(name) > 1 and name[1] == ":"):
         return True
     return ".." in name.replace("\\", "/").split("/")
+
+
+def _charset(declared_type: str | None) -> str | None:
+    """The charset parameter of a declared media type (`text/csv; charset=windows-1252`)."""
+    if not declared_type:
+        return None
+    for parameter in declared_type.split(";")[1:]:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip('"') or None
+    return None

@@ -208,6 +208,33 @@ class Fingerprinter:
         return None if isinstance(self._type, _Undecided) else self._type
 
     @property
+    def decided(self) -> bool:
+        """The type is known (the head filled, a gap came, or the object ended)."""
+        return not isinstance(self._type, _Undecided)
+
+    @property
+    def type_id(self) -> str | None:
+        """The type as far as the head tells (a ZIP's document type comes at the end)."""
+        return self._type.id if isinstance(self._type, FileType) else None
+
+    def current_type(self) -> str | None:
+        """The type as known now: a ZIP already read as a document (its members named
+        word/..., xl/...) says so while it streams."""
+        if self._zip is not None:
+            try:
+                refined = self._zip.document_type()
+            except Exception as exc:  # see _guard
+                self._break(exc)
+                refined = None
+            if refined is not None:
+                return refined
+        return self.type_id
+
+    def head(self) -> bytes:
+        """The bytes kept for identification: every byte fed before the type was decided."""
+        return bytes(self._head)
+
+    @property
     def opening(self) -> bool:
         """Whether members are being streamed out."""
         return self._opening
