@@ -34,6 +34,9 @@ IMPORT_NAME = {
     "rich": "rich",
     "numpy": "numpy",
     "zstandard": "zstandard",
+    "python-stdnum": "stdnum",
+    "pyahocorasick": "ahocorasick",
+    "hyperscan": "hyperscan",
 }
 FROM_DEBIAN = {"bcc"}  # python3-bpfcc, through the venv's system site-packages
 TEST_AND_TOOL_ONLY = {"scapy", "dpkt", "pyshark"}

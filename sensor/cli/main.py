@@ -37,9 +37,12 @@ from rich.progress import (
 from rich.text import Text
 
 from probes.pcap import CaptureSet, PcapError, PcapReader
+from sensor.cli import canary as canary_cli
 from sensor.cli import config as config_cli
+from sensor.cli import edm as edm_cli
 from sensor.cli import live as live_cli
 from sensor.cli import screen, version
+from sensor.cli import signatures as signatures_cli
 from sensor.cli import top as top_view
 from sensor.cli.config import CONFIG_HELP
 from sensor.cli.screen import make_console
@@ -126,6 +129,9 @@ def _build_parser() -> argparse.ArgumentParser:
     top_view.add_parsers(sub, Formatter)
     live_cli.add_parser(sub, SIGNATURES_HELP, Formatter)
     config_cli.add_parser(sub)
+    signatures_cli.add_parser(sub)
+    edm_cli.add_parser(sub)
+    canary_cli.add_parser(sub)
     return parser
 
 
@@ -488,6 +494,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.umask(0o077)  # before anything is created; relaxed below if the config names a group
     warnings.simplefilter("ignore", DeprecationWarning)  # libraries' housekeeping, not ours
     args = _build_parser().parse_args(argv)
+    if args.command == "signatures":
+        return signatures_cli.run(args)
+    if args.command == "edm":
+        return edm_cli.run(args)
+    if args.command == "canary":
+        return canary_cli.run(args)
     if args.command in ("top", "host", "findings"):
         return top_view.run(args)
     if args.command == "run":

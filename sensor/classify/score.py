@@ -1,0 +1,337 @@
+"""Classification stage: one object's text scored the way commercial DLPs score it.
+
+In: the text chunks of one object (`ObjectScorer.text`, the content stage's text consumer),
+its end (`finish`). Out: a `Classification`: distinct identifiers per detector (counted by
+keyed hash, never kept in clear; masked samples only), records holding at least one
+identifier, categories and a severity from the table in `signatures/detectors.toml`.
+
+Scoring (research note section 7):
+
+- A candidate of a detector's pattern counts only when the detector's validator accepts it
+  (elfproef, mod-97, Luhn, ...) and its value is not a documented example (`ignore`).
+- Its confidence is the detector's base confidence, or `confidence_context` when one of its
+  context words lies within `window` characters before or after it, or when the column
+  header of a table cell names it (a CSV/XLSX header counts for every cell of its column;
+  a JSON key path such as `identifier[0].value` next to the FHIR BSN system counts through
+  the same words). A negative word within `negative_window` characters drops it; a detector
+  that `requires_context` drops it without context.
+- Per object: distinct values per detector (keyed hashes), the records (table rows, else
+  JSON resources by their key path, else each distinct national identifier stands for one
+  person) that hold an accepted identifier, the categories, and the distinct strong health
+  terms. The first severity rule of the table that holds decides.
+
+The decision on a candidate waits until the text `window` characters past it has been seen
+(its context may follow it); pending candidates and recent keyword positions are bounded by
+what lies within one window.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sensor.classify.detectors import Detector, DetectorSet, SeverityRule
+from sensor.classify.scanner import MAX_MATCH_CHARS, Candidate, Pattern, Scanner, ScanStream
+from sensor.classify.secret import keyed_hasher
+from sensor.classify.validators import VALIDATORS
+from sensor.content.fingerprint.base import TextChunk
+
+MAX_DISTINCT = 200_000  # keyed hashes kept per detector and object; beyond, counts stop
+SAMPLES = 3  # masked samples per detector
+SEVERITY_ORDER = ("low", "medium", "high", "critical")
+
+
+def mask(value: str) -> str:
+    """All but the last four characters starred: `*****4567` (none shown for short values)."""
+    if len(value) <= 4:
+        return "*" * len(value)
+    return "*" * (len(value) - 4) + value[-4:]
+
+
+@dataclass(slots=True)
+class IdentifierCount:
+    category: str
+    distinct: int = 0
+    occurrences: int = 0
+    with_context: int = 0  # distinct values seen with context at least once
+    samples: list[str] = field(default_factory=list)  # masked
+
+
+@dataclass(slots=True)
+class Classification:
+    severity: str | None  # None: nothing found
+    categories: tuple[str, ...]
+    identifiers: dict[str, IdentifierCount]
+    records: int
+    strong_terms: int  # distinct strong health terms
+    rule: str | None  # the severity rule that held (its description or index)
+    capped: bool = False  # MAX_DISTINCT reached for some detector
+
+    def counts(self) -> dict[str, int]:
+        return {name: c.distinct for name, c in sorted(self.identifiers.items())}
+
+
+class Classifier:
+    """The compiled detector set of a run; `scorer()` starts one object."""
+
+    def __init__(self, detectors: DetectorSet, key: bytes, *, engine: str = "auto") -> None:
+        self.detectors = {d.id: d for d in detectors.detectors if d.kind == "identifier"}
+        self.keyword_sets = {k.id: k for k in detectors.keywords}
+        self.rules = detectors.severity
+        keywords: dict[str, list[str]] = {k.id: list(k.terms) for k in detectors.keywords}
+        for d in self.detectors.values():  # each detector's own context and negative words
+            if d.context:
+                keywords[_context_list(d.id)] = list(d.context)
+            if d.negative:
+                keywords[_negative_list(d.id)] = list(d.negative)
+        patterns = [
+            Pattern(
+                d.id,
+                d.pattern,
+                caseless="caseless" in d.flags,
+                boundary=None if d.boundary == "none" else d.boundary,
+            )
+            for d in self.detectors.values()
+        ]
+        self.scanner = Scanner(patterns, keywords, engine=engine)
+        self.key = key
+        self._hashers = {d: keyed_hasher(key, d.encode()) for d in self.detectors}
+        self.max_window = max(
+            [d.window for d in self.detectors.values()]
+            + [d.negative_window for d in self.detectors.values()]
+            + [1]
+        )
+
+    def scorer(self) -> ObjectScorer:
+        return ObjectScorer(self)
+
+
+def _context_list(detector_id: str) -> str:
+    return f"ctx_{detector_id}"
+
+
+def _negative_list(detector_id: str) -> str:
+    return f"neg_{detector_id}"
+
+
+@dataclass(slots=True)
+class _Pending:
+    detector: Detector
+    value: str  # normalised
+    start: int
+    end: int
+    record: object | None  # the row or resource it sits in
+    header_context: bool
+
+
+class ObjectScorer:
+    """Scores one object (a text consumer of the content stage)."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        self._c = classifier
+        self._stream: ScanStream = classifier.scanner.stream()
+        self._seen = 0  # characters of text fed
+        self._pending: deque[_Pending] = deque()
+        # keyword list -> end offsets of recent hits (ascending), trimmed to one window back
+        self._hits: dict[str, deque[int]] = {}
+        self._values: dict[str, set[bytes]] = {}
+        self._with_context: dict[str, set[bytes]] = {}
+        self._counts: dict[str, IdentifierCount] = {}
+        self._records: set[object] = set()
+        self._people: set[bytes] = set()  # national identifiers, when there are no records
+        self._strong: set[str] = set()
+        self._weak: set[str] = set()
+        self._capped = False
+        self._chunk_starts: list[int] = []  # text offsets of the chunks (for record lookup)
+        self._chunk_meta: list[TextChunk] = []
+
+    # -- the text consumer contract ---------------------------------------------------------
+
+    def text(self, chunks: list[TextChunk]) -> None:
+        for chunk in chunks:
+            self._chunk_starts.append(self._seen)
+            self._chunk_meta.append(chunk)
+            # Chunks are units (a table row, a JSON value, a run of text cut at whitespace):
+            # a line end keeps one row's last cell from running into the next row's first.
+            text = chunk.text + "\n"
+            self._take(self._stream.feed(text))
+            self._seen += len(text)
+            self._settle(self._seen)
+            self._forget()
+
+    def finish(self, complete: bool = True) -> Classification:
+        self._take(self._stream.finish())
+        self._settle(None)
+        return self._result()
+
+    # -- inside -----------------------------------------------------------------------------
+
+    def _take(self, candidates: list[Candidate]) -> None:
+        c = self._c
+        for cand in candidates:
+            if cand.pattern.startswith("kw:"):
+                name = cand.pattern[3:]
+                self._hits.setdefault(name, deque()).append(cand.end)
+                keyword_set = c.keyword_sets.get(name)
+                if keyword_set is not None:
+                    term = cand.text.casefold()
+                    (self._strong if keyword_set.tier == "strong" else self._weak).add(term)
+                continue
+            detector = c.detectors.get(cand.pattern)
+            if detector is None:
+                continue
+            validator = VALIDATORS.get(detector.validator) if detector.validator else None
+            value = validator(cand.text) if validator is not None else cand.text
+            if value is None or value in detector.ignore:
+                continue
+            i = bisect.bisect_right(self._chunk_starts, cand.start) - 1
+            chunk = self._chunk_meta[i] if i >= 0 else None
+            within = cand.start - self._chunk_starts[i] if i >= 0 else 0
+            record, header = self._where(chunk, within, detector)
+            self._pending.append(_Pending(detector, value, cand.start, cand.end, record, header))
+
+    def _where(
+        self, chunk: TextChunk | None, within: int, detector: Detector
+    ) -> tuple[object | None, bool]:
+        """The record a candidate `within` characters into `chunk` belongs to, and whether
+        its column header or key path names the detector."""
+        if chunk is None:
+            return None, False
+        position = chunk.position
+        header: str | None = chunk.header
+        headers = getattr(chunk, "headers", None)
+        cells = getattr(chunk, "cells", None)
+        if headers and cells is not None:  # a table row (CSV/TSV): the cell's column header
+            column = bisect.bisect_right(cells, within)
+            if 0 < column <= len(headers):
+                header = headers[column - 1]
+        record: object | None = None
+        if position.row is not None:
+            record = (position.part, position.sheet, position.row)
+        elif chunk.header and "[" in chunk.header:  # a JSON key path: entry[3].resource...
+            record = (position.part, chunk.header.split("]", 1)[0])
+        folded = header.casefold() if header else ""
+        named = bool(folded) and any(word in folded for word in detector.context)
+        return record, named
+
+    def _settle(self, until: int | None) -> None:
+        """Decide the pending candidates whose context window has been seen."""
+        pending = self._pending
+        while pending and (until is None or pending[0].end + pending[0].detector.window <= until):
+            self._decide(pending.popleft())
+
+    def _near(self, name: str, start: int, end: int, window: int) -> bool:
+        hits = self._hits.get(name)
+        if not hits:
+            return False
+        return any(start - window <= hit <= end + window for hit in hits)
+
+    def _decide(self, p: _Pending) -> None:
+        d = p.detector
+        if d.negative and self._near(_negative_list(d.id), p.start, p.end, d.negative_window):
+            return
+        context = p.header_context or (
+            bool(d.context) and self._near(_context_list(d.id), p.start, p.end, d.window)
+        )
+        confidence = d.confidence_context if context else d.confidence
+        if confidence <= 0.0:  # requires context and has none
+            return
+        digest = self._c._hashers[d.id](p.value)
+        values = self._values.setdefault(d.id, set())
+        count = self._counts.get(d.id)
+        if count is None:
+            count = self._counts[d.id] = IdentifierCount(d.category)
+        count.occurrences += 1
+        if digest not in values:
+            if len(values) >= MAX_DISTINCT:
+                self._capped = True
+            else:
+                values.add(digest)
+                count.distinct += 1
+                if len(count.samples) < SAMPLES:
+                    count.samples.append(mask(p.value))
+        if context:
+            seen = self._with_context.setdefault(d.id, set())
+            if digest not in seen and len(seen) < MAX_DISTINCT:
+                seen.add(digest)
+                count.with_context += 1
+        if p.record is not None:
+            self._records.add(p.record)
+        elif d.category == "national_id":
+            self._people.add(digest)
+
+    def _forget(self) -> None:
+        """Keyword hits further back than any window are of no use any more."""
+        # A candidate is decided once `window` characters past it were seen; its context and
+        # negative words lie at most a window before it (plus the longest match).
+        horizon = self._seen - 2 * self._c.max_window - MAX_MATCH_CHARS
+        for hits in self._hits.values():
+            while hits and hits[0] < horizon:
+                hits.popleft()
+        oldest = self._pending[0].start if self._pending else self._seen
+        keep_from = min(oldest, horizon)
+        cut = bisect.bisect_right(self._chunk_starts, keep_from) - 1
+        if cut > 0:
+            del self._chunk_starts[:cut]
+            del self._chunk_meta[:cut]
+
+    def _result(self) -> Classification:
+        categories = {count.category for count in self._counts.values() if count.distinct}
+        if self._strong or len(self._weak) >= 3:
+            categories.add("health")
+        records = len(self._records) or len(self._people)
+        found = bool(self._counts) or bool(self._strong)
+        severity, rule = None, None
+        if found:
+            for n, candidate in enumerate(self._c.rules):
+                if _holds(
+                    candidate, categories, self._counts, self._c.detectors, records,
+                    len(self._strong),
+                ):  # fmt: skip
+                    severity, rule = candidate.severity, candidate.description or f"#{n + 1}"
+                    break
+        return Classification(
+            severity=severity,
+            categories=tuple(sorted(categories)),
+            identifiers=dict(self._counts),
+            records=records,
+            strong_terms=len(self._strong),
+            rule=rule,
+            capped=self._capped,
+        )
+
+
+def _holds(
+    rule: SeverityRule,
+    categories: set[str],
+    counts: dict[str, IdentifierCount],
+    detectors: dict[str, Detector],
+    records: int,
+    strong_terms: int,
+) -> bool:
+    if rule.any:
+        return True
+    if rule.categories_all and not set(rule.categories_all) <= categories:
+        return False
+    if rule.categories_any and not set(rule.categories_any) & categories:
+        return False
+    for name in rule.identifiers:
+        count, detector = counts.get(name), detectors.get(name)
+        if count is None or detector is None:
+            return rule.min_distinct <= 0
+        if rule.min_confidence <= detector.confidence:
+            reached = count.distinct
+        elif rule.min_confidence <= detector.confidence_context:
+            reached = count.with_context  # only values seen with their context reach it
+        else:
+            reached = 0
+        if reached < rule.min_distinct:
+            return False
+    if records < rule.min_records:
+        return False
+    return strong_terms >= rule.min_strong_terms
+
+
+ScorerFactory = Callable[[], ObjectScorer]
