@@ -29,17 +29,20 @@ Where a new piece goes
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from probes.frame import LINKTYPE_ETHERNET, Frame
 from sensor.anomaly import Anomaly
+from sensor.classify.detectors import DetectorSet, load_detectors
+from sensor.classify.score import Classification, Classifier
 from sensor.config import OS_POLICIES, Config
 from sensor.content.fingerprint.fingerprinter import Fingerprint
 from sensor.content.fingerprint.table import FileTypeTable
 from sensor.content.mime import MimeCaps
-from sensor.content.objects import ContentCaps, FileInfo, ObjectStore
+from sensor.content.objects import ContentCaps, FileInfo, ObjectMeta, ObjectStore, TextConsumer
 from sensor.content.router import ContentResult, ObjectFile, ObjectRouter
 from sensor.decode.decoder import DecodeCaps, Decoder
 from sensor.decode.packet import (
@@ -76,7 +79,13 @@ from sensor.metering.meter import Meter, MeterOutput
 from sensor.metering.store import MeterStore
 from sensor.outputs import eve
 from sensor.outputs.eve import ProtocolLog
-from sensor.outputs.files import DIRECTION_NAMES, encrypted_upload_record, file_record
+from sensor.outputs.files import (
+    DIRECTION_NAMES,
+    FINDING_SEVERITIES,
+    encrypted_upload_record,
+    file_record,
+    sensitive_content_record,
+)
 from sensor.outputs.ftp import FtpLog
 from sensor.outputs.http import HttpLog, UrlRedactor
 from sensor.outputs.meter import meter_records
@@ -211,6 +220,7 @@ class Pipeline:
         meter_store: MeterStore | None = None,
         stats_source: Callable[[], eve.Record] | None = None,
         file_types: FileTypeTable | None = None,
+        detectors: DetectorSet | None = None,
     ) -> None:
         """`stats_source`: the runtime's own counters (capture, eBPF probe), added to every
         `stats` event. `file_types`: the signature table the runtime loaded from the
@@ -271,6 +281,7 @@ class Pipeline:
             max_members=c.max_archive_members,
             max_expanded_bytes=c.max_archive_bytes,
             file_types=file_types,
+            text_consumer=self._classifier_of(config, detectors),
         )
         self._mime_caps = MimeCaps()
         self._store = store
@@ -598,6 +609,21 @@ class Pipeline:
             else:
                 self._log(state, result.start.proto).message(result)
 
+    @staticmethod
+    def _classifier_of(
+        config: Config, detectors: DetectorSet | None
+    ) -> Callable[[ObjectMeta], TextConsumer | None] | None:
+        """The text consumer that classifies each object, when classification is on. Its
+        keyed hashes need a key only for the run: distinct values are counted per object."""
+        if not config.classify.enabled:
+            return None
+        classifier = Classifier(detectors or load_detectors(), os.urandom(32))
+
+        def scorer(meta: ObjectMeta) -> TextConsumer:
+            return classifier.scorer()
+
+        return scorer
+
     def _fingerprinted(
         self,
         flow: Flow[FlowState],
@@ -609,6 +635,14 @@ class Pipeline:
     ) -> None:
         """Count what the fingerprint said; an encrypted object an internal client sent is an
         `encrypted_upload` finding."""
+        classification = info.classification
+        if (
+            isinstance(classification, Classification)
+            and classification.severity in FINDING_SEVERITIES
+            and direction == Direction.TO_SERVER
+            and self._internal(flow.client)
+        ):
+            self._emit(sensitive_content_record(flow, ts, info, proto, classification))
         counts = self.summary.fingerprints
         if fingerprint.encrypted:
             counts["encrypted"] += 1

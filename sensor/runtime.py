@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 from probes.ebpf.counters import RawDeltas, dst_net_bytes, source_bytes
 from probes.live import DEFAULT_BATCH, CaptureError, CaptureStats, LiveCapture
+from sensor.classify.detectors import DetectorSet
 from sensor.config import Config, HistoryConfig
 from sensor.content.fingerprint.table import FileTypeTable
 from sensor.metering.categories import CategoryDb
@@ -275,9 +276,11 @@ class LiveSensor:
         notify: eve.Sink | None = None,
         stop: threading.Event | None = None,
         file_types: FileTypeTable | None = None,
+        detectors: DetectorSet | None = None,
     ) -> None:
         self.config = config
         self.file_types = file_types
+        self.detectors = detectors
         self.notify = notify  # sees every record too: `sluice run` prints findings with it
         self.options = options
         self.categories = categories
@@ -363,6 +366,7 @@ class LiveSensor:
                 store,
                 lambda: self._stats(capture, feed),
                 file_types=self.file_types,
+                detectors=self.detectors,
             )
             if feed is not None:
                 feed.start()

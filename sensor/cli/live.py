@@ -96,6 +96,7 @@ def _finding(record: Record) -> None:
 def main(args: argparse.Namespace) -> int:
     from sensor.cli.main import (
         UsageError,
+        detectors,
         file_types,
         load_config_or_fail,
         meter_data,
@@ -123,6 +124,7 @@ def main(args: argparse.Namespace) -> int:
         out = prepare_out(args.out, config)
         categories, geo = meter_data(config, args.geoip, args.signatures)
         table = file_types(config, args.signatures)
+        detector_set = detectors(config, args.signatures)
         options = LiveOptions(
             iface=args.iface,
             out=out,
@@ -142,6 +144,7 @@ def main(args: argparse.Namespace) -> int:
             status=_status,
             notify=_finding,
             file_types=table,
+            detectors=detector_set,
         )
         report = sensor.run()
     except (UsageError, LiveError) as exc:

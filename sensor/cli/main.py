@@ -37,6 +37,7 @@ from rich.progress import (
 from rich.text import Text
 
 from probes.pcap import CaptureSet, PcapError, PcapReader
+from sensor.classify.detectors import DetectorError, DetectorSet, load_detectors
 from sensor.cli import canary as canary_cli
 from sensor.cli import config as config_cli
 from sensor.cli import edm as edm_cli
@@ -220,6 +221,19 @@ def file_types(config: Config, signatures: str | None) -> FileTypeTable:
         raise UsageError(str(exc)) from None
 
 
+def detectors(config: Config, signatures: str | None) -> DetectorSet | None:
+    """The classification detectors, when classification is on, from the same signatures
+    directory as the rest (a broken file is a usage error naming the file and the entry)."""
+    if not config.classify.enabled:
+        return None
+    chosen: str | Path | None = signatures if signatures is not None else config.signatures_dir
+    origin = "--signatures" if signatures is not None else "signatures_dir in the config"
+    try:
+        return load_detectors(signatures=chosen, origin=origin)
+    except DetectorError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def run(
     paths: Sequence[str],
     out: Path,
@@ -273,7 +287,13 @@ def run(
     started = time.perf_counter()
     try:
         pipeline = Pipeline(
-            config, sinks, store, meter, meter_store, file_types=file_types(config, signatures)
+            config,
+            sinks,
+            store,
+            meter,
+            meter_store,
+            file_types=file_types(config, signatures),
+            detectors=detectors(config, signatures),
         )
         process = pipeline.process
         with captures:

@@ -83,6 +83,14 @@ class StreamConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClassifyConfig:
+    # Classify what uploads contain (identifiers, health data: sensor/classify/, detectors in
+    # signatures/detectors.toml). Off by default: scanning dense identifier tables does not
+    # meet the replay throughput targets yet (README, "Not yet").
+    enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class HttpConfig:
     max_header_bytes: int = 65536
     max_headers: int = 256
@@ -251,6 +259,7 @@ class Config:
     stream: StreamConfig = field(default_factory=StreamConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     content: ContentConfig = field(default_factory=ContentConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     metering: MeteringConfig = field(default_factory=MeteringConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
@@ -265,6 +274,7 @@ SECTIONS: dict[str, type[Any]] = {
     "stream": StreamConfig,
     "http": HttpConfig,
     "content": ContentConfig,
+    "classify": ClassifyConfig,
     "output": OutputConfig,
     "metering": MeteringConfig,
     "history": HistoryConfig,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sensor.classify.score import Classification
 from sensor.content.objects import FileInfo
 from sensor.flows.table import Flow
 from sensor.metering.units import human_bytes, printable
@@ -55,6 +56,8 @@ def file_record(
         **({"stored_cut": True, "stored_bytes": info.stored_bytes} if info.stored_cut else {}),
         "tx_id": tx_id,
     }
+    if isinstance(info.classification, Classification) and info.classification.severity:
+        body["classification"] = classification_fields(info.classification)
     if reading is not None:  # one of several readings of an ambiguous message
         body["ambiguous"] = True
         body["reading"] = reading
@@ -94,7 +97,56 @@ def extracted_record(event: Record) -> Record:
         ),
         **({"stored_cut": True, "stored_bytes": f["stored_bytes"]} if f.get("stored_cut") else {}),
         **({"ambiguous": True, "reading": f["reading"]} if f.get("ambiguous") else {}),
+        **({"classification": f["classification"]} if "classification" in f else {}),
     }
+
+
+# A classified upload is a `sensitive_content` finding from this severity on; below, the
+# file record says what was found (a single e-mail address in a page is not a finding).
+FINDING_SEVERITIES = ("medium", "high", "critical")
+
+
+def classification_fields(c: Classification) -> Record:
+    """What classification found in an object, for its file record and its finding: counts
+    and masked samples only, never a value in clear."""
+    return {
+        "severity": c.severity,
+        "categories": list(c.categories),
+        "identifiers": {
+            name: {"distinct": n.distinct, "with_context": n.with_context,
+                   "samples": list(n.samples)}
+            for name, n in sorted(c.identifiers.items())
+        },
+        "records": c.records,
+        "health_terms": c.strong_terms,
+        "rule": c.rule,
+    }  # fmt: skip
+
+
+def sensitive_content_record(
+    flow: Flow[Any], ts: float, info: FileInfo, proto: str, c: Classification
+) -> Record:
+    """The `sensitive_content` finding of an upload whose content reached a severity."""
+    counts = ", ".join(f"{n.distinct} {name}" for name, n in sorted(c.identifiers.items()))
+    name = printable(info.filename or "(unnamed)")[:DETAIL_NAME_CHARS]
+    where = f" inside {' / '.join(info.container_path[:-1])}" if info.container_path else ""
+    record = flow_header(flow, "finding", ts)
+    record["finding"] = {
+        "kind": "sensitive_content",
+        "severity": c.severity,
+        "host": ip_text(flow.client),
+        "destination": ip_text(flow.server),
+        "destination_port": flow.server_port,
+        "proto": proto,
+        "sha256": info.sha256,
+        "filename": info.filename,
+        "size": info.size,
+        **({"container_path": list(info.container_path)} if info.container_path else {}),
+        **classification_fields(c),
+        "detail": f"{name}{where}: {', '.join(c.categories)}; {counts}; {c.records} records, "
+        f"over {proto} to {ip_text(flow.server)}:{flow.server_port}",
+    }
+    return record
 
 
 def encrypted_upload_record(
