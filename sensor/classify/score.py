@@ -40,6 +40,7 @@ from sensor.content.fingerprint.base import TextChunk
 
 MAX_DISTINCT = 200_000  # keyed hashes kept per detector and object; beyond, counts stop
 SAMPLES = 3  # masked samples per detector
+BATCH_CHARS = 32 * 1024  # text buffered before a scan (chunks are often a row or a value)
 SEVERITY_ORDER = ("low", "medium", "high", "critical")
 
 
@@ -132,7 +133,9 @@ class ObjectScorer:
     def __init__(self, classifier: Classifier) -> None:
         self._c = classifier
         self._stream: ScanStream = classifier.scanner.stream()
-        self._seen = 0  # characters of text fed
+        self._seen = 0  # characters of text scanned
+        self._buffered = 0  # ... and buffered for the next scan (BATCH_CHARS)
+        self._buffer: list[str] = []
         self._pending: deque[_Pending] = deque()
         # keyword list -> end offsets of recent hits (ascending), trimmed to one window back
         self._hits: dict[str, deque[int]] = {}
@@ -151,20 +154,33 @@ class ObjectScorer:
 
     def text(self, chunks: list[TextChunk]) -> None:
         for chunk in chunks:
-            self._chunk_starts.append(self._seen)
+            self._chunk_starts.append(self._buffered)
             self._chunk_meta.append(chunk)
             # Chunks are units (a table row, a JSON value, a run of text cut at whitespace):
             # a line end keeps one row's last cell from running into the next row's first.
-            text = chunk.text + "\n"
-            self._take(self._stream.feed(text))
-            self._seen += len(text)
-            self._settle(self._seen)
-            self._forget()
+            self._buffer.append(chunk.text)
+            self._buffer.append("\n")
+            self._buffered += len(chunk.text) + 1
+            if self._buffered - self._seen >= BATCH_CHARS:
+                self._flush()
 
     def finish(self, complete: bool = True) -> Classification:
+        self._flush()
         self._take(self._stream.finish())
         self._settle(None)
         return self._result()
+
+    def _flush(self) -> None:
+        """Scans the buffered chunks in one call: a row or a JSON value is a chunk of its own,
+        and one scanner call per chunk cost more than the scan."""
+        if not self._buffer:
+            return
+        text = "".join(self._buffer)
+        self._buffer.clear()
+        self._take(self._stream.feed(text))
+        self._seen = self._buffered
+        self._settle(self._seen)
+        self._forget()
 
     # -- inside -----------------------------------------------------------------------------
 
