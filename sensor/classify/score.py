@@ -125,6 +125,7 @@ class _Pending:
     end: int
     record: object | None  # the row or resource it sits in
     header_context: bool
+    header_negative: bool  # its column header is a negative word (an `ordernummer` column)
 
 
 class ObjectScorer:
@@ -205,16 +206,18 @@ class ObjectScorer:
             i = bisect.bisect_right(self._chunk_starts, cand.start) - 1
             chunk = self._chunk_meta[i] if i >= 0 else None
             within = cand.start - self._chunk_starts[i] if i >= 0 else 0
-            record, header = self._where(chunk, within, detector)
-            self._pending.append(_Pending(detector, value, cand.start, cand.end, record, header))
+            record, header, negative = self._where(chunk, within, detector)
+            self._pending.append(
+                _Pending(detector, value, cand.start, cand.end, record, header, negative)
+            )
 
     def _where(
         self, chunk: TextChunk | None, within: int, detector: Detector
-    ) -> tuple[object | None, bool]:
+    ) -> tuple[object | None, bool, bool]:
         """The record a candidate `within` characters into `chunk` belongs to, and whether
-        its column header or key path names the detector."""
+        its column header or key path names the detector, or is one of its negative words."""
         if chunk is None:
-            return None, False
+            return None, False, False
         position = chunk.position
         header: str | None = chunk.header
         headers = getattr(chunk, "headers", None)
@@ -230,7 +233,8 @@ class ObjectScorer:
             record = (position.part, chunk.header.split("]", 1)[0])
         folded = header.casefold() if header else ""
         named = bool(folded) and any(word in folded for word in detector.context)
-        return record, named
+        negative = bool(folded) and any(word in folded for word in detector.negative)
+        return record, named and not negative, negative
 
     def _settle(self, until: int | None) -> None:
         """Decide the pending candidates whose context window has been seen."""
@@ -246,6 +250,8 @@ class ObjectScorer:
 
     def _decide(self, p: _Pending) -> None:
         d = p.detector
+        if p.header_negative:
+            return  # a column of order numbers, invoice numbers, KvK or RSIN numbers
         if d.negative and self._near(_negative_list(d.id), p.start, p.end, d.negative_window):
             return
         context = p.header_context or (

@@ -147,7 +147,10 @@ def test_test_card_numbers_and_example_ibans_are_ignored(shipped: DetectorSet) -
 def test_boundary_checks(shipped: DetectorSet) -> None:
     bsn = shipped.detector("bsn")
     assert bsn is not None
-    assert list(bsn.reference_matches("x725763863y")) != []  # digits boundary: letters are ok
+    # alnum boundary: a digit run touching letters (a hex id, a UUID) is no BSN
+    assert list(bsn.reference_matches("x725763863y")) == []
+    assert list(bsn.reference_matches("(725763863)")) != []
+    assert list(bsn.reference_matches("BSN: 725763863;")) != []
     assert list(bsn.reference_matches("1725763863")) == []
     assert list(bsn.reference_matches("7257638631")) == []
     postcode = shipped.detector("postcode_nl")

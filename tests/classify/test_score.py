@@ -110,3 +110,18 @@ def test_documented_example_values_are_ignored(classifier: Classifier) -> None:
 def test_nothing_found_is_no_severity(classifier: Classifier) -> None:
     result = classify(classifier, b"Het weer is mooi vandaag.\n" * 100, "weer.txt")
     assert result.severity is None and result.identifiers == {} and result.categories == ()
+
+
+def test_a_column_headed_by_a_negative_word_does_not_count(classifier: Classifier) -> None:
+    rows = ["ordernummer;artikel;aantal"] + [f"{b};schroef M{i % 9};{i}" for i, b in
+                                              enumerate(bsns(60, 21))]  # fmt: skip
+    result = classify(classifier, ("\n".join(rows) + "\n").encode(), "orderlijst.csv")
+    assert "bsn" not in result.identifiers
+    assert result.severity in (None, "low")
+
+
+def test_digits_inside_a_uuid_are_not_a_bsn(classifier: Classifier) -> None:
+    (number,) = bsns(1, 31)
+    text = f'{{"fullUrl": "urn:uuid:6f1c2a7e-0d3b-4c55-9e21-b4e5{number[:8]}", "bsn": "x"}}'
+    result = classify(classifier, text.encode(), "bundle.json")
+    assert "bsn" not in result.identifiers
