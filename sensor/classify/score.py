@@ -187,6 +187,7 @@ class ObjectScorer:
 
     def _take(self, candidates: list[Candidate]) -> None:
         c = self._c
+        accepted: list[tuple[int, int, str]] = []  # validated identifier spans of this scan
         for cand in candidates:
             if cand.pattern.startswith("kw:"):
                 name = cand.pattern[3:]
@@ -203,6 +204,19 @@ class ObjectScorer:
             value = validator(cand.text) if validator is not None else cand.text
             if value is None or value in detector.ignore:
                 continue
+            if detector.kind == "identifier":
+                # One string is one identifier: the digits of `+31 612345678` are a phone
+                # number, not also a BSN. A candidate inside a longer validated one of
+                # another detector is dropped (candidates come sorted by start).
+                if any(
+                    s <= cand.start and cand.end <= e and name != detector.id
+                    and (e - s) > (cand.end - cand.start)
+                    for s, e, name in accepted
+                ):  # fmt: skip
+                    continue
+                accepted.append((cand.start, cand.end, detector.id))
+                if len(accepted) > 64:
+                    del accepted[:32]
             i = bisect.bisect_right(self._chunk_starts, cand.start) - 1
             chunk = self._chunk_meta[i] if i >= 0 else None
             within = cand.start - self._chunk_starts[i] if i >= 0 else 0

@@ -125,3 +125,13 @@ def test_digits_inside_a_uuid_are_not_a_bsn(classifier: Classifier) -> None:
     text = f'{{"fullUrl": "urn:uuid:6f1c2a7e-0d3b-4c55-9e21-b4e5{number[:8]}", "bsn": "x"}}'
     result = classify(classifier, text.encode(), "bundle.json")
     assert "bsn" not in result.identifiers
+
+
+def test_the_digits_of_a_phone_number_are_not_also_a_bsn(classifier: Classifier) -> None:
+    # Mobile numbers 06-1..5 and 06-8 whose nine digits also pass the elfproef.
+    numbers = [b for b in bsns(600, 41) if b[0] == "6" and b[1] in "123458"][:25]
+    assert len(numbers) >= 20
+    lines = [f"Jansen +31 {n}" for n in numbers]
+    result = classify(classifier, ("\n".join(lines) + "\n").encode(), "lijst.txt")
+    assert "phone_nl" in result.identifiers
+    assert "bsn" not in result.identifiers
