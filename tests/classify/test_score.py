@@ -135,3 +135,12 @@ def test_the_digits_of_a_phone_number_are_not_also_a_bsn(classifier: Classifier)
     result = classify(classifier, ("\n".join(lines) + "\n").encode(), "lijst.txt")
     assert "phone_nl" in result.identifiers
     assert "bsn" not in result.identifiers
+
+
+def test_request_ids_in_a_server_log_are_not_bsns(classifier: Classifier) -> None:
+    lines = [
+        f"2025-07-01T08:16:29Z INFO api request_id={b} path=/api/v1/orders/1 status=200"
+        for b in bsns(40, 51)
+    ]
+    result = classify(classifier, ("\n".join(lines) + "\n").encode(), "server.log")
+    assert "bsn" not in result.identifiers and result.severity in (None, "low")
