@@ -48,7 +48,6 @@ marks, case-folded), so the data holds folded words only ("patient" matches "Pat
 from __future__ import annotations
 
 import re
-import tomllib
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -57,7 +56,7 @@ from typing import Any
 
 from sensor.classify.scanner import Pattern, Scanner, check_pattern
 from sensor.classify.validators import VALIDATORS, Validator
-from sensor.config.signatures import read_signatures_file
+from sensor.config.signatures import parse_signatures_toml, read_signatures_file
 
 FILE_NAME = "detectors.toml"
 # The source tree's copy (tests); the runtime resolves the directory with find_signatures.
@@ -245,14 +244,8 @@ def parse_detectors(
 ) -> DetectorSet:
     """The detector set of a detectors file's text; `source` names it in errors.
     `use_hyperscan=False` skips the hyperscan compile check (tests of the fallback)."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise DetectorError(f"{source}: not valid TOML ({exc})") from None
-    try:
-        return _build(raw, _hyperscan_checker() if use_hyperscan else None)
-    except DetectorError as exc:
-        raise DetectorError(f"{source}: {exc}") from None
+    check = _hyperscan_checker() if use_hyperscan else None
+    return parse_signatures_toml(text, source, lambda raw: _build(raw, check), DetectorError)
 
 
 def load_detectors(

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sensor.classify.detectors import Detector, DetectorSet, SeverityRule
@@ -41,7 +40,6 @@ from sensor.content.fingerprint.base import TextChunk
 MAX_DISTINCT = 200_000  # keyed hashes kept per detector and object; beyond, counts stop
 SAMPLES = 3  # masked samples per detector
 BATCH_CHARS = 32 * 1024  # text buffered before a scan (chunks are often a row or a value)
-SEVERITY_ORDER = ("low", "medium", "high", "critical")
 
 
 def mask(value: str) -> str:
@@ -368,6 +366,3 @@ def _holds(
     if records < rule.min_records:
         return False
     return strong_terms >= rule.min_strong_terms
-
-
-ScorerFactory = Callable[[], ObjectScorer]

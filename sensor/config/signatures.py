@@ -25,9 +25,13 @@ versions copy on an editable install) may be stale.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 ENV_VAR = "SLUICE_SIGNATURES"
 INSTALLED_SUBDIR = Path("share", "sluice", "signatures")  # matches pyproject.toml data-files
@@ -155,3 +159,18 @@ def read_signatures_file(
         raise error(f"{p}: no such {what} file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{p}: cannot read the {what} ({exc})") from None
+
+
+def parse_signatures_toml(
+    text: str, source: str, build: Callable[[dict[str, Any]], T], error: type[Exception]
+) -> T:
+    """A signatures file's text parsed as TOML and built by `build`; every failure is
+    `error` prefixed with `source`, the file's name."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{source}: not valid TOML ({exc})") from None
+    try:
+        return build(raw)
+    except error as exc:
+        raise error(f"{source}: {exc}") from None

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sensor.config.signatures import read_signatures_file
+from sensor.config.signatures import parse_signatures_toml, read_signatures_file
 
 FILE_NAME = "categories.toml"
 # The source tree's copy (tests); the runtime resolves the directory with find_signatures.
@@ -97,14 +96,7 @@ class CategoryDb:
 
 
 def parse_categories(text: str, source: str = "<categories>") -> CategoryDb:
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CategoryError(f"{source}: not valid TOML ({exc})") from None
-    try:
-        return _build(raw)
-    except CategoryError as exc:
-        raise CategoryError(f"{source}: {exc}") from None
+    return parse_signatures_toml(text, source, _build, CategoryError)
 
 
 def load_categories(

@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import functools
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sensor.config.signatures import read_signatures_file
+from sensor.config.signatures import parse_signatures_toml, read_signatures_file
 
 FILE_NAME = "filetypes.toml"
 DEFAULT_PATH = Path(__file__).resolve().parents[3] / "signatures" / FILE_NAME
@@ -131,14 +130,7 @@ class FileTypeTable:
 
 
 def parse_file_types(text: str, source: str = "<filetypes>") -> FileTypeTable:
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise FileTypeError(f"{source}: not valid TOML ({exc})") from None
-    try:
-        return _build(raw)
-    except FileTypeError as exc:
-        raise FileTypeError(f"{source}: {exc}") from None
+    return parse_signatures_toml(text, source, _build, FileTypeError)
 
 
 def load_file_types(
