@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 
 from probes.frame import LINKTYPE_ETHERNET, Frame
 from sensor.anomaly import Anomaly
+from sensor.classify.assets import ClassifyAssets
+from sensor.classify.canary import Canary
 from sensor.classify.detectors import DetectorSet, load_detectors
 from sensor.classify.score import Classification, Classifier
 from sensor.config import OS_POLICIES, Config
@@ -78,10 +80,12 @@ from sensor.flows.table import FlowTable as _FlowTable
 from sensor.metering.meter import Meter, MeterOutput
 from sensor.metering.store import MeterStore
 from sensor.outputs import eve
-from sensor.outputs.eve import ProtocolLog
+from sensor.outputs.eve import ProtocolLog, withhold
 from sensor.outputs.files import (
     DIRECTION_NAMES,
     FINDING_SEVERITIES,
+    canary_record,
+    edm_match_record,
     encrypted_upload_record,
     file_record,
     sensitive_content_record,
@@ -125,6 +129,14 @@ EMBRYO_PACKETS = 6
 # wait for their first payload: a flood or a scan. Below, a SYN is an embryonic flow as
 # always, which costs less per answered connection than holding its frame and replaying it.
 HOLD_AFTER = 1000
+# A canary token seen again from the same host in the same place (a beacon's DNS lookups,
+# retried requests) within this many seconds of packet time is counted, not reported again.
+CANARY_REPEAT = 600.0
+MAX_CANARY_SEEN = 4096  # (host, token, place) remembered for that; beyond, forgotten at once
+# Known records remembered per host for the `host_records` count of edm_match findings (a
+# set of record ids, ~60 bytes each), and hosts remembered; beyond, the count stops growing.
+MAX_EDM_RECORDS_PER_HOST = 200_000
+MAX_EDM_HOSTS = 256
 EVICTION_NOTE_SECONDS = 60.0  # at most one flow_table_full anomaly per minute of packet time
 _NO_LOG = ProtocolLog()  # for layers that log nothing ("unknown", "ftp-data")
 
@@ -158,6 +170,15 @@ def registrations(config: Config) -> tuple[Registration, ...]:
     )
 
 
+def _needle(kind: str, value: str) -> str:
+    """What of a canary `value` must not reach an output: a URL's path (its host is the
+    operator's canary domain, named in configs anyway), else the whole value, case-folded."""
+    if kind == "url":
+        path = value.split("://", 1)[-1].partition("/")[2]
+        value = "/" + path.split("?", 1)[0].split("#", 1)[0]
+    return value.casefold()
+
+
 def _tells_more(held: list[tuple[int, Packet]]) -> bool:
     """Whether an embryonic flow's control packets hold more than a handshake: an ACK beyond
     the peer's ISN + 1 (bytes sent but not captured), an ACK without the peer's SYN seen, or
@@ -184,6 +205,7 @@ class FlowState:
     anomalies: int = 0  # written so far (capped by output.max_anomalies_per_flow)
     counted: bool = False  # analysis over: only counted from now on
     bypassed: bool = False  # in the flow bypass
+    withheld: list[str] | None = None  # canary tokens seen in its metadata (eve.withhold)
 
 
 FlowTable = _FlowTable[FlowState]
@@ -206,6 +228,7 @@ class Summary:
     anomalies: Counter[str] = field(default_factory=Counter)
     # over output.max_anomalies_per_flow: counted above, no event written
     anomalies_unwritten: int = 0
+    canary_repeats: int = 0  # canary hits held back as repeats (CANARY_REPEAT)
     events: Counter[str] = field(default_factory=Counter)
     capture_errors: list[str] = field(default_factory=list)
 
@@ -221,10 +244,12 @@ class Pipeline:
         stats_source: Callable[[], eve.Record] | None = None,
         file_types: FileTypeTable | None = None,
         detectors: DetectorSet | None = None,
+        classify: ClassifyAssets | None = None,
     ) -> None:
         """`stats_source`: the runtime's own counters (capture, eBPF probe), added to every
         `stats` event. `file_types`: the signature table the runtime loaded from the
-        signatures directory (None: the source tree's)."""
+        signatures directory (None: the source tree's). `classify`: the key, canary store and
+        EDM index the runtime loaded (None: a random key, no canaries, no EDM)."""
         self.config = config
         self._sinks = tuple(sinks)
         d = config.decode
@@ -281,8 +306,14 @@ class Pipeline:
             max_members=c.max_archive_members,
             max_expanded_bytes=c.max_archive_bytes,
             file_types=file_types,
-            text_consumer=self._classifier_of(config, detectors),
+            text_consumer=self._classifier_of(config, detectors, classify),
         )
+        canaries = classify.canaries if classify is not None else None
+        # Planted tokens in flow metadata (URLs, Host, SNI, envelopes, DNS names) are looked up
+        # whether or not content is classified.
+        self._canaries = canaries if canaries is not None and len(canaries) else None
+        self._canary_seen: dict[tuple[bytes, str, str], float] = {}  # repeats held back
+        self._edm_hosts: dict[bytes, set[int]] = {}  # known records each host sent
         self._mime_caps = MimeCaps()
         self._store = store
         registered = registrations(config)
@@ -555,6 +586,8 @@ class Pipeline:
         for event in events:
             if isinstance(event, ObjectChunk | ObjectStart | ObjectGap | ObjectEnd):
                 assert state.objects is not None
+                if isinstance(event, ObjectStart) and self._canaries is not None:
+                    self._indicators(flow, state, event.about, event.proto, ts)
                 results = state.objects.route(event, ts)
                 if results:
                     at = event.ts if isinstance(event, ObjectEnd) else ts
@@ -575,12 +608,18 @@ class Pipeline:
                 if self._meter is not None:
                     self._meter.name(event.address, event.name, event.source)
             else:
-                if self._meter is not None and isinstance(event, NamesServer):
+                if self._canaries is not None and self._indicators(
+                    flow, state, event, flow.app_proto or "", ts
+                ):
+                    pass  # a canary names no destination for the meter
+                elif self._meter is not None and isinstance(event, NamesServer):
                     name = event.server_name()
                     if name is not None:
                         self._meter.name(flow.server, name, event.name_source)
                 record = self._log(state, flow.app_proto).event(flow, event)
                 if record is not None:
+                    if state.withheld is not None:
+                        record = withhold(record, state.withheld)
                     self._emit(record)
 
     def _content(
@@ -590,6 +629,8 @@ class Pipeline:
             if isinstance(result, ObjectFile):
                 start = result.start
                 context = self._log(state, start.proto).file_context(start)
+                if context is not None and state.withheld is not None:
+                    context = withhold(context, state.withheld)
                 info = result.info
                 if info.container_path is None:
                     self.summary.objects += 1
@@ -611,13 +652,20 @@ class Pipeline:
 
     @staticmethod
     def _classifier_of(
-        config: Config, detectors: DetectorSet | None
+        config: Config, detectors: DetectorSet | None, assets: ClassifyAssets | None
     ) -> Callable[[ObjectMeta], TextConsumer | None] | None:
-        """The text consumer that classifies each object, when classification is on. Its
-        keyed hashes need a key only for the run: distinct values are counted per object."""
+        """The text consumer that classifies each object, when classification is on.
+        Without canaries or an EDM index the keyed hashes need a key only for the run:
+        distinct values are counted per object."""
         if not config.classify.enabled:
             return None
-        classifier = Classifier(detectors or load_detectors(), os.urandom(32))
+        classifier = Classifier(
+            detectors or load_detectors(),
+            assets.key if assets is not None else os.urandom(32),
+            canaries=assets.canaries if assets is not None else None,
+            edm=assets.edm if assets is not None else None,
+            edm_window=config.classify.edm_window,
+        )
 
         def scorer(meta: ObjectMeta) -> TextConsumer:
             return classifier.scorer()
@@ -636,13 +684,8 @@ class Pipeline:
         """Count what the fingerprint said; an encrypted object an internal client sent is an
         `encrypted_upload` finding."""
         classification = info.classification
-        if (
-            isinstance(classification, Classification)
-            and classification.severity in FINDING_SEVERITIES
-            and direction == Direction.TO_SERVER
-            and self._internal(flow.client)
-        ):
-            self._emit(sensitive_content_record(flow, ts, info, proto, classification))
+        if isinstance(classification, Classification):
+            self._classified(flow, info, classification, direction, proto, ts)
         counts = self.summary.fingerprints
         if fingerprint.encrypted:
             counts["encrypted"] += 1
@@ -658,6 +701,76 @@ class Pipeline:
                     flow, ts, info, proto, dest_internal=self._internal(flow.server)
                 )
             )
+
+    def _classified(
+        self,
+        flow: Flow[FlowState],
+        info: FileInfo,
+        c: Classification,
+        direction: Direction,
+        proto: str,
+        ts: float,
+    ) -> None:
+        """An upload's content findings: sensitive content from an internal client, known
+        patient records (EDM) from an internal client to an outside destination, and any
+        canary token, whichever way it moved."""
+        for canary in c.canaries:
+            self._emit(canary_record(flow, ts, proto, canary, "content", info))
+        if direction != Direction.TO_SERVER or not self._internal(flow.client):
+            return
+        if c.severity in FINDING_SEVERITIES:
+            self._emit(sensitive_content_record(flow, ts, info, proto, c))
+        if c.edm is not None and c.edm.matched:
+            seen = self._edm_hosts.get(flow.client)
+            if seen is None:
+                if len(self._edm_hosts) >= MAX_EDM_HOSTS:  # the longest-known host goes
+                    del self._edm_hosts[next(iter(self._edm_hosts))]
+                seen = self._edm_hosts[flow.client] = set()
+            if len(seen) < MAX_EDM_RECORDS_PER_HOST:
+                seen.update(c.edm.records)
+            self._emit(
+                edm_match_record(
+                    flow, ts, info, proto, c.edm, len(seen),
+                    dest_internal=self._internal(flow.server),
+                )
+            )  # fmt: skip
+
+    def _indicators(
+        self, flow: Flow[FlowState], state: FlowState, event: object, proto: str, ts: float
+    ) -> bool:
+        """Canary tokens in what a protocol event names (a URL, a Host or SNI name, an SMTP
+        envelope, a DNS question); True when there was one. A token seen again from the same
+        host in the same place within CANARY_REPEAT seconds is counted, not reported again.
+        The flow's records withhold the token from then on."""
+        assert self._canaries is not None
+        indicators: Callable[[], tuple[tuple[str, str, str], ...]] | None
+        indicators = getattr(event, "indicators", None)  # events, and an object's `about`
+        if indicators is None:
+            return False
+        hit = False
+        for kind, value, where in indicators():
+            canary = self._canaries.check(kind, value)
+            if canary is None:
+                continue
+            hit = True
+            if state.withheld is None:
+                state.withheld = []
+            state.withheld.append(_needle(kind, value))
+            if self._canary_news(flow.client, canary, where, ts):
+                self._emit(canary_record(flow, ts, proto, canary, where))
+        return hit
+
+    def _canary_news(self, host: bytes, canary: Canary, where: str, ts: float) -> bool:
+        seen = self._canary_seen
+        key = (host, canary.digest, where)
+        last = seen.get(key)
+        if last is not None and ts - last < CANARY_REPEAT:
+            self.summary.canary_repeats += 1
+            return False
+        if len(seen) >= MAX_CANARY_SEEN:
+            seen.clear()
+        seen[key] = ts
+        return True
 
     def _internal(self, ip: bytes) -> bool:
         if self._meter is not None:

@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 from probes.ebpf.counters import RawDeltas, dst_net_bytes, source_bytes
 from probes.live import DEFAULT_BATCH, CaptureError, CaptureStats, LiveCapture
+from sensor.classify.assets import ClassifyAssets
 from sensor.classify.detectors import DetectorSet
 from sensor.config import Config, HistoryConfig
 from sensor.content.fingerprint.table import FileTypeTable
@@ -277,10 +278,12 @@ class LiveSensor:
         stop: threading.Event | None = None,
         file_types: FileTypeTable | None = None,
         detectors: DetectorSet | None = None,
+        classify: ClassifyAssets | None = None,
     ) -> None:
         self.config = config
         self.file_types = file_types
         self.detectors = detectors
+        self.classify = classify
         self.notify = notify  # sees every record too: `sluice run` prints findings with it
         self.options = options
         self.categories = categories
@@ -367,6 +370,7 @@ class LiveSensor:
                 lambda: self._stats(capture, feed),
                 file_types=self.file_types,
                 detectors=self.detectors,
+                classify=self.classify,
             )
             if feed is not None:
                 feed.start()

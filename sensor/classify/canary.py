@@ -67,6 +67,18 @@ EXAMPLE_BSNS = frozenset({"111222333", "123456782", "999999990"})
 TEST_BSN_PREFIX = "99999"  # RvIG's test BSNs (Haal-Centraal fixtures: 999992351, ...)
 EXAMPLE_IBANS = frozenset({"NL91ABNA0417164300", "NL02ABNA0123456789", "NL20INGB0001234567"})
 NL_BANK_CODES = ("ABNA", "INGB", "RABO", "SNSB", "ASNB", "TRIO", "KNAB", "BUNQ", "RBRB")
+# The grammars of minted tokens, for the scanner (ASCII, matched case-insensitively with an
+# alphanumeric boundary, at most MAX_MATCH_CHARS wide): a candidate is then hashed and looked
+# up. The BSN and IBAN kinds need none: the identifier detectors validate them first. A host
+# here is up to five labels of up to 30 characters (an operator's canary domain).
+_LABEL = "[a-z0-9](?:[a-z0-9-]{0,28}[a-z0-9])?"
+_DOMAIN = f"{_LABEL}(?:\\.{_LABEL}){{1,4}}"
+TOKEN_PATTERNS = {
+    "string": f"{TOKEN_PREFIX}[a-z2-7]{{{STRING_RANDOM}}}",
+    "email": f"[a-z2-7]{{{LOCAL_RANDOM}}}@{_DOMAIN}",
+    "dns-name": f"[a-z2-7]{{{LOCAL_RANDOM}}}\\.{_DOMAIN}",
+    "url": f"{_DOMAIN}(?::[0-9]{{1,5}})?/[a-z2-7]{{{PATH_RANDOM[0]}}}/[a-z2-7]{{{PATH_RANDOM[1]}}}",
+}
 _HOSTNAME = re.compile(r"(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
 _NOT_DIGIT = re.compile(r"[\s.\-]+")
 _SPACES = re.compile(r"[\s\-]+")

@@ -700,7 +700,11 @@ class _Primary:
 
 
 def _near(window: int, position: int, row: Hashable | None, other: _Candidate | _Primary) -> bool:
-    return (row is not None and row == other.row) or abs(position - other.position) <= window
+    """Two values of one table row, else of one window of text. Values in two different rows
+    never corroborate each other, however close: the next row is another person."""
+    if row is not None and other.row is not None:
+        return row == other.row
+    return abs(position - other.position) <= window
 
 
 class EdmWindow:
@@ -709,7 +713,7 @@ class EdmWindow:
     "name", "generic") or a column name of the index (a CSV header says exactly which column
     a cell is). A record counts as matched when its primary and at least one of its
     corroborating fields are in the same `row` (any hashable: the caller's (part, sheet,
-    row)) or within `window` characters of each other.
+    row)) or, when either is not in a row, within `window` characters of each other.
 
     Memory: MAX_PENDING candidates of each side plus two bitmaps of `records` bits (125 kB
     for a million records), made on the first primary hit."""

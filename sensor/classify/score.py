@@ -20,6 +20,12 @@ Scoring (research note section 7):
   person) that hold an accepted identifier, the categories, and the distinct strong health
   terms. The first severity rule of the table that holds decides.
 
+Canary tokens and exact data match ride on the same pass (when the run has a canary store or
+an EDM index, `ClassifyAssets`): a validated BSN, IBAN or e-mail address, and a candidate of a
+canary token's own grammar (`canary.TOKEN_PATTERNS`), is looked up in the store whatever its
+context (a planted token needs none); validated BSNs, dates and postcodes, and the cells of a
+table row under their column headers, feed the object's `EdmWindow`.
+
 The decision on a candidate waits until the text `window` characters past it has been seen
 (its context may follow it); pending candidates and recent keyword positions are bounded by
 what lies within one window.
@@ -29,9 +35,17 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
+from sensor.classify.canary import TOKEN_PATTERNS, Canary, CanaryStore
 from sensor.classify.detectors import Detector, DetectorSet, SeverityRule
+from sensor.classify.edm import (
+    DEFAULT_WINDOW,
+    EdmIndex,
+    EdmWindow,
+    field_kind,
+)
 from sensor.classify.scanner import MAX_MATCH_CHARS, Candidate, Pattern, Scanner, ScanStream
 from sensor.classify.secret import keyed_hasher
 from sensor.classify.validators import VALIDATORS
@@ -40,6 +54,20 @@ from sensor.content.fingerprint.base import TextChunk
 MAX_DISTINCT = 200_000  # keyed hashes kept per detector and object; beyond, counts stop
 SAMPLES = 3  # masked samples per detector
 BATCH_CHARS = 32 * 1024  # text buffered before a scan (chunks are often a row or a value)
+MAX_CANARY_HITS = 64  # distinct canaries reported per object
+CANARY_PATTERN = "canary:"  # + the token kind: the scanner pattern id of a token grammar
+# The canary kind a validated value of these detectors may be (a minted BSN or IBAN canary
+# is a valid one; an e-mail canary also has its own grammar, the address detector finds
+# canaries written with upper-case letters as well).
+CANARY_KIND_OF = {"bsn": "bsn", "bsn_legacy": "bsn", "iban": "iban", "email_address": "email"}
+# The EDM field kind of a validated value of these detectors.
+EDM_KIND_OF = {
+    "bsn": "bsn",
+    "bsn_legacy": "bsn",
+    "date_of_birth": "date",
+    "date_of_birth_compact": "date",
+    "postcode_nl": "postcode",
+}
 
 
 def mask(value: str) -> str:
@@ -67,15 +95,37 @@ class Classification:
     strong_terms: int  # distinct strong health terms
     rule: str | None  # the severity rule that held (its description or index)
     capped: bool = False  # MAX_DISTINCT reached for some detector
+    canaries: tuple[Canary, ...] = ()  # registered canary tokens found (never the token)
+    edm: EdmResult | None = None  # None: no EDM index in this run
 
     def counts(self) -> dict[str, int]:
         return {name: c.distinct for name, c in sorted(self.identifiers.items())}
 
 
-class Classifier:
-    """The compiled detector set of a run; `scorer()` starts one object."""
+@dataclass(frozen=True, slots=True)
+class EdmResult:
+    """The known records (EDM index) one object holds."""
 
-    def __init__(self, detectors: DetectorSet, key: bytes, *, engine: str = "auto") -> None:
+    matched: int  # distinct records: primary plus a corroborating field of the same record
+    primary_only: int  # distinct records whose primary was seen with nothing to corroborate
+    records: tuple[int, ...] = ()  # the matched record ids (counted per host over time)
+
+
+class Classifier:
+    """The compiled detector set of a run; `scorer()` starts one object. With a canary
+    store and an EDM index (`sluice canary new`, `sluice edm load`, made with `key`) the same
+    pass looks for planted tokens and known patient records."""
+
+    def __init__(
+        self,
+        detectors: DetectorSet,
+        key: bytes,
+        *,
+        engine: str = "auto",
+        canaries: CanaryStore | None = None,
+        edm: EdmIndex | None = None,
+        edm_window: int = DEFAULT_WINDOW,
+    ) -> None:
         self.detectors = {d.id: d for d in detectors.detectors if d.kind == "identifier"}
         self.keyword_sets = {k.id: k for k in detectors.keywords}
         self.rules = detectors.severity
@@ -94,6 +144,16 @@ class Classifier:
             )
             for d in self.detectors.values()
         ]
+        self.canaries = canaries if canaries is not None and len(canaries) else None
+        if self.canaries is not None:  # the grammars of the kinds registered
+            kinds = {canary.kind for canary in self.canaries}
+            patterns += [
+                Pattern(CANARY_PATTERN + kind, pattern, caseless=True, boundary="alnum")
+                for kind, pattern in TOKEN_PATTERNS.items()
+                if kind in kinds
+            ]
+        self.edm = edm
+        self.edm_window = edm_window
         self.scanner = Scanner(patterns, keywords, engine=engine)
         self.key = key
         self._hashers = {d: keyed_hasher(key, d.encode()) for d in self.detectors}
@@ -148,6 +208,13 @@ class ObjectScorer:
         self._capped = False
         self._chunk_starts: list[int] = []  # text offsets of the chunks (for record lookup)
         self._chunk_meta: list[TextChunk] = []
+        self._canaries: dict[str, Canary] = {}  # by digest
+        self._edm = EdmWindow(classifier.edm, classifier.edm_window) if classifier.edm else None
+        self._edm_fields: dict[str, str] = {}  # column header (folded) -> EDM field or kind
+        # (position, field, value, row) for the EDM window, fed in position order at a flush:
+        # the cells of table rows under known headers (from `text`) and validated candidates
+        # elsewhere (from `_take`).
+        self._edm_items: list[tuple[int, str, str, Hashable | None]] = []
 
     # -- the text consumer contract ---------------------------------------------------------
 
@@ -155,6 +222,8 @@ class ObjectScorer:
         for chunk in chunks:
             self._chunk_starts.append(self._buffered)
             self._chunk_meta.append(chunk)
+            if self._edm is not None and getattr(chunk, "headers", None):
+                self._edm_row(chunk, self._buffered)
             # Chunks are units (a table row, a JSON value, a run of text cut at whitespace):
             # a line end keeps one row's last cell from running into the next row's first.
             self._buffer.append(chunk.text)
@@ -166,6 +235,7 @@ class ObjectScorer:
     def finish(self, complete: bool = True) -> Classification:
         self._flush()
         self._take(self._stream.finish())
+        self._edm_feed()
         self._settle(None)
         return self._result()
 
@@ -177,6 +247,7 @@ class ObjectScorer:
         text = "".join(self._buffer)
         self._buffer.clear()
         self._take(self._stream.feed(text))
+        self._edm_feed()
         self._seen = self._buffered
         self._settle(self._seen)
         self._forget()
@@ -187,6 +258,9 @@ class ObjectScorer:
         c = self._c
         accepted: list[tuple[int, int, str]] = []  # validated identifier spans of this scan
         for cand in candidates:
+            if cand.pattern.startswith(CANARY_PATTERN):
+                self._canary(cand.pattern[len(CANARY_PATTERN) :], cand.text)
+                continue
             if cand.pattern.startswith("kw:"):
                 name = cand.pattern[3:]
                 self._hits.setdefault(name, deque()).append(cand.end)
@@ -202,6 +276,8 @@ class ObjectScorer:
             value = validator(cand.text) if validator is not None else cand.text
             if value is None or value in detector.ignore:
                 continue
+            if c.canaries is not None and detector.id in CANARY_KIND_OF:
+                self._canary(CANARY_KIND_OF[detector.id], value)
             if detector.kind == "identifier":
                 # One string is one identifier: the digits of `+31 612345678` are a phone
                 # number, not also a BSN. A candidate inside a longer validated one of
@@ -219,6 +295,12 @@ class ObjectScorer:
             chunk = self._chunk_meta[i] if i >= 0 else None
             within = cand.start - self._chunk_starts[i] if i >= 0 else 0
             record, header, negative = self._where(chunk, within, detector)
+            if (
+                self._edm is not None
+                and detector.id in EDM_KIND_OF
+                and (chunk is None or not self._edm_known_column(chunk, within))
+            ):
+                self._edm_items.append((cand.start, EDM_KIND_OF[detector.id], value, record))
             self._pending.append(
                 _Pending(detector, value, cand.start, cand.end, record, header, negative)
             )
@@ -247,6 +329,69 @@ class ObjectScorer:
         named = bool(folded) and any(word in folded for word in detector.context)
         negative = bool(folded) and any(word in folded for word in detector.negative)
         return record, named and not negative, negative
+
+    def _canary(self, kind: str, value: str) -> None:
+        c = self._c
+        assert c.canaries is not None
+        hit = c.canaries.check(kind, value)
+        if hit is not None and len(self._canaries) < MAX_CANARY_HITS:
+            self._canaries.setdefault(hit.digest, hit)
+
+    def _edm_row(self, chunk: TextChunk, base: int) -> None:
+        """Queue the cells of a table row for the EDM window under their column headers: a
+        cell under `achternaam` is a surname of the index only there (names have no
+        pattern). Cells under a header the index does not know are left to the validated
+        candidates found in them (a sniffed "CSV" of prose has sentences for headers)."""
+        items = self._edm_items
+        headers: tuple[str, ...] = getattr(chunk, "headers", ())
+        cells: tuple[int, ...] = getattr(chunk, "cells", ())
+        text = chunk.text
+        position = chunk.position
+        row = (position.part, position.sheet, position.row)
+        for k, start in enumerate(cells[: len(headers)]):
+            end = cells[k + 1] - 1 if k + 1 < len(cells) else len(text)
+            value = text[start:end].strip()
+            if not value:
+                continue
+            field = self._edm_field(headers[k])
+            if field:
+                items.append((base + start, field, value, row))
+
+    def _edm_known_column(self, chunk: TextChunk, within: int) -> bool:
+        """Is the character `within` into `chunk` in a table cell whose header the index
+        knows (so `_edm_row` fed the whole cell already)?"""
+        headers = getattr(chunk, "headers", None)
+        cells = getattr(chunk, "cells", None)
+        if not headers or cells is None:
+            return False
+        column = bisect.bisect_right(cells, within)
+        return 0 < column <= len(headers) and bool(self._edm_field(headers[column - 1]))
+
+    def _edm_feed(self) -> None:
+        edm = self._edm
+        if edm is None or not self._edm_items:
+            return
+        self._edm_items.sort(key=lambda item: item[0])
+        for position, name, value, row in self._edm_items:
+            edm.feed(name, value, position, row)
+        self._edm_items.clear()
+
+    def _edm_field(self, header: str) -> str:
+        """The EDM field (a column name of the index) or kind a column header names."""
+        folded = header.strip().casefold()
+        known = self._edm_fields.get(folded)
+        if known is None:
+            index = self._c.edm
+            assert index is not None
+            names = {name.casefold(): name for name in (index.primary_field, *index.fields)}
+            # A "header" with digits is a first row of data (prose or a header-less export
+            # sniffed as CSV), whatever words it holds: `BSN 123456782` is no column name.
+            known = names.get(folded) or ("" if _has_digit(folded) else field_kind(folded))
+            if known not in (*index.kinds.values(), *index.kinds):
+                known = ""  # a column the index has no field for
+            if len(self._edm_fields) < 1024:
+                self._edm_fields[folded] = known
+        return known
 
     def _settle(self, until: int | None) -> None:
         """Decide the pending candidates whose context window has been seen."""
@@ -334,7 +479,19 @@ class ObjectScorer:
             strong_terms=len(self._strong),
             rule=rule,
             capped=self._capped,
+            canaries=tuple(self._canaries.values()),
+            edm=self._edm_result(),
         )
+
+    def _edm_result(self) -> EdmResult | None:
+        edm = self._edm
+        if edm is None:
+            return None
+        return EdmResult(edm.matched, edm.primary_only, tuple(edm.matched_records()))
+
+
+def _has_digit(text: str) -> bool:
+    return any(ch.isdigit() for ch in text)
 
 
 def _holds(

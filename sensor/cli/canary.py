@@ -92,7 +92,9 @@ def _new(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     print(
         f"canary {canary.kind} {canary.label!r} registered in {args.store}; the token above is "
-        "shown this once and stored only as a keyed hash",
+        "shown this once and stored only as a keyed hash. A running sensor whose "
+        "[classify] canaries names this store arms it at its next start "
+        "(systemctl restart sluice)",
         file=sys.stderr,
     )
     return EXIT_OK

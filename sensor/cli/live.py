@@ -96,6 +96,7 @@ def _finding(record: Record) -> None:
 def main(args: argparse.Namespace) -> int:
     from sensor.cli.main import (
         UsageError,
+        classify_assets,
         detectors,
         file_types,
         load_config_or_fail,
@@ -125,6 +126,9 @@ def main(args: argparse.Namespace) -> int:
         categories, geo = meter_data(config, args.geoip, args.signatures)
         table = file_types(config, args.signatures)
         detector_set = detectors(config, args.signatures)
+        assets = classify_assets(config)
+        if config.classify.enabled or assets.canaries is not None or assets.edm is not None:
+            _status(f"classification: {assets.describe()}")
         options = LiveOptions(
             iface=args.iface,
             out=out,
@@ -145,8 +149,12 @@ def main(args: argparse.Namespace) -> int:
             notify=_finding,
             file_types=table,
             detectors=detector_set,
+            classify=assets,
         )
-        report = sensor.run()
+        try:
+            report = sensor.run()
+        finally:
+            assets.close()
     except (UsageError, LiveError) as exc:
         print(f"sluice: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

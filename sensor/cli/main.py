@@ -37,6 +37,7 @@ from rich.progress import (
 from rich.text import Text
 
 from probes.pcap import CaptureSet, PcapError, PcapReader
+from sensor.classify.assets import AssetError, ClassifyAssets, load_assets
 from sensor.classify.detectors import DetectorError, DetectorSet, load_detectors
 from sensor.cli import canary as canary_cli
 from sensor.cli import config as config_cli
@@ -234,6 +235,15 @@ def detectors(config: Config, signatures: str | None) -> DetectorSet | None:
         raise UsageError(str(exc)) from None
 
 
+def classify_assets(config: Config) -> ClassifyAssets:
+    """The key, canary store and EDM index `[classify]` names (a store or an index that
+    cannot be used is a usage error naming the file)."""
+    try:
+        return load_assets(config.classify)
+    except AssetError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def run(
     paths: Sequence[str],
     out: Path,
@@ -263,6 +273,9 @@ def run(
         captures = CaptureSet(paths)
     except PcapError as exc:
         raise UsageError(str(exc)) from None
+    assets = classify_assets(config)
+    for note in assets.notes:
+        screen.warn(note)
     events_file = open_private(out / "events.jsonl")
     files_file: IO[str] | None = None
     sinks: list[eve.Sink] = [eve.JsonlWriter(events_file)]
@@ -294,6 +307,7 @@ def run(
             meter_store,
             file_types=file_types(config, signatures),
             detectors=detectors(config, signatures),
+            classify=assets,
         )
         process = pipeline.process
         with captures:
@@ -318,6 +332,7 @@ def run(
         if activity is not None:
             activity.flush()
     finally:
+        assets.close()
         events_file.close()
         if meter_store is not None:
             meter_store.close(settle=True)

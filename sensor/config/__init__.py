@@ -88,6 +88,15 @@ class ClassifyConfig:
     # signatures/detectors.toml). Off by default: scanning dense identifier tables does not
     # meet the replay throughput targets yet (README, "Not yet").
     enabled: bool = False
+    # Canary tokens (`sluice canary new`) and the exact-data-match index (`sluice edm load`):
+    # each is used when its path is set and the file exists; both need the secret key file
+    # they were made with. "": none (replays of sample traffic by default).
+    secret: str = ""  # the sensor's secret key file (0600), e.g. /var/lib/sluice/secret.key
+    canaries: str = ""  # the canary store, e.g. /var/lib/sluice/canaries.json
+    edm_index: str = ""  # the directory holding edm.idx, e.g. /var/lib/sluice
+    # Characters between an EDM primary (a BSN) and a corroborating field of the same record
+    # when they are not in one table row (Purview's patternsProximity is 300).
+    edm_window: int = 300
 
 
 @dataclass(frozen=True, slots=True)

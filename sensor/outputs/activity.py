@@ -21,6 +21,7 @@ from sensor.metering.store import MeterStore
 from sensor.metering.units import human_bytes, printable
 from sensor.metering.values import Finding
 from sensor.outputs.eve import Record
+from sensor.outputs.files import PIPELINE_FINDING_KINDS
 
 FLUSH_ROWS = 256  # rows buffered before a write; the rest go at flush()
 
@@ -191,7 +192,7 @@ class ActivityLog:
 
     def __call__(self, record: Record) -> None:
         kind = record["event_type"]
-        if kind == "finding" and "sha256" in record["finding"]:
+        if kind == "finding" and record["finding"]["kind"] in PIPELINE_FINDING_KINDS:
             self.findings.append(content_finding(record))
             if len(self.findings) >= FLUSH_ROWS:
                 self.flush()

@@ -20,7 +20,7 @@ import json
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,3 +227,29 @@ class ProtocolLog:
     def message(self, result: MessageHeadersSeen | MessageEnded) -> None:
         """What the content stage learnt of a whole message (SMTP), to join with the
         protocol's own record of it."""
+
+
+WITHHELD = "[canary]"  # what stands in an output for a canary token seen in flow metadata
+
+
+def withhold(item: Any, needles: Sequence[str]) -> Any:
+    """`item` (a record, or any part of one) with every occurrence of the `needles` (canary
+    tokens seen in this flow's metadata: a URL path, a DNS name, an e-mail address) replaced
+    by WITHHELD, case-insensitively: the sensor reports that a token was seen, never the
+    token, so a reader of the events cannot learn it (and avoid it)."""
+    if isinstance(item, str):
+        folded = item.casefold()
+        if not any(needle in folded for needle in needles):
+            return item
+        for needle in needles:
+            start = folded.find(needle)
+            while start >= 0:
+                item = item[:start] + WITHHELD + item[start + len(needle) :]
+                folded = item.casefold()
+                start = folded.find(needle, start + len(WITHHELD))
+        return item
+    if isinstance(item, dict):
+        return {key: withhold(value, needles) for key, value in item.items()}
+    if isinstance(item, list):
+        return [withhold(value, needles) for value in item]
+    return item

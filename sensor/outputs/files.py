@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sensor.classify.score import Classification
+from sensor.classify.canary import Canary
+from sensor.classify.score import Classification, EdmResult
 from sensor.content.objects import FileInfo
 from sensor.flows.table import Flow
 from sensor.metering.units import human_bytes, printable
@@ -21,6 +22,21 @@ DIRECTION_NAMES = ("upload", "download")  # by Direction: TO_SERVER, TO_CLIENT
 # names), else `medium`; `low` when the destination is itself internal.
 ENCRYPTED_UPLOAD_HIGH_BYTES = 50 * 1024**2
 DETAIL_NAME_CHARS = 80  # of a file name in a finding's detail
+# Known patient records (EDM) in one upload to an outside destination: `medium` for one (a
+# referral letter), `high` from EDM_HIGH_RECORDS, `critical` from EDM_CRITICAL_RECORDS (an
+# export); `low` to an internal destination.
+EDM_HIGH_RECORDS = 10
+EDM_CRITICAL_RECORDS = 100
+# Where a canary token was seen outside content, as the finding's detail says it.
+CANARY_PLACES = {
+    "url": "in a request URL",
+    "sni": "in a TLS server name",
+    "smtp-envelope": "in an SMTP envelope",
+    "dns": "in a DNS query",
+}
+# Findings the pipeline makes itself (the meter writes its own volume findings): these go to
+# the findings table of the database through the activity log.
+PIPELINE_FINDING_KINDS = frozenset({"encrypted_upload", "sensitive_content", "canary", "edm_match"})
 
 
 def file_record(
@@ -123,6 +139,24 @@ def classification_fields(c: Classification) -> Record:
     }  # fmt: skip
 
 
+def _finding(
+    flow: Flow[Any], ts: float, kind: str, severity: str | None, proto: str, fields: Record
+) -> Record:
+    """A finding of the pipeline's own: the shared fields (the flow's client is the host),
+    then the kind's."""
+    record = flow_header(flow, "finding", ts)
+    record["finding"] = {
+        "kind": kind,
+        "severity": severity,
+        "host": ip_text(flow.client),
+        "destination": ip_text(flow.server),
+        "destination_port": flow.server_port,
+        "proto": proto,
+        **fields,
+    }
+    return record
+
+
 def sensitive_content_record(
     flow: Flow[Any], ts: float, info: FileInfo, proto: str, c: Classification
 ) -> Record:
@@ -130,23 +164,22 @@ def sensitive_content_record(
     counts = ", ".join(f"{n.distinct} {name}" for name, n in sorted(c.identifiers.items()))
     name = printable(info.filename or "(unnamed)")[:DETAIL_NAME_CHARS]
     where = f" inside {' / '.join(info.container_path[:-1])}" if info.container_path else ""
-    record = flow_header(flow, "finding", ts)
-    record["finding"] = {
-        "kind": "sensitive_content",
-        "severity": c.severity,
-        "host": ip_text(flow.client),
-        "destination": ip_text(flow.server),
-        "destination_port": flow.server_port,
-        "proto": proto,
-        "sha256": info.sha256,
-        "filename": info.filename,
-        "size": info.size,
-        **({"container_path": list(info.container_path)} if info.container_path else {}),
-        **classification_fields(c),
-        "detail": f"{name}{where}: {', '.join(c.categories)}; {counts}; {c.records} records, "
-        f"over {proto} to {ip_text(flow.server)}:{flow.server_port}",
-    }
-    return record
+    return _finding(
+        flow,
+        ts,
+        "sensitive_content",
+        c.severity,
+        proto,
+        {
+            "sha256": info.sha256,
+            "filename": info.filename,
+            "size": info.size,
+            **({"container_path": list(info.container_path)} if info.container_path else {}),
+            **classification_fields(c),
+            "detail": f"{name}{where}: {', '.join(c.categories)}; {counts}; {c.records} records, "
+            f"over {proto} to {ip_text(flow.server)}:{flow.server_port}",
+        },
+    )
 
 
 def encrypted_upload_record(
@@ -167,21 +200,101 @@ def encrypted_upload_record(
     hidden = ", names hidden" if fingerprint.hides_names else ""
     where = f" inside {' / '.join(info.container_path[:-1])}" if info.container_path else ""
     name = printable(info.filename or "(unnamed)")[:DETAIL_NAME_CHARS]
-    record = flow_header(flow, "finding", ts)
-    record["finding"] = {
-        "kind": "encrypted_upload",
-        "severity": severity,
-        "host": ip_text(flow.client),
-        "destination": ip_text(flow.server),
-        "destination_port": flow.server_port,
-        "proto": proto,
+    return _finding(
+        flow,
+        ts,
+        "encrypted_upload",
+        severity,
+        proto,
+        {
+            "sha256": info.sha256,
+            "filename": info.filename,
+            "size": info.size,
+            "scheme": fingerprint.encryption,
+            "hides_names": fingerprint.hides_names,
+            **({"container_path": list(info.container_path)} if info.container_path else {}),
+            "detail": f"{name} ({what}, {human_bytes(info.size)}) encrypted with {scheme}{hidden}"
+            f"{where}, over {proto} to {ip_text(flow.server)}:{flow.server_port}",
+        },
+    )
+
+
+def _object_fields(info: FileInfo) -> Record:
+    return {
         "sha256": info.sha256,
         "filename": info.filename,
         "size": info.size,
-        "scheme": fingerprint.encryption,
-        "hides_names": fingerprint.hides_names,
         **({"container_path": list(info.container_path)} if info.container_path else {}),
-        "detail": f"{name} ({what}, {human_bytes(info.size)}) encrypted with {scheme}{hidden}"
-        f"{where}, over {proto} to {ip_text(flow.server)}:{flow.server_port}",
     }
-    return record
+
+
+def _object_words(info: FileInfo) -> str:
+    name = printable(info.filename or "(unnamed)")[:DETAIL_NAME_CHARS]
+    where = f" inside {' / '.join(info.container_path[:-1])}" if info.container_path else ""
+    return f"{name}{where}"
+
+
+def canary_record(
+    flow: Flow[Any], ts: float, proto: str, canary: Canary, place: str, info: FileInfo | None = None
+) -> Record:
+    """The `canary` finding: a registered token was seen (in an object's content, a URL, a
+    TLS SNI, an SMTP envelope, a DNS question). Always critical. The token itself is never
+    written: its kind, the operator's label and when it was minted say which one it was."""
+    what = f"in {_object_words(info)}" if info is not None else CANARY_PLACES.get(place, place)
+    proto = proto or ("dns" if place == "dns" else "")
+    label = printable(canary.label)[:DETAIL_NAME_CHARS]
+    return _finding(
+        flow,
+        ts,
+        "canary",
+        "critical",
+        proto,
+        {
+            "canary": {"kind": canary.kind, "label": canary.label, "created": canary.created},
+            "seen_in": place,
+            **(_object_fields(info) if info is not None else {}),
+            "detail": f'canary {canary.kind} "{label}" {what}, over {proto} to '
+            f"{ip_text(flow.server)}:{flow.server_port}",
+        },
+    )
+
+
+def edm_match_record(
+    flow: Flow[Any],
+    ts: float,
+    info: FileInfo,
+    proto: str,
+    edm: EdmResult,
+    host_records: int,
+    *,
+    dest_internal: bool,
+) -> Record:
+    """The `edm_match` finding: an upload holds records of the organisation's own patients
+    (primary identifier plus a corroborating field of the same record, `sluice edm load`).
+    `records` counts the distinct known records in this object, `host_records` those this
+    host sent since the sensor started: the approximate number of data subjects of a GDPR
+    Art. 33 notification."""
+    if dest_internal:
+        severity = "low"
+    elif edm.matched >= EDM_CRITICAL_RECORDS:
+        severity = "critical"
+    elif edm.matched >= EDM_HIGH_RECORDS:
+        severity = "high"
+    else:
+        severity = "medium"
+    return _finding(
+        flow,
+        ts,
+        "edm_match",
+        severity,
+        proto,
+        {
+            **_object_fields(info),
+            "records": edm.matched,
+            "primary_only": edm.primary_only,
+            "host_records": host_records,
+            "detail": f"{_object_words(info)}: {edm.matched} known patient records "
+            f"({host_records} from this host so far), over {proto} to "
+            f"{ip_text(flow.server)}:{flow.server_port}",
+        },
+    )

@@ -82,6 +82,13 @@ class ProtocolEvent:
 
     __slots__ = ()
 
+    def indicators(self) -> tuple[tuple[str, str, str], ...]:
+        """What this event names that could be a planted token (a canary: the classification
+        stage looks them up): (kind, value, place) with kind "url", "dns-name" or "email"
+        (sensor/classify/canary.py) and place what an operator reads ("url", "sni",
+        "smtp-envelope", "dns"). Most events name nothing."""
+        return ()
+
 
 # --- the object contract ----------------------------------------------------------------------
 

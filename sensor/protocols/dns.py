@@ -5,9 +5,10 @@ one message per datagram, so this is a function, not a per-flow parser: no state
 messages, no I/O, no clock. Out: `parse_response(message)` gives one `DnsAnswer` per question
 whose answer section resolves it to A (RFC 1035 3.4.1) or AAAA (RFC 3596 2.2) addresses, with
 CNAMEs followed (RFC 1035 3.6.2). `DnsResponses` is the app layer of a UDP flow to port 53:
-it turns the answers into `AddressName` facts, which the volume meter uses to name an upload to
-one of those addresses after the name the client asked for, even when the upload itself names
-nothing (SSH, FTP, plain TCP). A malformed message raises `DnsViolation`, whose
+it turns the answers into `AddressName` facts, which the volume meter uses to name an upload
+to one of those addresses after the name the client asked for, even when the upload itself
+names nothing (SSH, FTP, plain TCP), and the client's queries into `DnsQuestion`s, whose
+names are looked up as canary tokens. A malformed message raises `DnsViolation`, whose
 `reason` is `dns_truncated` or `dns_malformed`; nothing else escapes.
 
 Theory of operation
@@ -53,7 +54,7 @@ from dataclasses import dataclass
 
 from sensor.anomaly import Anomaly
 from sensor.decode.packet import Packet
-from sensor.protocols.base import AddressName, Counted, Direction, ProtocolViolation
+from sensor.protocols.base import AddressName, Counted, Direction, ProtocolEvent, ProtocolViolation
 
 # Anomaly kinds (registered in sensor/anomaly.py).
 DNS_TRUNCATED = "dns_truncated"
@@ -138,6 +139,39 @@ def parse_response(message: bytes | bytearray | memoryview) -> tuple[DnsAnswer, 
             if answer is not None:
                 answers.append(answer)
     return tuple(answers)
+
+
+def question_names(message: bytes | bytearray | memoryview) -> tuple[str, ...]:
+    """The names a standard query (QR=0, opcode 0) asks for, at most MAX_QUESTIONS; () for
+    anything else, malformed queries included (they name nothing reliably; the response, if
+    any, is where a malformed message is an anomaly)."""
+    msg = message if isinstance(message, bytes) else bytes(message)
+    if len(msg) < _HEADER.size:
+        return ()
+    _id, flags, qdcount, _an, _ns, _ar = _HEADER.unpack_from(msg)
+    if flags & _QR or flags & 0x7800 or not 0 < qdcount <= MAX_QUESTIONS:
+        return ()
+    names = []
+    pos = _HEADER.size
+    try:
+        for _ in range(qdcount):
+            name, pos = _read_name(msg, pos)
+            pos += _QUESTION_TAIL.size
+            if name:
+                names.append(name)
+    except DnsViolation:
+        return ()
+    return tuple(names)
+
+
+@dataclass(slots=True)
+class DnsQuestion(ProtocolEvent):
+    """A client's query: the names it asks for (lower case, no trailing dot)."""
+
+    names: tuple[str, ...]
+
+    def indicators(self) -> tuple[tuple[str, str, str], ...]:
+        return tuple(("dns-name", name, "dns") for name in self.names)
 
 
 def _read_record(
@@ -268,11 +302,12 @@ class DnsResponses:
 
     def packet(
         self, flow: object, direction: int, pkt: Packet
-    ) -> list[AddressName | Anomaly | Counted]:
+    ) -> list[AddressName | DnsQuestion | Anomaly | Counted]:
         """One datagram of the flow (a `FlowApp`, sensor/protocols/layer.py)."""
         if direction == Direction.TO_SERVER:
             self._asked = True
-            return []
+            names = question_names(pkt.payload)
+            return [DnsQuestion(names)] if names else []
         if not self._asked:
             return []
         try:
@@ -287,5 +322,5 @@ class DnsResponses:
             for address in answer.addresses
         ]
 
-    def end(self, flow: object, ts: float) -> list[AddressName | Anomaly | Counted]:
+    def end(self, flow: object, ts: float) -> list[AddressName | DnsQuestion | Anomaly | Counted]:
         return []

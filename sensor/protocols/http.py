@@ -160,6 +160,15 @@ class HttpRequestHead(NamesServer):
                 return host_name(value)
         return None
 
+    def indicators(self) -> tuple[tuple[str, str, str], ...]:
+        """The request's URL (absolute form as sent to a proxy, else Host plus path); a URL
+        lookup also tries its host as a DNS name."""
+        target = self.uri[:_MAX_INDICATOR_URI].decode("ascii", errors="replace")
+        if "://" in target[:16]:
+            return (("url", target, "url"),)
+        host = self.server_name()
+        return (("url", f"{host}{target}", "url"),) if host else ()
+
 
 @dataclass(slots=True)
 class HttpResponseHead(ProtocolEvent):
@@ -220,6 +229,7 @@ class HttpViolation(ProtocolViolation):
 _DEFAULT_CAPS = HttpCaps()
 _MAX_METHOD = 32  # longest request method accepted (WebDAV's are ~16)
 _MAX_CHUNK_HEX = 16  # hex digits in a chunk size: 64 bits is plenty
+_MAX_INDICATOR_URI = 2048  # characters of a request target looked up as a canary URL
 _CR, _LF = 0x0D, 0x0A
 _WS = b" \t"
 # Around list tokens (Transfer-Encoding, Content-Encoding), what lenient receivers ignore.

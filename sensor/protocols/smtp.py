@@ -249,6 +249,13 @@ class Envelope:
     mail_from: str | None = None
     rcpt_to: tuple[str, ...] = ()
 
+    def indicators(self) -> tuple[tuple[str, str, str], ...]:
+        """As `ProtocolEvent.indicators`: the envelope's paths (known before the message)."""
+        paths = ([self.mail_from] if self.mail_from else []) + list(
+            self.rcpt_to[:MAX_INDICATOR_RCPT]
+        )
+        return tuple(("email", path, "smtp-envelope") for path in paths)
+
 
 @dataclass(slots=True)
 class SmtpTransaction(ProtocolEvent):
@@ -266,6 +273,13 @@ class SmtpTransaction(ProtocolEvent):
     size: int  # message bytes after unstuffing
     ts: float
     missing: int = 0  # message bytes lost to capture gaps (not in `size`)
+
+    def indicators(self) -> tuple[tuple[str, str, str], ...]:
+        """The envelope's sender and recipients, refused ones too (a probe for a canary
+        mailbox is news even when the server said no)."""
+        paths = [self.mail_from] if self.mail_from else []
+        paths += self.rcpt_to[:MAX_INDICATOR_RCPT] + self.rcpt_rejected[:MAX_INDICATOR_RCPT]
+        return tuple(("email", path, "smtp-envelope") for path in paths)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +305,7 @@ _DEFAULT_CAPS = SmtpCaps()
 _LINE_HARD_CAP = 65536  # no newline within this many bytes: not SMTP any more
 _MAX_HOLD = 65536  # client bytes held while waiting for the reply to DATA/AUTH/STARTTLS
 _MAX_BAD_LINES = 32  # unparseable replies / unknown commands before giving up on the flow
+MAX_INDICATOR_RCPT = 100  # envelope recipients of a transaction looked up as canaries
 _MAX_REPLY_TEXT = 200
 _MAX_ARG = 1024  # longest address / parameter kept
 _CR, _LF, _DOT = 0x0D, 0x0A, 0x2E

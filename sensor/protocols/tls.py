@@ -107,6 +107,9 @@ class TlsHandshake(NamesServer):
     def server_name(self) -> str | None:
         return self.sni or None
 
+    def indicators(self) -> tuple[tuple[str, str, str], ...]:
+        return (("dns-name", self.sni, "sni"),) if self.sni else ()
+
 
 # Everything TlsParser returns: the handshake, then Opaque("encrypted") once the rest of the
 # connection is encrypted (the flow is only counted from there on).
