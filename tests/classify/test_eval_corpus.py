@@ -235,6 +235,9 @@ def test_xlsx_packages(corpus: Path, labels: list[dict[str, Any]]) -> None:
         members = zip_members((corpus / lb["file"]).read_bytes())
         assert {"[Content_Types].xml", "xl/workbook.xml", "xl/sharedStrings.xml",
                 "xl/worksheets/sheet1.xml", "_rels/.rels"} <= members.keys()  # fmt: skip
+        names = list(members)
+        before = names.index("xl/sharedStrings.xml") < names.index("xl/worksheets/sheet1.xml")
+        assert before == lb["meta"]["strings_first"], lb["file"]
         trees = {n: ElementTree.fromstring(b) for n, b in members.items()}
         strings = ["".join(si.itertext()) for si in trees["xl/sharedStrings.xml"]]
         sheet_rows = trees["xl/worksheets/sheet1.xml"].findall(".//m:row", ns)
