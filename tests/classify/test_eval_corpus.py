@@ -347,6 +347,9 @@ def test_hl7_messages(corpus: Path, labels: list[dict[str, Any]]) -> None:
             assert authority.split("&")[1] == HL7_BSN_OID
             assert stdnum_bsn.is_valid(value)
             bsns.add(value)
+            assert re.fullmatch(r"\d{8}", pid.split("|")[7])  # PID-7, the date of birth
+            (obr,) = [s for s in msg if s.startswith("OBR|")]
+            assert obr.split("|")[16].split("^")[0] in lb["planted"]["agb"]  # OBR-16
             assert any(s.startswith("OBX|") for s in msg)
         assert len(messages) == lb["records"]
         assert len(bsns) == lb["identifiers"]["bsn"]

@@ -27,6 +27,7 @@ from sensor.content.fingerprint.base import TextExtractor
 from sensor.content.text.delimited import DelimitedExtractor
 from sensor.content.text.document import DocumentText, PartsDocument
 from sensor.content.text.emitter import MAX_TEXT_CHARS, ChunkEmitter
+from sensor.content.text.hl7 import PlainOrHl7Extractor
 from sensor.content.text.jsontext import JsonExtractor
 from sensor.content.text.markup import HtmlExtractor, XmlExtractor
 from sensor.content.text.odf import OdfContentExtractor
@@ -104,7 +105,9 @@ def text_extractor(
         and (kind in ("xml", "html") or _XMLISH.search(name))
     ):
         return None
-    if kind in ("text", "txt", "markdown"):
+    if kind in ("text", "txt"):  # an HL7 v2 message is text too, read by its fields
+        return PlainOrHl7Extractor(charset=charset, part=name, max_chars=max_chars)
+    if kind == "markdown":
         return PlainTextExtractor(charset=charset, part=name, max_chars=max_chars)
     if kind == "csv":
         return DelimitedExtractor(charset=charset, part=name, max_chars=max_chars)

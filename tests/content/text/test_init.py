@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 
 from sensor.content.text import MAX_TEXT_CHARS, document_text, text_extractor
 from sensor.content.text.delimited import DelimitedExtractor
+from sensor.content.text.hl7 import PlainOrHl7Extractor
 from sensor.content.text.jsontext import JsonExtractor
 from sensor.content.text.markup import HtmlExtractor, XmlExtractor
 from sensor.content.text.odf import OdfContentExtractor
 from sensor.content.text.ooxml import SlideExtractor, WordprocessingExtractor
 from sensor.content.text.pdf import PdfExtractor
-from sensor.content.text.plain import PlainTextExtractor
 from sensor.content.text.rtf import RtfExtractor
 from sensor.content.text.workbook import SharedStringsReader, Workbook, WorksheetReader
 
@@ -26,7 +26,7 @@ TYPES = ["text", "csv", "tsv", "json", "xml", "svg", "html", "rtf", "pdf"]
 @pytest.mark.parametrize(
     ("type_id", "cls"),
     [
-        ("text", PlainTextExtractor),
+        ("text", PlainOrHl7Extractor),
         ("csv", DelimitedExtractor),
         ("tsv", DelimitedExtractor),
         ("json", JsonExtractor),
@@ -123,7 +123,7 @@ def test_non_xml_member_of_office_container_goes_by_type() -> None:
     extractor = text_extractor("csv", name="word/embeddings/data.csv", parent_type="docx")
     assert isinstance(extractor, DelimitedExtractor)
     plain = text_extractor("text", name="notes.txt", parent_type="zip")
-    assert isinstance(plain, PlainTextExtractor)
+    assert isinstance(plain, PlainOrHl7Extractor)
     assert plain.feed(b"x" * 100) + plain.finish()
     assert text_extractor("xml", name="word/document.xml", parent_type="zip").__class__ is (
         XmlExtractor

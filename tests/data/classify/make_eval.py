@@ -585,7 +585,7 @@ def hl7_message(p: Patient, seq: int, rng: random.Random, charset: str) -> list[
         "PV1|1|O",
         f"ORC|RE|{order}|{order}-F",
         f"OBR|1|{order}|{order}-F|BMHK^Bevolkingsonderzoek baarmoederhalskanker^L|||{stamp}"
-        f"||||||||{p.gp.agb}^{gp_family}^^^^^^^VEKTIS&{HL7_AGB_OID}&ISO",
+        f"|||||||||{p.gp.agb}^{gp_family}^^^^^^^VEKTIS&{HL7_AGB_OID}&ISO",  # OBR-16
         f"OBX|1|ST|HRHPV^hrHPV-test^L||{'positief' if s.hpv_positive else 'negatief'}||||||F",
     ]
     if s.hpv_positive:

@@ -1,8 +1,10 @@
-"""Documents made of parts are classified as one object: an xlsx's column headers (shared
-strings) reach its numeric cells (the sheet), whatever the order of the two in the ZIP.
+"""Formats whose structure decides what their numbers are, classified through the content
+stage: a document made of parts is one object (an xlsx's column headers, in its shared
+strings, reach its numeric cells, whatever the order of the two in the ZIP); an HL7 v2
+field's position and issuer say whether its number is a BSN, a date of birth or an AGB code.
 
-The workbooks are the evaluation corpus's (tests/data/classify/make_eval.py), built here
-small: the cases that decided precision and recall at `high` on the full corpus.
+The files are the evaluation corpus's (tests/data/classify/make_eval.py), built here small:
+the cases that decided precision, recall and counts on the full corpus.
 """
 
 from __future__ import annotations
@@ -117,3 +119,28 @@ def test_a_docx_is_one_finding(classifier: Classifier) -> None:
     result = verdict(classify(classifier, data, "verwijzing.docx"))
     assert result.severity in HIGH
     assert result.counts()["bsn"] == len(facts.values["bsn"])
+
+
+@pytest.mark.parametrize(
+    "opt",
+    [
+        {"encoding": "latin-1"},
+        {"encoding": "utf-8", "segment_end": "\r\n", "between": "\r\n", "repeat": 0.1},
+    ],
+)
+def test_hl7_fields_count_as_what_they_are(classifier: Classifier, opt: dict[str, object]) -> None:
+    """PID-3 issued by the BSN's OID is a BSN, PID-7 a date of birth (and not also an AGB
+    code or an 8-digit BSN because OIDs stand nearby); one record per message."""
+    rng = random.Random(17)
+    data, facts = make_eval.build_hl7(rng, 60, set(), opt)
+    info = classify(classifier, data, "uitslagen.hl7", chunk=1000)
+    result = info.classification
+    assert isinstance(result, Classification)
+    counts = result.counts()
+    assert counts["bsn"] == len(facts.values["bsn"])
+    assert "bsn_legacy" not in counts
+    assert counts["date_of_birth_compact"] == len(facts.values["dob"])
+    assert counts["agb"] == len(facts.values["agb"])
+    assert result.records == facts.records == facts.meta["messages"]
+    assert result.identifiers["bsn"].with_context == len(facts.values["bsn"])
+    assert result.severity in HIGH
