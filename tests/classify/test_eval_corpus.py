@@ -183,6 +183,24 @@ def test_planted_bsns_are_valid_and_present(corpus: Path, labels: list[dict[str,
             assert any(form in text for form in shown), (lb["file"], value)
 
 
+def test_planted_agb_codes_are_present(corpus: Path, labels: list[dict[str, Any]]) -> None:
+    """A file labelled with AGB codes shows every one of them (a PDF patient list names no
+    GP, so it has none)."""
+    seen = 0
+    for lb in labels:
+        planted = lb["planted"].get("agb", [])
+        assert len(planted) == lb["identifiers"].get("agb", 0), lb["file"]
+        if lb["format"] == "pdf" or lb["meta"].get("member_format") == "pdf":
+            assert not planted, lb["file"]
+        if not planted:
+            continue
+        text = visible_text(lb["file"], (corpus / lb["file"]).read_bytes())
+        for value in planted:
+            assert value in text, (lb["file"], value)
+            seen += 1
+    assert seen > 50
+
+
 def test_negative_decoys(corpus: Path, labels: list[dict[str, Any]]) -> None:
     seen_fail = seen_pass = 0
     for lb in by_format(labels, "csv", "negative") + [

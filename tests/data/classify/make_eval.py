@@ -487,6 +487,7 @@ def build_pdf(
             for p in rows
         ]
     facts = patient_facts(rows)
+    del facts.values["agb"]  # the list names no general practitioner
     facts.meta = {"style": opt["style"], "lines": len(lines)}
     return pdf_bytes(lines), facts
 
