@@ -36,6 +36,7 @@ from sensor.content.text.plain import PlainTextExtractor
 MAX_SEGMENT_CHARS = MAX_CHUNK_CHARS  # a longer segment is cut (so one fits one chunk)
 MAX_HEADER_CODE_CHARS = 16  # an identifier type code longer than this is no code
 HL7_SNIFF_BYTES = 16  # bytes looked at to tell an HL7 v2 message from other text
+MAX_LABEL_SEGMENTS = 256  # segment names whose field labels are kept (Z-segments are free)
 _LEAD = b"\xef\xbb\xbf\x0b \t\r\n"  # BOM bytes, MLLP start block, whitespace
 _DEFAULT_SEPARATORS = ("|", "^", "~", "&")
 
@@ -65,6 +66,7 @@ class Hl7Extractor(BoundedExtractor):
         self._pending = ""  # the segment not ended yet (at most MAX_SEGMENT_CHARS)
         self._message = 0
         self._field, self._component, self._repetition, self._sub = _DEFAULT_SEPARATORS
+        self._labels: dict[str, list[str]] = {}  # segment name -> its field labels
         self._noted: set[str] = set()
 
     def _extract(self, data: bytes) -> list[TextChunk]:
@@ -120,21 +122,32 @@ class Hl7Extractor(BoundedExtractor):
         """Where each field and repetition of `line` starts, and its header."""
         cells, headers = [0], [name]
         fields = line.split(self._field)
-        # MSH-1 is the separator between "MSH" and MSH-2: MSH's k-th piece is field k+1.
-        number = 2 if name == "MSH" else 1
+        labels = self._labels.get(name)
+        if labels is None or len(labels) < len(fields):
+            # MSH-1 is the separator between "MSH" and MSH-2: MSH's k-th piece is field k+1.
+            first = 2 if name == "MSH" else 1
+            labels = [name] + [f"{name}-{n}" for n in range(first, first + len(fields) - 1)]
+            if len(self._labels) < MAX_LABEL_SEGMENTS:
+                self._labels[name] = labels
         start = len(fields[0]) + 1
-        for value in fields[1:]:
-            label = f"{name}-{number}"
-            at = start
-            # MSH-2 holds the encoding characters themselves, the repetition one among them.
-            encoding = number == 2 and name == "MSH"
-            repetitions = value.split(self._repetition) if value and not encoding else [value]
-            for repetition in repetitions:
-                cells.append(at)
-                headers.append(label if encoding else self._header(label, repetition))
-                at += len(repetition) + 1
+        repeat, sub = self._repetition, self._sub
+        for k in range(1, len(fields)):
+            value, label = fields[k], labels[k]
+            if (
+                not value
+                or (repeat not in value and sub not in value)
+                or (k == 1 and name == "MSH")
+            ):
+                # One cell, a plain label (MSH-2 holds the encoding characters themselves).
+                cells.append(start)
+                headers.append(label)
+            else:
+                at = start
+                for repetition in value.split(repeat):
+                    cells.append(at)
+                    headers.append(self._header(label, repetition))
+                    at += len(repetition) + 1
             start += len(value) + 1
-            number += 1
         return cells, headers
 
     def _header(self, label: str, repetition: str) -> str:
