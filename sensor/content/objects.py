@@ -22,6 +22,14 @@ anomaly, the member being decoded ends incomplete and opening stops; the fingerp
 Member names are checked (length, path traversal) and never used as paths: members are not
 extracted to disk.
 
+Text. With a `ContentCaps.text_consumer`, each object whose type has text of its own
+(sensor/content/text/) gets a consumer, which reads the text as it streams and whose verdict
+becomes `FileInfo.classification`. A document made of parts (docx, xlsx, pptx, odt, ...) is
+read as one text: once its container is known as a document (at its first member so named)
+it gets one consumer, its parts feed that consumer through the container's `DocumentText`
+(sensor/content/text/document.py), and the verdict is the container's, not its parts'.
+Other members of a document (an embedded CSV) are objects of their own.
+
 `ContentCaps` and `FileInfo` live here (the bottom of the content stage) and are re-exported by
 `sensor.content.entity`, which is where callers import them from.
 """
@@ -48,7 +56,7 @@ from sensor.content.fingerprint.base import (
 )
 from sensor.content.fingerprint.fingerprinter import Fingerprint, Fingerprinter
 from sensor.content.fingerprint.table import FileTypeTable
-from sensor.content.text import text_extractor
+from sensor.content.text import DocumentText, document_text, text_extractor
 
 # Decoded-size threshold below which the ratio guard stays quiet: small, highly compressible
 # bodies (a page of zeros, a JSON array of nulls) are normal.
@@ -65,6 +73,15 @@ class ObjectMeta:
     parent_type: str | None  # a member: its container's type (docx for word/document.xml)
     container_path: tuple[str, ...] | None
     ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Document:
+    """A document made of parts (docx, xlsx, pptx, odt, ...) read as one text: the container
+    owns it, its parts feed it, its one consumer reads all of it."""
+
+    text: DocumentText
+    consumer: TextConsumer
 
 
 class TextConsumer(Protocol):
@@ -240,12 +257,14 @@ class FileObject:
         "_child",
         "_consumer",
         "_depth",
+        "_document",
         "_done",
         "_extractor",
         "_fp",
         "_hash",
         "_incomplete",
         "_parent_type",
+        "_part_of",
         "_path",
         "_stored",
         "_text_state",
@@ -276,6 +295,7 @@ class FileObject:
         _depth: int = 0,
         _path: list[str] | None = None,
         _parent_type: str | None = None,
+        _part_of: _Document | None = None,
     ) -> None:
         self.filename = filename
         self.declared_type = declared_type
@@ -306,6 +326,11 @@ class FileObject:
         self._text_state = 0 if caps.text_consumer is not None else 2
         self._consumer: TextConsumer | None = None
         self._extractor: TextExtractor | None = None
+        # A document container: the text its parts make together (set up at its first
+        # member once the container is known to be a document). A member: the document it
+        # may be a part of.
+        self._document: _Document | None = None
+        self._part_of = _part_of
         self._incomplete = False
         self._done = False
         self._stored: StoredFile | None = None
@@ -355,11 +380,14 @@ class FileObject:
         if factory is None:
             return
         type_id = self._fp.type_id
-        path = tuple(self._path) if self._path is not None else None
-        meta = ObjectMeta(type_id, self.filename, self.declared_type, self._parent_type, path,
-                          self.ts)  # fmt: skip
-        consumer = factory(meta)
-        if consumer is None or type_id is None:
+        document = self._part_of
+        if document is not None and self.filename is not None:
+            part = document.text.part(self.filename)
+            if part is not None:  # its text goes to the document's consumer
+                self._consumer, self._extractor = document.consumer, part
+                self._text_state = 1
+                return
+        if type_id is None:
             return
         extractor = text_extractor(
             type_id,
@@ -367,7 +395,13 @@ class FileObject:
             parent_type=self._parent_type,
             charset=_charset(self.declared_type),
         )
-        if extractor is None:
+        if extractor is None:  # no text of its own (a container, a binary): no consumer
+            return
+        path = tuple(self._path) if self._path is not None else None
+        meta = ObjectMeta(type_id, self.filename, self.declared_type, self._parent_type, path,
+                          self.ts)  # fmt: skip
+        consumer = factory(meta)
+        if consumer is None:
             return
         self._consumer, self._extractor = consumer, extractor
         self._text_state = 1
@@ -433,7 +467,17 @@ class FileObject:
             self.anomalies += (
                 a if a.ts else replace(a, ts=self.ts) for a in self._extractor.anomalies
             )
-            classification = self._consumer.finish(complete)
+            if self._part_of is None or self._consumer is not self._part_of.consumer:
+                classification = self._consumer.finish(complete)
+        if self._document is not None:  # every part has ended: the document's verdict
+            document = self._document
+            chunks = document.text.finish()
+            if chunks:
+                document.consumer.text(chunks)
+            self.anomalies += (
+                a if a.ts else replace(a, ts=self.ts) for a in document.text.anomalies
+            )
+            classification = document.consumer.finish(complete)
         return FileInfo(
             filename=self.filename,
             mime_type=self._fp.mime_type,
@@ -498,6 +542,9 @@ class FileObject:
                 "a member name climbs out of its archive or is absolute (reported, never used)",
             )
         outer = self._path if self._path is not None else [self.filename or ""]
+        parent_type = self._fp.current_type()
+        if self._document is None and tree.caps.text_consumer is not None:
+            self._document = self._start_document(parent_type)
         return FileObject(
             filename=name or None,
             caps=tree.caps,
@@ -505,8 +552,23 @@ class FileObject:
             _tree=tree,
             _depth=self._depth + 1,
             _path=[*outer, name],
-            _parent_type=self._fp.current_type(),
+            _parent_type=parent_type,
+            _part_of=self._document,
         )
+
+    def _start_document(self, type_id: str | None) -> _Document | None:
+        """When this container is a document made of parts (a ZIP is known as a docx, xlsx,
+        ... once its first such member streams): the text its parts make together and the
+        one consumer that reads it (sensor/content/text/document.py says why)."""
+        factory = self._tree.caps.text_consumer
+        text = document_text(type_id)
+        if factory is None or text is None:
+            return None
+        path = tuple(self._path) if self._path is not None else None
+        meta = ObjectMeta(type_id, self.filename, self.declared_type, self._parent_type, path,
+                          self.ts)  # fmt: skip
+        consumer = factory(meta)
+        return _Document(text, consumer) if consumer is not None else None
 
     def _end_member(self, complete: bool) -> None:
         child, self._child = self._child, None

@@ -183,6 +183,24 @@ def test_planted_bsns_are_valid_and_present(corpus: Path, labels: list[dict[str,
             assert any(form in text for form in shown), (lb["file"], value)
 
 
+def test_planted_agb_codes_are_present(corpus: Path, labels: list[dict[str, Any]]) -> None:
+    """A file labelled with AGB codes shows every one of them (a PDF patient list names no
+    GP, so it has none)."""
+    seen = 0
+    for lb in labels:
+        planted = lb["planted"].get("agb", [])
+        assert len(planted) == lb["identifiers"].get("agb", 0), lb["file"]
+        if lb["format"] == "pdf" or lb["meta"].get("member_format") == "pdf":
+            assert not planted, lb["file"]
+        if not planted:
+            continue
+        text = visible_text(lb["file"], (corpus / lb["file"]).read_bytes())
+        for value in planted:
+            assert value in text, (lb["file"], value)
+            seen += 1
+    assert seen > 50
+
+
 def test_negative_decoys(corpus: Path, labels: list[dict[str, Any]]) -> None:
     seen_fail = seen_pass = 0
     for lb in by_format(labels, "csv", "negative") + [
@@ -235,6 +253,9 @@ def test_xlsx_packages(corpus: Path, labels: list[dict[str, Any]]) -> None:
         members = zip_members((corpus / lb["file"]).read_bytes())
         assert {"[Content_Types].xml", "xl/workbook.xml", "xl/sharedStrings.xml",
                 "xl/worksheets/sheet1.xml", "_rels/.rels"} <= members.keys()  # fmt: skip
+        names = list(members)
+        before = names.index("xl/sharedStrings.xml") < names.index("xl/worksheets/sheet1.xml")
+        assert before == lb["meta"]["strings_first"], lb["file"]
         trees = {n: ElementTree.fromstring(b) for n, b in members.items()}
         strings = ["".join(si.itertext()) for si in trees["xl/sharedStrings.xml"]]
         sheet_rows = trees["xl/worksheets/sheet1.xml"].findall(".//m:row", ns)
@@ -344,6 +365,9 @@ def test_hl7_messages(corpus: Path, labels: list[dict[str, Any]]) -> None:
             assert authority.split("&")[1] == HL7_BSN_OID
             assert stdnum_bsn.is_valid(value)
             bsns.add(value)
+            assert re.fullmatch(r"\d{8}", pid.split("|")[7])  # PID-7, the date of birth
+            (obr,) = [s for s in msg if s.startswith("OBR|")]
+            assert obr.split("|")[16].split("^")[0] in lb["planted"]["agb"]  # OBR-16
             assert any(s.startswith("OBX|") for s in msg)
         assert len(messages) == lb["records"]
         assert len(bsns) == lb["identifiers"]["bsn"]

@@ -59,7 +59,7 @@ def test_a_short_object_is_read_at_its_end() -> None:
     assert meta.type == "csv" and "111222333" in recorder.joined
 
 
-def test_members_are_read_with_their_containers_type() -> None:
+def docx(extra: dict[str, bytes] | None = None) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("[Content_Types].xml", "<Types/>")
@@ -69,16 +69,74 @@ def test_members_are_read_with_their_containers_type() -> None:
             "<w:body><w:p><w:r><w:t>BSN 123456782 uitstrijkje</w:t></w:r></w:p></w:body>"
             "</w:document>",
         )
+        z.writestr(
+            "word/footer1.xml",
+            '<w:ftr xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+            "<w:p><w:r><w:t>Oefenlab</w:t></w:r></w:p></w:ftr>",
+        )
+        z.writestr("word/styles.xml", "<styles/>")
         z.writestr("data/list.csv", CSV)
-    info, seen = run(buf.getvalue(), "brief.docx", 1460)
+        for name, data in (extra or {}).items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_a_document_is_read_as_one_text() -> None:
+    """The parts of a docx go to one consumer, the document's (one finding per file); an
+    embedded CSV is an object of its own."""
+    info, seen = run(docx(), "brief.docx", 1460)
     by_name = {meta.filename: (meta, recorder) for meta, recorder in seen}
-    meta, recorder = by_name["word/document.xml"]
-    assert meta.parent_type == "docx" and meta.container_path == ("brief.docx", "word/document.xml")
-    assert "BSN 123456782 uitstrijkje" in recorder.joined
-    assert by_name["data/list.csv"][1].joined.count("Jansen") == 3000
-    assert by_name["brief.docx"][1].chunks == []  # a container has no text of its own
+    # Parts, styles and the package's own files get no consumer of their own.
+    assert list(by_name) == ["brief.docx", "data/list.csv"]
+    meta, recorder = by_name["brief.docx"]
+    assert meta.type == "docx" and meta.container_path is None and recorder.ended is True
+    assert recorder.joined == "BSN 123456782 uitstrijkjeOefenlab"
+    assert [c.position.part for c in recorder.chunks] == ["word/document.xml", "word/footer1.xml"]
+    assert [c.position.offset for c in recorder.chunks] == [0, len("BSN 123456782 uitstrijkje")]
+    assert info.classification == ("read", 2)
     member = next(m for m in info.members if m.filename == "word/document.xml")
-    assert member.classification == ("read", len(recorder.chunks))
+    assert member.classification is None  # its text is the document's
+    csv_meta, csv_recorder = by_name["data/list.csv"]
+    assert csv_meta.parent_type == "docx"
+    assert csv_meta.container_path == ("brief.docx", "data/list.csv")
+    assert csv_recorder.joined.count("Jansen") == 3000
+
+
+def test_a_document_inside_an_archive() -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("export/brief.docx", docx())
+    info, seen = run(buf.getvalue(), "export.zip", 1000)
+    by_name = {meta.filename: (meta, recorder) for meta, recorder in seen}
+    meta, recorder = by_name["export/brief.docx"]
+    assert meta.type == "docx" and meta.container_path == ("export.zip", "export/brief.docx")
+    assert "BSN 123456782" in recorder.joined
+    (inner,) = info.members
+    assert inner.classification == ("read", 2)
+
+
+@pytest.mark.parametrize("strings_first", [True, False])
+def test_a_workbook_joins_its_headers_to_its_cells(strings_first: bool) -> None:
+    ns = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+    sst = f"<sst {ns}><si><t>BSN</t></si><si><t>naam</t></si></sst>"
+    sheet = (
+        f"<worksheet {ns}><sheetData>"
+        '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>'
+        '<row r="2"><c r="A2"><v>123456782</v></c><c r="B2" t="inlineStr"><is><t>X</t></is>'
+        "</c></row></sheetData></worksheet>"
+    )
+    parts = [("xl/sharedStrings.xml", sst), ("xl/worksheets/sheet1.xml", sheet)]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        for name, text in parts if strings_first else parts[::-1]:
+            z.writestr(name, text)
+    info, seen = run(buf.getvalue(), "lijst.xlsx", 100)
+    ((meta, recorder),) = [(m, r) for m, r in seen if m.filename == "lijst.xlsx"]
+    assert meta.type == "xlsx"
+    rows = [(c.text, c.headers) for c in recorder.chunks]  # type: ignore[attr-defined]
+    assert rows == [("BSN\tnaam", None), ("123456782\tX", ("BSN", "naam"))]
+    assert info.classification == ("read", 2)
 
 
 def test_no_consumer_no_extraction() -> None:

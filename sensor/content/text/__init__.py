@@ -8,9 +8,12 @@ no text of its own: containers and binaries (zip, docx, xlsx, gzip, tar, jpeg, .
 opened elsewhere and each member reaches `text_extractor` as an object of its own, with
 `name` = the member name and `parent_type` = the container's type.
 
-Inside an OOXML or ODF container only the parts that hold document text get an extractor
-(ooxml.py, odf.py); styles, relationships, settings and properties get None. Other members
-of such a container (an embedded CSV) go by their own type.
+Documents made of parts (OOXML docx/xlsx/pptx, ODF) are read as one text each:
+`document_text(type)` gives the container its `DocumentText` (document.py), whose
+`part(name)` is the extractor of each member that holds document text (ooxml.py,
+workbook.py, odf.py). `text_extractor` gives those parts, and the styles, relationships,
+settings and properties of such a container, None; its other members (an embedded CSV) go
+by their own type.
 
 Every extractor caps what it hands out at `max_chars` characters (`text_cap`, once) and
 never raises on hostile bytes. Anomaly kinds all start with "text_".
@@ -22,22 +25,19 @@ import re
 
 from sensor.content.fingerprint.base import TextExtractor
 from sensor.content.text.delimited import DelimitedExtractor
-from sensor.content.text.emitter import MAX_TEXT_CHARS
+from sensor.content.text.document import DocumentText, PartsDocument
+from sensor.content.text.emitter import MAX_TEXT_CHARS, ChunkEmitter
+from sensor.content.text.hl7 import PlainOrHl7Extractor
 from sensor.content.text.jsontext import JsonExtractor
 from sensor.content.text.markup import HtmlExtractor, XmlExtractor
 from sensor.content.text.odf import OdfContentExtractor
-from sensor.content.text.ooxml import (
-    SharedStringsExtractor,
-    SlideExtractor,
-    WordprocessingExtractor,
-    WorksheetExtractor,
-    part_number,
-)
+from sensor.content.text.ooxml import SlideExtractor, WordprocessingExtractor, part_number
 from sensor.content.text.pdf import PdfExtractor
 from sensor.content.text.plain import PlainTextExtractor
 from sensor.content.text.rtf import RtfExtractor
+from sensor.content.text.workbook import Workbook
 
-__all__ = ["MAX_TEXT_CHARS", "text_extractor"]
+__all__ = ["MAX_TEXT_CHARS", "DocumentText", "document_text", "text_extractor"]
 
 WORD_TYPES = frozenset({"docx", "docm", "dotx", "dotm"})
 SHEET_TYPES = frozenset({"xlsx", "xlsm", "xltx", "xltm"})
@@ -48,26 +48,40 @@ OFFICE_TYPES = WORD_TYPES | SHEET_TYPES | SLIDE_TYPES | ODF_TYPES
 _WORD_PART = re.compile(
     r"word/(?:document|header\d*|footer\d*|footnotes|endnotes|comments)\.xml", re.IGNORECASE
 )
-_SHARED_STRINGS = re.compile(r"xl/sharedStrings\.xml", re.IGNORECASE)
-_WORKSHEET = re.compile(r"xl/worksheets/(sheet\d+)\.xml", re.IGNORECASE)
 _SLIDE = re.compile(r"ppt/(?:slides/slide|notesSlides/notesSlide)\d+\.xml", re.IGNORECASE)
 _XMLISH = re.compile(r"\.(?:xml|rels|vml)$", re.IGNORECASE)
 
 
-def _office_part(parent_type: str, name: str, max_chars: int) -> TextExtractor | None:
-    """The extractor of an OOXML/ODF part that holds text, or None."""
-    if parent_type in WORD_TYPES and _WORD_PART.fullmatch(name):
-        return WordprocessingExtractor(part=name, max_chars=max_chars)
-    if parent_type in SHEET_TYPES:
-        if _SHARED_STRINGS.fullmatch(name):
-            return SharedStringsExtractor(part=name, max_chars=max_chars)
-        sheet = _WORKSHEET.fullmatch(name)
-        if sheet:
-            return WorksheetExtractor(part=name, sheet=sheet.group(1), max_chars=max_chars)
-    if parent_type in SLIDE_TYPES and _SLIDE.fullmatch(name):
-        return SlideExtractor(part=name, page=part_number(name), max_chars=max_chars)
-    if parent_type in ODF_TYPES and name.lower() == "content.xml":
-        return OdfContentExtractor(part=name, max_chars=max_chars)
+def _word_part(name: str, emitter: ChunkEmitter) -> TextExtractor | None:
+    if _WORD_PART.fullmatch(name):
+        return WordprocessingExtractor(part=name, emitter=emitter)
+    return None
+
+
+def _slide_part(name: str, emitter: ChunkEmitter) -> TextExtractor | None:
+    if _SLIDE.fullmatch(name):
+        return SlideExtractor(part=name, page=part_number(name), emitter=emitter)
+    return None
+
+
+def _odf_part(name: str, emitter: ChunkEmitter) -> TextExtractor | None:
+    if name.lower() == "content.xml":
+        return OdfContentExtractor(part=name, emitter=emitter)
+    return None
+
+
+def document_text(type_id: str | None, *, max_chars: int = MAX_TEXT_CHARS) -> DocumentText | None:
+    """The text of a document made of parts, for a container of type `type_id` (docx, xlsx,
+    pptx, odt, ... and their macro and template variants), or None for any other type."""
+    kind = (type_id or "").lower()
+    if kind in WORD_TYPES:
+        return PartsDocument(_word_part, max_chars=max_chars)
+    if kind in SHEET_TYPES:
+        return Workbook(max_chars=max_chars)
+    if kind in SLIDE_TYPES:
+        return PartsDocument(_slide_part, max_chars=max_chars)
+    if kind in ODF_TYPES:
+        return PartsDocument(_odf_part, max_chars=max_chars)
     return None
 
 
@@ -83,12 +97,17 @@ def text_extractor(
     module docstring)."""
     kind = (type_id or "").lower()
     parent = (parent_type or "").lower()
-    if parent in OFFICE_TYPES and name is not None:
-        part = name.replace("\\", "/").lstrip("/")
-        extractor = _office_part(parent, part, max_chars)
-        if extractor is not None or kind in ("xml", "html") or _XMLISH.search(part):
-            return extractor
-    if kind in ("text", "txt", "markdown"):
+    # In a document, its own parts are read through its `document_text`; the rest of its
+    # package (styles, relationships, properties) holds no text a person wrote.
+    if (
+        parent in OFFICE_TYPES
+        and name is not None
+        and (kind in ("xml", "html") or _XMLISH.search(name))
+    ):
+        return None
+    if kind in ("text", "txt"):  # an HL7 v2 message is text too, read by its fields
+        return PlainOrHl7Extractor(charset=charset, part=name, max_chars=max_chars)
+    if kind == "markdown":
         return PlainTextExtractor(charset=charset, part=name, max_chars=max_chars)
     if kind == "csv":
         return DelimitedExtractor(charset=charset, part=name, max_chars=max_chars)

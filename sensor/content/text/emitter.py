@@ -131,11 +131,21 @@ class FlowingText:
 class BoundedExtractor:
     """The shared frame of a `TextExtractor`: `feed`/`finish` hand out nothing once the object
     is finished or the budget is spent, else what the subclass's `_extract`/`_extract_rest`
-    return. Subclasses emit through `self._emitter` with `part=self._part`."""
+    return. Subclasses emit through `self._emitter` with `part=self._part`.
 
-    def __init__(self, *, part: str | None = None, max_chars: int = MAX_TEXT_CHARS) -> None:
+    `emitter`: one shared by every part of a document read as one object (text/document.py),
+    so offsets run on over the parts and `max_chars` holds for the document; its `text_cap`
+    then lands in the document's anomalies. None: the extractor's own."""
+
+    def __init__(
+        self,
+        *,
+        part: str | None = None,
+        max_chars: int = MAX_TEXT_CHARS,
+        emitter: ChunkEmitter | None = None,
+    ) -> None:
         self.anomalies: list[Anomaly] = []
-        self._emitter = ChunkEmitter(self.anomalies, max_chars)
+        self._emitter = emitter if emitter is not None else ChunkEmitter(self.anomalies, max_chars)
         self._part = part
         self._done = False
 

@@ -32,6 +32,7 @@ from sensor.content.text.charset import TextDecoder
 from sensor.content.text.emitter import (
     MAX_TEXT_CHARS,
     BoundedExtractor,
+    ChunkEmitter,
     FlowingExtractor,
     FlowingText,
 )
@@ -81,8 +82,9 @@ class ExpatExtractor(BoundedExtractor):
         charset: str | None = None,
         namespaces: bool = False,
         max_chars: int = MAX_TEXT_CHARS,
+        emitter: ChunkEmitter | None = None,
     ) -> None:
-        super().__init__(part=part, max_chars=max_chars)
+        super().__init__(part=part, max_chars=max_chars, emitter=emitter)
         self._out: list[TextChunk] = []
         self._dead = False
         self._heard = False  # expat called back during the current Parse call

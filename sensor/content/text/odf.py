@@ -1,5 +1,5 @@
 """Text extraction stage, OpenDocument content (ODF 1.2 Part 1): content.xml of an odt, ods
-or odp, fed as an object of its own.
+or odp, the one text part of its document (document.py).
 
 In: content.xml's bytes in order (any split). Out:
 - text paragraphs and headings (<text:p>, <text:h>) outside tables: one `TextChunk` each,
@@ -15,7 +15,7 @@ Elements and attributes are matched by local name (namespace processing).
 
 from __future__ import annotations
 
-from sensor.content.text.emitter import MAX_TEXT_CHARS, FlowingText
+from sensor.content.text.emitter import MAX_TEXT_CHARS, ChunkEmitter, FlowingText
 from sensor.content.text.markup import ExpatExtractor
 from sensor.content.text.ooxml import local
 
@@ -32,8 +32,14 @@ def _count(value: str | None) -> int:
 class OdfContentExtractor(ExpatExtractor):
     """Paragraphs and cells of one content.xml (see the module docstring)."""
 
-    def __init__(self, *, part: str = "content.xml", max_chars: int = MAX_TEXT_CHARS) -> None:
-        super().__init__(part=part, namespaces=True, max_chars=max_chars)
+    def __init__(
+        self,
+        *,
+        part: str = "content.xml",
+        max_chars: int = MAX_TEXT_CHARS,
+        emitter: ChunkEmitter | None = None,
+    ) -> None:
+        super().__init__(part=part, namespaces=True, max_chars=max_chars, emitter=emitter)
         self._text = FlowingText()
         self._paragraphs = 0  # open <text:p>/<text:h> elements
         self._sheet: str | None = None

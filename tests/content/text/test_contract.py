@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sensor.content.objects import FileInfo, FileObject
-from sensor.content.text import text_extractor
+from sensor.content.text import document_text, text_extractor
 
 CORPUS = Path(__file__).resolve().parents[2] / "data" / "fingerprint" / "corpus"
 BSN = "875886702"  # the first fake record of patients.csv (pcaps/_lib/fakedata.py)
@@ -55,8 +55,17 @@ def test_members_of_documents_and_archives(name: str) -> None:
         for n in zipfile.ZipFile(io.BytesIO(data)).namelist()
     )
     texts = []
+    # A document's parts are read through its document text (one text per file).
+    document = document_text(info.fingerprint.type)
+    assert (document is None) == (name == "zip-plain.zip")
     for member in info.members:
         assert member.fingerprint is not None and member.filename in parts
+        part = document.part(member.filename) if document is not None else None
+        if part is not None:
+            chunks = part.feed(parts[member.filename]) + part.finish()
+            assert not part.anomalies, part.anomalies
+            texts.append("".join(chunk.text for chunk in chunks))
+            continue
         texts.append(
             text_of(
                 parts[member.filename],
@@ -65,6 +74,9 @@ def test_members_of_documents_and_archives(name: str) -> None:
                 info.fingerprint.type,
             )
         )
+    if document is not None:
+        texts.append("".join(chunk.text for chunk in document.finish()))
+        assert not document.anomalies, document.anomalies
     # Every sample's table starts with the same header row (make_corpus.py).
     assert any("patient_id" in text for text in texts), [m.filename for m in info.members]
 

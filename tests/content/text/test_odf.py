@@ -1,4 +1,5 @@
-"""OdfContentExtractor, fed content.xml of odt/ods/odp files built with zipfile."""
+"""OdfContentExtractor, fed content.xml of odt/ods/odp files built with zipfile, through
+their document."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensor.content.fingerprint.base import TextChunk
-from sensor.content.text import text_extractor
+from sensor.content.text import document_text, text_extractor
 from sensor.content.text.odf import OdfContentExtractor
 
 NS = (
@@ -58,11 +59,14 @@ def container(content: str) -> bytes:
 
 def extract(content: str, parent: str, step: int | None = None) -> list[TextChunk]:
     out: list[TextChunk] = []
+    document = document_text(parent)
+    assert document is not None
     with zipfile.ZipFile(io.BytesIO(container(content))) as zf:
         for name in zf.namelist():
-            ex = text_extractor("xml", name=name, parent_type=parent)
+            ex = document.part(name)
             if ex is None:
                 continue
+            assert text_extractor("xml", name=name, parent_type=parent) is None
             assert name == "content.xml"
             data = zf.read(name)
             size = step or len(data)

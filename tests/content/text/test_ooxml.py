@@ -1,4 +1,5 @@
-"""OOXML part extractors, fed the parts of docx/xlsx/pptx files built with zipfile."""
+"""OOXML part extractors, fed the parts of docx/pptx files built with zipfile through their
+document (workbooks: test_workbook.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensor.content.fingerprint.base import TextChunk
-from sensor.content.text import text_extractor
+from sensor.content.text import document_text
+from sensor.content.text.emitter import ChunkEmitter
 from sensor.content.text.ooxml import (
-    SharedStringsExtractor,
     SlideExtractor,
     WordprocessingExtractor,
-    WorksheetExtractor,
     cell_reference,
     part_number,
 )
@@ -37,22 +37,6 @@ DOCX = {
     "word/header1.xml": f"<w:hdr {W}><w:p><w:r><w:t>Vertrouwelijk</w:t></w:r></w:p></w:hdr>",
     "word/styles.xml": f"<w:styles {W}><w:style><w:name w:val='Normal'/></w:style></w:styles>",
 }
-XLSX = {
-    "xl/sharedStrings.xml": (
-        f'<sst {S} count="2"><si><t>bsn</t></si>'
-        "<si><r><t>Ziekenhuis </t></r><r><t>Émile</t></r><rPh><t>x</t></rPh></si></sst>"
-    ),
-    "xl/worksheets/sheet1.xml": (
-        f"<worksheet {S}><sheetData>"
-        '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="inlineStr"><is><t>naam</t></is></c>'
-        "</row>"
-        '<row r="7"><c r="A7"><v>123456782</v></c><c r="B7" t="inlineStr"><is><t>de Vries</t>'
-        '</is></c><c r="C7" t="b"><v>1</v></c><c r="AA7" t="str"><f>A7</f><v>x</v></c></row>'
-        "<row><c><v>5</v></c></row>"
-        "</sheetData></worksheet>"
-    ),
-    "xl/styles.xml": f"<styleSheet {S}/>",
-}
 PPTX = {
     "ppt/slides/slide2.xml": (
         f"<p:sld {A} xmlns:p='http://schemas.openxmlformats.org/presentationml/2006/main'>"
@@ -71,11 +55,13 @@ def build(parts: dict[str, str]) -> bytes:
 
 
 def extract(container: bytes, parent: str, step: int | None = None) -> dict[str, list]:
-    """Unzip like the opener would and feed each member to the factory's extractor."""
+    """Unzip like the opener would and feed each member to its document's part extractor."""
     result: dict[str, list] = {}
+    document = document_text(parent)
+    assert document is not None
     with zipfile.ZipFile(io.BytesIO(container)) as zf:
         for name in zf.namelist():
-            ex = text_extractor("xml", name=name, parent_type=parent)
+            ex = document.part(name)
             if ex is None:
                 continue
             data = zf.read(name)
@@ -88,6 +74,7 @@ def extract(container: bytes, parent: str, step: int | None = None) -> dict[str,
             out += ex.finish()
             assert ex.anomalies == []
             result[name] = out
+    assert document.finish() == [] and document.anomalies == []
     return result
 
 
@@ -103,22 +90,20 @@ def test_docx_paragraphs_runs_joined() -> None:
         assert extract(build(DOCX), "docx", step) == parts
 
 
-def test_xlsx_cells_and_shared_strings() -> None:
-    parts = extract(build(XLSX), "xlsx")
-    assert set(parts) == {"xl/sharedStrings.xml", "xl/worksheets/sheet1.xml"}
-    assert [c.text for c in parts["xl/sharedStrings.xml"]] == ["bsn", "Ziekenhuis Émile"]
-    cells = [
-        (c.text, c.position.sheet, c.position.row, c.position.column)
-        for c in parts["xl/worksheets/sheet1.xml"]
-    ]
-    assert cells == [
-        ("naam", "sheet1", 1, 2),
-        ("123456782", "sheet1", 7, 1),
-        ("de Vries", "sheet1", 7, 2),
-        ("x", "sheet1", 7, 27),
-        ("5", "sheet1", 8, 1),
-    ]
-    assert extract(build(XLSX), "xlsx", 1) == parts
+def test_docx_parts_share_one_emitter() -> None:
+    """Offsets run on from part to part; the cap holds for the document."""
+    parts = extract(build(DOCX), "docx")
+    doc, header = parts["word/document.xml"], parts["word/header1.xml"]
+    assert header[0].position.offset == sum(len(c.text) for c in doc)
+    document = document_text("docx", max_chars=20)
+    assert document is not None
+    first, second = document.part("word/document.xml"), document.part("word/header1.xml")
+    assert first is not None and second is not None
+    with zipfile.ZipFile(io.BytesIO(build(DOCX))) as zf:
+        out = first.feed(zf.read("word/document.xml")) + first.finish()
+        out += second.feed(zf.read("word/header1.xml")) + second.finish()
+    assert sum(len(c.text) for c in out) == 20
+    assert [a.kind for a in document.anomalies] == ["text_cap"]
 
 
 def test_pptx_slide_page() -> None:
@@ -141,8 +126,7 @@ def test_hostile_bytes_never_raise(data: bytes, cuts: list[int]) -> None:
     edges = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
     for make in (
         lambda: WordprocessingExtractor(part="word/document.xml"),
-        lambda: SharedStringsExtractor(part="xl/sharedStrings.xml"),
-        lambda: WorksheetExtractor(part="xl/worksheets/sheet1.xml", sheet="sheet1"),
+        lambda: WordprocessingExtractor(part="word/document.xml", emitter=ChunkEmitter([])),
         lambda: SlideExtractor(part="ppt/slides/slide1.xml", page=1),
     ):
         ex = make()

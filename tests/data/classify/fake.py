@@ -59,11 +59,12 @@ def elfproef(digits: str) -> bool:
 
 
 def valid_bsn(rng: random.Random, *, leading_zero: bool = False) -> str:
-    """Nine digits that pass the elfproef, not a documentation example, never all zeros."""
+    """Nine digits that pass the elfproef, not a documentation example, never all zeros.
+    `leading_zero`: the first digit is 0 and the second is not (so a spreadsheet's numeric
+    cell shows exactly 8 digits)."""
     while True:
-        head = ("0" if leading_zero else str(rng.randrange(1, 10))) + "".join(
-            str(rng.randrange(10)) for _ in range(7)
-        )
+        first = "0" + str(rng.randrange(1, 10)) if leading_zero else str(rng.randrange(1, 10))
+        head = first + "".join(str(rng.randrange(10)) for _ in range(8 - len(first)))
         total = sum(int(d) * w for d, w in zip(head, range(9, 1, -1), strict=True))
         last = total % 11
         if last == 10:
@@ -124,8 +125,10 @@ def agb_code(rng: random.Random) -> str:
 
 
 def mobile_number(rng: random.Random) -> str:
-    """The nine national digits of a Dutch mobile number: 6 and eight more."""
-    return "6" + "".join(str(rng.randrange(10)) for _ in range(8))
+    """The nine national digits of a Dutch mobile number: 6, a digit of the ranges the ACM
+    numbering plan gives to mobile telephony (06-1 to 06-5 and 06-8; 066 is pagers, 067
+    data services, 069 and 060 are not issued), and seven more."""
+    return "6" + rng.choice("123458") + "".join(str(rng.randrange(10)) for _ in range(7))
 
 
 def landline_number(rng: random.Random) -> str:

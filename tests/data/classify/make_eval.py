@@ -179,8 +179,12 @@ def column_letter(index: int) -> str:
     return letters
 
 
-def xlsx_bytes(rows: Sequence[Sequence[str | int]], sheet: str = "Export") -> bytes:
-    """An OOXML workbook: one sheet, strings in sharedStrings.xml, ints as numeric cells."""
+def xlsx_bytes(
+    rows: Sequence[Sequence[str | int]], sheet: str = "Export", *, strings_first: bool = False
+) -> bytes:
+    """An OOXML workbook: one sheet, strings in sharedStrings.xml, ints as numeric cells.
+    The string table comes after the sheet in the ZIP (as Excel writes it), or before it
+    (`strings_first`, as some libraries do): a reader must join them either way."""
     strings: dict[str, int] = {}
     order: list[str] = []
     total_refs = 0
@@ -236,8 +240,11 @@ def xlsx_bytes(rows: Sequence[Sequence[str | int]], sheet: str = "Export") -> by
                     ]
                 ),
             ),
-            ("xl/worksheets/sheet1.xml", sheet_xml),
-            ("xl/sharedStrings.xml", sst),
+            *(
+                [("xl/sharedStrings.xml", sst), ("xl/worksheets/sheet1.xml", sheet_xml)]
+                if strings_first
+                else [("xl/worksheets/sheet1.xml", sheet_xml), ("xl/sharedStrings.xml", sst)]
+            ),
         ]
     )
 
@@ -430,9 +437,11 @@ def build_xlsx(
             cells[BSN_COLUMN] = int(p.bsn)  # a BSN starting with 0 shows as 8 digits
         table.append(cells)
     facts = patient_facts(rows)
+    strings_first = rng.random() < 0.5
     facts.meta = {"bsn_cell": opt["bsn_cell"], "columns": header, "bsn_column": BSN_COLUMN,
-                  "leading_zero_bsns": sum(p.bsn.startswith("0") for p in rows)}  # fmt: skip
-    return xlsx_bytes(table), facts
+                  "leading_zero_bsns": sum(p.bsn.startswith("0") for p in rows),
+                  "strings_first": strings_first}  # fmt: skip
+    return xlsx_bytes(table, strings_first=strings_first), facts
 
 
 REFERRAL_COLUMNS = ["Naam", "Geboortedatum", "BSN", "Postcode", "Uitslag", "Huisarts (AGB)"]
@@ -478,6 +487,7 @@ def build_pdf(
             for p in rows
         ]
     facts = patient_facts(rows)
+    del facts.values["agb"]  # the list names no general practitioner
     facts.meta = {"style": opt["style"], "lines": len(lines)}
     return pdf_bytes(lines), facts
 
@@ -576,7 +586,7 @@ def hl7_message(p: Patient, seq: int, rng: random.Random, charset: str) -> list[
         "PV1|1|O",
         f"ORC|RE|{order}|{order}-F",
         f"OBR|1|{order}|{order}-F|BMHK^Bevolkingsonderzoek baarmoederhalskanker^L|||{stamp}"
-        f"||||||||{p.gp.agb}^{gp_family}^^^^^^^VEKTIS&{HL7_AGB_OID}&ISO",
+        f"|||||||||{p.gp.agb}^{gp_family}^^^^^^^VEKTIS&{HL7_AGB_OID}&ISO",  # OBR-16
         f"OBX|1|ST|HRHPV^hrHPV-test^L||{'positief' if s.hpv_positive else 'negatief'}||||||F",
     ]
     if s.hpv_positive:
@@ -737,7 +747,9 @@ def build_orders(
     if opt["as"] == "xlsx":
         table: list[list[str | int]] = [list(header)]
         table += [[int(r[0]), *r[1:]] for r in rows]
-        return xlsx_bytes(table, sheet="Orders"), facts
+        strings_first = rng.random() < 0.5
+        facts.meta = {"strings_first": strings_first}
+        return xlsx_bytes(table, sheet="Orders", strings_first=strings_first), facts
     lines = ["Orderoverzicht juni 2025 - Oefenleverancier B.V.", ""]
     lines += [f"Ordernummer {r[0]} - {r[1]} - klant {r[2]} - {r[3]} x{r[4]} - EUR {r[5]}"
               for r in rows]  # fmt: skip
@@ -920,7 +932,9 @@ def build_ibans(
             for i, iban in enumerate(ibans)]  # fmt: skip
     facts = Facts(values={"bsn": set(), "iban": set(ibans)}, categories={"financial"})
     if opt["as"] == "xlsx":
-        return xlsx_bytes([header, *rows], sheet="Crediteuren"), facts
+        strings_first = rng.random() < 0.5
+        facts.meta = {"strings_first": strings_first}
+        return xlsx_bytes([header, *rows], sheet="Crediteuren", strings_first=strings_first), facts
     buf = io.StringIO()
     w = csv.writer(buf, delimiter=",", lineterminator="\r\n")
     w.writerow(header)
