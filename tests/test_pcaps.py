@@ -134,6 +134,7 @@ def _check_findings(capture: Path, expected: list[dict[str, Any]]) -> None:
     exactly (as a multiset: every one found, none more)."""
     keys = {key for want in expected for key in want}
     have = _sensitive_view(replay(capture, classify=True), keys)
+
     def canonical(row: dict[str, Any]) -> str:
         return json.dumps(row, sort_keys=True)
 
