@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
 # `make demo`: replay the bundled sample traffic under the demo site's configuration and show
 # what an operator would see: the summary, the findings, the top talkers, one host's page.
+# `scripts/demo.sh --list-captures` prints the captures it replays, one a line, and stops
+# (tests/classify/test_privacy_sample_traffic.py reads them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${SLUICE_DEMO_OUT:-build/demo}
-rm -rf "$out"
-mkdir -p -m 0700 "$out"
 # Captures of real clients and servers (see pcaps/README.md): HTTP uploads, a patient CSV
-# mailed to an external mailbox, FTP, TLS, and an SFTP upload of an archive. The crafted edge
-# cases are for the regression tests.
+# mailed to an external mailbox, FTP, TLS, an SFTP upload of an archive, encrypted containers,
+# and cervical-screening patient data leaving by mail and to a file-hosting site
+# (patient-exfil, which the classification finds). The crafted edge cases (http-evasions,
+# http-evader's 423 evasive messages) are for the regression tests.
 captures=()
 for c in pcaps/http-*/input.pcap pcaps/smtp-attachments/input.pcap pcaps/smtp-starttls/input.pcap \
          pcaps/ftp-passive-upload/input.pcap pcaps/tls-13-alpn/input.pcap \
          pcaps/ssh-sftp-upload/input.pcap pcaps/office-egress/input.pcap \
-         pcaps/encrypted-uploads/input.pcap; do
-  [[ $c == *http-evasions* || ! -f $c ]] || captures+=("$c")
+         pcaps/encrypted-uploads/input.pcap pcaps/patient-exfil/input.pcap; do
+  [[ $c == *http-evasions* || $c == *http-evader* || ! -f $c ]] || captures+=("$c")
 done
+if [[ ${1:-} == --list-captures ]]; then
+  printf '%s\n' "${captures[@]}"
+  exit 0
+fi
+rm -rf "$out"
+mkdir -p -m 0700 "$out"
 # A country database for the demo's documentation addresses (RFC 5737): the export server
 # 198.51.100.0/24 "in the US", the file share 203.0.113.0/24 "in the Netherlands". A site
 # passes its own MaxMind-format file with --geoip; without one, registry data is bundled.

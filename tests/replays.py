@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sensor.cli.main import run
-from sensor.config import Config
+from sensor.config import ClassifyConfig, Config
 from sensor.pipeline import Summary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,11 +66,13 @@ def _workdir() -> Path:
 
 
 @cache
-def replay(path: Path) -> Replay:
-    """`sluice extract` on one capture (in-process), cached for the session."""
-    out = _workdir() / path.parent.name / path.stem
+def replay(path: Path, classify: bool = False) -> Replay:
+    """`sluice extract` on one capture (in-process), cached for the session; `classify`: with
+    classification on (`[classify] enabled = true`), which the default config leaves off."""
+    out = _workdir() / path.parent.name / (path.stem + ("-classified" if classify else ""))
     out.mkdir(parents=True, exist_ok=True)
-    summary, _ = run([str(path)], out, Config(), extract=True)
+    config = Config(classify=ClassifyConfig(enabled=True)) if classify else Config()
+    summary, _ = run([str(path)], out, config, extract=True)
     events = [json.loads(line) for line in (out / "events.jsonl").open()]
     files = [json.loads(line) for line in (out / "files.jsonl").open()]
     return Replay(summary, events, files, out)

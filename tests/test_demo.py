@@ -24,6 +24,7 @@ def test_the_demo_fires_the_expected_findings(tmp_path: Path) -> None:
     text = done.stdout
     for heading in (
         "findings:",
+        "sensitive uploads: 2",
         "uploads (client -> server):",
         "mail (SMTP transactions):",
         "SSH sessions:",
@@ -42,6 +43,11 @@ def test_the_demo_fires_the_expected_findings(tmp_path: Path) -> None:
     assert ("non_eu_transfer", "10.10.0.10") in kinds
     assert ("novel_destination", "10.10.0.10") in kinds
     assert ("volume_threshold", "10.10.0.11") in kinds
+    # Classification is on: patient-exfil's CSV mailed out and FHIR export to transfer.example.
+    sensitive = [f for f in findings if f["kind"] == "sensitive_content"]
+    assert [f["severity"] for f in sensitive] == ["critical", "critical"]
+    assert {f["host"] for f in sensitive} == {"10.10.0.10"}
+    assert "bmhk-uitslagen-2025-06.csv" in text and "fhir-export-bmhk-2025-06.json" in text
     assert all(f["severity"] in ("low", "medium", "high", "critical") for f in findings)
     assert "pacs-export-2025-07.bin" in text and "patients-week27.csv" in text
     for page in ("top.html", "host.html"):

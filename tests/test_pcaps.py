@@ -115,6 +115,34 @@ def _http_view(result: Replay) -> list[dict[str, Any]]:
     return rows
 
 
+def _sensitive_view(result: Replay, keys: set[str]) -> list[dict[str, Any]]:
+    """Every `sensitive_content` finding reduced to the keys the expectation names, with
+    `identifiers` as {type: distinct values}: compared whole, so a type the data does not hold
+    is a difference too."""
+    rows = []
+    for event in result.of_type("finding"):
+        f = event["finding"]
+        if f["kind"] == "sensitive_content":
+            row = {key: f.get(key) for key in keys}
+            row["identifiers"] = {name: n["distinct"] for name, n in f["identifiers"].items()}
+            rows.append(row)
+    return rows
+
+
+def _check_findings(capture: Path, expected: list[dict[str, Any]]) -> None:
+    """The classification findings of a replay with classification on equal the expectation
+    exactly (as a multiset: every one found, none more)."""
+    keys = {key for want in expected for key in want}
+    have = _sensitive_view(replay(capture, classify=True), keys)
+
+    def canonical(row: dict[str, Any]) -> str:
+        return json.dumps(row, sort_keys=True)
+
+    assert sorted(have, key=canonical) == sorted(expected, key=canonical), (
+        f"sensitive_content findings differ:\n  want {expected}\n  have {have}"
+    )
+
+
 @pytest.mark.parametrize("capture", all_inputs(), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_case(capture: Path) -> None:
     expected = json.loads((capture.parent / "expected.json").read_text())
@@ -129,6 +157,8 @@ def test_case(capture: Path) -> None:
         _match_multiset(expected["smtp"], _smtp_view(result), True, "smtp transaction")
     if "destinations" in expected:
         _match_multiset(expected["destinations"], _destination_view(result), True, "destination")
+    if "findings" in expected:
+        _check_findings(capture, expected["findings"])
     app_records = {
         "tls": [e["tls"] for e in result.of_type("tls")],
         "ssh": [_ssh_body(e) for e in result.of_type("ssh")],

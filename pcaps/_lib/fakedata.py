@@ -1,7 +1,11 @@
 """Deterministic fake content for the sample uploads. No real person is in here.
 
-The BSN-like numbers are 9 digits that deliberately FAIL the elfproef (11-test), so none of them
-can be an issued Dutch citizen service number.
+The BSN-like numbers of `fake_bsn` (and so of every `patients_csv`) are 9 digits that
+deliberately FAIL the elfproef (11-test), so none of them can be an issued Dutch citizen service
+number. `valid_bsn` makes numbers that PASS it, for the captures and corpora a BSN detector must
+find something in (patient-exfil, the classification evaluation corpus); a random 9-digit
+number passes about 1 time in 11, so such a number may equal an issued one by chance, but it is
+never linked to that person's name, date of birth or address.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ FIRST = ["Anna", "Bram", "Daan", "Emma", "Fleur", "Gijs", "Iris", "Jesse", "Lott
 LAST = ["Testhuis", "Voorbeeld", "Proefman", "Nepdorp", "Fictiefsma", "Demoveld", "Dummerhof",
         "Oefenaar", "Mockstra", "Stubbing"]  # fmt: skip
 DIAGNOSES = ["controle", "uitstrijkje normaal", "HPV negatief", "herhaling 6 mnd", "verwezen"]
+# The documentation examples a BSN detector ignores: never made as a "real" value.
+EXAMPLE_BSNS = frozenset({"111222333", "123456782"})
 
 
 def _elfproef_ok(digits: str) -> bool:
@@ -26,6 +32,22 @@ def fake_bsn(rng: random.Random) -> str:
         digits = "".join(str(rng.randrange(10)) for _ in range(9))
         if digits[0] != "0" and not _elfproef_ok(digits):
             return digits
+
+
+def valid_bsn(rng: random.Random, *, leading_zero: bool = False) -> str:
+    """Nine digits that pass the elfproef, not a documentation example, never all zeros.
+    `leading_zero`: the first digit is 0 and the second is not (so a spreadsheet's numeric
+    cell shows exactly 8 digits)."""
+    while True:
+        first = "0" + str(rng.randrange(1, 10)) if leading_zero else str(rng.randrange(1, 10))
+        head = first + "".join(str(rng.randrange(10)) for _ in range(8 - len(first)))
+        total = sum(int(d) * w for d, w in zip(head, range(9, 1, -1), strict=True))
+        last = total % 11
+        if last == 10:
+            continue  # no single check digit makes this prefix valid
+        bsn = head + str(last)
+        if bsn not in EXAMPLE_BSNS and int(bsn) != 0 and _elfproef_ok(bsn):
+            return bsn
 
 
 def patients_csv(target_size: int, seed: int) -> bytes:

@@ -58,7 +58,7 @@ from sensor.metering.store import MeterStore, StoreError
 from sensor.metering.units import human_bytes, printable
 from sensor.outputs import eve
 from sensor.outputs.activity import ActivityLog, mail_text, ssh_text, upload_text
-from sensor.outputs.digest import Digest, Kept
+from sensor.outputs.digest import SEVERITY_ORDER, Digest, Kept
 from sensor.outputs.eve import open_private
 from sensor.outputs.files import extracted_record
 from sensor.pipeline import Pipeline, Summary
@@ -427,6 +427,7 @@ def print_summary(
             )
         )
     _findings_table(digest, console, out)
+    _sensitive_table(console, digest.sensitive, out)
     _encrypted_table(console, digest.encrypted, out)
     kept = (
         ("uploads (client -> server)", digest.uploads, ["PROTO", "WHAT"],
@@ -459,6 +460,45 @@ def _kept_table(
         flow = f"{r['src_ip']} -> {r['dest_ip']}:{r['dest_port']}"
         t.add_row(*(screen.cell(v) for v in [f"{when:%Y-%m-%d %H:%M:%S}", flow, *what(r)]))
     console.print(screen.freeze(t, console.width))
+    if kept.total > len(kept.records):
+        console.print(
+            f"... {kept.total - len(kept.records):,} more in {out / 'events.jsonl'}",
+            soft_wrap=True,
+        )
+
+
+def _sensitive_table(console: Console, kept: Kept, out: Path) -> None:
+    """Sensitive uploads (the `sensitive_content` findings), before the encrypted ones and the
+    most severe on top: who sent what to where, and what classification found in it
+    (categories, records, distinct values per identifier type; never a value). At 80 columns
+    the description wraps under the file's name rather than being cut: its counts are what a
+    DPO reports."""
+    if not kept.records:
+        return
+    t = screen.table(f"sensitive uploads: {kept.total:,}")
+    screen.column(t, "SEVERITY")
+    screen.column(t, "HOST")
+    screen.column(t, "TO")
+    screen.column(t, "FILE, WHAT IT HOLDS", ratio=1, min_width=24, wrap=True)
+    records = sorted(kept.records, key=lambda r: SEVERITY_ORDER.get(r["finding"]["severity"], 9))
+    for r in records:
+        f = r["finding"]
+        path = f.get("container_path")
+        name = " / ".join(p or "-" for p in path) if path else (f.get("filename") or "-")
+        counts = sorted(f["identifiers"].items(), key=lambda item: (-item[1]["distinct"], item[0]))
+        held = ", ".join(f"{n['distinct']:,} {kind}" for kind, n in counts)
+        what = screen.wrapped(name, "bold")
+        what.append(
+            "\n" + printable(f"{f['records']:,} records; {', '.join(f['categories'])}; {held}")
+        )
+        t.add_row(
+            screen.severity(f["severity"]),
+            screen.cell(f["host"]),
+            screen.cell(f"{f['destination']}:{f['destination_port']} {f['proto']}"),
+            what,
+        )
+    console.print(screen.freeze(t, console.width))
+    console.print("counts are distinct values; `sluice findings` lists them with the time")
     if kept.total > len(kept.records):
         console.print(
             f"... {kept.total - len(kept.records):,} more in {out / 'events.jsonl'}",

@@ -57,6 +57,11 @@ def cell(value: object, style: str = "") -> Text:
     return Text(printable(value), style=style, no_wrap=True, overflow="ellipsis")
 
 
+def wrapped(value: object, style: str = "") -> Text:
+    """A cell of a `wrap` column: wraps at spaces, folds a word longer than the column."""
+    return Text(printable(value), style=style, overflow="fold")
+
+
 def severity(level: str) -> Text:
     return cell(level, SEVERITY_STYLE.get(level, ""))
 
@@ -77,13 +82,15 @@ def table(title: str | None = None) -> Table:
 
 def column(
     t: Table, title: str, *, right: bool = False, ratio: int | None = None,
-    min_width: int | None = None, max_width: int | None = None,
+    min_width: int | None = None, max_width: int | None = None, wrap: bool = False,
 ) -> None:  # fmt: skip
+    """A column whose cells stay on one line and end in an ellipsis when cut; `wrap`: its
+    cells wrap at spaces instead (the row grows), for text that must be read whole."""
     t.add_column(
         title,
         justify="right" if right else "left",
-        no_wrap=True,
-        overflow="ellipsis",
+        no_wrap=not wrap,
+        overflow="fold" if wrap else "ellipsis",
         ratio=ratio,
         min_width=min_width,
         max_width=max_width,

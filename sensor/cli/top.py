@@ -48,7 +48,7 @@ from sensor.config import ConfigError, read_config
 from sensor.metering.categories import CategoryDb, CategoryError, load_categories
 from sensor.metering.geo import GeoDb, GeoError, open_geo
 from sensor.metering.store import MeterStore, StoreError, TopRow
-from sensor.metering.units import human_bytes, human_duration, human_rate
+from sensor.metering.units import human_bytes, human_duration, human_rate, printable
 from sensor.metering.values import SEVERITIES, Finding, Volume
 from sensor.outputs.eve import iso_time
 from sensor.outputs.eve import open_private as eve_open
@@ -775,25 +775,47 @@ def _rank(severity: str) -> int:
     return SEVERITIES.index(severity) if severity in SEVERITIES else 1
 
 
+# Below this many columns for the detail, a finding takes two lines or more: what it is and
+# for whom, then its detail across the width (an 80-column terminal).
+DETAIL_MIN_COLUMNS = 40
+
+
 def findings_table(
     records: list[Record], view: View, width: int, with_host: bool = True
 ) -> RenderableType:
+    """One finding per row, its detail wrapped rather than cut (the detail is what a finding
+    says: a file's name and what it holds, a rule and its limit). When the detail would get
+    fewer than DETAIL_MIN_COLUMNS, kind and host share one column with the detail below them,
+    so an 80-column terminal shows every word."""
+    times = [view.iso_local(r["time"]) for r in records]
+    fixed = max(map(len, ["TIME", *times])) + len("SEVERITY") + 2 * 2
+    fixed += max(len(r["kind"]) for r in records) + 2 if records else 0
+    if with_host:
+        fixed += max(len(r["host"]) for r in records) + 2 if records else 0
+    stacked = width - fixed < DETAIL_MIN_COLUMNS
     t = screen.table()
     screen.column(t, "TIME")
     screen.column(t, "SEVERITY")
-    screen.column(t, "KIND")
-    if with_host:
-        screen.column(t, "HOST")
-    screen.column(t, "DETAIL", ratio=1, min_width=20)
-    for r in records:
-        cells = [
-            screen.cell(view.iso_local(r["time"])),
-            screen.severity(r["severity"]),
-            screen.cell(r["kind"]),
-        ]
+    if stacked:
+        screen.column(t, "FINDING" + (", HOST" if with_host else ""), ratio=1, wrap=True)
+    else:
+        screen.column(t, "KIND")
         if with_host:
-            cells.append(screen.cell(r["host"]))
-        cells.append(screen.cell(r["detail"]))
+            screen.column(t, "HOST")
+        screen.column(t, "DETAIL", ratio=1, min_width=20, wrap=True)
+    for r, when in zip(records, times, strict=True):
+        cells = [screen.cell(when), screen.severity(r["severity"])]
+        if stacked:
+            what = screen.wrapped(r["kind"], "bold")
+            if with_host:
+                what.append("  " + printable(r["host"]))
+            what.append("\n" + printable(r["detail"]))
+            cells.append(what)
+        else:
+            cells.append(screen.cell(r["kind"]))
+            if with_host:
+                cells.append(screen.cell(r["host"]))
+            cells.append(screen.wrapped(r["detail"]))
         t.add_row(*cells)
     return screen.freeze(t, width)
 

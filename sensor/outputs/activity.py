@@ -21,7 +21,11 @@ from sensor.metering.store import MeterStore
 from sensor.metering.units import human_bytes, printable
 from sensor.metering.values import Finding
 from sensor.outputs.eve import Record
+<<<<<<< HEAD
 from sensor.outputs.files import PIPELINE_FINDING_KINDS
+=======
+from sensor.outputs.files import FINDING_SEVERITIES
+>>>>>>> demo
 
 FLUSH_ROWS = 256  # rows buffered before a write; the rest go at flush()
 
@@ -54,6 +58,9 @@ def upload_text(record: Record) -> str:
         how = http_text(record, status=False)
     # What the operator must not miss comes first: a narrow terminal cuts the end of the line.
     flags = []
+    found = f.get("classification") or {}
+    if found.get("severity") in FINDING_SEVERITIES:  # a `sensitive_content` finding
+        flags.append(f"SENSITIVE {found['severity']}, {found['records']:,} records")
     fingerprint = f.get("fingerprint") or {}
     if fingerprint.get("encrypted"):
         hidden = ", names hidden" if fingerprint.get("hides_names") else ""

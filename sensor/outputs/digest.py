@@ -1,5 +1,6 @@
-"""What a replay's summary shows (the outputs stage): the encrypted uploads, the first uploads,
-mails and SSH sessions, and every finding grouped by kind.
+"""What a replay's summary shows (the outputs stage): the sensitive uploads (what classification
+found in them), the encrypted uploads, the first uploads, mails and SSH sessions, and every
+finding grouped by kind.
 
 A sink like any other: it sees every record and keeps the first `limit` of each kind the summary
 lists, counting all of them, so memory stays bounded however long the input. Findings are kept
@@ -43,6 +44,7 @@ class Digest:
         self.limit = limit
         self.uploads = Kept()  # `file` records of objects sent by a client (not members)
         self.encrypted = Kept()  # uploaded objects (or members of one) that are encrypted
+        self.sensitive = Kept()  # `sensitive_content` findings: what classified uploads hold
         self.messages = Kept()  # `smtp` records
         self.sessions = Kept()  # `ssh` records
         self.findings = Kept()  # `finding` records
@@ -68,6 +70,8 @@ class Digest:
         elif kind == "finding":
             self.findings.add(record, self.limit)
             f = record["finding"]
+            if f["kind"] == "sensitive_content":
+                self.sensitive.add(record, self.limit)
             key = (f["kind"], f["severity"])
             group = self._groups.get(key)
             if group is None:

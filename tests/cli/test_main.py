@@ -411,6 +411,43 @@ def test_encrypted_uploads_come_first_and_fit_80_columns(tmp_path: Path) -> None
     assert "rar4-aes-128" in table and "pdf-aes-256" in table and "export-week27.7z" in table
 
 
+def test_sensitive_uploads_lead_with_their_counts_and_fit_80_columns(tmp_path: Path) -> None:
+    """patient-exfil with classification on: both exports are listed before the encrypted
+    uploads with severity, host, destination, file name, records, categories and the distinct
+    values per identifier type (from the capture's expectation), wrapped, never cut, at 80."""
+    from rich.console import Console
+
+    from sensor.cli.main import print_summary, run
+    from sensor.config import ClassifyConfig, Config
+    from sensor.outputs.digest import Digest
+
+    digest = Digest()
+    case = PCAPS / "patient-exfil"
+    captures = [str(case / "input.pcap"), str(PCAPS / "encrypted-uploads" / "input.pcap")]
+    config = Config(classify=ClassifyConfig(enabled=True))
+    summary, seconds = run(captures, tmp_path, config, False, digest=digest)
+    stream = io.StringIO()
+    console = Console(file=stream, width=80, color_system=None)
+    print_summary("replay", captures, summary, digest, seconds, tmp_path, console)
+    lines = stream.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines if str(tmp_path) not in line)
+    text = "\n".join(lines)
+    expected = json.loads((case / "expected.json").read_text())["findings"]
+    start = text.index(f"sensitive uploads: {len(expected)}")
+    assert start < text.index("encrypted uploads: ") < text.index("uploads (client -> server)")
+    table = text[start : text.index("encrypted uploads: ")]
+    for want in expected:
+        to = f"{want['destination']}:{want['destination_port']} {want['proto']}"
+        row = f"{want['severity']}  {want['host']}  {to}"
+        assert re.search(rf"{re.escape(row)} +{re.escape(want['filename'])}", table), row
+        # The wrapped description, read as one text: every count is there whole.
+        block = table[table.index(want["filename"]) :]
+        words = " ".join(block.split())
+        assert f"{want['records']:,} records; {', '.join(want['categories'])};" in words
+        for kind, distinct in want["identifiers"].items():
+            assert f"{distinct:,} {kind}" in words, (kind, words)
+
+
 # -- help, version -----------------------------------------------------------------------------
 
 

@@ -452,3 +452,40 @@ def test_without_db_the_one_sensors_database_is_read(
     _fails_cleanly(capsys, ["top"], "several sensors' databases")
     shutil.copy(db, here / "sluice.db")  # one here wins
     assert run(capsys, "top")[0] == 0
+
+
+SENSITIVE_DETAIL = (
+    "bmhk-uitslagen-2025-06.csv: contact, health, national_id; 400 bsn, 391 date_of_birth, "
+    "400 postcode_nl; 400 records, over smtp to 198.51.100.20:25"
+)
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_a_findings_detail_is_never_cut(width: int) -> None:
+    """At 80 columns kind and host share a column and the detail wraps below them; at 160 the
+    columns are side by side. Either way every word of the detail is on the screen."""
+    records = [
+        {"time": "2025-07-01T10:00:00Z", "kind": "sensitive_content", "severity": "critical",
+         "host": "10.10.0.10", "detail": SENSITIVE_DETAIL},
+        {"time": "2025-07-01T10:00:05Z", "kind": "volume_threshold", "severity": "medium",
+         "host": "10.10.0.10", "detail": "rule 'bulk upload': 2.3 MB outbound"},
+    ]  # fmt: skip
+    from datetime import UTC
+
+    from rich.console import Console
+
+    view = top.View(tz=UTC, tz_name="UTC", no_color=True)
+    stream = io.StringIO()
+    console = Console(file=stream, width=width, color_system=None)
+    console.print(top.findings_table(records, view, width))
+    lines = stream.getvalue().splitlines()
+    assert all(len(line) <= width for line in lines)
+    assert " ".join(stream.getvalue().split()).count(SENSITIVE_DETAIL) == 1
+    header = lines[0].split()
+    if width == 80:
+        assert header == ["TIME", "SEVERITY", "FINDING,", "HOST"]
+        assert re.search(r"critical +sensitive_content +10\.10\.0\.10 *$", lines[2])
+    else:
+        assert header == ["TIME", "SEVERITY", "KIND", "HOST", "DETAIL"]
+        assert re.search(r"medium +volume_threshold +10\.10\.0\.10 +rule 'bulk upload': "
+                         r"2\.3 MB outbound *$", stream.getvalue(), re.M)  # fmt: skip

@@ -31,3 +31,13 @@ def test_ambiguous_and_incomplete_lead_the_line_so_a_narrow_terminal_keeps_them(
                                missing_bytes=1200))  # fmt: skip
     assert text.startswith("[ambiguous: tcp-linux; INCOMPLETE 1,200 B missing] POST /upload/")
     assert upload_text(_record(complete=False)).startswith("[INCOMPLETE] POST")
+
+
+def test_a_sensitive_upload_says_so_first() -> None:
+    """A classified upload of a finding's severity leads with it and its record count; one
+    below (a single e-mail address: low) carries no flag."""
+    found = {"severity": "critical", "records": 400, "categories": ["health", "national_id"]}
+    text = upload_text(_record(classification=found, fingerprint={"encrypted": False}))
+    assert text.startswith("[SENSITIVE critical, 400 records] POST /upload/")
+    low = {"severity": "low", "records": 0, "categories": ["contact"]}
+    assert "[" not in upload_text(_record(classification=low))

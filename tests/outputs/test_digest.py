@@ -47,3 +47,13 @@ def test_findings_are_grouped_most_severe_first_with_their_hosts() -> None:
     assert groups[1].hosts == ["10.0.0.1", "10.0.0.2"]  # distinct, capped at the limit
     assert groups[1].first_detail == "volume_threshold 10.0.0.1"
     assert digest.findings.total == 6
+
+
+def test_sensitive_content_findings_are_kept_for_their_own_table() -> None:
+    digest = Digest(limit=2)
+    for _ in range(3):
+        digest(_finding("sensitive_content", "critical", "10.0.0.1"))
+    digest(_finding("encrypted_upload", "high", "10.0.0.1"))
+    assert digest.sensitive.total == 3 and len(digest.sensitive.records) == 2
+    assert {r["finding"]["kind"] for r in digest.sensitive.records} == {"sensitive_content"}
+    assert digest.findings.total == 4

@@ -3,9 +3,10 @@
 Stage: test data (not part of the sensor). In: a `random.Random`. Out: values and records made
 only from invented names and random digits; no real person or business is in here.
 
-This adds to pcaps/_lib/fakedata.py (whose numbers deliberately FAIL the elfproef) what the
-evaluation needs: BSNs that PASS it (a detector must find them), NL IBANs with correct mod-97
-check digits, postcodes, AGB codes, Dutch phone numbers, KvK/RSIN pairs and screening results.
+This adds to pcaps/_lib/fakedata.py (whose `fake_bsn` numbers deliberately FAIL the elfproef
+and whose `valid_bsn` ones pass it, so a detector must find them) what the evaluation needs: NL
+IBANs with correct mod-97 check digits, postcodes, AGB codes, Dutch phone numbers, KvK/RSIN
+pairs and screening results.
 A random 9-digit number passes the elfproef about 1 time in 11, so a valid BSN here may equal
 an issued one by chance; it is never linked to that person's name, date of birth or address.
 """
@@ -17,7 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pcaps._lib.fakedata import FIRST, LAST, fake_bsn
+from pcaps._lib.fakedata import FIRST, LAST, fake_bsn, valid_bsn
 
 # Names with characters outside ASCII, so that the encoding of a file matters (all of them are
 # in cp1252 too).
@@ -28,9 +29,8 @@ STREETS = ["Dorpsstraat", "Kerkstraat", "Schoolstraat", "Molenweg", "Stationsweg
            "Oefenpad", "Voorbeeldsingel"]  # fmt: skip
 TOWNS = ["Rijswijk", "Den Haag", "'s-Hertogenbosch", "Leeuwarden", "Utrecht", "Zwolle",
          "Maastricht", "Groningen", "Delft", "Enschede", "Súdwest-Fryslân", "Nijmegen"]  # fmt: skip
-# The documentation examples a detector must ignore (research note §1.1): never planted as a
-# "real" value.
-EXAMPLE_BSNS = frozenset({"111222333", "123456782"})
+# The documentation examples a detector must ignore (research note §1.1; the BSN ones are
+# fakedata.EXAMPLE_BSNS): never planted as a "real" value.
 EXAMPLE_IBAN = "NL91ABNA0417164300"
 EXAMPLE_PAN = "4111111111111111"
 NL_BANKS = ["ABNA", "INGB", "RABO", "SNSB", "ASNB", "TRIO", "KNAB", "BUNQ"]
@@ -56,22 +56,6 @@ def elfproef(digits: str) -> bool:
     digits = digits.zfill(9)
     total = sum(int(d) * w for d, w in zip(digits[:8], range(9, 1, -1), strict=True))
     return (total - int(digits[8])) % 11 == 0
-
-
-def valid_bsn(rng: random.Random, *, leading_zero: bool = False) -> str:
-    """Nine digits that pass the elfproef, not a documentation example, never all zeros.
-    `leading_zero`: the first digit is 0 and the second is not (so a spreadsheet's numeric
-    cell shows exactly 8 digits)."""
-    while True:
-        first = "0" + str(rng.randrange(1, 10)) if leading_zero else str(rng.randrange(1, 10))
-        head = first + "".join(str(rng.randrange(10)) for _ in range(8 - len(first)))
-        total = sum(int(d) * w for d, w in zip(head, range(9, 1, -1), strict=True))
-        last = total % 11
-        if last == 10:
-            continue  # no single check digit makes this prefix valid
-        bsn = head + str(last)
-        if bsn not in EXAMPLE_BSNS and int(bsn) != 0 and elfproef(bsn):
-            return bsn
 
 
 def failing_nine_digits(rng: random.Random) -> str:
