@@ -31,15 +31,23 @@ import bisect
 from collections import deque
 from dataclasses import dataclass, field
 
-from sensor.classify.detectors import Detector, DetectorSet, SeverityRule
-from sensor.classify.scanner import MAX_MATCH_CHARS, Candidate, Pattern, Scanner, ScanStream
+from sensor.classify.detectors import Detector, DetectorSet, KeywordSet, SeverityRule
+from sensor.classify.scanner import (
+    KEYWORD_PREFIX,
+    MAX_MATCH_CHARS,
+    Candidate,
+    Pattern,
+    Scanner,
+    ScanStream,
+)
 from sensor.classify.secret import keyed_hasher
-from sensor.classify.validators import VALIDATORS
+from sensor.classify.validators import VALIDATORS, Validator
 from sensor.content.fingerprint.base import TextChunk
 
 MAX_DISTINCT = 200_000  # keyed hashes kept per detector and object; beyond, counts stop
 SAMPLES = 3  # masked samples per detector
 BATCH_CHARS = 32 * 1024  # text buffered before a scan (chunks are often a row or a value)
+MEMO_ENTRIES = 8192  # validator results and header verdicts remembered per object, at most
 
 
 def mask(value: str) -> str:
@@ -102,6 +110,22 @@ class Classifier:
             + [d.negative_window for d in self.detectors.values()]
             + [1]
         )
+        # Per candidate pattern id, what the scorer needs without further look-ups.
+        self._plans: dict[str, _Plan] = {
+            d.id: _Plan(
+                d,
+                VALIDATORS[d.validator] if d.validator else None,
+                # A detector that requires context validates a candidate only once context
+                # is found (or a candidate inside it needs to know): most of its candidates
+                # in a table of other numbers have none.
+                lazy=d.confidence <= 0.0,
+            )
+            for d in self.detectors.values()
+        }
+        # Keyword candidate ids ("kw:<list>") -> the list name and its vocabulary set, if any.
+        self._keyword_lists: dict[str, tuple[str, KeywordSet | None]] = {
+            KEYWORD_PREFIX + name: (name, self.keyword_sets.get(name)) for name in keywords
+        }
 
     def scorer(self) -> ObjectScorer:
         return ObjectScorer(self)
@@ -115,15 +139,24 @@ def _negative_list(detector_id: str) -> str:
     return f"neg_{detector_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    detector: Detector
+    validator: Validator | None
+    lazy: bool  # validate when the decision needs it, not on sight
+
+
 @dataclass(slots=True)
 class _Pending:
-    detector: Detector
-    value: str  # normalised
+    plan: _Plan
+    text: str  # the candidate as it matched
     start: int
     end: int
-    record: object | None  # the row or resource it sits in
-    header_context: bool
-    header_negative: bool  # its column header is a negative word (an `ordernummer` column)
+    record: object | None = None  # the row or resource it sits in
+    header_context: bool = False
+    header_negative: bool = False  # its column header is a negative word (an `ordernummer` column)
+    checked: bool = False  # validated yet?
+    value: str | None = None  # normalised, once checked; None: refused or ignored
 
 
 class ObjectScorer:
@@ -136,8 +169,8 @@ class ObjectScorer:
         self._buffered = 0  # ... and buffered for the next scan (BATCH_CHARS)
         self._buffer: list[str] = []
         self._pending: deque[_Pending] = deque()
-        # keyword list -> end offsets of recent hits (ascending), trimmed to one window back
-        self._hits: dict[str, deque[int]] = {}
+        # keyword list -> end offsets of recent hits (sorted), trimmed to one window back
+        self._hits: dict[str, list[int]] = {}
         self._values: dict[str, set[bytes]] = {}
         self._with_context: dict[str, set[bytes]] = {}
         self._counts: dict[str, IdentifierCount] = {}
@@ -148,6 +181,11 @@ class ObjectScorer:
         self._capped = False
         self._chunk_starts: list[int] = []  # text offsets of the chunks (for record lookup)
         self._chunk_meta: list[TextChunk] = []
+        # Transient, in memory only: validator results of recent candidate texts (a table
+        # repeats its AGB codes, postcodes and dates), and what a column header says of a
+        # detector. Both are dropped when they grow past MEMO_ENTRIES.
+        self._memo: dict[tuple[str, str], str | None] = {}
+        self._header_memo: dict[tuple[str, str], tuple[bool, bool]] = {}
 
     # -- the text consumer contract ---------------------------------------------------------
 
@@ -167,6 +205,7 @@ class ObjectScorer:
         self._flush()
         self._take(self._stream.finish())
         self._settle(None)
+        self._memo.clear()
         return self._result()
 
     def _flush(self) -> None:
@@ -184,52 +223,86 @@ class ObjectScorer:
     # -- inside -----------------------------------------------------------------------------
 
     def _take(self, candidates: list[Candidate]) -> None:
-        c = self._c
-        accepted: list[tuple[int, int, str]] = []  # validated identifier spans of this scan
+        """Keyword hits are noted; pattern candidates are validated (or, for detectors that
+        require context, marked for validation at decision time), placed in their record and
+        column, and queued for the decision once their context window has been seen."""
+        plans = self._c._plans
+        keyword_lists = self._c._keyword_lists
+        chunk_starts = self._chunk_starts
+        # Candidates of this scan that may still contain a later one, and their furthest end.
+        spans: list[_Pending] = []
+        open_until = -1
         for cand in candidates:
-            if cand.pattern.startswith("kw:"):
-                name = cand.pattern[3:]
-                self._hits.setdefault(name, deque()).append(cand.end)
-                keyword_set = c.keyword_sets.get(name)
-                if keyword_set is not None:
-                    term = cand.text.casefold()
-                    (self._strong if keyword_set.tier == "strong" else self._weak).add(term)
+            plan = plans.get(cand.pattern)
+            if plan is None:
+                listed = keyword_lists.get(cand.pattern)
+                if listed is not None:
+                    self._keyword(listed[0], listed[1], cand.text, cand.end)
                 continue
-            detector = c.detectors.get(cand.pattern)
-            if detector is None:
+            p = _Pending(plan, cand.text, cand.start, cand.end)
+            if not plan.lazy and self._value(p) is None:
                 continue
-            validator = VALIDATORS.get(detector.validator) if detector.validator else None
-            value = validator(cand.text) if validator is not None else cand.text
-            if value is None or value in detector.ignore:
+            # One string is one identifier: the digits of `+31 612345678` are a phone number,
+            # not also a BSN. A candidate inside a longer validated one of another detector is
+            # dropped. Candidates come sorted by start, so a span ending before this start
+            # contains no later candidate: only the spans still open are kept (a handful,
+            # however dense the text). A lazy span is validated only when it would contain.
+            if cand.start > open_until:
+                spans.clear()
+            elif len(spans) > 16:
+                spans = [o for o in spans if o.end >= cand.start]
+            if any(
+                o.start <= p.start and p.end <= o.end and o.plan is not plan
+                and (o.end - o.start) > (p.end - p.start) and self._value(o) is not None
+                for o in spans
+            ):  # fmt: skip
                 continue
-            if detector.kind == "identifier":
-                # One string is one identifier: the digits of `+31 612345678` are a phone
-                # number, not also a BSN. A candidate inside a longer validated one of
-                # another detector is dropped (candidates come sorted by start).
-                if any(
-                    s <= cand.start and cand.end <= e and name != detector.id
-                    and (e - s) > (cand.end - cand.start)
-                    for s, e, name in accepted
-                ):  # fmt: skip
-                    continue
-                accepted.append((cand.start, cand.end, detector.id))
-                if len(accepted) > 64:
-                    del accepted[:32]
-            i = bisect.bisect_right(self._chunk_starts, cand.start) - 1
-            chunk = self._chunk_meta[i] if i >= 0 else None
-            within = cand.start - self._chunk_starts[i] if i >= 0 else 0
-            record, header, negative = self._where(chunk, within, detector)
-            self._pending.append(
-                _Pending(detector, value, cand.start, cand.end, record, header, negative)
-            )
+            spans.append(p)
+            if p.end > open_until:
+                open_until = p.end
+            i = bisect.bisect_right(chunk_starts, p.start) - 1
+            if i >= 0:
+                self._where(p, self._chunk_meta[i], p.start - chunk_starts[i])
+            self._pending.append(p)
 
-    def _where(
-        self, chunk: TextChunk | None, within: int, detector: Detector
-    ) -> tuple[object | None, bool, bool]:
-        """The record a candidate `within` characters into `chunk` belongs to, and whether
-        its column header or key path names the detector, or is one of its negative words."""
-        if chunk is None:
-            return None, False, False
+    def _keyword(self, name: str, keyword_set: KeywordSet | None, text: str, end: int) -> None:
+        hits = self._hits.get(name)
+        if hits is None:
+            hits = self._hits[name] = []
+        if not hits or hits[-1] <= end:
+            hits.append(end)
+        else:  # a longer keyword of the same list ended later (`burger service nummer`)
+            bisect.insort(hits, end)
+        if keyword_set is not None:
+            (self._strong if keyword_set.tier == "strong" else self._weak).add(text.casefold())
+
+    def _value(self, p: _Pending) -> str | None:
+        """The candidate's normalised value (validated once, memoised per text), or None when
+        the validator refuses it or it is a documented example."""
+        if p.checked:
+            return p.value
+        plan = p.plan
+        if plan.validator is None:
+            value: str | None = p.text
+        else:
+            key = (plan.detector.id, p.text)
+            memo = self._memo
+            if key in memo:
+                value = memo[key]
+            else:
+                value = plan.validator(p.text)
+                if len(memo) >= MEMO_ENTRIES:
+                    memo.clear()
+                memo[key] = value
+        if value is not None and value in plan.detector.ignore:
+            value = None
+        p.checked, p.value = True, value
+        return value
+
+    def _where(self, p: _Pending, chunk: TextChunk, within: int) -> None:
+        """Sets the record the candidate `within` characters into `chunk` belongs to, and
+        whether its column header or key path names the detector or is one of its negative
+        words."""
         position = chunk.position
         header: str | None = chunk.header
         headers = getattr(chunk, "headers", None)
@@ -238,30 +311,44 @@ class ObjectScorer:
             column = bisect.bisect_right(cells, within)
             if 0 < column <= len(headers):
                 header = headers[column - 1]
-        record: object | None = None
         if position.row is not None:
-            record = (position.part, position.sheet, position.row)
+            p.record = (position.part, position.sheet, position.row)
         elif chunk.header and "[" in chunk.header:  # a JSON key path: entry[3].resource...
-            record = (position.part, chunk.header.split("]", 1)[0])
-        folded = header.casefold() if header else ""
-        named = bool(folded) and any(word in folded for word in detector.context)
-        negative = bool(folded) and any(word in folded for word in detector.negative)
-        return record, named and not negative, negative
+            p.record = (position.part, chunk.header.split("]", 1)[0])
+        if not header:
+            return
+        detector = p.plan.detector
+        key = (header, detector.id)
+        verdict = self._header_memo.get(key)
+        if verdict is None:
+            folded = header.casefold()
+            named = any(word in folded for word in detector.context)
+            negative = any(word in folded for word in detector.negative)
+            verdict = (named and not negative, negative)
+            if len(self._header_memo) >= MEMO_ENTRIES:
+                self._header_memo.clear()
+            self._header_memo[key] = verdict
+        p.header_context, p.header_negative = verdict
 
     def _settle(self, until: int | None) -> None:
         """Decide the pending candidates whose context window has been seen."""
         pending = self._pending
-        while pending and (until is None or pending[0].end + pending[0].detector.window <= until):
+        while pending and (
+            until is None or pending[0].end + pending[0].plan.detector.window <= until
+        ):
             self._decide(pending.popleft())
 
     def _near(self, name: str, start: int, end: int, window: int) -> bool:
         hits = self._hits.get(name)
         if not hits:
             return False
-        return any(start - window <= hit <= end + window for hit in hits)
+        i = bisect.bisect_left(hits, start - window)
+        return i < len(hits) and hits[i] <= end + window
 
     def _decide(self, p: _Pending) -> None:
-        d = p.detector
+        """The one place where a candidate becomes an accepted identifier: after its negative
+        words, its context and its validator (last, the costly part) have had their say."""
+        d = p.plan.detector
         if p.header_negative:
             return  # a column of order numbers, invoice numbers, KvK or RSIN numbers
         if d.negative and self._near(_negative_list(d.id), p.start, p.end, d.negative_window):
@@ -272,7 +359,11 @@ class ObjectScorer:
         confidence = d.confidence_context if context else d.confidence
         if confidence <= 0.0:  # requires context and has none
             return
-        digest = self._c._hashers[d.id](p.value)
+        value = self._value(p)
+        if value is None:
+            return
+        # Accepted: detector `d`, normalised `value`, at p.start..p.end, in record p.record.
+        digest = self._c._hashers[d.id](value)
         values = self._values.setdefault(d.id, set())
         count = self._counts.get(d.id)
         if count is None:
@@ -285,7 +376,7 @@ class ObjectScorer:
                 values.add(digest)
                 count.distinct += 1
                 if len(count.samples) < SAMPLES:
-                    count.samples.append(mask(p.value))
+                    count.samples.append(mask(value))
         if context:
             seen = self._with_context.setdefault(d.id, set())
             if digest not in seen and len(seen) < MAX_DISTINCT:
@@ -302,8 +393,8 @@ class ObjectScorer:
         # negative words lie at most a window before it (plus the longest match).
         horizon = self._seen - 2 * self._c.max_window - MAX_MATCH_CHARS
         for hits in self._hits.values():
-            while hits and hits[0] < horizon:
-                hits.popleft()
+            if hits and hits[0] < horizon:
+                del hits[: bisect.bisect_left(hits, horizon)]
         oldest = self._pending[0].start if self._pending else self._seen
         keep_from = min(oldest, horizon)
         cut = bisect.bisect_right(self._chunk_starts, keep_from) - 1
