@@ -294,7 +294,7 @@ class _HsExpr(NamedTuple):
     """How a Hyperscan report maps back: the pattern (index) or keyword, and the offset
     corrections for a consumed boundary character before (head) and after (tail)."""
 
-    index: int
+    target: int  # the pattern index, or the keyword index
     head: int
     tail: int
     keyword: bool
