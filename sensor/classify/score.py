@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sensor.classify.detectors import Detector, DetectorSet, KeywordSet, SeverityRule
@@ -102,6 +103,7 @@ class Classifier:
             )
             for d in self.detectors.values()
         ]
+        self.patterns = tuple(patterns)  # what the scanner looks for, one per detector
         self.scanner = Scanner(patterns, keywords, engine=engine)
         self.key = key
         self._hashers = {d: keyed_hasher(key, d.encode()) for d in self.detectors}
@@ -119,6 +121,9 @@ class Classifier:
                 # is found (or a candidate inside it needs to know): most of its candidates
                 # in a table of other numbers have none.
                 lazy=d.confidence <= 0.0,
+                hasher=self._hashers[d.id],
+                context_list=_context_list(d.id),
+                negative_list=_negative_list(d.id),
             )
             for d in self.detectors.values()
         }
@@ -144,6 +149,9 @@ class _Plan:
     detector: Detector
     validator: Validator | None
     lazy: bool  # validate when the decision needs it, not on sight
+    hasher: Callable[[str], bytes]  # the keyed hash of its normalised values
+    context_list: str  # the keyword lists of its context and negative words
+    negative_list: str
 
 
 @dataclass(slots=True)
@@ -232,14 +240,14 @@ class ObjectScorer:
         # Candidates of this scan that may still contain a later one, and their furthest end.
         spans: list[_Pending] = []
         open_until = -1
-        for cand in candidates:
-            plan = plans.get(cand.pattern)
+        for pattern, start, end, text in candidates:
+            plan = plans.get(pattern)
             if plan is None:
-                listed = keyword_lists.get(cand.pattern)
+                listed = keyword_lists.get(pattern)
                 if listed is not None:
-                    self._keyword(listed[0], listed[1], cand.text, cand.end)
+                    self._keyword(listed[0], listed[1], text, end)
                 continue
-            p = _Pending(plan, cand.text, cand.start, cand.end)
+            p = _Pending(plan, text, start, end)
             if not plan.lazy and self._value(p) is None:
                 continue
             # One string is one identifier: the digits of `+31 612345678` are a phone number,
@@ -247,22 +255,23 @@ class ObjectScorer:
             # dropped. Candidates come sorted by start, so a span ending before this start
             # contains no later candidate: only the spans still open are kept (a handful,
             # however dense the text). A lazy span is validated only when it would contain.
-            if cand.start > open_until:
+            if start > open_until:
                 spans.clear()
-            elif len(spans) > 16:
-                spans = [o for o in spans if o.end >= cand.start]
-            if any(
-                o.start <= p.start and p.end <= o.end and o.plan is not plan
-                and (o.end - o.start) > (p.end - p.start) and self._value(o) is not None
-                for o in spans
-            ):  # fmt: skip
-                continue
+            else:
+                if len(spans) > 16:
+                    spans = [o for o in spans if o.end >= start]
+                if any(
+                    o.start <= start and end <= o.end and o.plan is not plan
+                    and (o.end - o.start) > (end - start) and self._value(o) is not None
+                    for o in spans
+                ):  # fmt: skip
+                    continue
             spans.append(p)
-            if p.end > open_until:
-                open_until = p.end
-            i = bisect.bisect_right(chunk_starts, p.start) - 1
+            if end > open_until:
+                open_until = end
+            i = bisect.bisect_right(chunk_starts, start) - 1
             if i >= 0:
-                self._where(p, self._chunk_meta[i], p.start - chunk_starts[i])
+                self._where(p, self._chunk_meta[i], start - chunk_starts[i])
             self._pending.append(p)
 
     def _keyword(self, name: str, keyword_set: KeywordSet | None, text: str, end: int) -> None:
@@ -348,13 +357,14 @@ class ObjectScorer:
     def _decide(self, p: _Pending) -> None:
         """The one place where a candidate becomes an accepted identifier: after its negative
         words, its context and its validator (last, the costly part) have had their say."""
-        d = p.plan.detector
+        plan = p.plan
+        d = plan.detector
         if p.header_negative:
             return  # a column of order numbers, invoice numbers, KvK or RSIN numbers
-        if d.negative and self._near(_negative_list(d.id), p.start, p.end, d.negative_window):
+        if d.negative and self._near(plan.negative_list, p.start, p.end, d.negative_window):
             return
         context = p.header_context or (
-            bool(d.context) and self._near(_context_list(d.id), p.start, p.end, d.window)
+            bool(d.context) and self._near(plan.context_list, p.start, p.end, d.window)
         )
         confidence = d.confidence_context if context else d.confidence
         if confidence <= 0.0:  # requires context and has none
@@ -363,12 +373,14 @@ class ObjectScorer:
         if value is None:
             return
         # Accepted: detector `d`, normalised `value`, at p.start..p.end, in record p.record.
-        digest = self._c._hashers[d.id](value)
-        values = self._values.setdefault(d.id, set())
+        digest = plan.hasher(value)
         count = self._counts.get(d.id)
         if count is None:
             count = self._counts[d.id] = IdentifierCount(d.category)
+            self._values[d.id] = set()
+            self._with_context[d.id] = set()
         count.occurrences += 1
+        values = self._values[d.id]
         if digest not in values:
             if len(values) >= MAX_DISTINCT:
                 self._capped = True
@@ -378,7 +390,7 @@ class ObjectScorer:
                 if len(count.samples) < SAMPLES:
                     count.samples.append(mask(value))
         if context:
-            seen = self._with_context.setdefault(d.id, set())
+            seen = self._with_context[d.id]
             if digest not in seen and len(seen) < MAX_DISTINCT:
                 seen.add(digest)
                 count.with_context += 1

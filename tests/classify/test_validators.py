@@ -441,3 +441,12 @@ def test_payment_card_agrees_with_stdnum_luhn() -> None:
     for _ in range(500):
         number = "4" + "".join(str(rng.randrange(10)) for _ in range(15))
         assert (v.validate_payment_card(number) is not None) == luhn.is_valid(number)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.from_regex(r"\A(?:NL)?[0-9]{4}[ -]?[A-Za-z]{2}\Z", fullmatch=True) | st.text(max_size=10))
+def test_postcode_agrees_with_stdnum(text: str) -> None:
+    from stdnum.nl import postcode
+
+    expected = postcode.compact(postcode.validate(text)) if postcode.is_valid(text) else None
+    assert v.validate_postcode_nl(text) == expected
