@@ -22,7 +22,14 @@ Scoring (research note section 7):
 
 The decision on a candidate waits until the text `window` characters past it has been seen
 (its context may follow it); pending candidates and recent keyword positions are bounded by
-what lies within one window.
+what lies within one window. `_decide` is the one place where a candidate becomes an
+accepted identifier (detector, normalised value, position, record).
+
+Cost (dense tables make a candidate per 9-12 characters): a detector that requires context
+validates a candidate only when its context is found or when a candidate inside it asks
+whether it is a longer identifier, with the same results as validating on sight; validator
+results and column-header verdicts are memoised per object (in memory, bounded, dropped at
+the end); keyword hits are sorted lists looked up by bisection.
 """
 
 from __future__ import annotations
