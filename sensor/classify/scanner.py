@@ -66,13 +66,14 @@ import contextlib
 import importlib
 import operator
 import re
+import string
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from re import _constants as sre_constants  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import ahocorasick
 
@@ -133,10 +134,10 @@ class Pattern:
     boundary: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A match to validate. Offsets are in the object's text stream (the sum of the lengths of
-    the chunks fed before); `pattern` is the Pattern id or "kw:<list name>"."""
+    the chunks fed before); `pattern` is the Pattern id or "kw:<list name>". A named tuple:
+    a dense table makes one per nine characters."""
 
     pattern: str
     start: int
@@ -150,6 +151,9 @@ class _Compiled:
     rx: re.Pattern[str]  # the `re` form, boundary as look-arounds
     rx_end: re.Pattern[str]  # the same ending at `endpos`, left boundary only
     width: int  # the longest match, <= MAX_MATCH_CHARS
+    # One character that no match of the pattern contains (None: any may be in one). Where
+    # Hyperscan gives only the end of a match, the start lies after the last such character.
+    outside: re.Pattern[str] | None
 
 
 def _is_word_char(ch: str) -> bool:
@@ -229,20 +233,68 @@ def _compile_pattern(pattern: Pattern) -> _Compiled:
     if pattern.boundary is not None:
         cls = _BOUNDARY_CLASSES[pattern.boundary]
         before, after = f"(?<![{cls}])", f"(?![{cls}])"
+    inside = _characters(tree)
+    outside = None
+    if inside is not None:
+        if pattern.caseless:
+            inside |= {ord(chr(c).swapcase()) for c in inside if chr(c).isalpha()}
+        outside = re.compile("[^" + "".join(f"\\x{c:02x}" for c in sorted(inside)) + "]")
     return _Compiled(
         pattern.id,
         re.compile(before + body + after, flags),
         re.compile(before + body + r"\Z", flags),
         high,
+        outside,
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _HsExpr:
+_CATEGORY_CHARACTERS: Mapping[Any, str] = MappingProxyType(
+    {
+        sre_constants.CATEGORY_DIGIT: "0123456789",
+        sre_constants.CATEGORY_WORD: "0123456789_" + string.ascii_letters,
+        sre_constants.CATEGORY_SPACE: " \t\n\r\f\v",
+    }
+)
+
+
+def _characters(tree: Any) -> set[int] | None:
+    """The ASCII characters a match of a checked pattern can contain, or None when any
+    character can be in one (`.`, a negated class or category)."""
+    found: set[int] = set()
+    for op, av in tree:
+        if op is sre_constants.LITERAL:
+            found.add(av)
+        elif op is sre_constants.IN:
+            for item_op, item in av:
+                if item_op is sre_constants.LITERAL:
+                    found.add(item)
+                elif item_op is sre_constants.RANGE:
+                    found.update(range(item[0], item[1] + 1))
+                elif item_op is sre_constants.CATEGORY and item in _CATEGORY_CHARACTERS:
+                    found.update(map(ord, _CATEGORY_CHARACTERS[item]))
+                else:  # NEGATE, a negated category
+                    return None
+        elif op is sre_constants.BRANCH:
+            for branch in av[1]:
+                inner = _characters(branch)
+                if inner is None:
+                    return None
+                found |= inner
+        elif op in (sre_constants.SUBPATTERN, sre_constants.MAX_REPEAT):
+            inner = _characters(av[-1])
+            if inner is None:
+                return None
+            found |= inner
+        else:  # ANY, NOT_LITERAL
+            return None
+    return found
+
+
+class _HsExpr(NamedTuple):
     """How a Hyperscan report maps back: the pattern (index) or keyword, and the offset
     corrections for a consumed boundary character before (head) and after (tail)."""
 
-    index: int
+    target: int  # the pattern index, or the keyword index
     head: int
     tail: int
     keyword: bool
@@ -368,12 +420,12 @@ class Scanner:
             for expression, (_, head, tail) in zip(encoded, variants, strict=True):
                 expressions.append(expression)
                 flags.append(flag)
-                exprs.append(_HsExpr(index, head, tail, keyword=False, som=som))
+                exprs.append(_HsExpr(index, head, tail, False, som))
         for index, word in enumerate(self._keywords_ascii):
             # Every byte hex-escaped: a keyword is a literal, whatever punctuation it holds.
             expressions.append("".join(f"\\x{ord(c):02x}" for c in word).encode("ascii"))
             flags.append(hyperscan.HS_FLAG_CASELESS)
-            exprs.append(_HsExpr(index, 0, 0, keyword=True, som=False))
+            exprs.append(_HsExpr(index, 0, 0, True, False))
         if not expressions:
             return
         db = hyperscan.Database(mode=_HS_MODE)
@@ -572,33 +624,39 @@ class ScanStream:
             return
         scanner = self._scanner
         exprs = scanner._hs_exprs
+        compiled_all = scanner._compiled
         matches: list[tuple[int, int, int]] = []  # (end, -start, pattern index)
         for expr_id, start, end in self._hits:
-            expr = exprs[expr_id]
-            if expr.keyword:
-                word = scanner._keywords_ascii[expr.index]
-                s = end - len(word)
+            index, head, tail, keyword, som = exprs[expr_id]
+            if keyword:
+                word = scanner._keywords_ascii[index]
                 self._keyword_found(
-                    s, end, scanner._kw_ascii_lists[expr.index], buf, base, new_pos, out
+                    end - len(word), end, scanner._kw_ascii_lists[index], buf, base, new_pos, out
                 )
-            else:
-                e = end - expr.tail
-                if expr.som:
-                    s = start + expr.head
-                else:
-                    compiled = scanner._compiled[expr.index]
-                    found = compiled.rx_end.search(buf, max(e - compiled.width - base, 0), e - base)
-                    if found is None:
-                        continue  # no start with a valid left boundary
-                    s = base + found.start()
-                matches.append((e, -s, expr.index))
+                continue
+            e = end - tail
+            if som:
+                matches.append((e, -start - head, index))
+                continue
+            compiled = compiled_all[index]
+            lo = max(e - compiled.width - base, 0)
+            hi = e - base
+            if compiled.outside is not None:  # the start lies after the last outside char
+                last = compiled.outside.search(buf[lo:hi][::-1])
+                if last is not None:
+                    lo = hi - last.start()
+            found = compiled.rx_end.search(buf, lo, hi)
+            if found is None:
+                continue  # no start with a valid left boundary
+            matches.append((e, -(base + found.start()), index))
         self._hits.clear()
         # By end, then longest first: a later report with a start at or before a pending
         # one's start contains it (its end is no smaller).
         matches.sort()
+        all_pending = self._pending
         for e, neg_s, index in matches:
             s = -neg_s
-            pending = self._pending[index]
+            pending = all_pending[index]
             while pending and pending[-1][0] >= s:
                 pending.pop()
             pending.append((s, e, buf[s - base : e - base]))
@@ -651,4 +709,4 @@ class ScanStream:
         out.extend(Candidate(name, s, e, matched) for name in lists)
 
 
-_order = operator.attrgetter("start", "end", "pattern")
+_order = operator.itemgetter(1, 2, 0)  # Candidate (start, end, pattern)

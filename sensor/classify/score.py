@@ -28,32 +28,42 @@ table row under their column headers, feed the object's `EdmWindow`.
 
 The decision on a candidate waits until the text `window` characters past it has been seen
 (its context may follow it); pending candidates and recent keyword positions are bounded by
-what lies within one window.
+what lies within one window. `_decide` is the one place where a candidate becomes an
+accepted identifier (detector, normalised value, position, record).
+
+Cost (dense tables make a candidate per 9-12 characters): a detector that requires context
+validates a candidate only when its context is found or when a candidate inside it asks
+whether it is a longer identifier, with the same results as validating on sight; validator
+results and column-header verdicts are memoised per object (in memory, bounded, dropped at
+the end); keyword hits are sorted lists looked up by bisection.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from sensor.classify.canary import TOKEN_PATTERNS, Canary, CanaryStore
-from sensor.classify.detectors import Detector, DetectorSet, SeverityRule
-from sensor.classify.edm import (
-    DEFAULT_WINDOW,
-    EdmIndex,
-    EdmWindow,
-    field_kind,
+from sensor.classify.detectors import Detector, DetectorSet, KeywordSet, SeverityRule
+from sensor.classify.edm import DEFAULT_WINDOW, EdmIndex, EdmWindow, field_kind
+from sensor.classify.scanner import (
+    KEYWORD_PREFIX,
+    MAX_MATCH_CHARS,
+    Candidate,
+    Pattern,
+    Scanner,
+    ScanStream,
 )
-from sensor.classify.scanner import MAX_MATCH_CHARS, Candidate, Pattern, Scanner, ScanStream
 from sensor.classify.secret import keyed_hasher
-from sensor.classify.validators import VALIDATORS
+from sensor.classify.validators import VALIDATORS, Validator
 from sensor.content.fingerprint.base import TextChunk
 
 MAX_DISTINCT = 200_000  # keyed hashes kept per detector and object; beyond, counts stop
 SAMPLES = 3  # masked samples per detector
 BATCH_CHARS = 32 * 1024  # text buffered before a scan (chunks are often a row or a value)
+MEMO_ENTRIES = 8192  # validator results and header verdicts remembered per object, at most
 MAX_CANARY_HITS = 64  # distinct canaries reported per object
 CANARY_PATTERN = "canary:"  # + the token kind: the scanner pattern id of a token grammar
 # The canary kind a validated value of these detectors may be (a minted BSN or IBAN canary
@@ -154,6 +164,7 @@ class Classifier:
             ]
         self.edm = edm
         self.edm_window = edm_window
+        self.patterns = tuple(patterns)  # what the scanner looks for (canary grammars too)
         self.scanner = Scanner(patterns, keywords, engine=engine)
         self.key = key
         self._hashers = {d: keyed_hasher(key, d.encode()) for d in self.detectors}
@@ -162,6 +173,25 @@ class Classifier:
             + [d.negative_window for d in self.detectors.values()]
             + [1]
         )
+        # Per candidate pattern id, what the scorer needs without further look-ups.
+        self._plans: dict[str, _Plan] = {
+            d.id: _Plan(
+                d,
+                VALIDATORS[d.validator] if d.validator else None,
+                # A detector that requires context validates a candidate only once context
+                # is found (or a candidate inside it needs to know): most of its candidates
+                # in a table of other numbers have none.
+                lazy=d.confidence <= 0.0,
+                hasher=self._hashers[d.id],
+                context_list=_context_list(d.id),
+                negative_list=_negative_list(d.id),
+            )
+            for d in self.detectors.values()
+        }
+        # Keyword candidate ids ("kw:<list>") -> the list name and its vocabulary set, if any.
+        self._keyword_lists: dict[str, tuple[str, KeywordSet | None]] = {
+            KEYWORD_PREFIX + name: (name, self.keyword_sets.get(name)) for name in keywords
+        }
 
     def scorer(self) -> ObjectScorer:
         return ObjectScorer(self)
@@ -175,15 +205,27 @@ def _negative_list(detector_id: str) -> str:
     return f"neg_{detector_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    detector: Detector
+    validator: Validator | None
+    lazy: bool  # validate when the decision needs it, not on sight
+    hasher: Callable[[str], bytes]  # the keyed hash of its normalised values
+    context_list: str  # the keyword lists of its context and negative words
+    negative_list: str
+
+
 @dataclass(slots=True)
 class _Pending:
-    detector: Detector
-    value: str  # normalised
+    plan: _Plan
+    text: str  # the candidate as it matched
     start: int
     end: int
-    record: object | None  # the row or resource it sits in
-    header_context: bool
-    header_negative: bool  # its column header is a negative word (an `ordernummer` column)
+    record: object | None = None  # the row or resource it sits in
+    header_context: bool = False
+    header_negative: bool = False  # its column header is a negative word (an `ordernummer` column)
+    checked: bool = False  # validated yet?
+    value: str | None = None  # normalised, once checked; None: refused or ignored
 
 
 class ObjectScorer:
@@ -196,8 +238,8 @@ class ObjectScorer:
         self._buffered = 0  # ... and buffered for the next scan (BATCH_CHARS)
         self._buffer: list[str] = []
         self._pending: deque[_Pending] = deque()
-        # keyword list -> end offsets of recent hits (ascending), trimmed to one window back
-        self._hits: dict[str, deque[int]] = {}
+        # keyword list -> end offsets of recent hits (sorted), trimmed to one window back
+        self._hits: dict[str, list[int]] = {}
         self._values: dict[str, set[bytes]] = {}
         self._with_context: dict[str, set[bytes]] = {}
         self._counts: dict[str, IdentifierCount] = {}
@@ -208,6 +250,11 @@ class ObjectScorer:
         self._capped = False
         self._chunk_starts: list[int] = []  # text offsets of the chunks (for record lookup)
         self._chunk_meta: list[TextChunk] = []
+        # Transient, in memory only: validator results of recent candidate texts (a table
+        # repeats its AGB codes, postcodes and dates), and what a column header says of a
+        # detector. Both are dropped when they grow past MEMO_ENTRIES.
+        self._memo: dict[tuple[str, str], str | None] = {}
+        self._header_memo: dict[tuple[str, str], tuple[bool, bool]] = {}
         self._canaries: dict[str, Canary] = {}  # by digest
         self._edm = EdmWindow(classifier.edm, classifier.edm_window) if classifier.edm else None
         self._edm_fields: dict[str, str] = {}  # column header (folded) -> EDM field or kind
@@ -237,6 +284,7 @@ class ObjectScorer:
         self._take(self._stream.finish())
         self._edm_feed()
         self._settle(None)
+        self._memo.clear()
         return self._result()
 
     def _flush(self) -> None:
@@ -255,63 +303,98 @@ class ObjectScorer:
     # -- inside -----------------------------------------------------------------------------
 
     def _take(self, candidates: list[Candidate]) -> None:
-        c = self._c
-        accepted: list[tuple[int, int, str]] = []  # validated identifier spans of this scan
-        for cand in candidates:
-            if cand.pattern.startswith(CANARY_PATTERN):
-                self._canary(cand.pattern[len(CANARY_PATTERN) :], cand.text)
+        """Keyword hits are noted; pattern candidates are validated (or, for detectors that
+        require context, marked for validation at decision time), placed in their record and
+        column, and queued for the decision once their context window has been seen."""
+        plans = self._c._plans
+        keyword_lists = self._c._keyword_lists
+        canaries = self._c.canaries
+        chunk_starts = self._chunk_starts
+        # Candidates of this scan that may still contain a later one, and their furthest end.
+        spans: list[_Pending] = []
+        open_until = -1
+        for pattern, start, end, text in candidates:
+            plan = plans.get(pattern)
+            if plan is None:
+                listed = keyword_lists.get(pattern)
+                if listed is not None:
+                    self._keyword(listed[0], listed[1], text, end)
+                elif pattern.startswith(CANARY_PATTERN):
+                    self._canary(pattern[len(CANARY_PATTERN) :], text)
                 continue
-            if cand.pattern.startswith("kw:"):
-                name = cand.pattern[3:]
-                self._hits.setdefault(name, deque()).append(cand.end)
-                keyword_set = c.keyword_sets.get(name)
-                if keyword_set is not None:
-                    term = cand.text.casefold()
-                    (self._strong if keyword_set.tier == "strong" else self._weak).add(term)
-                continue
-            detector = c.detectors.get(cand.pattern)
-            if detector is None:
-                continue
-            validator = VALIDATORS.get(detector.validator) if detector.validator else None
-            value = validator(cand.text) if validator is not None else cand.text
-            if value is None or value in detector.ignore:
-                continue
-            if c.canaries is not None and detector.id in CANARY_KIND_OF:
-                self._canary(CANARY_KIND_OF[detector.id], value)
-            if detector.kind == "identifier":
-                # One string is one identifier: the digits of `+31 612345678` are a phone
-                # number, not also a BSN. A candidate inside a longer validated one of
-                # another detector is dropped (candidates come sorted by start).
+            p = _Pending(plan, text, start, end)
+            if not plan.lazy:
+                value = self._value(p)
+                if value is None:
+                    continue
+                if canaries is not None and plan.detector.id in CANARY_KIND_OF:
+                    self._canary(CANARY_KIND_OF[plan.detector.id], value)
+            # One string is one identifier: the digits of `+31 612345678` are a phone number,
+            # not also a BSN. A candidate inside a longer validated one of another detector is
+            # dropped. Candidates come sorted by start, so a span ending before this start
+            # contains no later candidate: only the spans still open are kept (a handful,
+            # however dense the text). A lazy span is validated only when it would contain.
+            if start > open_until:
+                spans.clear()
+            else:
+                if len(spans) > 16:
+                    spans = [o for o in spans if o.end >= start]
                 if any(
-                    s <= cand.start and cand.end <= e and name != detector.id
-                    and (e - s) > (cand.end - cand.start)
-                    for s, e, name in accepted
+                    o.start <= start and end <= o.end and o.plan is not plan
+                    and (o.end - o.start) > (end - start) and self._value(o) is not None
+                    for o in spans
                 ):  # fmt: skip
                     continue
-                accepted.append((cand.start, cand.end, detector.id))
-                if len(accepted) > 64:
-                    del accepted[:32]
-            i = bisect.bisect_right(self._chunk_starts, cand.start) - 1
+            spans.append(p)
+            if end > open_until:
+                open_until = end
+            i = bisect.bisect_right(chunk_starts, start) - 1
             chunk = self._chunk_meta[i] if i >= 0 else None
-            within = cand.start - self._chunk_starts[i] if i >= 0 else 0
-            record, header, negative = self._where(chunk, within, detector)
-            if (
-                self._edm is not None
-                and detector.id in EDM_KIND_OF
-                and (chunk is None or not self._edm_known_column(chunk, within))
-            ):
-                self._edm_items.append((cand.start, EDM_KIND_OF[detector.id], value, record))
-            self._pending.append(
-                _Pending(detector, value, cand.start, cand.end, record, header, negative)
-            )
+            within = start - chunk_starts[i] if i >= 0 else 0
+            if chunk is not None:
+                self._where(p, chunk, within)
+            if self._edm is not None and plan.detector.id in EDM_KIND_OF:
+                self._edm_candidate(p, chunk, within)
+            self._pending.append(p)
 
-    def _where(
-        self, chunk: TextChunk | None, within: int, detector: Detector
-    ) -> tuple[object | None, bool, bool]:
-        """The record a candidate `within` characters into `chunk` belongs to, and whether
-        its column header or key path names the detector, or is one of its negative words."""
-        if chunk is None:
-            return None, False, False
+    def _keyword(self, name: str, keyword_set: KeywordSet | None, text: str, end: int) -> None:
+        hits = self._hits.get(name)
+        if hits is None:
+            hits = self._hits[name] = []
+        if not hits or hits[-1] <= end:
+            hits.append(end)
+        else:  # a longer keyword of the same list ended later (`burger service nummer`)
+            bisect.insort(hits, end)
+        if keyword_set is not None:
+            (self._strong if keyword_set.tier == "strong" else self._weak).add(text.casefold())
+
+    def _value(self, p: _Pending) -> str | None:
+        """The candidate's normalised value (validated once, memoised per text), or None when
+        the validator refuses it or it is a documented example."""
+        if p.checked:
+            return p.value
+        plan = p.plan
+        if plan.validator is None:
+            value: str | None = p.text
+        else:
+            key = (plan.detector.id, p.text)
+            memo = self._memo
+            if key in memo:
+                value = memo[key]
+            else:
+                value = plan.validator(p.text)
+                if len(memo) >= MEMO_ENTRIES:
+                    memo.clear()
+                memo[key] = value
+        if value is not None and value in plan.detector.ignore:
+            value = None
+        p.checked, p.value = True, value
+        return value
+
+    def _where(self, p: _Pending, chunk: TextChunk, within: int) -> None:
+        """Sets the record the candidate `within` characters into `chunk` belongs to, and
+        whether its column header or key path names the detector or is one of its negative
+        words."""
         position = chunk.position
         header: str | None = chunk.header
         headers = getattr(chunk, "headers", None)
@@ -320,15 +403,24 @@ class ObjectScorer:
             column = bisect.bisect_right(cells, within)
             if 0 < column <= len(headers):
                 header = headers[column - 1]
-        record: object | None = None
         if position.row is not None:
-            record = (position.part, position.sheet, position.row)
+            p.record = (position.part, position.sheet, position.row)
         elif chunk.header and "[" in chunk.header:  # a JSON key path: entry[3].resource...
-            record = (position.part, chunk.header.split("]", 1)[0])
-        folded = header.casefold() if header else ""
-        named = bool(folded) and any(word in folded for word in detector.context)
-        negative = bool(folded) and any(word in folded for word in detector.negative)
-        return record, named and not negative, negative
+            p.record = (position.part, chunk.header.split("]", 1)[0])
+        if not header:
+            return
+        detector = p.plan.detector
+        key = (header, detector.id)
+        verdict = self._header_memo.get(key)
+        if verdict is None:
+            folded = header.casefold()
+            named = any(word in folded for word in detector.context)
+            negative = any(word in folded for word in detector.negative)
+            verdict = (named and not negative, negative)
+            if len(self._header_memo) >= MEMO_ENTRIES:
+                self._header_memo.clear()
+            self._header_memo[key] = verdict
+        p.header_context, p.header_negative = verdict
 
     def _canary(self, kind: str, value: str) -> None:
         c = self._c
@@ -356,6 +448,16 @@ class ObjectScorer:
             field = self._edm_field(headers[k])
             if field:
                 items.append((base + start, field, value, row))
+
+    def _edm_candidate(self, p: _Pending, chunk: TextChunk | None, within: int) -> None:
+        """Queue a BSN, date or postcode for the EDM window, unless its table cell was queued
+        whole under a column header the index knows."""
+        if chunk is not None and self._edm_known_column(chunk, within):
+            return
+        value = self._value(p)  # a detector that requires context is validated here too
+        if value is not None:
+            kind = EDM_KIND_OF[p.plan.detector.id]
+            self._edm_items.append((p.start, kind, value, p.record))
 
     def _edm_known_column(self, chunk: TextChunk, within: int) -> bool:
         """Is the character `within` into `chunk` in a table cell whose header the index
@@ -396,33 +498,45 @@ class ObjectScorer:
     def _settle(self, until: int | None) -> None:
         """Decide the pending candidates whose context window has been seen."""
         pending = self._pending
-        while pending and (until is None or pending[0].end + pending[0].detector.window <= until):
+        while pending and (
+            until is None or pending[0].end + pending[0].plan.detector.window <= until
+        ):
             self._decide(pending.popleft())
 
     def _near(self, name: str, start: int, end: int, window: int) -> bool:
         hits = self._hits.get(name)
         if not hits:
             return False
-        return any(start - window <= hit <= end + window for hit in hits)
+        i = bisect.bisect_left(hits, start - window)
+        return i < len(hits) and hits[i] <= end + window
 
     def _decide(self, p: _Pending) -> None:
-        d = p.detector
+        """The one place where a candidate becomes an accepted identifier: after its negative
+        words, its context and its validator (last, the costly part) have had their say."""
+        plan = p.plan
+        d = plan.detector
         if p.header_negative:
             return  # a column of order numbers, invoice numbers, KvK or RSIN numbers
-        if d.negative and self._near(_negative_list(d.id), p.start, p.end, d.negative_window):
+        if d.negative and self._near(plan.negative_list, p.start, p.end, d.negative_window):
             return
         context = p.header_context or (
-            bool(d.context) and self._near(_context_list(d.id), p.start, p.end, d.window)
+            bool(d.context) and self._near(plan.context_list, p.start, p.end, d.window)
         )
         confidence = d.confidence_context if context else d.confidence
         if confidence <= 0.0:  # requires context and has none
             return
-        digest = self._c._hashers[d.id](p.value)
-        values = self._values.setdefault(d.id, set())
+        value = self._value(p)
+        if value is None:
+            return
+        # Accepted: detector `d`, normalised `value`, at p.start..p.end, in record p.record.
+        digest = plan.hasher(value)
         count = self._counts.get(d.id)
         if count is None:
             count = self._counts[d.id] = IdentifierCount(d.category)
+            self._values[d.id] = set()
+            self._with_context[d.id] = set()
         count.occurrences += 1
+        values = self._values[d.id]
         if digest not in values:
             if len(values) >= MAX_DISTINCT:
                 self._capped = True
@@ -430,9 +544,9 @@ class ObjectScorer:
                 values.add(digest)
                 count.distinct += 1
                 if len(count.samples) < SAMPLES:
-                    count.samples.append(mask(p.value))
+                    count.samples.append(mask(value))
         if context:
-            seen = self._with_context.setdefault(d.id, set())
+            seen = self._with_context[d.id]
             if digest not in seen and len(seen) < MAX_DISTINCT:
                 seen.add(digest)
                 count.with_context += 1
@@ -447,8 +561,8 @@ class ObjectScorer:
         # negative words lie at most a window before it (plus the longest match).
         horizon = self._seen - 2 * self._c.max_window - MAX_MATCH_CHARS
         for hits in self._hits.values():
-            while hits and hits[0] < horizon:
-                hits.popleft()
+            if hits and hits[0] < horizon:
+                del hits[: bisect.bisect_left(hits, horizon)]
         oldest = self._pending[0].start if self._pending else self._seen
         keep_from = min(oldest, horizon)
         cut = bisect.bisect_right(self._chunk_starts, keep_from) - 1

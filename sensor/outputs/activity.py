@@ -21,11 +21,7 @@ from sensor.metering.store import MeterStore
 from sensor.metering.units import human_bytes, printable
 from sensor.metering.values import Finding
 from sensor.outputs.eve import Record
-<<<<<<< HEAD
-from sensor.outputs.files import PIPELINE_FINDING_KINDS
-=======
-from sensor.outputs.files import FINDING_SEVERITIES
->>>>>>> demo
+from sensor.outputs.files import FINDING_SEVERITIES, PIPELINE_FINDING_KINDS
 
 FLUSH_ROWS = 256  # rows buffered before a write; the rest go at flush()
 

@@ -381,3 +381,61 @@ def test_long_random_documents_agree() -> None:
     assert len(reference) > 1000
     assert scan("hyperscan", split(text, cuts)) == reference
     assert scan("re", split(text, cuts)) == reference
+
+
+# -- the start of an end-only (no SOM) Hyperscan report ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("regex", "caseless", "inside", "outside"),
+    [
+        (r"\d{3}[ .-]\d{3}", False, "0 .-9", "a/_"),
+        (r"[a-c]x|Q", True, "abcxqABCXQ", "dD;"),
+        (r"[\w.+-]{1,64}@[\w-]{1,40}", False, "aZ_0.+-@", " ;,é"),
+    ],
+)
+def test_characters_a_match_can_hold(regex: str, caseless: bool, inside: str, outside: str) -> None:
+    compiled = scanner_module._compile_pattern(Pattern("p", regex, caseless=caseless))
+    assert compiled.outside is not None
+    assert all(compiled.outside.fullmatch(c) is None for c in inside)
+    assert all(compiled.outside.fullmatch(c) is not None for c in outside)
+
+
+@pytest.mark.parametrize("regex", [r"a.b", r"[^;]{1,9}@x", r"\D{3}", r"a[^b]c|d"])
+def test_any_character_means_no_outside_bound(regex: str) -> None:
+    assert scanner_module._compile_pattern(Pattern("p", regex)).outside is None
+
+
+def shipped_patterns() -> list[Pattern]:
+    from sensor.classify.detectors import load_detectors
+
+    return [
+        Pattern(
+            d.id,
+            d.pattern,
+            caseless="caseless" in d.flags,
+            boundary=None if d.boundary == "none" else d.boundary,
+        )
+        for d in load_detectors().detectors
+    ]
+
+
+SHIPPED = shipped_patterns()
+SHIPPED_TOKENS = st.sampled_from(
+    ["725763863", "162 275 869", "NL36 INGB 0007 6543 21", "anna.de-vries@zorg.example.nl",
+     "a@b.nl", "x+y@c.d.e.org", "14-03-1985", "2311 EZ", "+31 (0)20 123 4567", "C53.9",
+     "4711 4710 4974 6501", "880320-0016", "PID|1|", "@", ".", "a", "7", "-"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.one_of(FILLER, SHIPPED_TOKENS), max_size=30),
+    st.lists(st.integers(0, 400), max_size=6),
+)
+def test_engines_agree_on_the_shipped_detectors(parts: list[str], cuts: list[int]) -> None:
+    """The e-mail detector is end-only in Hyperscan (its SOM form is too large): its start is
+    looked up after the last character no address holds; the `re` engine must agree."""
+    text = "".join(parts)
+    reference = scan("re", [text], SHIPPED)
+    assert scan("hyperscan", split(text, cuts), SHIPPED) == reference

@@ -390,3 +390,63 @@ def test_no_number_like_text_makes_a_validator_raise(text: str) -> None:
 def test_huge_candidates_are_refused_cheaply() -> None:
     for validate in VALIDATORS.values():
         assert validate("1" * 100_000) is None
+
+
+# -- the fast paths agree with python-stdnum's full validate() ----------------------------
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.from_regex(r"\A[0-9]{8,9}\Z", fullmatch=True))
+def test_bsn_agrees_with_stdnum(digits: str) -> None:
+    """validate_bsn runs stdnum's checksum on the compacted digits; the verdict is the one of
+    stdnum.nl.bsn.validate unless stdnum.nl.onderwijsnummer.validate accepts the number."""
+    from stdnum.nl import bsn, onderwijsnummer
+
+    expected = bsn.is_valid(digits) and not onderwijsnummer.is_valid(digits)
+    assert (v.validate_bsn(digits) is not None) == expected
+
+
+def test_bsn_agrees_with_stdnum_on_every_check_digit() -> None:
+    from stdnum.nl import bsn, onderwijsnummer
+
+    rng = random.Random(5)
+    prefixes = [f"{rng.randrange(10**8):08d}" for _ in range(300)] + ["10" + "0" * 6, "10123456"]
+    for prefix in prefixes:
+        for last in "0123456789":
+            number = prefix + last
+            expected = bsn.is_valid(number) and not onderwijsnummer.is_valid(number)
+            assert (v.validate_bsn(number) is not None) == expected, number
+
+
+def test_iban_agrees_with_stdnum() -> None:
+    """The mod 97-10 pre-check refuses nothing that stdnum.iban.validate accepts."""
+    from stdnum import iban
+
+    rng = random.Random(11)
+    valid = [iban_with_check_digits("NL", f"ABNA0{rng.randrange(10**9):09d}") for _ in range(50)]
+    valid += [iban_with_check_digits("DE", f"{rng.randrange(10**18):018d}") for _ in range(50)]
+    broken = []
+    for number in valid:
+        i = rng.randrange(4, len(number))
+        broken.append(number[:i] + str((int(number[i], 36) + 1) % 10) + number[i + 1 :])
+    for number in valid + broken + ["NL91", "XX00ABCD", "NL00ABNA0000000000"]:
+        expected = iban.validate(number) if iban.is_valid(number) else None
+        assert v.validate_iban(number) == expected, number
+
+
+def test_payment_card_agrees_with_stdnum_luhn() -> None:
+    from stdnum import luhn
+
+    rng = random.Random(3)
+    for _ in range(500):
+        number = "4" + "".join(str(rng.randrange(10)) for _ in range(15))
+        assert (v.validate_payment_card(number) is not None) == luhn.is_valid(number)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.from_regex(r"\A(?:NL)?[0-9]{4}[ -]?[A-Za-z]{2}\Z", fullmatch=True) | st.text(max_size=10))
+def test_postcode_agrees_with_stdnum(text: str) -> None:
+    from stdnum.nl import postcode
+
+    expected = postcode.compact(postcode.validate(text)) if postcode.is_valid(text) else None
+    assert v.validate_postcode_nl(text) == expected
