@@ -433,6 +433,19 @@ KINDS = MappingProxyType(
         "text_unknown_charset": ("content", "a declared charset Python does not know; detected"),
         "text_csv_record_too_long": ("content", "a CSV record over 64 Ki characters was cut"),
         "text_csv_malformed": ("content", "the CSV reader reported an error (once per object)"),
+        "text_xlsx_strings_late": (
+            "content",
+            "sheet rows waiting for a late shared-string table passed the cap; sent unjoined",
+        ),
+        "text_xlsx_strings_cap": (
+            "content",
+            "a shared-string table over its cap; the rest is text",
+        ),
+        "text_xlsx_strings_missing": (
+            "content",
+            "a workbook ended with rows waiting for a shared-string table that never came",
+        ),
+        "text_xlsx_row_too_long": ("content", "a spreadsheet row over its character cap was cut"),
         "text_json_malformed": ("content", "a character that is no JSON token was skipped"),
         "text_json_too_deep": ("content", "JSON nested beyond 64 levels (paths share a level)"),
         "text_xml_malformed": ("content", "an XML error; the rest of the part is not read"),

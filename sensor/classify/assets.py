@@ -90,4 +90,9 @@ def load_assets(config: ClassifyConfig) -> ClassifyAssets:
     except (CanaryError, EdmError) as exc:
         assets.close()
         raise AssetError(str(exc)) from None
+    if not config.enabled:
+        if assets.edm is not None:
+            notes.append("the EDM index is not matched while [classify] enabled = false")
+        if assets.canaries is not None:
+            notes.append("canaries are looked up in flow metadata only ([classify] is off)")
     return assets

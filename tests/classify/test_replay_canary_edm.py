@@ -248,3 +248,22 @@ def test_a_store_made_with_another_key_is_a_usage_error(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "canaries.json" in err and "another secret key" in err
+
+
+def test_an_index_with_classification_off_is_said_not_silently_unused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = tmp_path / "patients.csv"
+    edm_export(export, random.Random(3), 20)
+    argv = ["edm", "load", str(export), "--primary", "bsn", "--fields", "postcode"]
+    assert (
+        main([*argv, "--index", str(tmp_path / "index"), "--secret", str(tmp_path / "secret.key")])
+        == 0
+    )
+    pcap = tmp_path / "empty.pcap"
+    write_ether_pcap(pcap, [])
+    capsys.readouterr()
+    config = write_config(tmp_path, enabled=False)
+    argv = ["replay", str(pcap), "--out", str(tmp_path / "out"), "--config", str(config), "--quiet"]
+    assert main(argv) == 0
+    assert "EDM index is not matched while [classify] enabled = false" in capsys.readouterr().err
