@@ -96,6 +96,7 @@ from sensor.outputs.meter import meter_records
 from sensor.outputs.smtp import SmtpLog
 from sensor.outputs.ssh import SshLog
 from sensor.outputs.tls import TlsLog
+from sensor.policy.decide import Decider, finding_id, record_time, verdict_record
 from sensor.protocols import dns, ftp, http, smtp, ssh, tls
 from sensor.protocols.base import (
     AddressName,
@@ -245,11 +246,13 @@ class Pipeline:
         file_types: FileTypeTable | None = None,
         detectors: DetectorSet | None = None,
         classify: ClassifyAssets | None = None,
+        decider: Decider | None = None,
     ) -> None:
         """`stats_source`: the runtime's own counters (capture, eBPF probe), added to every
         `stats` event. `file_types`: the signature table the runtime loaded from the
         signatures directory (None: the source tree's). `classify`: the key, canary store and
-        EDM index the runtime loaded (None: a random key, no canaries, no EDM)."""
+        EDM index the runtime loaded (None: a random key, no canaries, no EDM). `decider`:
+        the policy that turns findings into `verdict` events (None: no verdicts)."""
         self.config = config
         self._sinks = tuple(sinks)
         d = config.decode
@@ -314,6 +317,7 @@ class Pipeline:
         self._canaries = canaries if canaries is not None and len(canaries) else None
         self._canary_seen: dict[tuple[bytes, str, str], float] = {}  # repeats held back
         self._edm_hosts: dict[bytes, set[int]] = {}  # known records each host sent
+        self.decider = decider
         self._mime_caps = MimeCaps()
         self._store = store
         registered = registrations(config)
@@ -789,9 +793,15 @@ class Pipeline:
     # -- output --------------------------------------------------------------------------
 
     def _emit(self, record: eve.Record) -> None:
-        self.summary.events[record["event_type"]] += 1
+        kind = record["event_type"]
+        if kind == "finding":  # an id the verdicts decided on it name
+            record["finding"]["id"] = finding_id(record)
+        self.summary.events[kind] += 1
         for sink in self._sinks:
             sink(record)
+        if self.decider is not None and kind == "finding":
+            for verdict in self.decider.finding(record, record_time(record)):
+                self._emit(verdict_record(record, verdict))
 
     def _anomaly(
         self, flow: Flow[FlowState] | None, state: FlowState | None, anomaly: Anomaly, ts: float

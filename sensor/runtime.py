@@ -56,6 +56,7 @@ from sensor.metering.values import Finding, KernelTotals, VolumeSummary
 from sensor.outputs import eve
 from sensor.outputs.activity import ActivityLog
 from sensor.pipeline import Pipeline, Summary
+from sensor.policy.decide import Decider
 
 PROBE_CHOICES = ("auto", "xdp", "tc", "off")
 KERNEL_DEST_PREFIX = (24, 64)  # the probe's per-destination aggregation (sluice_meter.bpf.c)
@@ -279,8 +280,10 @@ class LiveSensor:
         file_types: FileTypeTable | None = None,
         detectors: DetectorSet | None = None,
         classify: ClassifyAssets | None = None,
+        decider: Decider | None = None,
     ) -> None:
         self.config = config
+        self.decider = decider
         self.file_types = file_types
         self.detectors = detectors
         self.classify = classify
@@ -371,6 +374,7 @@ class LiveSensor:
                 file_types=self.file_types,
                 detectors=self.detectors,
                 classify=self.classify,
+                decider=self.decider,
             )
             if feed is not None:
                 feed.start()

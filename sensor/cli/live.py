@@ -97,6 +97,7 @@ def main(args: argparse.Namespace) -> int:
     from sensor.cli.main import (
         UsageError,
         classify_assets,
+        decider,
         detectors,
         file_types,
         load_config_or_fail,
@@ -150,6 +151,7 @@ def main(args: argparse.Namespace) -> int:
             file_types=table,
             detectors=detector_set,
             classify=assets,
+            decider=decider(config, args.signatures),
         )
         try:
             report = sensor.run()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import grp
+import ipaddress
 import itertools
 import os
 import shutil
@@ -43,6 +44,7 @@ from sensor.cli import canary as canary_cli
 from sensor.cli import config as config_cli
 from sensor.cli import edm as edm_cli
 from sensor.cli import live as live_cli
+from sensor.cli import policy as policy_cli
 from sensor.cli import screen, version
 from sensor.cli import signatures as signatures_cli
 from sensor.cli import top as top_view
@@ -62,6 +64,8 @@ from sensor.outputs.digest import SEVERITY_ORDER, Digest, Kept
 from sensor.outputs.eve import open_private
 from sensor.outputs.files import extracted_record
 from sensor.pipeline import Pipeline, Summary
+from sensor.policy.decide import Decider
+from sensor.policy.policy import PolicyError, load_policy
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -134,6 +138,7 @@ def _build_parser() -> argparse.ArgumentParser:
     signatures_cli.add_parser(sub)
     edm_cli.add_parser(sub)
     canary_cli.add_parser(sub)
+    policy_cli.add_parser(sub)
     return parser
 
 
@@ -235,6 +240,26 @@ def detectors(config: Config, signatures: str | None) -> DetectorSet | None:
         raise UsageError(str(exc)) from None
 
 
+def decider(config: Config, signatures: str | None) -> Decider | None:
+    """The policy's decider for this run (dry-run: nothing is sent anywhere), when the
+    policy is on; a broken policy file is a usage error naming the file and the line."""
+    if not config.policy.enabled:
+        return None
+    chosen: str | Path | None = signatures if signatures is not None else config.signatures_dir
+    origin = "--signatures" if signatures is not None else "signatures_dir in the config"
+    try:
+        policy = load_policy(config.policy.file or None, chosen, origin)
+    except PolicyError as exc:
+        raise UsageError(str(exc)) from None
+    networks = config.home_net
+
+    def internal(address: str) -> bool:
+        ip = ipaddress.ip_address(address)
+        return any(ip in network for network in networks)
+
+    return Decider(policy, "dry-run", internal, config.policy.incident_window)
+
+
 def classify_assets(config: Config) -> ClassifyAssets:
     """The key, canary store and EDM index `[classify]` names (a store or an index that
     cannot be used is a usage error naming the file)."""
@@ -308,6 +333,7 @@ def run(
             file_types=file_types(config, signatures),
             detectors=detectors(config, signatures),
             classify=assets,
+            decider=decider(config, signatures),
         )
         process = pipeline.process
         with captures:
@@ -427,6 +453,7 @@ def print_summary(
             )
         )
     _findings_table(digest, console, out)
+    _verdicts_table(console, digest.verdicts, out)
     _sensitive_table(console, digest.sensitive, out)
     _encrypted_table(console, digest.encrypted, out)
     kept = (
@@ -459,6 +486,35 @@ def _kept_table(
         when = datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")).astimezone(tz)
         flow = f"{r['src_ip']} -> {r['dest_ip']}:{r['dest_port']}"
         t.add_row(*(screen.cell(v) for v in [f"{when:%Y-%m-%d %H:%M:%S}", flow, *what(r)]))
+    console.print(screen.freeze(t, console.width))
+    if kept.total > len(kept.records):
+        console.print(
+            f"... {kept.total - len(kept.records):,} more in {out / 'events.jsonl'}",
+            soft_wrap=True,
+        )
+
+
+def _verdicts_table(console: Console, kept: Kept, out: Path) -> None:
+    """What the policy decided on the findings (a replay decides in dry-run: nothing was sent
+    anywhere): the action, its target and how long, and the reason, wrapped at 80 columns."""
+    if not kept.records:
+        return
+    modes = sorted({r["verdict"]["mode"] for r in kept.records})
+    t = screen.table(f"verdicts ({', '.join(modes)}): {kept.total:,}")
+    screen.column(t, "ACTION")
+    screen.column(t, "TARGET")
+    screen.column(t, "FOR")
+    screen.column(t, "RULE: REASON", ratio=1, min_width=24, wrap=True)
+    for r in kept.records:
+        v = r["verdict"]
+        ttl = int(v["ttl"])
+        span = f"{ttl // 3600}h{ttl % 3600 // 60:02d}m" if ttl else "-"
+        t.add_row(
+            screen.cell(v["action"]),
+            screen.cell(v["target"]),
+            screen.cell(span),
+            screen.wrapped(printable(v["reason"]), ""),
+        )
     console.print(screen.freeze(t, console.width))
     if kept.total > len(kept.records):
         console.print(
@@ -575,7 +631,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return edm_cli.run(args)
     if args.command == "canary":
         return canary_cli.run(args)
-    if args.command in ("top", "host", "findings"):
+    if args.command == "policy":
+        return policy_cli.run(args)
+    if args.command in ("top", "host", "findings", "verdicts"):
         return top_view.run(args)
     if args.command == "run":
         return live_cli.main(args)

@@ -2,7 +2,8 @@
 
 The same parsers the sensor uses at start-up (STYLE.md habit 10), so a file that passes here
 loads there: categories.toml (sensor.metering.categories), filetypes.toml
-(sensor.content.fingerprint.table) and detectors.toml (sensor.classify.detectors). Without
+(sensor.content.fingerprint.table), detectors.toml (sensor.classify.detectors) and policy.toml
+(sensor.policy.policy). Without
 DIR the directory is the one the sensor would use (sensor/config/signatures.py:
 $SLUICE_SIGNATURES, the installed data, the source tree).
 
@@ -23,6 +24,8 @@ from sensor.classify.detectors import DetectorError, DetectorSet, parse_detector
 from sensor.config.signatures import SignaturesError, find_signatures
 from sensor.content.fingerprint.table import FileTypeError, FileTypeTable, parse_file_types
 from sensor.metering.categories import CategoryDb, CategoryError, parse_categories
+from sensor.policy.policy import Policy, PolicyError, parse_policy
+from sensor.policy.policy import describe as describe_policy
 
 EXIT_OK = 0
 EXIT_INVALID = 2
@@ -47,11 +50,16 @@ def _describe_detectors(detectors: DetectorSet) -> str:
     return text
 
 
+def _describe_policy(policy: Policy) -> str:
+    return next(iter(describe_policy(policy))).split(": ", 1)[1]
+
+
 # (file name, parse(text, source) -> what describe takes, its error, describe)
 CHECKS: tuple[tuple[str, Callable[[str, str], Any], type[Exception], Callable[[Any], str]], ...] = (
     ("categories.toml", parse_categories, CategoryError, _describe_categories),
     ("filetypes.toml", parse_file_types, FileTypeError, _describe_file_types),
     ("detectors.toml", parse_detectors, DetectorError, _describe_detectors),
+    ("policy.toml", parse_policy, PolicyError, _describe_policy),
 )
 
 

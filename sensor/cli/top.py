@@ -140,15 +140,30 @@ def add_parsers(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         formatter_class=formatter,
     )
     _common(findings)
-    findings.add_argument(
-        "--since", default="all", help=f"how far back from the newest data: {WINDOW_FORMS}"
-    )
+    _since_and_limit(findings)
     findings.add_argument("--host", metavar="IP", help="only this internal host")
     findings.add_argument("--kind", metavar="KIND", help="only this kind of finding")
     findings.add_argument(
         "--severity", choices=SEVERITIES, default="low", help="only this severity or above"
     )
-    findings.add_argument("--limit", type=int, default=500, metavar="N", help="newest N")
+    verdicts = sub.add_parser(
+        "verdicts",
+        epilog=EXIT_CODES,
+        help="list the policy's verdicts in a sensor's database",
+        description="List the verdicts the policy decided (block a host, block a destination, "
+        "alert), newest last: target, how long, the rule and its reason, and whether they "
+        "were enforced (a replay decides in dry-run: nothing is sent anywhere).",
+        formatter_class=formatter,
+    )
+    _common(verdicts)
+    _since_and_limit(verdicts)
+
+
+def _since_and_limit(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--since", default="all", help=f"how far back from the newest data: {WINDOW_FORMS}"
+    )
+    parser.add_argument("--limit", type=int, default=500, metavar="N", help="newest N")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -195,6 +210,8 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
             return _top_command(args, stream)
         if args.command == "findings":
             return _findings_command(args, stream)
+        if args.command == "verdicts":
+            return _verdicts_command(args, stream)
         return _host_command(args, stream)
     except CliError as exc:
         print(f"sluice: error: {exc}", file=sys.stderr)
@@ -767,6 +784,46 @@ def _findings_command(args: argparse.Namespace, out: IO[str]) -> int:
     if len(found) > len(shown):
         console.print(f"the newest {len(shown):,} of {len(found):,} (--limit)")
     console.print(findings_table(records, view, console.width, with_host=host is None))
+    return 0
+
+
+def _verdicts_command(args: argparse.Namespace, out: IO[str]) -> int:
+    seconds = parse_window(args.since)
+    if args.limit < 1:
+        raise CliError(f"--limit must be at least 1, not {args.limit}")
+    view = View.of(args)
+    path = database_path(args.db)
+    with open_store(path) as store:
+        if not store.newest:
+            return _nothing_recorded(path, args.json, "[]", out)
+        since = store.newest - seconds if seconds is not None else 0.0
+        rows = store.verdicts(since, limit=args.limit)
+    if args.json:
+        out.write(json.dumps(rows, indent=2) + "\n")
+        return 0
+    console = view.console(out)
+    console.print(Text(f"verdicts, {args.since}\n{path}", style="bold"))
+    if not rows:
+        console.print("no verdicts")
+        return 0
+    table = screen.table(None)
+    screen.column(table, "DECIDED")
+    screen.column(table, "ACTION")
+    screen.column(table, "TARGET")
+    screen.column(table, "UNTIL")
+    screen.column(table, "RULE: REASON", ratio=1, min_width=24, wrap=True)
+    for row in rows:
+        until = view.stamp(row["expires_at"]) if row["ttl"] else "-"
+        reason = f"{row['reason']} [{row['mode']}"
+        reason += f", decided {row['decided']}x]" if row["decided"] > 1 else "]"
+        table.add_row(
+            screen.cell(view.stamp(row["ts"])),
+            screen.cell(row["action"]),
+            screen.cell(row["target"]),
+            screen.cell(until),
+            screen.wrapped(reason),
+        )
+    console.print(screen.freeze(table, console.width))
     return 0
 
 

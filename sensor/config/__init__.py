@@ -100,6 +100,16 @@ class ClassifyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    # Findings become verdicts (sensor/policy/): `sluice replay` decides them in dry-run
+    # (nothing is sent anywhere), `sluice run` records them. The policy is `file`, else
+    # policy.toml of the signatures directory; `sluice policy check FILE` validates one.
+    enabled: bool = True
+    file: str = ""
+    incident_window: float = 3600.0  # seconds between findings of one incident
+
+
+@dataclass(frozen=True, slots=True)
 class HttpConfig:
     max_header_bytes: int = 65536
     max_headers: int = 256
@@ -269,6 +279,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     content: ContentConfig = field(default_factory=ContentConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     metering: MeteringConfig = field(default_factory=MeteringConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
@@ -284,6 +295,7 @@ SECTIONS: dict[str, type[Any]] = {
     "http": HttpConfig,
     "content": ContentConfig,
     "classify": ClassifyConfig,
+    "policy": PolicyConfig,
     "output": OutputConfig,
     "metering": MeteringConfig,
     "history": HistoryConfig,

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sensor.config import HistoryConfig
 from sensor.metering.values import OTHER, Finding, KernelTotals, Volume, VolumeSummary
@@ -168,6 +168,17 @@ class MeterStore:
             "summary TEXT NOT NULL)"
         )
         db.execute("CREATE INDEX IF NOT EXISTS activity_host ON activity (host, ts)")
+        # The policy's verdicts (sensor/policy/), one row per verdict id: deciding it again
+        # (a re-block in the same incident) moves its time and expiry and adds its findings.
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS verdicts (id TEXT PRIMARY KEY, ts REAL NOT NULL, "
+            "action TEXT NOT NULL, target TEXT NOT NULL, target_kind TEXT NOT NULL, "
+            "ttl REAL NOT NULL, expires_at REAL NOT NULL, reason TEXT NOT NULL, "
+            "severity TEXT NOT NULL, confidence REAL NOT NULL, finding_ids TEXT NOT NULL, "
+            "incident_id TEXT NOT NULL, policy_rule TEXT NOT NULL, mode TEXT NOT NULL, "
+            "decided INTEGER NOT NULL DEFAULT 1)"
+        )
+        db.execute("CREATE INDEX IF NOT EXISTS verdicts_ts ON verdicts (ts)")
         # The eBPF probe's cumulative counters as of the last bucket written (live runtime):
         # after a restart the probe's pinned maps continue from there, nothing counted twice.
         db.execute(
@@ -256,6 +267,38 @@ class MeterStore:
                 rows,
             )
 
+    def add_verdicts(self, rows: Iterable[dict[str, Any]]) -> None:
+        """`verdict` sub-objects with their packet time (`ts`), in one transaction."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO verdicts (id, ts, action, target, target_kind, ttl, expires_at, "
+                "reason, severity, confidence, finding_ids, incident_id, policy_rule, mode) "
+                "VALUES (:id, :ts, :action, :target, :target_kind, :ttl, :expires_at, :reason, "
+                ":severity, :confidence, :finding_ids, :incident_id, :policy_rule, :mode) "
+                "ON CONFLICT (id) DO UPDATE SET ts = excluded.ts, ttl = excluded.ttl, "
+                "expires_at = MAX(expires_at, excluded.expires_at), reason = excluded.reason, "
+                "decided = decided + 1, finding_ids = (SELECT json_group_array(value) FROM "
+                "(SELECT value FROM json_each(verdicts.finding_ids) UNION "
+                "SELECT value FROM json_each(excluded.finding_ids)))",
+                ({**row, "finding_ids": json.dumps(row["finding_ids"])} for row in rows),
+            )
+
+    def verdicts(
+        self, since: float = 0.0, until: float = float("inf"), limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """The verdicts decided in [since, until), oldest first (at most `limit`, newest)."""
+        cursor = self._db.execute(
+            "SELECT id, ts, action, target, target_kind, ttl, expires_at, reason, severity, "
+            "confidence, finding_ids, incident_id, policy_rule, mode, decided FROM verdicts "
+            "WHERE ts >= ? AND ts < ? ORDER BY ts DESC, id LIMIT ?",
+            (since, until, limit),
+        )
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        for row in rows:
+            row["finding_ids"] = json.loads(row["finding_ids"])
+        return rows[::-1]
+
     def _prune(self) -> None:
         """Delete what retention and the row bound let go; where rows went, remember the cut
         so that readers can say their window reaches past it."""
@@ -265,6 +308,7 @@ class MeterStore:
                 table, self._bounded(table, self.newest - tier.retention), f"pruned_{tier.name}"
             )
         self._cut("findings", self.newest - self.findings_retention, "pruned_findings")
+        self._cut("verdicts", self.newest - self.findings_retention, "pruned_verdicts")
         activity_cut = self._bounded("activity", self.newest - self.activity_retention)
         self._cut("activity", activity_cut, "pruned_activity")
         self._pruned_hour = self.newest // 3600

@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sensor.metering.store import MeterStore
 from sensor.metering.units import human_bytes, printable
@@ -190,6 +191,7 @@ class ActivityLog:
         self.warn = warn
         self.rows: list[Activity] = []
         self.findings: list[Finding] = []  # content findings (the meter writes its own)
+        self.verdicts: list[dict[str, Any]] = []  # the policy's verdicts
         self.lost = 0
         self._failing = False
 
@@ -198,6 +200,11 @@ class ActivityLog:
         if kind == "finding" and record["finding"]["kind"] in PIPELINE_FINDING_KINDS:
             self.findings.append(content_finding(record))
             if len(self.findings) >= FLUSH_ROWS:
+                self.flush()
+            return
+        if kind == "verdict":
+            self.verdicts.append({**record["verdict"], "ts": parse_time(record["timestamp"])})
+            if len(self.verdicts) >= FLUSH_ROWS:
                 self.flush()
             return
         if kind not in ("file", "smtp", "ssh"):
@@ -211,7 +218,8 @@ class ActivityLog:
     def flush(self) -> None:
         rows, self.rows = self.rows, []
         findings, self.findings = self.findings, []
-        if not rows and not findings:
+        verdicts, self.verdicts = self.verdicts, []
+        if not rows and not findings and not verdicts:
             return
         try:
             if rows:
@@ -220,8 +228,10 @@ class ActivityLog:
                 )
             if findings:
                 self.store.write(findings)
+            if verdicts:
+                self.store.add_verdicts(verdicts)
         except (sqlite3.Error, OSError) as exc:  # the sensor goes on
-            self.lost += len(rows) + len(findings)
+            self.lost += len(rows) + len(findings) + len(verdicts)
             if not self._failing:
                 self.warn(f"writing host activity to {self.store.path} failed ({exc})")
             self._failing = True

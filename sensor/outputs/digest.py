@@ -48,6 +48,7 @@ class Digest:
         self.messages = Kept()  # `smtp` records
         self.sessions = Kept()  # `ssh` records
         self.findings = Kept()  # `finding` records
+        self.verdicts = Kept()  # `verdict` records: what the policy decided
         self.cut = 0  # objects the extraction caps stored only in part
         self._groups: dict[tuple[str, str], FindingGroup] = {}
 
@@ -67,6 +68,8 @@ class Digest:
             self.messages.add(record, self.limit)
         elif kind == "ssh":
             self.sessions.add(record, self.limit)
+        elif kind == "verdict":
+            self.verdicts.add(record, self.limit)
         elif kind == "finding":
             self.findings.add(record, self.limit)
             f = record["finding"]

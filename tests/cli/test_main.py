@@ -119,6 +119,7 @@ def _signatures(directory: Path, db_id: str) -> Path:
         'cidrs = ["198.51.100.0/24"]\n'
     )
     (directory / "filetypes.toml").write_bytes(FILE_TYPES.read_bytes())
+    (directory / "policy.toml").write_bytes((FILE_TYPES.parent / "policy.toml").read_bytes())
     return directory
 
 
@@ -446,6 +447,12 @@ def test_sensitive_uploads_lead_with_their_counts_and_fit_80_columns(tmp_path: P
         assert f"{want['records']:,} records; {', '.join(want['categories'])};" in words
         for kind, distinct in want["identifiers"].items():
             assert f"{distinct:,} {kind}" in words, (kind, words)
+    # The policy's dry-run verdicts come first, each with its rule and reason, wrapped.
+    verdicts = text[text.index("verdicts (dry-run): ") : start]
+    assert verdicts.count("block_host  10.10.0.10  1h00m  sensitive-upload:") == len(expected)
+    assert "encrypted-upload:" in verdicts
+    for want in expected:
+        assert want["filename"] in " ".join(verdicts.split())
 
 
 # -- help, version -----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 from sensor.cli import signatures as cli
 
 SHIPPED = Path(__file__).resolve().parents[2] / "signatures"
-NAMES = ("categories.toml", "filetypes.toml", "detectors.toml")
+NAMES = ("categories.toml", "filetypes.toml", "detectors.toml", "policy.toml")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,13 +38,14 @@ def copy(tmp_path: Path) -> Path:
 def test_shipped_directory_is_fine(copy: Path) -> None:
     status, lines = check(["signatures", "check", str(copy)])
     assert status == 0
-    assert len(lines) == 3
+    assert len(lines) == 4
     for line, name in zip(lines, NAMES, strict=True):
         assert line.startswith(f"ok {copy / name} (")
     assert "(sluice-destination-categories, version " in lines[0]
     assert "(sluice-file-types, version " in lines[1]
     assert "(sluice-detectors, version " in lines[2]
     assert " detectors, " in lines[2] and " severity rules" in lines[2]
+    assert "(mode enforce, 6 rules, " in lines[3]
 
 
 def test_default_directory_is_the_resolved_one(copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,6 +59,7 @@ BREAKS = {
     "categories.toml": ("[[category]]", "[[category]]\ncolour = 1", "unknown key 'colour'"),
     "filetypes.toml": ('mime = "application/zip"', 'mime = "zip"', "mime must be a media type"),
     "detectors.toml": ('validator = "bsn"', 'validator = "bsn2"', "[[detector]] #1 (bsn)"),
+    "policy.toml": ('ttl = "24h"', 'ttl = "1w"', ":20: rule 'canary': '1w' is no duration"),
 }
 
 
@@ -70,10 +72,10 @@ def test_a_broken_file_in_each_position(copy: Path, broken: str) -> None:
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
     status, lines = check(["signatures", "check", str(copy)])
     assert status == 2
-    assert len(lines) == 3
+    assert len(lines) == 4
     for line, name in zip(lines, NAMES, strict=True):
         if name == broken:
-            assert line.startswith(f"error {path}: "), line
+            assert line.startswith(f"error {path}:"), line
             assert rule in line, line
         else:
             assert line.startswith(f"ok {copy / name} "), line
@@ -85,7 +87,7 @@ def test_a_missing_file(copy: Path, missing: str) -> None:
     status, lines = check(["signatures", "check", str(copy)])
     assert status == 2
     assert f"error {copy / missing}: missing" in lines
-    assert sum(line.startswith("ok ") for line in lines) == 2
+    assert sum(line.startswith("ok ") for line in lines) == len(NAMES) - 1
 
 
 def test_not_utf8(copy: Path) -> None:
