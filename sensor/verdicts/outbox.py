@@ -365,7 +365,9 @@ class Outbox:
         *,
         now: float | None = None,
     ) -> int:
-        """`accept` for a burst, in one transaction (one fsync); returns how many were new."""
+        """`accept` for a burst, in one transaction (one fsync); returns how many were new.
+        A verdict that blocks nothing or is not in enforce mode is a ValueError, and then
+        nothing of the burst is stored (dry-run and monitor verdicts never reach an outbox)."""
         names = sorted({b if isinstance(b, str) else b.name for b in backends})
         new = 0
         with self._write() as db:
