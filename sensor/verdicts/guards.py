@@ -16,8 +16,8 @@ traffic a DLP sensor reacts to. So no policy, operator command or replay reaches
 without passing `Guards.check`.
 
 Theory of operation: `check` runs the rules below in this order and stops at the first that
-refuses. The static rules (2-6) depend only on the verdict and the configuration; the
-stateful ones (7-10) run only for verdicts that passed every static rule, so a refused verdict
+refuses. The static rules (2-7) depend only on the verdict and the configuration; the
+stateful ones (8-11) run only for verdicts that passed every static rule, so a refused verdict
 never spends a token or a slot.
 
  1. `alert` verdicts block nothing and always pass.
