@@ -24,7 +24,7 @@ EXAMPLE_CONFIG ?= systemd/sluice.toml
 # headers it compiles against), the venv, nft/tc/ip for enforcement and attaching, systemd.
 # Not the development set (tshark, tcpreplay, gcc, sshd, dnsmasq...).
 RUNTIME_DEBIAN_PACKAGES := libpcap0.8 libmagic1 python3-venv python3-bpfcc bpfcc-tools \
-	linux-headers-amd64 nftables iproute2 systemd ethtool
+	linux-headers-amd64 nftables python3-nftables iproute2 systemd ethtool
 INSTALL_VENV = $(DESTDIR)$(PREFIX)/venv
 INSTALL_PATHS = sed -i -e 's|/opt/sluice|$(PREFIX)|g' -e 's|/etc/sluice|$(SYSCONFDIR)|g'
 

@@ -57,6 +57,9 @@ from sensor.outputs import eve
 from sensor.outputs.activity import ActivityLog
 from sensor.pipeline import Pipeline, Summary
 from sensor.policy.decide import Decider
+from sensor.verdicts.base import BackendError
+from sensor.verdicts.delivery import build_delivery, close_delivery
+from sensor.verdicts.outbox import OutboxError
 
 PROBE_CHOICES = ("auto", "xdp", "tc", "off")
 KERNEL_DEST_PREFIX = (24, 64)  # the probe's per-destination aggregation (sluice_meter.bpf.c)
@@ -361,9 +364,30 @@ class LiveSensor:
             sinks.append(activity)
         if self.notify is not None:
             sinks.append(self.notify)
+        # Verdicts to the firewalls: what it records (refusals, a suspended-blocking finding)
+        # goes where the pipeline's records go.
+        outputs = list(sinks)
+
+        def record(item: eve.Record) -> None:
+            for sink in outputs:
+                sink(item)
+
+        try:
+            delivery = build_delivery(config, options.out, record, self.warn)
+        except (OutboxError, BackendError) as exc:
+            events.close()
+            if store is not None:
+                store.close(settle=True)
+            raise LiveError(f"verdict delivery: {exc}") from None
+        if delivery is not None:
+            sinks.append(delivery)
+            names = ", ".join(b.name for b in delivery.backends)
+            self.status(f"verdicts: enforced through {names} (outbox {delivery.outbox.path})")
         started = time.monotonic()
         report: LiveReport | None = None
         try:
+            if delivery is not None:
+                delivery.start()
             pipeline = Pipeline(
                 config,
                 sinks,
@@ -397,6 +421,8 @@ class LiveSensor:
                 [capture_error] if capture_error else [],
             )
         finally:
+            if delivery is not None:
+                close_delivery(delivery)
             events.close()
             if store is not None:
                 store.close(settle=True)

@@ -19,7 +19,7 @@ from tests.conftest import ROOT, require_tool
 # The runtime set of `make install`; the development set (`make setup`) is larger.
 RUNTIME_DEBIAN = {
     "libpcap0.8", "libmagic1", "python3-venv", "python3-bpfcc", "bpfcc-tools",
-    "linux-headers-amd64", "nftables", "iproute2", "systemd", "ethtool",  # offloads off
+    "linux-headers-amd64", "nftables", "python3-nftables", "iproute2", "systemd", "ethtool",
 }  # fmt: skip
 DEVELOPMENT_ONLY_DEBIAN = {"openssh-server", "dnsmasq-base", "tcpreplay", "gcc", "tshark", "tmux"}
 # Distribution name -> the top-level module it provides.
@@ -38,7 +38,7 @@ IMPORT_NAME = {
     "pyahocorasick": "ahocorasick",
     "hyperscan": "hyperscan",
 }
-FROM_DEBIAN = {"bcc"}  # python3-bpfcc, through the venv's system site-packages
+FROM_DEBIAN = {"bcc", "nftables"}  # python3-bpfcc, python3-nftables: system site-packages
 TEST_AND_TOOL_ONLY = {"scapy", "dpkt", "pyshark"}
 FIRST_PARTY = {"sensor", "probes"}
 _PACKAGE_LIST = re.compile(r"for p in ([^;]*); do")

@@ -151,7 +151,9 @@ def main(args: argparse.Namespace) -> int:
             file_types=table,
             detectors=detector_set,
             classify=assets,
-            decider=decider(config, args.signatures),
+            decider=decider(
+                config, args.signatures, "enforce" if config.verdicts.backends else "dry-run"
+            ),
         )
         try:
             report = sensor.run()

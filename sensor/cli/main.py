@@ -240,9 +240,9 @@ def detectors(config: Config, signatures: str | None) -> DetectorSet | None:
         raise UsageError(str(exc)) from None
 
 
-def decider(config: Config, signatures: str | None) -> Decider | None:
-    """The policy's decider for this run (dry-run: nothing is sent anywhere), when the
-    policy is on; a broken policy file is a usage error naming the file and the line."""
+def decider(config: Config, signatures: str | None, run_mode: str = "dry-run") -> Decider | None:
+    """The policy's decider for this run (a replay: dry-run, nothing is sent anywhere), when
+    the policy is on; a broken policy file is a usage error naming the file and the line."""
     if not config.policy.enabled:
         return None
     chosen: str | Path | None = signatures if signatures is not None else config.signatures_dir
@@ -257,7 +257,7 @@ def decider(config: Config, signatures: str | None) -> Decider | None:
         ip = ipaddress.ip_address(address)
         return any(ip in network for network in networks)
 
-    return Decider(policy, "dry-run", internal, config.policy.incident_window)
+    return Decider(policy, run_mode, internal, config.policy.incident_window)
 
 
 def classify_assets(config: Config) -> ClassifyAssets:

@@ -53,6 +53,7 @@ from sensor.metering.values import SEVERITIES, Finding, Volume
 from sensor.outputs.eve import iso_time
 from sensor.outputs.eve import open_private as eve_open
 from sensor.outputs.meter import volume_fields
+from sensor.verdicts.outbox import Outbox, OutboxError
 
 EXIT_USAGE = 2
 DB_NAME = "sluice.db"  # inside a replay's --out directory
@@ -798,6 +799,9 @@ def _verdicts_command(args: argparse.Namespace, out: IO[str]) -> int:
             return _nothing_recorded(path, args.json, "[]", out)
         since = store.newest - seconds if seconds is not None else 0.0
         rows = store.verdicts(since, limit=args.limit)
+    delivery = delivery_states(path.parent / OUTBOX_NAME)
+    for row in rows:
+        row["delivery"] = delivery.get(row["id"], {})
     if args.json:
         out.write(json.dumps(rows, indent=2) + "\n")
         return 0
@@ -814,7 +818,11 @@ def _verdicts_command(args: argparse.Namespace, out: IO[str]) -> int:
     screen.column(table, "RULE: REASON", ratio=1, min_width=24, wrap=True)
     for row in rows:
         until = view.stamp(row["expires_at"]) if row["ttl"] else "-"
-        reason = f"{row['reason']} [{row['mode']}"
+        sent = "; ".join(
+            f"{backend} {d['state']}" + (f" ({d['last_error']})" if d["last_error"] else "")
+            for backend, d in sorted(row["delivery"].items())
+        )
+        reason = f"{row['reason']} [{row['mode']}" + (f"; {sent}" if sent else "")
         reason += f", decided {row['decided']}x]" if row["decided"] > 1 else "]"
         table.add_row(
             screen.cell(view.stamp(row["ts"])),
@@ -825,6 +833,33 @@ def _verdicts_command(args: argparse.Namespace, out: IO[str]) -> int:
         )
     console.print(screen.freeze(table, console.width))
     return 0
+
+
+OUTBOX_NAME = "outbox.db"  # the live sensor's verdict outbox, beside its database
+
+
+def delivery_states(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """verdict id -> backend -> its delivery state, from the outbox at `path` (empty when
+    there is none: a replay, or a sensor without backends)."""
+    if not path.is_file():
+        return {}
+    try:
+        outbox = Outbox(path, readonly=True)
+    except OutboxError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        states = outbox.state(limit=100_000)
+    except OutboxError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        outbox.close()
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for st in states:
+        out.setdefault(st.verdict_id, {})[st.backend] = {
+            "state": st.state, "op": st.op, "attempts": st.attempts,
+            "last_error": st.last_error, "delivered_at": st.delivered_at,
+        }  # fmt: skip
+    return out
 
 
 def _rank(severity: str) -> int:

@@ -109,6 +109,29 @@ class PolicyConfig:
     incident_window: float = 3600.0  # seconds between findings of one incident
 
 
+BACKENDS = ("nftables",)  # verdict delivery backends `[verdicts] backends` may name
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictsConfig:
+    # Delivery of the live sensor's block verdicts (sensor/verdicts/). No backend: the
+    # verdicts are decided and recorded in dry-run, nothing is sent anywhere.
+    backends: tuple[str, ...] = ()  # "nftables" (gateway mode: the sensor's own ruleset)
+    outbox: str = ""  # the durable outbox (SQLite); "": outbox.db in the --out directory
+    nftables_netns: str = ""  # act in this network namespace (tests, a routing namespace)
+    interval: float = 0.2  # seconds between delivery passes (a new verdict wakes it at once)
+    reconcile_interval: float = 60.0  # seconds between re-assertions of the desired state
+    # Safety guards, applied last (sensor/verdicts/guards.py).
+    never_block: tuple[str, ...] = ()  # addresses/networks never blocked (besides discovered)
+    treat_as_external: tuple[str, ...] = ()  # special-purpose ranges routed as the outside
+    min_prefix_v4: int = 24
+    min_prefix_v6: int = 48
+    max_blocked_hosts: int = 3  # internal hosts blocked at once; beyond: alert-only, loudly
+    rate_per_minute: float = 30.0  # blocks per minute (burst below); beyond: alert-only
+    burst: int = 20
+    kill_switch: str = "/etc/sluice/kill-switch"  # while this file exists nothing is blocked
+
+
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
     max_header_bytes: int = 65536
@@ -280,6 +303,7 @@ class Config:
     content: ContentConfig = field(default_factory=ContentConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    verdicts: VerdictsConfig = field(default_factory=VerdictsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     metering: MeteringConfig = field(default_factory=MeteringConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
@@ -296,6 +320,7 @@ SECTIONS: dict[str, type[Any]] = {
     "content": ContentConfig,
     "classify": ClassifyConfig,
     "policy": PolicyConfig,
+    "verdicts": VerdictsConfig,
     "output": OutputConfig,
     "metering": MeteringConfig,
     "history": HistoryConfig,
@@ -339,6 +364,23 @@ def _countries(value: object, key: str) -> tuple[str, ...]:
 # Overlap policies by the names operators know receivers by (sensor/reassembly/tcp.py).
 OS_POLICIES = {"first": "first", "windows": "first", "macos": "first", "linux": "linux",
                "bsd": "bsd"}  # fmt: skip
+
+
+def _backends(value: object, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(v in BACKENDS for v in value):
+        raise ConfigError(f"{key} must be a list of backends, each one of {', '.join(BACKENDS)}")
+    return tuple(dict.fromkeys(value))
+
+
+def _network_list(value: object, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key} must be a list of addresses or networks")
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{key}: {item!r} is not an address or network") from None
+    return tuple(value)
 
 
 def _os_policy(value: object, key: str) -> tuple[str, ...]:
@@ -408,6 +450,9 @@ _CONVERTERS: dict[tuple[str, str], Callable[[object, str], Any]] = {
     ("metering", "thresholds"): _thresholds,
     ("output", "secret_parameters"): _names,
     ("stream", "os_policy"): _os_policy,
+    ("verdicts", "backends"): _backends,
+    ("verdicts", "never_block"): _network_list,
+    ("verdicts", "treat_as_external"): _network_list,
 }
 
 

@@ -7,8 +7,7 @@ record (the `verdict` event) and, when enforcing, to deliver. The policy itself 
 - Incidents: findings about one (host, destination) that follow each other within
   `incident_window` seconds of packet time are one incident (id derived from the host, the
   destination and the incident's first finding time, so replays decide the same ids). A
-  verdict's id is derived from its action, target and incident, so the same block decided
-  again in one incident is the same verdict.
+  verdict's id is derived from its action, target, incident and packet time.
 - Repeats: an alert of the same rule about the same host and destination within the window
   is held back (counted in `held_back`); a block decided again is reported again only when
   it moves the expiry on by at least a tenth of its TTL ("re-blocking extends it").
@@ -72,7 +71,7 @@ class Decider:
         self.window = incident_window
         self._incidents: OrderedDict[tuple[str, str], _Incident] = OrderedDict()
         self._alerts: OrderedDict[tuple[str, str, str], float] = OrderedDict()
-        self._expiry: OrderedDict[str, float] = OrderedDict()
+        self._expiry: OrderedDict[str, float] = OrderedDict()  # action, target, incident
         self.held_back = 0  # repeats not reported again
         self.decided = 0  # verdicts reported
 
@@ -114,7 +113,7 @@ class Decider:
         except ValueError:
             kind = "domain"
         return Verdict(
-            id=verdict_id(d.action, target, incident),
+            id=verdict_id(d.action, target, incident, now),
             action=d.action,
             target=target,
             target_kind=kind,
@@ -141,12 +140,13 @@ class Decider:
             while len(self._alerts) > MAX_VERDICTS:
                 self._alerts.popitem(last=False)
             return True
-        known = self._expiry.get(verdict.id)
+        target = f"{verdict.action} {verdict.target} {verdict.incident_id}"
+        known = self._expiry.get(target)
         if known is not None and verdict.expires_at - known < verdict.ttl / 10:
             self.held_back += 1
             return False
-        self._expiry[verdict.id] = max(verdict.expires_at, known or 0.0)
-        self._expiry.move_to_end(verdict.id)
+        self._expiry[target] = max(verdict.expires_at, known or 0.0)
+        self._expiry.move_to_end(target)
         while len(self._expiry) > MAX_VERDICTS:
             self._expiry.popitem(last=False)
         return True

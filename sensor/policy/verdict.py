@@ -6,8 +6,9 @@ after the policy works on: the `verdict` event, the durable outbox (one delivery
 and backend), every firewall backend and the guards in front of them.
 
 Identity: `id` is the idempotency key. It is derived from what the verdict enforces (action,
-target) and the incident it belongs to, never from a clock or a counter, so a replay of the
-same capture decides the same ids and a retried delivery names the same verdict. Times are
+target), the incident it belongs to and its packet time, never from a wall clock or a
+counter, so a replay of the same capture decides the same ids and a retried delivery names
+the same verdict. Times are
 packet time (seconds since the epoch), like everything else in the pipeline: `expires_at =
 decided_at + ttl`; a backend is always sent the REMAINING time (`remaining(now)`), so a
 verdict delivered late does not outlive its decision.
@@ -53,10 +54,12 @@ class Verdict:
         return self.action != "alert"
 
 
-def verdict_id(action: str, target: str, incident_id: str) -> str:
-    """The idempotency key: the same action on the same target for the same incident."""
-    digest = hashlib.blake2b(f"{action}\0{target}\0{incident_id}".encode(), digest_size=12)
-    return digest.hexdigest()
+def verdict_id(action: str, target: str, incident_id: str, decided_at: float) -> str:
+    """The idempotency key: this action on this target in this incident, decided at this
+    packet time. A re-block later in the incident is a new verdict (the outbox lets the one
+    that expires last hold the block); a retried delivery or a replay names the same id."""
+    key = f"{action}\0{target}\0{incident_id}\0{decided_at:.6f}"
+    return hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
 
 
 def target_kind(target: str) -> str:

@@ -163,10 +163,10 @@ def test_incidents_group_findings_and_repeats_are_held_back() -> None:
     (v1,) = first
     assert again == [] and decider.held_back == 1
     (v3,) = later
-    assert v3.id == v1.id and v3.incident_id == v1.incident_id and v3.expires_at > v1.expires_at
+    assert v3.id != v1.id and v3.incident_id == v1.incident_id and v3.expires_at > v1.expires_at
     (v4,) = other
     assert v4.incident_id != v1.incident_id and v4.id != v1.id and v4.target == v1.target
-    assert v1.id == verdict_id("block_host", "10.1.1.1", v1.incident_id)
+    assert v1.id == verdict_id("block_host", "10.1.1.1", v1.incident_id, v1.decided_at)
     assert v1.mode == "dry-run" and v1.remaining(v1.decided_at + 600) == 3000.0
     # The same findings in a new run decide the same ids (replays are deterministic).
     again_run = Decider(load_policy(REPO / "signatures" / "policy.toml"), "dry-run", internal)

@@ -54,7 +54,7 @@ def verdict(
         if ":" in target and "/" not in target:
             kind = "ip"
     return Verdict(
-        id=verdict_id(action, target, "inc-1"),
+        id=verdict_id(action, target, "inc-1", decided_at),
         action=action,
         target=target,
         target_kind=kind,

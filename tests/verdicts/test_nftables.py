@@ -20,13 +20,13 @@ import json
 import os
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
+from pcaps._lib.gatewaylab import accept_in_thread
 from probes.ebpf.netns import inside_netns
 from sensor.policy.verdict import Verdict, target_kind
 from sensor.verdicts.base import BackendError
@@ -100,15 +100,7 @@ def _serve(lab: Lab) -> socket.socket:
     listener.bind(("::", PORT))
     listener.listen(128)
 
-    def accept_loop() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return  # closed at teardown
-            conn.close()
-
-    threading.Thread(target=accept_loop, daemon=True).start()
+    accept_in_thread(listener, socket.socket.close)
     return listener
 
 

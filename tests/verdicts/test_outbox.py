@@ -50,7 +50,7 @@ def make_verdict(
     action: str = "block_host",
 ) -> Verdict:
     return Verdict(
-        id=verdict_id(action, target, incident),
+        id=verdict_id(action, target, incident, at),
         action=action,
         target=target,
         target_kind="ip",

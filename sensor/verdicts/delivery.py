@@ -1,0 +1,239 @@
+"""From the live sensor's verdicts to the firewalls (verdict delivery stage, runtime edge).
+
+In: `verdict` event records, as a sink of the pipeline (`Delivery.__call__`). Out: blocks in
+the configured backends, and records of what happened (`verdict_refused` events, and a
+`blocking_suspended` finding when a breaker starts refusing) through `emit`.
+
+The path of one block verdict in enforce mode:
+
+1. The guards (guards.py) judge it on the pipeline's thread, at its packet time: a refused
+   verdict is a `verdict_refused` event with its reason and never reaches the outbox; the
+   first refusal of a breaker streak (rate limit, host cap, table cap) or of the kill switch
+   is also a high `blocking_suspended` finding, so an operator learns that blocking fell
+   back to alert-only.
+2. The outbox (outbox.py) accepts it: committed to SQLite (WAL, synchronous=FULL) before this
+   call returns, one delivery row per backend. From here on a crash loses nothing.
+3. The worker thread wakes (at once for a new verdict, else every `interval` seconds) and
+   runs one `deliver_due` pass: leases, at-least-once delivery, retries with backoff and
+   jitter until the verdict expires, always sending the remaining TTL.
+4. Every `reconcile_interval` seconds (and at start) each backend's state is compared with
+   what the outbox says should be there: a block that vanished (`nft flush ruleset`, a
+   firewall reload) is re-asserted, a Sluice-owned block nothing wants is removed.
+
+Time: the guards and the outbox's acceptance use packet time (the verdict's); the worker's
+passes use the wall clock (`clock`), which is what a firewall's timeouts run on. Live, the
+two agree to within the capture's latency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sensor.config import Config
+from sensor.policy.verdict import Verdict
+from sensor.verdicts.base import Backend
+from sensor.verdicts.guards import KILL_SWITCH, GuardConfig, Guards, ProtectedSet, refusal_record
+from sensor.verdicts.nftables import NftablesBackend
+from sensor.verdicts.outbox import Outbox, OutboxError
+from sensor.verdicts.protect import discover_protected
+
+Record = dict[str, Any]
+
+
+def verdict_of(fields: Mapping[str, Any]) -> Verdict:
+    """The `Verdict` a `verdict` event's sub-object describes."""
+    return Verdict(
+        id=str(fields["id"]),
+        action=str(fields["action"]),
+        target=str(fields["target"]),
+        target_kind=str(fields["target_kind"]),
+        ttl=float(fields["ttl"]),
+        decided_at=float(fields["expires_at"]) - float(fields["ttl"]),
+        reason=str(fields["reason"]),
+        severity=str(fields["severity"]),
+        confidence=float(fields["confidence"]),
+        finding_ids=tuple(fields["finding_ids"]),
+        incident_id=str(fields["incident_id"]),
+        policy_rule=str(fields["policy_rule"]),
+        mode=str(fields["mode"]),
+    )
+
+
+class Delivery:
+    def __init__(
+        self,
+        outbox: Outbox,
+        backends: Sequence[Backend],
+        guards: Guards,
+        emit: Callable[[Record], None],
+        warn: Callable[[str], None],
+        *,
+        killed: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.time,
+        interval: float = 0.2,
+        reconcile_interval: float = 60.0,
+    ) -> None:
+        self.outbox = outbox
+        self.backends = list(backends)
+        self.guards = guards
+        self.emit = emit
+        self.warn = warn
+        self.killed = killed
+        self.clock = clock
+        self.interval = interval
+        self.reconcile_interval = reconcile_interval
+        self.accepted = 0
+        self.refused = 0
+        self.failed_passes = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+
+    # -- the pipeline's side ---------------------------------------------------------------
+
+    def __call__(self, record: Record) -> None:
+        if record["event_type"] != "verdict":
+            return
+        fields = record["verdict"]
+        if fields["mode"] != "enforce" or fields["action"] == "alert":
+            return
+        verdict = verdict_of(fields)
+        result = self.guards.check(verdict, verdict.decided_at, killed=self.killed())
+        if not result.allowed:
+            self.refused += 1
+            refusal = refusal_record(verdict, result, verdict.decided_at)
+            for key in ("flow_id", "community_id", "src_ip", "dest_ip"):
+                if key in record:
+                    refusal[key] = record[key]
+            self.emit(refusal)
+            if result.loud or (result.rule == KILL_SWITCH and result.streak <= 1):
+                self.emit(_suspended_finding(record, verdict, result.reason))
+            return
+        try:
+            self.outbox.accept(verdict, self.backends, now=verdict.decided_at)
+        except OutboxError as exc:
+            self.warn(f"verdict {verdict.id} for {verdict.target} not accepted: {exc}")
+            return
+        self.accepted += 1
+        self._wake.set()
+
+    # -- the worker ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sluice-delivery", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the worker after one last pass (what was accepted stays in the outbox)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._pass()
+
+    def _run(self) -> None:
+        next_reconcile = 0.0
+        while not self._stop.is_set():
+            now = self.clock()
+            if now >= next_reconcile:
+                self._reconcile(now)
+                next_reconcile = now + self.reconcile_interval
+            self._pass()
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def _pass(self) -> None:
+        try:
+            self.outbox.deliver_due(self.clock(), self.backends)
+        except OutboxError as exc:
+            self.failed_passes += 1
+            if not self._failing:
+                self.warn(f"verdict delivery: {exc}")
+            self._failing = True
+            return
+        self._failing = False
+
+    def _reconcile(self, now: float) -> None:
+        for backend in self.backends:
+            with contextlib.suppress(OutboxError):  # said by the next pass
+                self.outbox.reconcile(now, backend)
+
+
+def _suspended_finding(record: Record, verdict: Verdict, reason: str) -> Record:
+    """A loud finding: blocking fell back to alert-only (a breaker or the kill switch)."""
+    out: Record = {"timestamp": record["timestamp"], "event_type": "finding"}
+    for key in ("flow_id", "community_id", "src_ip", "src_port", "dest_ip", "dest_port"):
+        if key in record:
+            out[key] = record[key]
+    out.setdefault("src_ip", verdict.target)
+    out["finding"] = {
+        "kind": "blocking_suspended",
+        "severity": "high",
+        "host": verdict.target,
+        "detail": f"{verdict.action} {verdict.target} not enforced: {reason}; verdicts fall "
+        "back to alert-only until it clears",
+    }
+    return out
+
+
+def build_delivery(
+    config: Config, out: Path, emit: Callable[[Record], None], warn: Callable[[str], None]
+) -> Delivery | None:
+    """The delivery stage `[verdicts]` configures (None without backends). Discovers what
+    must never be blocked (this host's addresses, default gateways, DNS servers), opens the
+    outbox and the backends. Raises OutboxError or BackendError (the caller stops)."""
+    v = config.verdicts
+    if not v.backends:
+        return None
+    found = discover_protected()
+    for problem in found.problems:
+        warn(f"guards: {problem}")
+    protected = ProtectedSet.of(
+        networks=v.never_block, own=found.addresses, gateways=found.gateways, dns=found.dns_servers
+    )
+    guards = Guards(
+        GuardConfig(
+            never_block=v.never_block,
+            home_net=tuple(str(n) for n in config.home_net),
+            treat_as_external=v.treat_as_external,
+            min_prefix_v4=v.min_prefix_v4,
+            min_prefix_v6=v.min_prefix_v6,
+            rate_per_minute=v.rate_per_minute,
+            burst=v.burst,
+            max_blocked_hosts=v.max_blocked_hosts,
+            kill_switch_path=v.kill_switch,
+        ),
+        protected,
+    )
+    backends: list[Backend] = []
+    if "nftables" in v.backends:
+        nft = NftablesBackend(netns=v.nftables_netns or None)
+        nft.bootstrap()
+        backends.append(nft)
+    outbox = Outbox(Path(v.outbox) if v.outbox else out / "outbox.db")
+    return Delivery(
+        outbox,
+        backends,
+        guards,
+        emit,
+        warn,
+        killed=lambda: os.path.exists(v.kill_switch),
+        interval=v.interval,
+        reconcile_interval=v.reconcile_interval,
+    )
+
+
+def close_delivery(delivery: Delivery) -> None:
+    delivery.stop()
+    delivery.outbox.close()
+    for backend in delivery.backends:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()

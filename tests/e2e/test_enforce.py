@@ -1,0 +1,92 @@
+"""End to end, for real: a live sensor on a gateway blocks the host that uploads an encrypted
+archive, through the policy, the guards, the durable outbox and nftables.
+
+The lab (pcaps/_lib/gatewaylab.py): client 10.10.0.10, a gateway namespace where `sluice run`
+captures and enforces, a server 198.51.100.20:8080. The client POSTs a 7z whose member names
+are encrypted (tests/data/fingerprint/corpus) to the server through the gateway. The default
+policy decides `block_host 10.10.0.10` for an hour, the guards let it through (the client is
+internal, not the gateway itself), the outbox commits it and the nftables backend puts the
+client in the `inet sluice` host set: the client's next connection fails while the gateway
+still reaches the server. Then `nft flush ruleset` behind Sluice's back: the reconciler puts
+the block back. The latency from the upload's last byte to the element in the set is printed;
+benchmarks/enforce_bench.py measures its distribution. Nothing touches the root namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pcaps._lib.gatewaylab import CLIENT, GatewayLab, gateway_lab, wait
+from tests.conftest import require_module, require_root_netns, require_tool
+
+SLUICE = str(Path(sys.executable).parent / "sluice")
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "fingerprint" / "corpus"
+ARCHIVE = CORPUS / "7z-aes-hidden-names.7z"
+
+
+@pytest.fixture
+def lab() -> Iterator[GatewayLab]:
+    require_root_netns()
+    require_tool("nft")
+    require_module("nftables")
+    with gateway_lab("enf") as lab:
+        yield lab
+
+
+def test_a_gateway_blocks_the_host_that_uploaded_an_encrypted_archive(
+    lab: GatewayLab, tmp_path: Path
+) -> None:
+    config = tmp_path / "sluice.toml"
+    config.write_text(
+        '[verdicts]\nbackends = ["nftables"]\ninterval = 0.05\nreconcile_interval = 1\n'
+    )
+    out = tmp_path / "live"
+    argv = ["ip", "netns", "exec", lab.gateway, SLUICE, "run", "--iface", "g0", "--out", str(out),
+            "--probe", "off", "--config", str(config), "--stats-interval", "0.5"]  # fmt: skip
+    sensor = subprocess.Popen(argv, stderr=subprocess.PIPE)
+    try:
+        assert wait(lambda: out.joinpath("events.jsonl").exists(), 60), "sensor did not start"
+        time.sleep(1.0)  # the capture is open once the event log exists; let it settle
+        assert lab.blocked_hosts() == []
+        sent = lab.post(ARCHIVE.read_bytes())
+        assert wait(lambda: CLIENT in lab.blocked_hosts(), 20), "the block never arrived"
+        print(f"detection to enforcement: {(time.monotonic() - sent) * 1000:.0f} ms")
+        assert not lab.reachable(lab.client, timeout=1.0)  # the client is cut off
+        assert lab.reachable(lab.gateway)  # the rest of the network is not
+        # Behind Sluice's back: the whole ruleset is flushed; the reconciler restores it.
+        assert lab.nft("flush", "ruleset").returncode == 0
+        assert lab.blocked_hosts() == []
+        assert wait(lambda: CLIENT in lab.blocked_hosts(), 15), "not restored after a flush"
+        assert not lab.reachable(lab.client, timeout=1.0)
+    finally:
+        sensor.terminate()
+        _, err = sensor.communicate(timeout=60)
+    stderr = err.decode()
+    assert sensor.returncode == 0, stderr
+    assert "verdicts: enforced through nftables" in stderr
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    (verdict,) = [e["verdict"] for e in events if e["event_type"] == "verdict"]
+    assert (verdict["action"], verdict["target"], verdict["mode"]) == (
+        "block_host", CLIENT, "enforce",
+    )  # fmt: skip
+    assert verdict["policy_rule"] == "encrypted-upload" and verdict["ttl"] == 3600
+    assert not [e for e in events if e["event_type"] == "verdict_refused"]
+    # The element's comment names the verdict.
+    listing = lab.nft("-j", "list", "set", "inet", "sluice", "hosts_v4").stdout
+    assert f"v={verdict['id']}" in listing
+    # `sluice verdicts` shows it delivered to nftables (from the outbox beside the database).
+    done = subprocess.run(
+        [SLUICE, "verdicts", "--db", str(out), "--json"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)
+    assert row["id"] == verdict["id"] and row["delivery"]["nftables"]["state"] == "delivered"
+    text = subprocess.run([SLUICE, "verdicts", "--db", str(out)], capture_output=True, text=True)
+    assert "enforce; nftables delivered" in " ".join(text.stdout.split())
