@@ -40,6 +40,7 @@ from rich.text import Text
 from probes.pcap import CaptureSet, PcapError, PcapReader
 from sensor.classify.assets import AssetError, ClassifyAssets, load_assets
 from sensor.classify.detectors import DetectorError, DetectorSet, load_detectors
+from sensor.cli import blocks as blocks_cli
 from sensor.cli import canary as canary_cli
 from sensor.cli import config as config_cli
 from sensor.cli import edm as edm_cli
@@ -139,6 +140,7 @@ def _build_parser() -> argparse.ArgumentParser:
     edm_cli.add_parser(sub)
     canary_cli.add_parser(sub)
     policy_cli.add_parser(sub)
+    blocks_cli.add_parser(sub)
     return parser
 
 
@@ -633,6 +635,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return canary_cli.run(args)
     if args.command == "policy":
         return policy_cli.run(args)
+    if args.command == "blocks":
+        return blocks_cli.run(args)
     if args.command in ("top", "host", "findings", "verdicts"):
         return top_view.run(args)
     if args.command == "run":

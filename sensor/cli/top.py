@@ -53,6 +53,7 @@ from sensor.metering.values import SEVERITIES, Finding, Volume
 from sensor.outputs.eve import iso_time
 from sensor.outputs.eve import open_private as eve_open
 from sensor.outputs.meter import volume_fields
+from sensor.verdicts.delivery import OUTBOX_FILE
 from sensor.verdicts.outbox import Outbox, OutboxError
 
 EXIT_USAGE = 2
@@ -799,7 +800,7 @@ def _verdicts_command(args: argparse.Namespace, out: IO[str]) -> int:
             return _nothing_recorded(path, args.json, "[]", out)
         since = store.newest - seconds if seconds is not None else 0.0
         rows = store.verdicts(since, limit=args.limit)
-    delivery = delivery_states(path.parent / OUTBOX_NAME)
+    delivery = delivery_states(path.parent / OUTBOX_FILE)
     for row in rows:
         row["delivery"] = delivery.get(row["id"], {})
     if args.json:
@@ -833,9 +834,6 @@ def _verdicts_command(args: argparse.Namespace, out: IO[str]) -> int:
         )
     console.print(screen.freeze(table, console.width))
     return 0
-
-
-OUTBOX_NAME = "outbox.db"  # the live sensor's verdict outbox, beside its database
 
 
 def delivery_states(path: Path) -> dict[str, dict[str, dict[str, Any]]]:

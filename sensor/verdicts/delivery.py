@@ -37,13 +37,14 @@ from typing import Any
 
 from sensor.config import Config
 from sensor.policy.verdict import Verdict
-from sensor.verdicts.base import Backend
+from sensor.verdicts.base import Backend, BackendError
 from sensor.verdicts.guards import KILL_SWITCH, GuardConfig, Guards, ProtectedSet, refusal_record
 from sensor.verdicts.nftables import NftablesBackend
 from sensor.verdicts.outbox import Outbox, OutboxError
 from sensor.verdicts.protect import discover_protected
 
 Record = dict[str, Any]
+OUTBOX_FILE = "outbox.db"  # in the live sensor's --out directory, beside sluice.db
 
 
 def verdict_of(fields: Mapping[str, Any]) -> Verdict:
@@ -150,8 +151,16 @@ class Delivery:
             self._wake.clear()
 
     def _pass(self) -> None:
+        now = self.clock()
+        for backend in self.backends:  # a backend without timeouts of its own lets go here
+            expire = getattr(backend, "expire", None)
+            if expire is not None:
+                try:
+                    expire(now)
+                except BackendError as exc:
+                    self.warn(f"{backend.name}: expiring blocks failed: {exc}")
         try:
-            self.outbox.deliver_due(self.clock(), self.backends)
+            self.outbox.deliver_due(now, self.backends)
         except OutboxError as exc:
             self.failed_passes += 1
             if not self._failing:
@@ -192,13 +201,41 @@ def build_delivery(
     v = config.verdicts
     if not v.backends:
         return None
+    guards = build_guards(config, warn)
+    backends: list[Backend] = []
+    if "nftables" in v.backends:
+        nft = NftablesBackend(netns=v.nftables_netns or None)
+        nft.bootstrap()
+        backends.append(nft)
+    outbox = Outbox(outbox_path(config, out))
+    return Delivery(
+        outbox,
+        backends,
+        guards,
+        emit,
+        warn,
+        killed=lambda: os.path.exists(v.kill_switch),
+        interval=v.interval,
+        reconcile_interval=v.reconcile_interval,
+    )
+
+
+def outbox_path(config: Config, out: Path) -> Path:
+    """`[verdicts] outbox`, else outbox.db in the sensor's --out directory."""
+    return Path(config.verdicts.outbox) if config.verdicts.outbox else out / OUTBOX_FILE
+
+
+def build_guards(config: Config, warn: Callable[[str], None]) -> Guards:
+    """The guards `[verdicts]` configures, protecting what discovery finds in this network
+    namespace (own addresses, default gateways, DNS servers) besides `never_block`."""
+    v = config.verdicts
     found = discover_protected()
     for problem in found.problems:
         warn(f"guards: {problem}")
     protected = ProtectedSet.of(
         networks=v.never_block, own=found.addresses, gateways=found.gateways, dns=found.dns_servers
     )
-    guards = Guards(
+    return Guards(
         GuardConfig(
             never_block=v.never_block,
             home_net=tuple(str(n) for n in config.home_net),
@@ -211,22 +248,6 @@ def build_delivery(
             kill_switch_path=v.kill_switch,
         ),
         protected,
-    )
-    backends: list[Backend] = []
-    if "nftables" in v.backends:
-        nft = NftablesBackend(netns=v.nftables_netns or None)
-        nft.bootstrap()
-        backends.append(nft)
-    outbox = Outbox(Path(v.outbox) if v.outbox else out / "outbox.db")
-    return Delivery(
-        outbox,
-        backends,
-        guards,
-        emit,
-        warn,
-        killed=lambda: os.path.exists(v.kill_switch),
-        interval=v.interval,
-        reconcile_interval=v.reconcile_interval,
     )
 
 

@@ -90,3 +90,45 @@ def test_a_gateway_blocks_the_host_that_uploaded_an_encrypted_archive(
     assert row["id"] == verdict["id"] and row["delivery"]["nftables"]["state"] == "delivered"
     text = subprocess.run([SLUICE, "verdicts", "--db", str(out)], capture_output=True, text=True)
     assert "enforce; nftables delivered" in " ".join(text.stdout.split())
+
+
+def test_blocks_added_and_removed_by_hand_reach_the_firewall(
+    lab: GatewayLab, tmp_path: Path
+) -> None:
+    """`sluice blocks add` writes to the running sensor's outbox, whose worker puts it in
+    nftables; `sluice blocks remove` takes out exactly that block."""
+    config = tmp_path / "sluice.toml"
+    config.write_text('[verdicts]\nbackends = ["nftables"]\ninterval = 0.05\n')
+    out = tmp_path / "live"
+    argv = ["ip", "netns", "exec", lab.gateway, SLUICE, "run", "--iface", "g0", "--out", str(out),
+            "--probe", "off", "--config", str(config)]  # fmt: skip
+    sensor = subprocess.Popen(argv, stderr=subprocess.PIPE)
+    common = ["--db", str(out), "--config", str(config)]
+
+    def blocks(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ip", "netns", "exec", lab.gateway, SLUICE, "blocks", *args, *common],
+            capture_output=True, text=True,
+        )  # fmt: skip
+
+    try:
+        assert wait(lambda: out.joinpath("outbox.db").exists(), 60), "sensor did not start"
+        added = blocks("add", CLIENT, "--ttl", "10m", "--reason", "incident 42")
+        assert added.returncode == 0, added.stderr
+        assert wait(lambda: CLIENT in lab.blocked_hosts(), 10), "the manual block never arrived"
+        assert not lab.reachable(lab.client, timeout=1.0)
+        # The gateway's own address is protected, whatever a hand types.
+        refused = blocks("add", "10.10.0.1", "--reason", "oops")
+        assert refused.returncode == 2 and "protected" in refused.stderr
+        listing = blocks("list", "--json")
+        (row,) = json.loads(listing.stdout)
+        assert row["target"] == CLIENT and row["reason"] == "by hand: incident 42"
+        assert wait(lambda: blocks("list", "--json").stdout.count('"delivered"') == 1, 10)
+        removed = blocks("remove", CLIENT)
+        assert removed.returncode == 0, removed.stderr
+        assert wait(lambda: CLIENT not in lab.blocked_hosts(), 10), "not removed"
+        assert wait(lambda: lab.reachable(lab.client), 5)
+    finally:
+        sensor.terminate()
+        _, err = sensor.communicate(timeout=60)
+    assert sensor.returncode == 0, err.decode()
