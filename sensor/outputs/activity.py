@@ -202,10 +202,9 @@ class ActivityLog:
             if len(self.findings) >= FLUSH_ROWS:
                 self.flush()
             return
-        if kind == "verdict":
+        if kind == "verdict":  # rare, and what an operator asks for first after a crash
             self.verdicts.append({**record["verdict"], "ts": parse_time(record["timestamp"])})
-            if len(self.verdicts) >= FLUSH_ROWS:
-                self.flush()
+            self.flush()
             return
         if kind not in ("file", "smtp", "ssh"):
             return

@@ -132,3 +132,43 @@ def test_blocks_added_and_removed_by_hand_reach_the_firewall(
         sensor.terminate()
         _, err = sensor.communicate(timeout=60)
     assert sensor.returncode == 0, err.decode()
+
+
+def test_a_killed_sensor_restarts_into_the_same_blocks(lab: GatewayLab, tmp_path: Path) -> None:
+    """SIGKILL after the block was delivered, the ruleset flushed while the sensor is down:
+    the restarted sensor reconciles at start from its outbox, so the block is back (once, with
+    its remaining time, not a fresh hour) before any new traffic is seen."""
+    config = tmp_path / "sluice.toml"
+    config.write_text('[verdicts]\nbackends = ["nftables"]\ninterval = 0.05\n')
+    out = tmp_path / "live"
+    argv = ["ip", "netns", "exec", lab.gateway, SLUICE, "run", "--iface", "g0", "--out", str(out),
+            "--probe", "off", "--config", str(config)]  # fmt: skip
+    first = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    try:
+        assert wait(lambda: out.joinpath("events.jsonl").exists(), 60), "sensor did not start"
+        time.sleep(1.0)
+        lab.post(ARCHIVE.read_bytes())
+        assert wait(lambda: CLIENT in lab.blocked_hosts(), 20), "the block never arrived"
+    finally:
+        first.kill()  # SIGKILL: no clean shutdown, no last pass
+        first.wait(timeout=30)
+    time.sleep(2.0)  # the block's remaining time is now visibly below the hour
+    assert lab.nft("flush", "ruleset").returncode == 0
+    assert lab.blocked_hosts() == []
+    second = subprocess.Popen(argv, stderr=subprocess.PIPE)
+    try:
+        assert wait(lambda: CLIENT in lab.blocked_hosts(), 30), "not restored at start"
+        listing = json.loads(lab.nft("-j", "list", "set", "inet", "sluice", "hosts_v4").stdout)
+        (element,) = listing["nftables"][1]["set"]["elem"]
+        assert element["elem"]["val"] == CLIENT
+        assert 3000 < element["elem"]["expires"] < 3598  # the remaining time, not a new hour
+        assert not lab.reachable(lab.client, timeout=1.0)
+    finally:
+        second.terminate()
+        _, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err.decode()
+    done = subprocess.run(
+        [SLUICE, "verdicts", "--db", str(out), "--json"], capture_output=True, text=True
+    )
+    (row,) = json.loads(done.stdout)  # one verdict, decided once, delivered
+    assert row["delivery"]["nftables"]["state"] == "delivered"
