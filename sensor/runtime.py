@@ -373,7 +373,7 @@ class LiveSensor:
                 sink(item)
 
         try:
-            delivery = build_delivery(config, options.out, record, self.warn)
+            delivery = build_delivery(config, options.out, record, self.warn, probe)
         except (OutboxError, BackendError) as exc:
             events.close()
             if store is not None:

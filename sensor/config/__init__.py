@@ -109,7 +109,7 @@ class PolicyConfig:
     incident_window: float = 3600.0  # seconds between findings of one incident
 
 
-BACKENDS = ("nftables",)  # verdict delivery backends `[verdicts] backends` may name
+BACKENDS = ("nftables", "ebpf", "opnsense")  # what `[verdicts] backends` may name
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +119,13 @@ class VerdictsConfig:
     backends: tuple[str, ...] = ()  # "nftables" (gateway mode: the sensor's own ruleset)
     outbox: str = ""  # the durable outbox (SQLite); "": outbox.db in the --out directory
     nftables_netns: str = ""  # act in this network namespace (tests, a routing namespace)
+    # "opnsense": the firewall's API (alias_util) with an API key; the secret in a file (0600)
+    opnsense_url: str = ""  # e.g. https://fw.example/ (the API is under /api/)
+    opnsense_key: str = ""
+    opnsense_secret_file: str = ""
+    opnsense_alias_hosts: str = "sluice_hosts"  # External (advanced) aliases to create
+    opnsense_alias_destinations: str = "sluice_destinations"
+    opnsense_ca_file: str = ""  # "": the system's CAs
     interval: float = 0.2  # seconds between delivery passes (a new verdict wakes it at once)
     reconcile_interval: float = 60.0  # seconds between re-assertions of the desired state
     # Safety guards, applied last (sensor/verdicts/guards.py).

@@ -38,13 +38,17 @@ from typing import Any
 from sensor.config import Config
 from sensor.policy.verdict import Verdict
 from sensor.verdicts.base import Backend, BackendError
+from sensor.verdicts.ebpfblock import EbpfBlockBackend
 from sensor.verdicts.guards import KILL_SWITCH, GuardConfig, Guards, ProtectedSet, refusal_record
 from sensor.verdicts.nftables import NftablesBackend
+from sensor.verdicts.opnsense import OpnsenseBackend
 from sensor.verdicts.outbox import Outbox, OutboxError
 from sensor.verdicts.protect import discover_protected
 
 Record = dict[str, Any]
 OUTBOX_FILE = "outbox.db"  # in the live sensor's --out directory, beside sluice.db
+EBPF_STATE_FILE = "ebpfblock.json"  # which map entries are ours, with their expiry
+OPNSENSE_STATE_FILE = "opnsense.db"  # which alias entries are ours, with their expiry
 
 
 def verdict_of(fields: Mapping[str, Any]) -> Verdict:
@@ -193,11 +197,16 @@ def _suspended_finding(record: Record, verdict: Verdict, reason: str) -> Record:
 
 
 def build_delivery(
-    config: Config, out: Path, emit: Callable[[Record], None], warn: Callable[[str], None]
+    config: Config,
+    out: Path,
+    emit: Callable[[Record], None],
+    warn: Callable[[str], None],
+    probe: Any = None,
 ) -> Delivery | None:
     """The delivery stage `[verdicts]` configures (None without backends). Discovers what
-    must never be blocked (this host's addresses, default gateways, DNS servers), opens the
-    outbox and the backends. Raises OutboxError or BackendError (the caller stops)."""
+    must never be blocked (this host's addresses, default gateways, DNS servers, the
+    firewall APIs it talks to), opens the outbox and the backends. Raises OutboxError or
+    BackendError (the caller stops); `probe`: the attached eBPF probe, if any."""
     v = config.verdicts
     if not v.backends:
         return None
@@ -207,6 +216,12 @@ def build_delivery(
         nft = NftablesBackend(netns=v.nftables_netns or None)
         nft.bootstrap()
         backends.append(nft)
+    if "ebpf" in v.backends:
+        if probe is None:
+            raise BackendError("backend ebpf: no eBPF probe attached (--probe)", transient=False)
+        backends.append(EbpfBlockBackend(probe, state_path=out / EBPF_STATE_FILE))
+    if "opnsense" in v.backends:
+        backends.append(_opnsense(config, out))
     outbox = Outbox(outbox_path(config, out))
     return Delivery(
         outbox,
@@ -218,6 +233,31 @@ def build_delivery(
         interval=v.interval,
         reconcile_interval=v.reconcile_interval,
     )
+
+
+def _opnsense(config: Config, out: Path) -> OpnsenseBackend:
+    v = config.verdicts
+    if not (v.opnsense_url and v.opnsense_key and v.opnsense_secret_file):
+        raise BackendError(
+            "backend opnsense needs [verdicts] opnsense_url, opnsense_key and opnsense_secret_file",
+            transient=False,
+        )
+    try:
+        secret = Path(v.opnsense_secret_file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise BackendError(f"{v.opnsense_secret_file}: {exc.strerror}", transient=False) from None
+    try:
+        return OpnsenseBackend(
+            v.opnsense_url,
+            v.opnsense_key,
+            secret,
+            state_path=out / OPNSENSE_STATE_FILE,
+            alias_hosts=v.opnsense_alias_hosts,
+            alias_destinations=v.opnsense_alias_destinations,
+            verify=v.opnsense_ca_file or True,
+        )
+    except ValueError as exc:
+        raise BackendError(str(exc), transient=False) from None
 
 
 def outbox_path(config: Config, out: Path) -> Path:
@@ -232,8 +272,13 @@ def build_guards(config: Config, warn: Callable[[str], None]) -> Guards:
     found = discover_protected()
     for problem in found.problems:
         warn(f"guards: {problem}")
+    endpoints = [v.opnsense_url] if "opnsense" in v.backends and v.opnsense_url else []
     protected = ProtectedSet.of(
-        networks=v.never_block, own=found.addresses, gateways=found.gateways, dns=found.dns_servers
+        networks=v.never_block,
+        own=found.addresses,
+        gateways=found.gateways,
+        dns=found.dns_servers,
+        endpoints=endpoints,
     )
     return Guards(
         GuardConfig(
