@@ -109,7 +109,7 @@ class PolicyConfig:
     incident_window: float = 3600.0  # seconds between findings of one incident
 
 
-BACKENDS = ("nftables", "ebpf", "opnsense")  # what `[verdicts] backends` may name
+BACKENDS = ("nftables", "ebpf", "opnsense", "feed", "webhook")  # `[verdicts] backends`
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +126,14 @@ class VerdictsConfig:
     opnsense_alias_hosts: str = "sluice_hosts"  # External (advanced) aliases to create
     opnsense_alias_destinations: str = "sluice_destinations"
     opnsense_ca_file: str = ""  # "": the system's CAs
+    # "feed": plain-text block lists served for firewalls to poll (EDL, threat feeds)
+    feed_listen: str = "127.0.0.1:8473"  # ADDRESS:PORT ([v6]:port for IPv6)
+    feed_token_file: str = ""  # the token pollers send (Bearer, Basic password or ?token=)
+    feed_cert_file: str = ""  # TLS certificate and key (PEM); "": plain HTTP
+    feed_key_file: str = ""
+    # "webhook": a signed JSON POST (HMAC-SHA256) per block and unblock
+    webhook_url: str = ""
+    webhook_secret_file: str = ""
     interval: float = 0.2  # seconds between delivery passes (a new verdict wakes it at once)
     reconcile_interval: float = 60.0  # seconds between re-assertions of the desired state
     # Safety guards, applied last (sensor/verdicts/guards.py).

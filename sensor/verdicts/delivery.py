@@ -29,26 +29,32 @@ from __future__ import annotations
 
 import contextlib
 import os
+import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from sensor.config import Config
+from sensor.outputs.eve import iso_time
 from sensor.policy.verdict import Verdict
 from sensor.verdicts.base import Backend, BackendError
 from sensor.verdicts.ebpfblock import EbpfBlockBackend
+from sensor.verdicts.feed import FeedBackend, FetchRecord
 from sensor.verdicts.guards import KILL_SWITCH, GuardConfig, Guards, ProtectedSet, refusal_record
 from sensor.verdicts.nftables import NftablesBackend
 from sensor.verdicts.opnsense import OpnsenseBackend
 from sensor.verdicts.outbox import Outbox, OutboxError
 from sensor.verdicts.protect import discover_protected
+from sensor.verdicts.webhook import WebhookBackend
 
 Record = dict[str, Any]
 OUTBOX_FILE = "outbox.db"  # in the live sensor's --out directory, beside sluice.db
 EBPF_STATE_FILE = "ebpfblock.json"  # which map entries are ours, with their expiry
 OPNSENSE_STATE_FILE = "opnsense.db"  # which alias entries are ours, with their expiry
+MAX_PENDING_FETCHES = 4096  # feed polls waiting to be written as events
 
 
 def verdict_of(fields: Mapping[str, Any]) -> Verdict:
@@ -83,6 +89,7 @@ class Delivery:
         clock: Callable[[], float] = time.time,
         interval: float = 0.2,
         reconcile_interval: float = 60.0,
+        fetches: deque[FetchRecord] | None = None,
     ) -> None:
         self.outbox = outbox
         self.backends = list(backends)
@@ -100,10 +107,14 @@ class Delivery:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
+        # Polls of the served feed, from its threads; written as events from the pipeline's.
+        self._fetches = fetches if fetches is not None else deque()
 
     # -- the pipeline's side ---------------------------------------------------------------
 
     def __call__(self, record: Record) -> None:
+        while self._fetches:
+            self.emit(fetch_record(self._fetches.popleft()))
         if record["event_type"] != "verdict":
             return
         fields = record["verdict"]
@@ -132,6 +143,16 @@ class Delivery:
     # -- the worker ------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Re-assert what the outbox holds (a restart), deliver what is due, then open what
+        others poll (the feed): a firewall never fetches an empty list that is only empty
+        because the sensor has just started."""
+        now = self.clock()
+        self._reconcile(now)
+        self._pass()
+        for backend in self.backends:
+            start = getattr(backend, "start", None)
+            if start is not None:
+                start()
         self._thread = threading.Thread(target=self._run, name="sluice-delivery", daemon=True)
         self._thread.start()
 
@@ -142,9 +163,11 @@ class Delivery:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self._pass()
+        while self._fetches:
+            self.emit(fetch_record(self._fetches.popleft()))
 
     def _run(self) -> None:
-        next_reconcile = 0.0
+        next_reconcile = self.clock() + self.reconcile_interval  # start() did the first
         while not self._stop.is_set():
             now = self.clock()
             if now >= next_reconcile:
@@ -177,6 +200,24 @@ class Delivery:
         for backend in self.backends:
             with contextlib.suppress(OutboxError):  # said by the next pass
                 self.outbox.reconcile(now, backend)
+
+
+def fetch_record(fetch: FetchRecord) -> Record:
+    """The `feed_fetch` event of one poll of the served block lists (never the token)."""
+    return {
+        "timestamp": iso_time(fetch.at),
+        "event_type": "feed_fetch",
+        "src_ip": fetch.client,
+        "feed_fetch": {
+            "method": fetch.method,
+            "path": fetch.path,
+            "status": fetch.status,
+            "bytes": fetch.bytes,
+            "etag": fetch.etag,
+            "auth": fetch.auth,
+            "user_agent": fetch.user_agent[:256],
+        },
+    }
 
 
 def _suspended_finding(record: Record, verdict: Verdict, reason: str) -> Record:
@@ -222,6 +263,17 @@ def build_delivery(
         backends.append(EbpfBlockBackend(probe, state_path=out / EBPF_STATE_FILE))
     if "opnsense" in v.backends:
         backends.append(_opnsense(config, out))
+    fetches: deque[FetchRecord] = deque(maxlen=MAX_PENDING_FETCHES)
+    if "feed" in v.backends:
+        backends.append(_feed(config, fetches.append))
+    if "webhook" in v.backends:
+        secret = _secret(v.webhook_secret_file, "webhook", "webhook_secret_file")
+        if not v.webhook_url:
+            raise BackendError("backend webhook needs [verdicts] webhook_url", transient=False)
+        try:
+            backends.append(WebhookBackend(v.webhook_url, secret))
+        except ValueError as exc:
+            raise BackendError(str(exc), transient=False) from None
     outbox = Outbox(outbox_path(config, out))
     return Delivery(
         outbox,
@@ -232,7 +284,37 @@ def build_delivery(
         killed=lambda: os.path.exists(v.kill_switch),
         interval=v.interval,
         reconcile_interval=v.reconcile_interval,
+        fetches=fetches,
     )
+
+
+def _secret(path: str, backend: str, key: str) -> str:
+    if not path:
+        raise BackendError(f"backend {backend} needs [verdicts] {key}", transient=False)
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise BackendError(f"{path}: {exc.strerror}", transient=False) from None
+    if not text:
+        raise BackendError(f"{path}: empty", transient=False)
+    return text
+
+
+def _feed(config: Config, on_fetch: Callable[[FetchRecord], None]) -> FeedBackend:
+    v = config.verdicts
+    host, _, port = v.feed_listen.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise BackendError(f"feed_listen {v.feed_listen!r}: want ADDRESS:PORT", transient=False)
+    context = None
+    if v.feed_cert_file:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(v.feed_cert_file, v.feed_key_file or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise BackendError(f"feed certificate: {exc}", transient=False) from None
+    token = _secret(v.feed_token_file, "feed", "feed_token_file")
+    return FeedBackend((host, int(port)), token=token, ssl_context=context, on_fetch=on_fetch)
 
 
 def _opnsense(config: Config, out: Path) -> OpnsenseBackend:
@@ -273,6 +355,8 @@ def build_guards(config: Config, warn: Callable[[str], None]) -> Guards:
     for problem in found.problems:
         warn(f"guards: {problem}")
     endpoints = [v.opnsense_url] if "opnsense" in v.backends and v.opnsense_url else []
+    if "webhook" in v.backends and v.webhook_url:
+        endpoints.append(v.webhook_url)
     protected = ProtectedSet.of(
         networks=v.never_block,
         own=found.addresses,

@@ -14,9 +14,14 @@ benchmarks/enforce_bench.py measures its distribution. Nothing touches the root 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import http.client
 import json
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from pcaps._lib.gatewaylab import CLIENT, GatewayLab, gateway_lab, wait
+from probes.ebpf.netns import inside_netns
 from tests.conftest import require_module, require_root_netns, require_tool
 
 SLUICE = str(Path(sys.executable).parent / "sluice")
@@ -172,3 +178,109 @@ def test_a_killed_sensor_restarts_into_the_same_blocks(lab: GatewayLab, tmp_path
     )
     (row,) = json.loads(done.stdout)  # one verdict, decided once, delivered
     assert row["delivery"]["nftables"]["state"] == "delivered"
+
+
+def _free_port(ns: str) -> int:
+    with inside_netns(ns):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(
+    ns: str, port: int, path: str, headers: dict[str, str]
+) -> tuple[int, dict[str, str], bytes]:
+    """GET 127.0.0.1:port/path inside `ns`."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    with inside_netns(ns):
+        conn.connect()
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def test_the_feed_and_the_webhook_carry_a_live_block(lab: GatewayLab, tmp_path: Path) -> None:
+    """Backends "feed" and "webhook" of a live sensor: the uploader appears in the served
+    /hosts.txt (token required, ETag round trip) and a signed POST reaches a receiver; each
+    poll is a `feed_fetch` event, and the token is in no output."""
+    token, secret = "feed-token-123456", "hook-secret-654321"
+    (tmp_path / "token").write_text(token)
+    (tmp_path / "secret").write_text(secret)
+    received: list[tuple[dict[str, str], bytes]] = []
+    with inside_netns(lab.gateway):
+        hook = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    hook.bind(("127.0.0.1", 0))
+    hook.listen(8)
+    hook_port = hook.getsockname()[1]
+
+    def receive() -> None:
+        while True:
+            try:
+                conn, _ = hook.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                lines = head.decode().split("\r\n")[1:]
+                headers = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)}
+                while len(body) < int(headers.get("content-length", 0)):
+                    body += conn.recv(65536)
+                received.append((headers, body))
+                conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=receive, daemon=True).start()
+    feed_port = _free_port(lab.gateway)
+    config = tmp_path / "sluice.toml"
+    config.write_text(
+        '[verdicts]\nbackends = ["feed", "webhook"]\ninterval = 0.05\n'
+        f'feed_listen = "127.0.0.1:{feed_port}"\nfeed_token_file = "{tmp_path / "token"}"\n'
+        f'webhook_url = "http://127.0.0.1:{hook_port}/sluice"\n'
+        f'webhook_secret_file = "{tmp_path / "secret"}"\n'
+    )
+    out = tmp_path / "live"
+    argv = ["ip", "netns", "exec", lab.gateway, SLUICE, "run", "--iface", "g0", "--out", str(out),
+            "--probe", "off", "--config", str(config)]  # fmt: skip
+    sensor = subprocess.Popen(argv, stderr=subprocess.PIPE)
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        assert wait(lambda: out.joinpath("events.jsonl").exists(), 60), "sensor did not start"
+        time.sleep(1.0)
+        status, _, body = _get(lab.gateway, feed_port, "/hosts.txt", auth)
+        assert (status, body) == (200, b"")  # a valid empty list
+        assert _get(lab.gateway, feed_port, "/hosts.txt", {})[0] == 401
+        lab.post(ARCHIVE.read_bytes())
+        assert wait(lambda: len(received) >= 1, 20), "no webhook call"
+        assert wait(lambda: _get(lab.gateway, feed_port, "/hosts.txt", auth)[2] != b"", 10)
+        status, headers, body = _get(lab.gateway, feed_port, "/hosts.txt", auth)
+        assert (status, body) == (200, f"{CLIENT}\n".encode())
+        again = _get(
+            lab.gateway, feed_port, "/hosts.txt", {**auth, "If-None-Match": headers["etag"]}
+        )
+        assert again[0] == 304
+        time.sleep(0.3)  # a stats tick writes the polls out
+    finally:
+        sensor.terminate()
+        _, err = sensor.communicate(timeout=60)
+        hook.close()
+    assert sensor.returncode == 0, err.decode()
+    assert "verdicts: enforced through feed, webhook" in err.decode()
+    headers, body = received[0]
+    mac = hmac.new(secret.encode(), headers["x-sluice-timestamp"].encode() + b"." + body,
+                   hashlib.sha256).hexdigest()  # fmt: skip
+    assert headers["x-sluice-signature"] == f"sha256={mac}"
+    call = json.loads(body)
+    assert call["action"] == "block" and call["verdict"]["target"] == CLIENT
+    assert 3500 < call["remaining"] <= 3600
+    events = (out / "events.jsonl").read_text()
+    polls = [json.loads(x)["feed_fetch"] for x in events.splitlines() if '"feed_fetch"' in x]
+    assert {(p["path"], p["status"]) for p in polls} >= {("/hosts.txt", 200), ("/hosts.txt", 401),
+                                                         ("/hosts.txt", 304)}  # fmt: skip
+    for blob in (events, err.decode(), (out / "sluice.db").read_bytes().decode("latin-1")):
+        assert token not in blob and secret not in blob
