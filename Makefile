@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := libpcap0.8 libpcap0.8-dev libmagic1 tshark tcpdump tcpreplay nftables \
 	python3-nftables python3-bpfcc bpfcc-tools linux-headers-amd64 iproute2 python3-venv \
 	python3-dev gcc make openssh-server openssh-client openssl systemd dnsmasq-base tmux \
-	zip 7zip age qpdf gnupg
+	zip 7zip age qpdf gnupg crowdsec crowdsec-firewall-bouncer
 PYTEST_ARGS ?=
 
 # Production install (`make install`, as root; idempotent). DESTDIR stages every file it writes
