@@ -50,9 +50,21 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-# Debian packages for development and tests.
+# Debian packages for development and tests. crowdsec's install script registers with
+# CrowdSec's central API unless its credentials file says no (Debian's documented opt-out):
+# the tests run their own LAPI on 127.0.0.1 and need no network. Its services (and the
+# firewall bouncer's, which would create a table in this host's ruleset) are not started by
+# apt-install and are disabled here, so that they do not start at the next boot either.
 setup-debian:
+	@if [ ! -e /etc/crowdsec/online_api_credentials.yaml ]; then \
+		mkdir -p /etc/crowdsec; \
+		echo "# no thanks: Sluice tests run their own LAPI without the Central API" \
+			> /etc/crowdsec/online_api_credentials.yaml; fi
 	$(call apt-install,$(DEBIAN_PACKAGES))
+	@for unit in crowdsec.service crowdsec-firewall-bouncer.service; do \
+		if [ -e /etc/systemd/system/multi-user.target.wants/$$unit ]; then \
+			systemctl disable $$unit >/dev/null 2>&1 || \
+				rm -f /etc/systemd/system/multi-user.target.wants/$$unit; fi; done
 
 # bcc compiles against /lib/modules/$(uname -r)/build. Where the running kernel has no
 # headers package (VMs with custom kernels), link the newest installed linux-headers tree;

@@ -254,7 +254,12 @@ def test_replay_enforces_the_limits(
 
 
 def test_replay_passes_a_sample_and_refuses_a_non_capture_cleanly(tmp_path: Path) -> None:
-    limits = fuzz.Limits(timeout=60)
+    # As above: the forked child starts as big as this process, which after a full run (its
+    # threads, nft and TLS libraries) can be near the default 1 GiB RLIMIT_AS; SQLite's mmap
+    # then fails ("disk I/O error"). The limit is what the child may add.
+    with open("/proc/self/statm") as statm:
+        size = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    limits = fuzz.Limits(timeout=60, memory=size + fuzz.Limits().memory)
     capture = tmp_path / "c.pcap"
     capture.write_bytes(PCAP_SAMPLE.read_bytes())
     assert fuzz.replay(capture, tmp_path, limits).status == "exit 0"

@@ -21,7 +21,10 @@ RUNTIME_DEBIAN = {
     "libpcap0.8", "libmagic1", "python3-venv", "python3-bpfcc", "bpfcc-tools",
     "linux-headers-amd64", "nftables", "python3-nftables", "iproute2", "systemd", "ethtool",
 }  # fmt: skip
-DEVELOPMENT_ONLY_DEBIAN = {"openssh-server", "dnsmasq-base", "tcpreplay", "gcc", "tshark", "tmux"}
+DEVELOPMENT_ONLY_DEBIAN = {
+    "openssh-server", "dnsmasq-base", "tcpreplay", "gcc", "tshark", "tmux", "crowdsec",
+    "crowdsec-firewall-bouncer",
+}  # fmt: skip
 # Distribution name -> the top-level module it provides.
 IMPORT_NAME = {
     "communityid": "communityid",

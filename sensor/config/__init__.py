@@ -109,7 +109,7 @@ class PolicyConfig:
     incident_window: float = 3600.0  # seconds between findings of one incident
 
 
-BACKENDS = ("nftables", "ebpf", "opnsense", "feed", "webhook")  # `[verdicts] backends`
+BACKENDS = ("nftables", "ebpf", "crowdsec", "opnsense", "feed", "webhook")  # `backends`
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +119,12 @@ class VerdictsConfig:
     backends: tuple[str, ...] = ()  # "nftables" (gateway mode: the sensor's own ruleset)
     outbox: str = ""  # the durable outbox (SQLite); "": outbox.db in the --out directory
     nftables_netns: str = ""  # act in this network namespace (tests, a routing namespace)
+    # "crowdsec": decisions pushed to a CrowdSec LAPI as a registered machine
+    # (`cscli machines add sluice --password ...`); every bouncer of that LAPI enforces them
+    crowdsec_url: str = "http://127.0.0.1:8080"  # http only to loopback; else https
+    crowdsec_machine_id: str = ""
+    crowdsec_password_file: str = ""
+    crowdsec_ca_file: str = ""  # "": the system's CAs
     # "opnsense": the firewall's API (alias_util) with an API key; the secret in a file (0600)
     opnsense_url: str = ""  # e.g. https://fw.example/ (the API is under /api/)
     opnsense_key: str = ""

@@ -41,6 +41,7 @@ from sensor.config import Config
 from sensor.outputs.eve import iso_time
 from sensor.policy.verdict import Verdict
 from sensor.verdicts.base import Backend, BackendError
+from sensor.verdicts.crowdsec import CrowdsecBackend
 from sensor.verdicts.ebpfblock import EbpfBlockBackend
 from sensor.verdicts.feed import FeedBackend, FetchRecord
 from sensor.verdicts.guards import KILL_SWITCH, GuardConfig, Guards, ProtectedSet, refusal_record
@@ -261,6 +262,23 @@ def build_delivery(
         if probe is None:
             raise BackendError("backend ebpf: no eBPF probe attached (--probe)", transient=False)
         backends.append(EbpfBlockBackend(probe, state_path=out / EBPF_STATE_FILE))
+    if "crowdsec" in v.backends:
+        password = _secret(v.crowdsec_password_file, "crowdsec", "crowdsec_password_file")
+        if not v.crowdsec_machine_id:
+            raise BackendError(
+                "backend crowdsec needs [verdicts] crowdsec_machine_id", transient=False
+            )
+        try:
+            backends.append(
+                CrowdsecBackend(
+                    v.crowdsec_url,
+                    v.crowdsec_machine_id,
+                    password,
+                    ca_file=v.crowdsec_ca_file or None,
+                )
+            )
+        except ValueError as exc:
+            raise BackendError(str(exc), transient=False) from None
     if "opnsense" in v.backends:
         backends.append(_opnsense(config, out))
     fetches: deque[FetchRecord] = deque(maxlen=MAX_PENDING_FETCHES)
@@ -357,6 +375,8 @@ def build_guards(config: Config, warn: Callable[[str], None]) -> Guards:
     endpoints = [v.opnsense_url] if "opnsense" in v.backends and v.opnsense_url else []
     if "webhook" in v.backends and v.webhook_url:
         endpoints.append(v.webhook_url)
+    if "crowdsec" in v.backends and v.crowdsec_url:
+        endpoints.append(v.crowdsec_url)
     protected = ProtectedSet.of(
         networks=v.never_block,
         own=found.addresses,

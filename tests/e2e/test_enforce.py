@@ -284,3 +284,52 @@ def test_the_feed_and_the_webhook_carry_a_live_block(lab: GatewayLab, tmp_path: 
                                                          ("/hosts.txt", 304)}  # fmt: skip
     for blob in (events, err.decode(), (out / "sluice.db").read_bytes().decode("latin-1")):
         assert token not in blob and secret not in blob
+
+
+def test_crowdsec_gets_one_decision_across_a_killed_and_restarted_sensor(
+    lab: GatewayLab, tmp_path: Path
+) -> None:
+    """Backend "crowdsec" against a real LAPI (Debian's crowdsec, its own config, in the
+    gateway namespace): the uploader becomes one ban decision that every bouncer sees; the
+    sensor is SIGKILLed and restarted, reconciles from its outbox, and the LAPI still holds
+    exactly one decision (POST /v1/alerts is not idempotent: nothing was sent twice)."""
+    from tests.verdicts.test_crowdsec import MACHINE, Lapi
+
+    require_tool("crowdsec")
+    lapi = Lapi(tmp_path / "lapi", netns=lab.gateway)
+    lapi.prepare()
+    lapi.start()
+    try:
+        (tmp_path / "password").write_text(lapi.password)
+        config = tmp_path / "sluice.toml"
+        config.write_text(
+            '[verdicts]\nbackends = ["crowdsec"]\ninterval = 0.05\n'
+            f'crowdsec_url = "{lapi.url}"\ncrowdsec_machine_id = "{MACHINE}"\n'
+            f'crowdsec_password_file = "{tmp_path / "password"}"\n'
+        )
+        out = tmp_path / "live"
+        argv = ["ip", "netns", "exec", lab.gateway, SLUICE, "run", "--iface", "g0", "--out",
+                str(out), "--probe", "off", "--config", str(config)]  # fmt: skip
+        first = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+        try:
+            assert wait(lambda: out.joinpath("events.jsonl").exists(), 60), "no start"
+            time.sleep(1.0)
+            lab.post(ARCHIVE.read_bytes())
+            assert wait(lambda: bool(lapi.decisions(CLIENT)), 20, step=0.1), lapi.log_tail()
+        finally:
+            first.kill()
+            first.wait(timeout=30)
+        second = subprocess.Popen(argv, stderr=subprocess.PIPE)
+        try:
+            assert wait(lambda: out.joinpath("outbox.db").exists(), 60)
+            time.sleep(3.0)  # start-up reconcile and a few delivery passes
+        finally:
+            second.terminate()
+            _, err = second.communicate(timeout=60)
+        assert second.returncode == 0, err.decode()
+        (decision,) = lapi.decisions(CLIENT)  # exactly one, after a kill and a restart
+        assert decision["type"] == "ban" and decision["origin"] == "sluice"
+        assert decision["scenario"].startswith("sluice/v=")
+        assert lapi.password not in err.decode()
+    finally:
+        lapi.stop()
