@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Detection-to-enforcement latency of the live sensor through nftables (issue 14 target:
-p99 under 1 s).
+"""Detection-to-enforcement latency of the live sensor through nftables or a CrowdSec LAPI
+(issue 14 target: p99 under 1 s for nftables).
 
-Usage (root, network namespaces): enforce_bench.py [--hosts N]
+Usage (root, network namespaces): enforce_bench.py [--hosts N] [--backend nftables|crowdsec]
 
 Builds the gateway lab of pcaps/_lib/gatewaylab.py with N client addresses, starts `sluice
 run` in the gateway namespace with `[verdicts] backends = ["nftables"]` (guards widened to N
@@ -10,13 +10,18 @@ hosts and N blocks a minute, so that the breakers do not engage), then, one clie
 after another, POSTs a 7z with encrypted member names and polls the gateway's `inet sluice`
 host set every millisecond until that address is in it. Latency = element present minus the
 upload's last byte sent: capture, reassembly, fingerprint, finding, policy, guards, outbox
-commit (fsync), worker wake-up and the nft batch. Prints p50/p90/p99/max as Markdown with the
-command. Never fails on timing; the environment is cleaned up always.
+commit (fsync), worker wake-up and the nft batch. With `--backend crowdsec` a real LAPI
+(Debian's crowdsec, its own config, in the gateway namespace) receives the decisions and the
+latency ends when a bouncer's query (`GET /v1/decisions?ip=`) returns the ban; a real bouncer
+adds its own poll interval (10 s by default in Debian's firewall bouncer). Prints
+p50/p90/p99/max as Markdown with the command. Never fails on timing; the environment is
+cleaned up always.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import statistics
 import subprocess
@@ -42,17 +47,39 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=50, help="client addresses, one upload each")
+    parser.add_argument("--backend", choices=("nftables", "crowdsec"), default="nftables")
     args = parser.parse_args()
     clients = [f"10.10.0.{10 + i}" for i in range(args.hosts)]
     body = ARCHIVE.read_bytes()
     latencies: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp, gateway_lab("bench", clients[1:]) as lab:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        lab = stack.enter_context(gateway_lab("bench", clients[1:]))
         config = Path(tmp) / "sluice.toml"
-        config.write_text(
-            '[verdicts]\nbackends = ["nftables"]\ninterval = 0.2\n'
+        text = (
+            f'[verdicts]\nbackends = ["{args.backend}"]\ninterval = 0.2\n'
             f"max_blocked_hosts = {args.hosts + 1}\nburst = {args.hosts + 1}\n"
             f"rate_per_minute = {args.hosts * 60}\n"
         )
+        present = lab.blocked_hosts
+        if args.backend == "crowdsec":
+            from tests.verdicts.test_crowdsec import MACHINE, Lapi
+
+            lapi = Lapi(Path(tmp) / "lapi", netns=lab.gateway)
+            lapi.prepare()
+            lapi.start()
+            stack.callback(lapi.stop)
+            (Path(tmp) / "password").write_text(lapi.password)
+            text += (
+                f'crowdsec_url = "{lapi.url}"\ncrowdsec_machine_id = "{MACHINE}"\n'
+                f'crowdsec_password_file = "{Path(tmp) / "password"}"\n'
+            )
+
+            def present() -> list[str]:
+                return [c for c in clients if c == waiting[0] and lapi.decisions(c)]
+
+        config.write_text(text)
+        waiting = [""]
         out = Path(tmp) / "live"
         argv = ["ip", "netns", "exec", lab.gateway, SLUICE, "run", "--iface", "g0", "--out",
                 str(out), "--probe", "off", "--config", str(config)]  # fmt: skip
@@ -62,8 +89,9 @@ def main() -> int:
                 raise SystemExit("the sensor did not start")
             time.sleep(1.0)
             for client in clients:
+                waiting[0] = client
                 sent = lab.post(body, source=client)
-                if not wait(lambda c=client: c in lab.blocked_hosts(), 20, step=0.001):
+                if not wait(lambda c=client: c in present(), 20, step=0.001):
                     print(f"{client}: no block within 20 s", file=sys.stderr)
                     continue
                 latencies.append(time.monotonic() - sent)
@@ -75,7 +103,7 @@ def main() -> int:
         print("no block arrived")
         return 1
     ms = [v * 1000 for v in latencies]
-    print(f"Detection to enforcement (nftables), {len(ms)} of {args.hosts} uploads blocked\n")
+    print(f"Detection to enforcement ({args.backend}), {len(ms)} of {args.hosts} uploads blocked\n")
     print("| p50 | p90 | p99 | max | mean |")
     print("|---:|---:|---:|---:|---:|")
     print(
