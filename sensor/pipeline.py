@@ -77,7 +77,7 @@ from sensor.flows.table import (
     Flow,
 )
 from sensor.flows.table import FlowTable as _FlowTable
-from sensor.metering.meter import Meter, MeterOutput
+from sensor.metering.meter import DestinationFacts, Meter, MeterOutput
 from sensor.metering.store import MeterStore
 from sensor.outputs import eve
 from sensor.outputs.eve import ProtocolLog, withhold
@@ -776,6 +776,13 @@ class Pipeline:
         seen[key] = ts
         return True
 
+    def _destination_facts(self, host: str, destination: str) -> DestinationFacts:
+        """What the meter knows of `destination` as `host`'s (for the policy)."""
+        assert self._meter is not None
+        return self._meter.destination(
+            ipaddress.ip_address(host).packed, ipaddress.ip_address(destination).packed, self._now
+        )
+
     def _internal(self, ip: bytes) -> bool:
         if self._meter is not None:
             return self._meter.is_internal(ip)
@@ -800,7 +807,8 @@ class Pipeline:
         for sink in self._sinks:
             sink(record)
         if self.decider is not None and kind == "finding":
-            for verdict in self.decider.finding(record, record_time(record)):
+            lookup = self._destination_facts if self._meter is not None else None
+            for verdict in self.decider.finding(record, record_time(record), lookup):
                 self._emit(verdict_record(record, verdict))
 
     def _anomaly(

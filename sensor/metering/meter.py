@@ -110,6 +110,15 @@ def ip_text(ip: bytes) -> str:
     return str(ip_address(ip)) if ip else OTHER
 
 
+@dataclass(frozen=True, slots=True)
+class DestinationFacts:
+    name: str | None
+    category: str | None  # a category id of signatures/categories.toml
+    country: str | None  # ISO 3166 alpha-2, when a country database knows it
+    outside_allowed: bool  # the country is known and not in transfer_allowed_countries
+    novel: bool
+
+
 @dataclass(slots=True, eq=False)
 class Pair:
     """One internal host's traffic with one external address."""
@@ -484,6 +493,32 @@ class Meter:
             destinations=len(self._seen),
         )
         return values
+
+    def destination(self, host: bytes, dest: bytes, t: float) -> DestinationFacts:
+        """What the meter knows of `dest` as `host`'s destination at packet time `t`: its
+        name, category, country, whether the country is outside the allowed list, and
+        whether it is novel (never contacted within the retention, after the learning
+        period). For the policy, at the moment a finding is made."""
+        key = self._mask(dest) if self.dest_prefix is not None else dest
+        pair = self.hosts[host].pairs.get(key) if host in self.hosts else None
+        if pair is not None:
+            name, category, country, novel = pair.name, pair.category, pair.country, pair.novel
+        else:  # a destination of this very bucket: not summarised yet
+            named = self._names.get(key)
+            name = named[0] if named else None
+            category = self._categories.match(dest, name)
+            country = self._geo.country(dest) if self._geo is not None else None
+            label = name or ip_text(dest)
+            last = self._seen.get(label)
+            learning = self._learning_until is None or t < self._learning_until
+            novel = not learning and (last is None or t - last > self._retention)
+        return DestinationFacts(
+            name=name,
+            category=category.id if category is not None else None,
+            country=country,
+            outside_allowed=country is not None and country not in self._allowed,
+            novel=novel,
+        )
 
     def is_internal(self, ip: bytes) -> bool:
         """Whether `ip` (packed) is in home_net."""

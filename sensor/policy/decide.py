@@ -75,9 +75,15 @@ class Decider:
         self.held_back = 0  # repeats not reported again
         self.decided = 0  # verdicts reported
 
-    def finding(self, record: Mapping[str, Any], now: float) -> list[Verdict]:
-        """The verdicts one finding record leads to (repeats held back)."""
-        facts = facts_of(record, finding_id(record), self.internal)
+    def finding(
+        self,
+        record: Mapping[str, Any],
+        now: float,
+        lookup: Callable[[str, str], Any] | None = None,
+    ) -> list[Verdict]:
+        """The verdicts one finding record leads to (repeats held back); `lookup(host,
+        destination)`: what the meter knows of the destination (policy.facts_of)."""
+        facts = facts_of(record, finding_id(record), self.internal, lookup)
         decisions = self.policy.decide(facts)
         if not decisions:
             return []

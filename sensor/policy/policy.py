@@ -30,6 +30,10 @@ The policy file (TOML; the default is `signatures/policy.toml`, a site names its
     protos = ["http", "smtp"]      # the protocol that carried it
     destination_internal = false   # the destination is (not) in home_net
     allowlisted = false            # the destination is (not) on an allowlist
+    destination_categories = ["file_hosting", "paste"]   # signatures/categories.toml ids
+    destination_countries = ["US"] # ISO 3166 codes (a country database must know them)
+    outside_allowed_countries = true   # not in [metering] transfer_allowed_countries
+    novel_destination = true       # never contacted within the retention (after learning)
 
 Rules are tried in order and EVERY rule that holds decides (an alert rule and a block rule
 may both fire); `stop = true` on a rule ends the evaluation when it holds. A finding whose
@@ -60,7 +64,8 @@ MAX_TTL = 30 * 86400.0  # a month: longer needs a human, not a sensor
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _WHEN_KEYS = {
     "kinds", "min_severity", "categories_any", "categories_all", "min_records", "hides_names",
-    "protos", "destination_internal", "allowlisted",
+    "protos", "destination_internal", "allowlisted", "destination_categories",
+    "destination_countries", "outside_allowed_countries", "novel_destination",
 }  # fmt: skip
 _RULE_KEYS = {"name", "action", "ttl", "severity", "when", "stop", "description"}
 _TOP_KEYS = {"format", "version", "mode", "allowlist", "rule"}
@@ -87,6 +92,11 @@ class Facts:
     records: int = 0  # sensitive_content records, edm_match known records
     hides_names: bool = False
     detail: str = ""
+    # What the meter knows of the destination (None: no meter, or it does not know).
+    destination_category: str | None = None
+    destination_country: str | None = None
+    outside_allowed_countries: bool | None = None
+    novel_destination: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +110,10 @@ class When:
     protos: frozenset[str] | None = None
     destination_internal: bool | None = None
     allowlisted: bool | None = None
+    destination_categories: frozenset[str] | None = None
+    destination_countries: frozenset[str] | None = None
+    outside_allowed_countries: bool | None = None
+    novel_destination: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +205,13 @@ def _holds(w: When, f: Facts, listed: bool) -> bool:
         and (w.protos is None or (f.proto or "") in w.protos)
         and (w.destination_internal is None or f.destination_internal == w.destination_internal)
         and (w.allowlisted is None or listed == w.allowlisted)
+        and (w.destination_categories is None or f.destination_category in w.destination_categories)
+        and (w.destination_countries is None or f.destination_country in w.destination_countries)
+        and (
+            w.outside_allowed_countries is None
+            or f.outside_allowed_countries == w.outside_allowed_countries
+        )
+        and (w.novel_destination is None or f.novel_destination == w.novel_destination)
     )
 
 
@@ -211,8 +232,15 @@ def _decision(rule: Rule, f: Facts) -> Decision | None:
 # --- facts from a finding record ----------------------------------------------------------
 
 
-def facts_of(record: Mapping[str, Any], finding_id: str, internal: Callable[[str], bool]) -> Facts:
-    """The facts of one `finding` event; `internal(address_text) -> bool` says home_net."""
+def facts_of(
+    record: Mapping[str, Any],
+    finding_id: str,
+    internal: Callable[[str], bool],
+    lookup: Callable[[str, str], Any] | None = None,
+) -> Facts:
+    """The facts of one `finding` event. `internal(address)` says home_net; `lookup(host,
+    destination)` is what the meter knows of a destination (an object with `category`,
+    `country`, `outside_allowed` and `novel`), when there is a meter."""
     f = record["finding"]
     destination = f.get("destination")
     if destination is None and f.get("destinations"):
@@ -220,6 +248,12 @@ def facts_of(record: Mapping[str, Any], finding_id: str, internal: Callable[[str
         destination = first.rsplit(":", 1)[0] if first.count(":") == 1 else first
     records = f.get("records") or 0
     host = str(f.get("host") or record.get("src_ip") or "")
+    known = None
+    if lookup is not None and host and isinstance(destination, str):
+        try:
+            known = lookup(host, destination)
+        except ValueError:  # not an address (a volume finding's "other" bucket)
+            known = None
     return Facts(
         finding_id=finding_id,
         kind=str(f["kind"]),
@@ -227,13 +261,17 @@ def facts_of(record: Mapping[str, Any], finding_id: str, internal: Callable[[str
         host=host,
         host_internal=bool(host) and _internal(internal, host),
         destination=destination,
-        destination_name=f.get("destination_name"),
+        destination_name=f.get("destination_name") or (known.name if known else None),
         destination_internal=destination is not None and _internal(internal, destination),
         proto=f.get("proto"),
         categories=frozenset(f.get("categories") or ()),
         records=int(records) if isinstance(records, int) else 0,
         hides_names=bool(f.get("hides_names")),
         detail=str(f.get("detail") or ""),
+        destination_category=known.category if known is not None else None,
+        destination_country=known.country if known is not None else None,
+        outside_allowed_countries=known.outside_allowed if known is not None else None,
+        novel_destination=known.novel if known is not None else None,
     )
 
 
@@ -281,7 +319,8 @@ def _when(raw: object, where: str) -> When:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         at = f"{where}: when.{key}"
-        if key in ("kinds", "categories_any", "categories_all", "protos"):
+        if key in ("kinds", "categories_any", "categories_all", "protos",
+                   "destination_categories", "destination_countries"):  # fmt: skip
             values[key] = _strings(value, at)
         elif key == "min_severity":
             if value not in SEVERITIES:

@@ -44,7 +44,7 @@ from sensor.verdicts.base import Backend, BackendError
 from sensor.verdicts.crowdsec import CrowdsecBackend
 from sensor.verdicts.ebpfblock import EbpfBlockBackend
 from sensor.verdicts.feed import FeedBackend, FetchRecord
-from sensor.verdicts.guards import KILL_SWITCH, GuardConfig, Guards, ProtectedSet, refusal_record
+from sensor.verdicts.guards import GuardConfig, Guards, ProtectedSet, refusal_record
 from sensor.verdicts.nftables import NftablesBackend
 from sensor.verdicts.opnsense import OpnsenseBackend
 from sensor.verdicts.outbox import Outbox, OutboxError
@@ -130,7 +130,7 @@ class Delivery:
                 if key in record:
                     refusal[key] = record[key]
             self.emit(refusal)
-            if result.loud or (result.rule == KILL_SWITCH and result.streak <= 1):
+            if result.loud:  # the first refusal of a breaker's streak
                 self.emit(_suspended_finding(record, verdict, result.reason))
             return
         try:

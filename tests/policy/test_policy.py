@@ -236,3 +236,42 @@ def test_a_replay_decides_verdicts_in_dry_run(
     out2 = tmp_path / "out2"
     assert main(["replay", *pcaps, "--out", str(out2), "--config", str(config), "--quiet"]) == 0
     assert '"verdict"' not in (out2 / "events.jsonl").read_text()
+
+
+@pytest.mark.parametrize(
+    ("when", "holds", "fails"),
+    [
+        ('destination_categories = ["file_hosting"]', {"destination_category": "file_hosting"},
+         {"destination_category": None}),
+        ('destination_countries = ["US", "CN"]', {"destination_country": "US"},
+         {"destination_country": "NL"}),
+        ("outside_allowed_countries = true", {"outside_allowed_countries": True},
+         {"outside_allowed_countries": None}),
+        ("novel_destination = true", {"novel_destination": True}, {"novel_destination": False}),
+    ],
+)  # fmt: skip
+def test_destination_conditions(when: str, holds: dict[str, Any], fails: dict[str, Any]) -> None:
+    policy = parse_policy(one_rule(when, "block_destination"), "p.toml")
+    assert [d.target for d in policy.decide(facts(**holds))] == ["198.51.100.7"]
+    assert policy.decide(facts(**fails)) == []
+
+
+def test_the_meter_says_what_it_knows_of_a_destination() -> None:
+    """Category by name (signatures/categories.toml), country, novelty, through facts_of."""
+    from sensor.cli.main import open_meter
+    from sensor.config import Config
+    from sensor.policy.policy import facts_of
+
+    meter = open_meter(Config(), None)
+    host, dest = ipaddress.ip_address("10.1.1.1").packed, ipaddress.ip_address("198.51.100.7")
+    meter.name(dest.packed, "WeTransfer.com", "sni")
+    known = meter.destination(host, dest.packed, 1767261600.0)
+    assert (known.name, known.category, known.novel) == ("wetransfer.com", "file_hosting", False)
+
+    def lookup(h: str, d: str) -> Any:
+        return meter.destination(ipaddress.ip_address(h).packed, ipaddress.ip_address(d).packed, 0)
+
+    f = facts_of(finding("2026-01-01T10:00:00Z"), "f", internal, lookup)
+    assert f.destination_category == "file_hosting" and f.destination_name == "wetransfer.com"
+    policy = parse_policy(one_rule('destination_categories = ["file_hosting"]'), "p.toml")
+    assert [d.action for d in policy.decide(f)] == ["block_host"]
