@@ -719,7 +719,8 @@ class Pipeline:
         patient records (EDM) from an internal client to an outside destination, and any
         canary token, whichever way it moved."""
         for canary in c.canaries:
-            self._emit(canary_record(flow, ts, proto, canary, "content", info))
+            way = DIRECTION_NAMES[direction]
+            self._emit(canary_record(flow, ts, proto, canary, "content", info, way))
         if direction != Direction.TO_SERVER or not self._internal(flow.client):
             return
         if c.severity in FINDING_SEVERITIES:

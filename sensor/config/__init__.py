@@ -102,8 +102,9 @@ class ClassifyConfig:
 @dataclass(frozen=True, slots=True)
 class PolicyConfig:
     # Findings become verdicts (sensor/policy/): `sluice replay` decides them in dry-run
-    # (nothing is sent anywhere), `sluice run` records them. The policy is `file`, else
-    # policy.toml of the signatures directory; `sluice policy check FILE` validates one.
+    # (nothing is sent anywhere), `sluice run` enforces them through [verdicts] backends.
+    # The policy is `file`, else policy.toml of the signatures directory; `sluice policy
+    # check FILE` validates one.
     enabled: bool = True
     file: str = ""
     incident_window: float = 3600.0  # seconds between findings of one incident

@@ -113,6 +113,7 @@ def ip_text(ip: bytes) -> str:
 @dataclass(frozen=True, slots=True)
 class DestinationFacts:
     name: str | None
+    name_source: str | None  # "dns" (an answer seen on the wire), "sni" or "http" (the client's)
     category: str | None  # a category id of signatures/categories.toml
     country: str | None  # ISO 3166 alpha-2, when a country database knows it
     outside_allowed: bool  # the country is known and not in transfer_allowed_countries
@@ -500,11 +501,12 @@ class Meter:
         whether it is novel (never contacted within the retention, after the learning
         period). For the policy, at the moment a finding is made."""
         key = self._mask(dest) if self.dest_prefix is not None else dest
+        named = self._names.get(key)
+        source = named[1] if named else None
         pair = self.hosts[host].pairs.get(key) if host in self.hosts else None
         if pair is not None:
             name, category, country, novel = pair.name, pair.category, pair.country, pair.novel
         else:  # a destination of this very bucket: not summarised yet
-            named = self._names.get(key)
             name = named[0] if named else None
             category = self._categories.match(dest, name)
             country = self._geo.country(dest) if self._geo is not None else None
@@ -514,6 +516,7 @@ class Meter:
             novel = not learning and (last is None or t - last > self._retention)
         return DestinationFacts(
             name=name,
+            name_source=source if name is not None else None,
             category=category.id if category is not None else None,
             country=country,
             outside_allowed=country is not None and country not in self._allowed,

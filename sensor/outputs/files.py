@@ -235,11 +235,20 @@ def _object_words(info: FileInfo) -> str:
 
 
 def canary_record(
-    flow: Flow[Any], ts: float, proto: str, canary: Canary, place: str, info: FileInfo | None = None
+    flow: Flow[Any],
+    ts: float,
+    proto: str,
+    canary: Canary,
+    place: str,
+    info: FileInfo | None = None,
+    direction: str = "upload",
 ) -> Record:
     """The `canary` finding: a registered token was seen (in an object's content, a URL, a
     TLS SNI, an SMTP envelope, a DNS question). Always critical. The token itself is never
-    written: its kind, the operator's label and when it was minted say which one it was."""
+    written: its kind, the operator's label and when it was minted say which one it was.
+    `direction`: "upload" when the flow's client sent it (metadata always is), "download"
+    when a server sent it to the client (a policy should not block the client for that:
+    anyone holding a leaked token could get internal hosts blocked by serving it)."""
     what = f"in {_object_words(info)}" if info is not None else CANARY_PLACES.get(place, place)
     proto = proto or ("dns" if place == "dns" else "")
     label = printable(canary.label)[:DETAIL_NAME_CHARS]
@@ -252,6 +261,7 @@ def canary_record(
         {
             "canary": {"kind": canary.kind, "label": canary.label, "created": canary.created},
             "seen_in": place,
+            "direction": direction,
             **(_object_fields(info) if info is not None else {}),
             "detail": f'canary {canary.kind} "{label}" {what}, over {proto} to '
             f"{ip_text(flow.server)}:{flow.server_port}",

@@ -14,7 +14,9 @@ The policy file (TOML; the default is `signatures/policy.toml`, a site names its
     mode = "enforce"               # or "monitor": decide and record, enforce nothing
 
     [allowlist.partner_lab]        # sanctioned destinations: IPs, networks, domain names
-    destinations = ["203.0.113.40", "lab.example"]   # a domain also covers its subdomains
+    destinations = ["203.0.113.40", "lab.example"]   # a domain also covers its subdomains,
+    # for a destination whose address a DNS answer on the wire gave that name (never by the
+    # SNI or Host the client sends: an insider could name any upload "lab.example")
 
     [[rule]]
     name = "encrypted-upload"      # unique; verdicts and events name it
@@ -28,6 +30,7 @@ The policy file (TOML; the default is `signatures/policy.toml`, a site names its
     min_records = 5                # records (sensitive_content) or known records (edm_match)
     hides_names = true             # encrypted_upload: the container hides its member names
     protos = ["http", "smtp"]      # the protocol that carried it
+    directions = ["upload"]        # canary: the client sent it ("download": a server did)
     destination_internal = false   # the destination is (not) in home_net
     allowlisted = false            # the destination is (not) on an allowlist
     destination_categories = ["file_hosting", "paste"]   # signatures/categories.toml ids
@@ -64,7 +67,7 @@ MAX_TTL = 30 * 86400.0  # a month: longer needs a human, not a sensor
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _WHEN_KEYS = {
     "kinds", "min_severity", "categories_any", "categories_all", "min_records", "hides_names",
-    "protos", "destination_internal", "allowlisted", "destination_categories",
+    "protos", "directions", "destination_internal", "allowlisted", "destination_categories",
     "destination_countries", "outside_allowed_countries", "novel_destination",
 }  # fmt: skip
 _RULE_KEYS = {"name", "action", "ttl", "severity", "when", "stop", "description"}
@@ -88,10 +91,14 @@ class Facts:
     destination_name: str | None  # its name where known (Host, SNI, DNS)
     destination_internal: bool
     proto: str | None
+    # The name came from a DNS answer seen on the wire, not from what the client itself said
+    # (SNI, Host): only such a name may put a destination on a domain allowlist entry.
+    destination_name_verified: bool = False
     categories: frozenset[str] = frozenset()
     records: int = 0  # sensitive_content records, edm_match known records
     hides_names: bool = False
     detail: str = ""
+    direction: str | None = None  # "upload" | "download" where the finding says
     # What the meter knows of the destination (None: no meter, or it does not know).
     destination_category: str | None = None
     destination_country: str | None = None
@@ -108,6 +115,7 @@ class When:
     min_records: int | None = None
     hides_names: bool | None = None
     protos: frozenset[str] | None = None
+    directions: frozenset[str] | None = None
     destination_internal: bool | None = None
     allowlisted: bool | None = None
     destination_categories: frozenset[str] | None = None
@@ -168,8 +176,9 @@ class Policy:
 
     def allowlisted(self, facts: Facts) -> str | None:
         """The allowlist the destination is on, or None."""
+        name = facts.destination_name if facts.destination_name_verified else None
         for allowlist in self.allowlists:
-            if allowlist.holds(facts.destination, facts.destination_name):
+            if allowlist.holds(facts.destination, name):
                 return allowlist.name
         return None
 
@@ -203,6 +212,7 @@ def _holds(w: When, f: Facts, listed: bool) -> bool:
         and (w.min_records is None or f.records >= w.min_records)
         and (w.hides_names is None or f.hides_names == w.hides_names)
         and (w.protos is None or (f.proto or "") in w.protos)
+        and (w.directions is None or (f.direction or "") in w.directions)
         and (w.destination_internal is None or f.destination_internal == w.destination_internal)
         and (w.allowlisted is None or listed == w.allowlisted)
         and (w.destination_categories is None or f.destination_category in w.destination_categories)
@@ -262,12 +272,14 @@ def facts_of(
         host_internal=bool(host) and _internal(internal, host),
         destination=destination,
         destination_name=f.get("destination_name") or (known.name if known else None),
+        destination_name_verified=known is not None and known.name_source == "dns",
         destination_internal=destination is not None and _internal(internal, destination),
         proto=f.get("proto"),
         categories=frozenset(f.get("categories") or ()),
         records=int(records) if isinstance(records, int) else 0,
         hides_names=bool(f.get("hides_names")),
         detail=str(f.get("detail") or ""),
+        direction=f.get("direction"),
         destination_category=known.category if known is not None else None,
         destination_country=known.country if known is not None else None,
         outside_allowed_countries=known.outside_allowed if known is not None else None,
@@ -298,7 +310,9 @@ def parse_duration(value: object, where: str) -> float:
 
 def _lines_of(text: str, header: str) -> list[int]:
     """The 1-based line of each `header` (`[[rule]]`) in `text`, in order."""
-    return [n for n, line in enumerate(text.splitlines(), 1) if line.strip() == header]
+    return [
+        n for n, line in enumerate(text.splitlines(), 1) if line.split("#", 1)[0].strip() == header
+    ]
 
 
 def _strings(value: object, where: str) -> frozenset[str]:
@@ -319,7 +333,7 @@ def _when(raw: object, where: str) -> When:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         at = f"{where}: when.{key}"
-        if key in ("kinds", "categories_any", "categories_all", "protos",
+        if key in ("kinds", "categories_any", "categories_all", "protos", "directions",
                    "destination_categories", "destination_countries"):  # fmt: skip
             values[key] = _strings(value, at)
         elif key == "min_severity":

@@ -11,6 +11,7 @@ backoff); a backend never swallows one.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -53,3 +54,11 @@ class Backend(Protocol):
     def held(self) -> list[Held]:
         """The blocks Sluice owns in the backend now (for the reconciler)."""
         ...
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a URL's host is this machine (the one place plain http may carry a secret)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

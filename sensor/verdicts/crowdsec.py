@@ -94,7 +94,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from sensor.policy.verdict import Verdict, target_kind
-from sensor.verdicts.base import BackendError, Held
+from sensor.verdicts.base import BackendError, Held, is_loopback_host
 
 ORIGIN = "sluice"  # the decisions' origin: bouncers can filter on it (`origins=sluice`)
 SCENARIO_PREFIX = "sluice/v="  # decision scenario: "sluice/v=<verdict id>"
@@ -188,7 +188,7 @@ class CrowdsecBackend:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"crowdsec: {url!r} is no http(s) URL")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
             raise ValueError(
                 f"crowdsec: plain http is allowed to a loopback address only, not {url!r}; "
                 "configure TLS on the LAPI (api.server.tls) and use https"
@@ -471,13 +471,6 @@ def _decision_of(raw: Any, origin: str, kind: str) -> Decision | None:
 
 def _rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _message(answer: Any) -> str:

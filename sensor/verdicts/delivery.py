@@ -28,12 +28,15 @@ two agree to within the capture's latency.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import socket
 import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +47,18 @@ from sensor.verdicts.base import Backend, BackendError
 from sensor.verdicts.crowdsec import CrowdsecBackend
 from sensor.verdicts.ebpfblock import EbpfBlockBackend
 from sensor.verdicts.feed import FeedBackend, FetchRecord
-from sensor.verdicts.guards import GuardConfig, Guards, ProtectedSet, refusal_record
+from sensor.verdicts.guards import (
+    PREFIX,
+    PROTECTED,
+    SCOPE,
+    TARGET,
+    GuardConfig,
+    GuardResult,
+    Guards,
+    ProtectedSet,
+    endpoint_host,
+    refusal_record,
+)
 from sensor.verdicts.nftables import NftablesBackend
 from sensor.verdicts.opnsense import OpnsenseBackend
 from sensor.verdicts.outbox import Outbox, OutboxError
@@ -56,6 +70,9 @@ OUTBOX_FILE = "outbox.db"  # in the live sensor's --out directory, beside sluice
 EBPF_STATE_FILE = "ebpfblock.json"  # which map entries are ours, with their expiry
 OPNSENSE_STATE_FILE = "opnsense.db"  # which alias entries are ours, with their expiry
 MAX_PENDING_FETCHES = 4096  # feed polls waiting to be written as events
+MAX_RESTORE = 100_000  # delivery rows read when the guards learn the blocks in force
+# Guard rules whose refusal of a block already in force means it must go (not a breaker).
+STATIC_RULES = frozenset({PROTECTED, SCOPE, PREFIX, TARGET})
 
 
 def verdict_of(fields: Mapping[str, Any]) -> Verdict:
@@ -110,12 +127,17 @@ class Delivery:
         self._failing = False
         # Polls of the served feed, from its threads; written as events from the pipeline's.
         self._fetches = fetches if fetches is not None else deque()
+        self._next_restore = 0.0
 
     # -- the pipeline's side ---------------------------------------------------------------
 
     def __call__(self, record: Record) -> None:
         while self._fetches:
             self.emit(fetch_record(self._fetches.popleft()))
+        now = self.clock()
+        if now >= self._next_restore:  # the guards are the pipeline thread's: learn here
+            self._next_restore = now + self.reconcile_interval
+            self.restore(now)
         if record["event_type"] != "verdict":
             return
         fields = record["verdict"]
@@ -124,36 +146,66 @@ class Delivery:
         verdict = verdict_of(fields)
         result = self.guards.check(verdict, verdict.decided_at, killed=self.killed())
         if not result.allowed:
-            self.refused += 1
-            refusal = refusal_record(verdict, result, verdict.decided_at)
-            for key in ("flow_id", "community_id", "src_ip", "dest_ip"):
-                if key in record:
-                    refusal[key] = record[key]
-            self.emit(refusal)
-            if result.loud:  # the first refusal of a breaker's streak
-                self.emit(_suspended_finding(record, verdict, result.reason))
+            self._refuse(record, verdict, result)
             return
+        if result.ttl < verdict.ttl:  # clamped to the guards' ttl_max: that is what is sent
+            verdict = replace(verdict, ttl=result.ttl)
         try:
             self.outbox.accept(verdict, self.backends, now=verdict.decided_at)
         except OutboxError as exc:
-            self.warn(f"verdict {verdict.id} for {verdict.target} not accepted: {exc}")
+            # Not lost in silence: a refusal event and a loud finding say it was not enforced.
+            self.guards.release(verdict.target)
+            self._refuse(record, verdict, GuardResult(False, "outbox", str(exc), loud=True))
             return
         self.accepted += 1
         self._wake.set()
 
+    def _refuse(self, record: Record, verdict: Verdict, result: GuardResult) -> None:
+        self.refused += 1
+        refusal = refusal_record(verdict, result, verdict.decided_at)
+        for key in ("flow_id", "community_id", "src_ip", "dest_ip"):
+            if key in record:
+                refusal[key] = record[key]
+        self.emit(refusal)
+        if result.loud:  # the first refusal of a breaker's streak, or the outbox failing
+            self.emit(_suspended_finding(record, verdict, result.reason))
+
+    def restore(self, now: float) -> None:
+        """At start, and every reconcile: the guards learn the blocks in force from the
+        outbox (a restart keeps the host cap; a `sluice blocks remove` frees its slot), and
+        a block in force that the guards now refuse outright (its target became protected,
+        `never_block` grew) is revoked rather than re-asserted."""
+        try:
+            states = self.outbox.state(limit=MAX_RESTORE)
+        except OutboxError:
+            return
+        in_force: dict[str, Verdict] = {}
+        for st in states:
+            if st.expires_at > now and st.revoked_at is None and st.verdict_id not in in_force:
+                verdict = self.outbox.verdict(st.verdict_id)
+                if verdict is not None:
+                    in_force[st.verdict_id] = verdict
+        targets = {v.target for v in in_force.values()}
+        for target in list(self.guards.active(now)):
+            if target not in targets:
+                self.guards.release(target)
+        for verdict in in_force.values():
+            result = self.guards.check(verdict, now)
+            if not result.allowed and result.rule in STATIC_RULES:
+                self.warn(f"revoking {verdict.action} {verdict.target}: {result.reason}")
+                with contextlib.suppress(OutboxError):
+                    self.outbox.revoke(verdict.id, now)
+
     # -- the worker ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Re-assert what the outbox holds (a restart), deliver what is due, then open what
-        others poll (the feed): a firewall never fetches an empty list that is only empty
-        because the sensor has just started."""
+        """Learn what the outbox holds (a restart), then start the worker, which first
+        re-asserts it and delivers what is due, and only then opens what others poll (the
+        feed): a firewall never fetches a list that is empty only because the sensor has just
+        started, and capture does not wait for a slow backend."""
         now = self.clock()
-        self._reconcile(now)
-        self._pass()
-        for backend in self.backends:
-            start = getattr(backend, "start", None)
-            if start is not None:
-                start()
+        self.restore(now)
+        self._next_restore = now + self.reconcile_interval
         self._thread = threading.Thread(target=self._run, name="sluice-delivery", daemon=True)
         self._thread.start()
 
@@ -168,7 +220,16 @@ class Delivery:
             self.emit(fetch_record(self._fetches.popleft()))
 
     def _run(self) -> None:
-        next_reconcile = self.clock() + self.reconcile_interval  # start() did the first
+        self._reconcile(self.clock())
+        self._pass()
+        for backend in self.backends:
+            start = getattr(backend, "start", None)
+            if start is not None:
+                try:
+                    start()
+                except BackendError as exc:
+                    self.warn(f"{backend.name}: {exc}")
+        next_reconcile = self.clock() + self.reconcile_interval
         while not self._stop.is_set():
             now = self.clock()
             if now >= next_reconcile:
@@ -179,6 +240,8 @@ class Delivery:
             self._wake.clear()
 
     def _pass(self) -> None:
+        if self.killed():  # the kill switch holds what is pending too: nothing is sent
+            return
         now = self.clock()
         for backend in self.backends:  # a backend without timeouts of its own lets go here
             expire = getattr(backend, "expire", None)
@@ -198,7 +261,15 @@ class Delivery:
         self._failing = False
 
     def _reconcile(self, now: float) -> None:
+        if self.killed():  # nothing is re-asserted while the kill switch is there
+            return
         for backend in self.backends:
+            bootstrap = getattr(backend, "bootstrap", None)
+            if bootstrap is not None:  # the rules too, not only the elements (nftables)
+                try:
+                    bootstrap()
+                except BackendError as exc:
+                    self.warn(f"{backend.name}: {exc}")
             with contextlib.suppress(OutboxError):  # said by the next pass
                 self.outbox.reconcile(now, backend)
 
@@ -360,6 +431,25 @@ def _opnsense(config: Config, out: Path) -> OpnsenseBackend:
         raise BackendError(str(exc), transient=False) from None
 
 
+def _resolved(endpoints: Sequence[str], warn: Callable[[str], None]) -> list[str]:
+    """The addresses the endpoints' host names resolve to now (at start)."""
+    out: list[str] = []
+    for endpoint in endpoints:
+        host = endpoint_host(endpoint)
+        try:
+            ipaddress.ip_address(host)
+            continue  # an address is protected as it is
+        except ValueError:
+            pass
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except OSError as exc:
+            warn(f"guards: cannot resolve backend endpoint {host}: {exc}")
+            continue
+        out += sorted({str(info[4][0]).split("%", 1)[0] for info in infos})
+    return out
+
+
 def outbox_path(config: Config, out: Path) -> Path:
     """`[verdicts] outbox`, else outbox.db in the sensor's --out directory."""
     return Path(config.verdicts.outbox) if config.verdicts.outbox else out / OUTBOX_FILE
@@ -377,6 +467,7 @@ def build_guards(config: Config, warn: Callable[[str], None]) -> Guards:
         endpoints.append(v.webhook_url)
     if "crowdsec" in v.backends and v.crowdsec_url:
         endpoints.append(v.crowdsec_url)
+    endpoints += _resolved(endpoints, warn)  # a name's addresses are protected as well
     protected = ProtectedSet.of(
         networks=v.never_block,
         own=found.addresses,

@@ -108,7 +108,7 @@ from pathlib import Path
 from typing import Any
 
 from sensor.policy.verdict import Verdict, target_kind
-from sensor.verdicts.base import BackendError, Held
+from sensor.verdicts.base import BackendError, Held, is_loopback_host
 
 API_PREFIX = "/api/firewall/alias_util"
 DEFAULT_TIMEOUT = 10.0  # seconds per HTTP request (connect + answer)
@@ -164,6 +164,11 @@ class OpnsenseBackend:
             raise ValueError(f"OPNsense URL {url!r}: want http(s)://host[:port][/path]")
         if parts.username or parts.password:
             raise ValueError("OPNsense URL: give the key and secret apart, not in the URL")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ValueError(
+                f"OPNsense URL {url!r}: https, please (plain http would send the API secret in "
+                "clear; it is accepted only to a loopback address)"
+            )
         for alias in (alias_hosts, alias_destinations):
             if not _ALIAS_NAME.match(alias):
                 raise ValueError(f"OPNsense alias name {alias!r}: 1-32 of [A-Za-z0-9_]")

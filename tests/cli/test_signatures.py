@@ -45,7 +45,7 @@ def test_shipped_directory_is_fine(copy: Path) -> None:
     assert "(sluice-file-types, version " in lines[1]
     assert "(sluice-detectors, version " in lines[2]
     assert " detectors, " in lines[2] and " severity rules" in lines[2]
-    assert "(mode enforce, 6 rules, " in lines[3]
+    assert "(mode enforce, 7 rules, " in lines[3]
 
 
 def test_default_directory_is_the_resolved_one(copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:

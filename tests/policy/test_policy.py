@@ -71,9 +71,14 @@ def test_allowlists_cover_addresses_networks_and_subdomains() -> None:
     assert policy.decide(facts())  # transfer.example is on no list
     for destination, name in [("203.0.113.9", None), ("198.51.100.7", "up.lab.example"),
                               ("192.0.2.25", None), ("198.51.100.7", "LAB.example.")]:  # fmt: skip
-        assert policy.decide(facts(destination=destination, destination_name=name)) == []
+        dns = facts(destination=destination, destination_name=name, destination_name_verified=True)
+        assert policy.decide(dns) == []
     assert policy.allowlisted(facts(destination="192.0.2.25")) == "relay"
-    assert policy.decide(facts(destination_name="notlab.example")) != []
+    named = facts(destination_name="notlab.example", destination_name_verified=True)
+    assert policy.decide(named) != []
+    # A name only the client gave (SNI, Host) puts nothing on a domain allowlist: an insider
+    # could call any upload "lab.example".
+    assert policy.decide(facts(destination_name="lab.example")) != []
 
 
 def test_targets_never_point_at_the_wrong_side() -> None:
@@ -138,7 +143,11 @@ def test_the_shipped_default() -> None:
     assert actions(severity="medium") == [("alert", 0.0)]
     assert actions(destination_internal=True) == [("alert", 0.0)]
     assert actions(kind="encrypted_upload", severity="medium") == [("block_host", 3600.0)]
-    assert actions(kind="canary", destination_internal=True) == [("block_host", 86400.0)]
+    assert actions(kind="canary", destination_internal=True, direction="upload") == [
+        ("block_host", 86400.0)
+    ]
+    # A token served to a client (anyone holding a leaked one could do that): alert only.
+    assert actions(kind="canary", direction="download") == [("alert", 0.0)]
     assert actions(kind="edm_match", severity="high") == [("block_host", 3600.0)]
     for volume in ("volume_threshold", "slow_exfiltration", "non_eu_transfer"):
         assert actions(kind=volume, severity="high") == [("alert", 0.0)]
@@ -197,7 +206,7 @@ def test_target_kinds() -> None:
 def test_policy_check_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["policy", "check"]) == 0
     out = capsys.readouterr().out
-    assert "6 rules" in out and "canary: block_host for 24h" in out
+    assert "7 rules" in out and "canary: block_host for 24h" in out
     broken = tmp_path / "site.toml"
     broken.write_text(HEAD + '[[rule]]\nname = "x"\naction = "block_host"\nttl = "2w"\n')
     assert main(["policy", "check", str(broken)]) == 2

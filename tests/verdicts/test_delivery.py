@@ -140,3 +140,62 @@ def test_a_backend_down_then_back_loses_nothing(tmp_path: Path) -> None:
     ((target, remaining),) = backend.blocks
     assert target == "10.0.0.7"
     assert remaining == 3600.0 - (now[0] - T0)  # the remaining time, not the full hour
+
+
+def test_the_guards_ttl_cap_is_what_is_stored_and_sent(tmp_path: Path) -> None:
+    backend = Recorder()
+    stage = delivery(tmp_path, backend, lambda _: None)
+    event = record(1, T0)
+    event["verdict"]["ttl"] = 30 * 86400.0  # a policy may ask for 720h
+    event["verdict"]["expires_at"] = T0 + 30 * 86400.0
+    stage(event)
+    stage._pass()
+    ((_, remaining),) = backend.blocks
+    assert remaining == GuardConfig().ttl_max - 1.0  # clamped to 7 days, 1 s later
+
+
+def test_the_kill_switch_also_holds_what_was_accepted_before(tmp_path: Path) -> None:
+    backend = Recorder()
+    killed = [False]
+    stage = delivery(tmp_path, backend, lambda _: None, killed=lambda: killed[0])
+    stage(record(1, T0))  # accepted before the switch
+    killed[0] = True
+    stage._pass()
+    stage._reconcile(T0 + 2.0)
+    assert backend.blocks == []
+    killed[0] = False
+    stage._pass()
+    assert [t for t, _ in backend.blocks] == ["10.0.0.1"]
+
+
+def test_a_block_whose_target_became_protected_is_revoked_at_start(tmp_path: Path) -> None:
+    first = delivery(tmp_path, Recorder(), lambda _: None)
+    first(record(1, T0))
+    first(record(2, T0))
+    first.outbox.close()
+    # Restarted with 10.0.0.1 on the never-block list: that block goes, the other stays.
+    guards = Guards(GuardConfig(), ProtectedSet.of(networks=["10.0.0.1"]))
+    warned: list[str] = []
+    second = Delivery(Outbox(tmp_path / "outbox.db"), [Recorder()], guards, lambda _: None,
+                      warned.append, clock=lambda: T0 + 5.0)  # fmt: skip
+    second.restore(T0 + 5.0)
+    assert any("revoking block_host 10.0.0.1" in w for w in warned)
+    targets = {st.target for st in second.outbox.state() if st.state == "pending"}
+    assert targets == {"10.0.0.2"}
+    assert set(guards.active(T0 + 5.0)) == {"10.0.0.2"}  # the host cap counts it
+
+
+def test_a_block_removed_elsewhere_frees_its_host_slot(tmp_path: Path) -> None:
+    guards = Guards(GuardConfig(max_blocked_hosts=1), ProtectedSet.of())
+    refused: list[dict[str, Any]] = []
+    stage = Delivery(Outbox(tmp_path / "outbox.db"), [Recorder()], guards, refused.append,
+                     lambda _: None, clock=lambda: T0 + 1.0)  # fmt: skip
+    stage(record(1, T0))
+    stage(record(2, T0))  # the cap of one host
+    assert [r["verdict_refused"]["rule"] for r in refused if "verdict_refused" in r] == ["host_cap"]
+    (held,) = [st for st in stage.outbox.state() if st.target == "10.0.0.1"]
+    stage.outbox.revoke(held.verdict_id, T0 + 1.0)  # what `sluice blocks remove` does
+    stage.restore(T0 + 1.0)
+    refused.clear()
+    stage(record(3, T0))
+    assert not [r for r in refused if "verdict_refused" in r]
