@@ -13,9 +13,10 @@ The path of one block verdict in enforce mode:
    back to alert-only.
 2. The outbox (outbox.py) accepts it: committed to SQLite (WAL, synchronous=FULL) before this
    call returns, one delivery row per backend. From here on a crash loses nothing.
-3. The worker thread wakes (at once for a new verdict, else every `interval` seconds) and
-   runs one `deliver_due` pass: leases, at-least-once delivery, retries with backoff and
-   jitter until the verdict expires, always sending the remaining TTL.
+3. Each backend's worker thread wakes (at once for a new verdict, else every `interval`
+   seconds) and runs one `deliver_due` pass for its backend: leases, at-least-once
+   delivery, retries with backoff and jitter until the verdict expires, always sending the
+   remaining TTL. A backend that hangs until its timeout delays only itself.
 4. Every `reconcile_interval` seconds (and at start) each backend's state is compared with
    what the outbox says should be there: a block that vanished (`nft flush ruleset`, a
    firewall reload) is re-asserted, a Sluice-owned block nothing wants is removed.
@@ -121,9 +122,9 @@ class Delivery:
         self.accepted = 0
         self.refused = 0
         self.failed_passes = 0
-        self._wake = threading.Event()
+        self._wakes: list[threading.Event] = []  # one per backend's worker
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._failing = False
         # Polls of the served feed, from its threads; written as events from the pipeline's.
         self._fetches = fetches if fetches is not None else deque()
@@ -158,7 +159,7 @@ class Delivery:
             self._refuse(record, verdict, GuardResult(False, "outbox", str(exc), loud=True))
             return
         self.accepted += 1
-        self._wake.set()
+        self._wake_all()
 
     def _refuse(self, record: Record, verdict: Verdict, result: GuardResult) -> None:
         self.refused += 1
@@ -199,51 +200,63 @@ class Delivery:
     # -- the worker ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Learn what the outbox holds (a restart), then start the worker, which first
-        re-asserts it and delivers what is due, and only then opens what others poll (the
-        feed): a firewall never fetches a list that is empty only because the sensor has just
-        started, and capture does not wait for a slow backend."""
+        """Learn what the outbox holds (a restart), then start one worker per backend, which
+        first re-asserts it and delivers what is due, and only then opens what others poll
+        (the feed): a firewall never fetches a list that is empty only because the sensor
+        has just started, capture does not wait for a slow backend, and a backend that hangs
+        until its timeout does not delay the others (the outbox's leases keep the workers
+        apart)."""
         now = self.clock()
         self.restore(now)
         self._next_restore = now + self.reconcile_interval
-        self._thread = threading.Thread(target=self._run, name="sluice-delivery", daemon=True)
-        self._thread.start()
+        for backend in self.backends:
+            wake = threading.Event()
+            self._wakes.append(wake)
+            thread = threading.Thread(
+                target=self._run, args=(backend, wake), name=f"sluice-{backend.name}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def _wake_all(self) -> None:
+        for wake in self._wakes:
+            wake.set()
 
     def stop(self) -> None:
-        """Stop the worker after one last pass (what was accepted stays in the outbox)."""
+        """Stop the workers after one last pass (what was accepted stays in the outbox)."""
         self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._wake_all()
+        for thread in self._threads:
+            thread.join(timeout=30)
         self._pass()
         while self._fetches:
             self.emit(fetch_record(self._fetches.popleft()))
 
-    def _run(self) -> None:
-        self._reconcile(self.clock())
-        self._pass()
-        for backend in self.backends:
-            start = getattr(backend, "start", None)
-            if start is not None:
-                try:
-                    start()
-                except BackendError as exc:
-                    self.warn(f"{backend.name}: {exc}")
+    def _run(self, backend: Backend, wake: threading.Event) -> None:
+        self._reconcile(self.clock(), [backend])
+        self._pass([backend])
+        start = getattr(backend, "start", None)
+        if start is not None:
+            try:
+                start()
+            except BackendError as exc:
+                self.warn(f"{backend.name}: {exc}")
         next_reconcile = self.clock() + self.reconcile_interval
         while not self._stop.is_set():
             now = self.clock()
             if now >= next_reconcile:
-                self._reconcile(now)
+                self._reconcile(now, [backend])
                 next_reconcile = now + self.reconcile_interval
-            self._pass()
-            self._wake.wait(self.interval)
-            self._wake.clear()
+            self._pass([backend])
+            wake.wait(self.interval)
+            wake.clear()
 
-    def _pass(self) -> None:
+    def _pass(self, backends: Sequence[Backend] | None = None) -> None:
         if self.killed():  # the kill switch holds what is pending too: nothing is sent
             return
+        chosen = self.backends if backends is None else backends
         now = self.clock()
-        for backend in self.backends:  # a backend without timeouts of its own lets go here
+        for backend in chosen:  # a backend without timeouts of its own lets go here
             expire = getattr(backend, "expire", None)
             if expire is not None:
                 try:
@@ -251,7 +264,7 @@ class Delivery:
                 except BackendError as exc:
                     self.warn(f"{backend.name}: expiring blocks failed: {exc}")
         try:
-            self.outbox.deliver_due(now, self.backends)
+            self.outbox.deliver_due(now, chosen)
         except OutboxError as exc:
             self.failed_passes += 1
             if not self._failing:
@@ -260,10 +273,10 @@ class Delivery:
             return
         self._failing = False
 
-    def _reconcile(self, now: float) -> None:
+    def _reconcile(self, now: float, backends: Sequence[Backend] | None = None) -> None:
         if self.killed():  # nothing is re-asserted while the kill switch is there
             return
-        for backend in self.backends:
+        for backend in self.backends if backends is None else backends:
             bootstrap = getattr(backend, "bootstrap", None)
             if bootstrap is not None:  # the rules too, not only the elements (nftables)
                 try:
