@@ -15,6 +15,8 @@ tests/e2e/test_enforce.py).
 from __future__ import annotations
 
 import json
+import threading
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -199,3 +201,39 @@ def test_a_block_removed_elsewhere_frees_its_host_slot(tmp_path: Path) -> None:
     refused.clear()
     stage(record(3, T0))
     assert not [r for r in refused if "verdict_refused" in r]
+
+
+class Hanging(Recorder):
+    """A backend whose calls hang until released (a blackholed API)."""
+
+    name = "hanging"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def block(self, verdict: Verdict, remaining: float) -> None:
+        self.entered.set()
+        self.release.wait(30)
+        super().block(verdict, remaining)
+
+
+def test_a_hanging_backend_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    fast, slow = Recorder(), Hanging()
+    guards = Guards(GuardConfig(), ProtectedSet.of())
+    stage = Delivery(Outbox(tmp_path / "outbox.db"), [slow, fast], guards, lambda _: None,
+                     lambda _: None, interval=0.01)  # fmt: skip
+    stage.start()
+    try:
+        stage(record(1, time.time()))
+        assert slow.entered.wait(10)  # the hanging backend is in its call...
+        deadline = time.monotonic() + 10
+        while not fast.blocks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [t for t, _ in fast.blocks] == ["10.0.0.1"]  # ...and the other delivered
+        assert slow.blocks == []
+    finally:
+        slow.release.set()
+        stage.stop()
+    assert [t for t, _ in slow.blocks] == ["10.0.0.1"]
