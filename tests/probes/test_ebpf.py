@@ -14,6 +14,7 @@ the test sends. Every namespace, program, pin and mount is removed even when a t
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -279,6 +280,13 @@ def _build_lab(lab: Lab) -> None:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
+    with ebpf_lab("slb") as made:
+        yield made
+
+
+@contextlib.contextmanager
+def ebpf_lab(prefix: str) -> Iterator[Lab]:
+    """The three namespaces and a private bpffs (tests/verdicts/test_ebpfblock.py too)."""
     require_root_netns()
     reason = probe_unavailable_reason()
     if reason is not None:
@@ -287,7 +295,7 @@ def lab() -> Iterator[Lab]:
         cannot_run("needs `tc` (iproute2) for the clsact fallback")
     tag = f"{os.getpid() % 100000}"
     bpffs = tempfile.mkdtemp(prefix="sluice-bpffs-")
-    lab = Lab(f"slb-lan-{tag}", f"slb-gw-{tag}", f"slb-wan-{tag}", bpffs)
+    lab = Lab(f"{prefix}-lan-{tag}", f"{prefix}-gw-{tag}", f"{prefix}-wan-{tag}", bpffs)
     mounted = False
     try:
         # A private bpffs: pins made by the tests never land in the host's /sys/fs/bpf.

@@ -16,10 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -29,12 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from probes.ebpf.loader import EbpfProbe, probe_unavailable_reason
+from probes.ebpf.loader import EbpfProbe
 from sensor.policy.verdict import Verdict, target_kind
 from sensor.verdicts.base import BackendError, Held
 from sensor.verdicts.ebpfblock import EbpfBlockBackend
 from sensor.verdicts.outbox import Outbox
-from tests.conftest import cannot_run, require_root_netns
 from tests.probes.test_ebpf import (
     H4A,
     H4B,
@@ -44,7 +39,7 @@ from tests.probes.test_ebpf import (
     SINK6,
     Lab,
     Sink,
-    _build_lab,
+    ebpf_lab,
     poll,
     send_udp,
 )
@@ -54,29 +49,8 @@ COUNT, SIZE = 20, 300
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    require_root_netns()
-    reason = probe_unavailable_reason()
-    if reason is not None:
-        cannot_run(reason)
-    if shutil.which("tc") is None:
-        cannot_run("needs `tc` (iproute2) for the clsact fallback")
-    tag = f"{os.getpid() % 100000}"
-    bpffs = tempfile.mkdtemp(prefix="sluice-bpffs-")
-    lab = Lab(f"sleb-lan-{tag}", f"sleb-gw-{tag}", f"sleb-wan-{tag}", bpffs)
-    mounted = False
-    try:
-        # A private bpffs: pins made by the tests never land in the host's /sys/fs/bpf.
-        subprocess.run(["mount", "-t", "bpf", "bpf", bpffs], check=True, capture_output=True)
-        mounted = True
-        _build_lab(lab)
-        yield lab
-    finally:
-        for ns in (lab.lan, lab.gw, lab.wan):
-            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
-        if mounted:
-            shutil.rmtree(os.path.join(bpffs, "sluice"), ignore_errors=True)
-            subprocess.run(["umount", bpffs], check=False, capture_output=True)
-        os.rmdir(bpffs)
+    with ebpf_lab("sleb") as made:
+        yield made
 
 
 @pytest.fixture
