@@ -800,7 +800,7 @@ def _verdicts_command(args: argparse.Namespace, out: IO[str]) -> int:
             return _nothing_recorded(path, args.json, "[]", out)
         since = store.newest - seconds if seconds is not None else 0.0
         rows = store.verdicts(since, limit=args.limit)
-    delivery = delivery_states(path.parent / OUTBOX_FILE)
+    delivery = delivery_states(_outbox_of(path, args.config))
     for row in rows:
         row["delivery"] = delivery.get(row["id"], {})
     if args.json:
@@ -834,6 +834,16 @@ def _verdicts_command(args: argparse.Namespace, out: IO[str]) -> int:
         )
     console.print(screen.freeze(table, console.width))
     return 0
+
+
+def _outbox_of(database: Path, config: str | None) -> Path:
+    """The live sensor's outbox: `[verdicts] outbox` of the config when it names one (and
+    the config can be read), else outbox.db beside the database."""
+    try:
+        named = read_config(config).config.verdicts.outbox
+    except ConfigError:
+        named = ""
+    return Path(named) if named else database.parent / OUTBOX_FILE
 
 
 def delivery_states(path: Path) -> dict[str, dict[str, dict[str, Any]]]:

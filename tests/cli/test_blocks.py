@@ -91,3 +91,13 @@ def test_without_backends_or_outbox_it_says_so(
     Outbox(tmp_path / "outbox.db").close()
     assert main(["blocks", "add", "10.1.1.1", "--reason", "x", "--db", str(tmp_path)]) == 2
     assert "no [verdicts] backends" in capsys.readouterr().err
+
+
+def test_sluice_verdicts_finds_an_outbox_the_config_names(tmp_path: Path) -> None:
+    from sensor.cli.top import _outbox_of
+
+    database = tmp_path / "live" / "sluice.db"
+    assert _outbox_of(database, None) == tmp_path / "live" / "outbox.db"
+    config = tmp_path / "sluice.toml"
+    config.write_text(f'[verdicts]\noutbox = "{tmp_path / "elsewhere.db"}"\n')
+    assert _outbox_of(database, str(config)) == tmp_path / "elsewhere.db"
