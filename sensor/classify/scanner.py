@@ -318,16 +318,23 @@ def _hs_expressions(pattern: Pattern, *, som: bool) -> list[tuple[str, int, int]
     ]
 
 
+def _hs_database(expressions: list[bytes], flags: list[int]) -> Any:
+    """A stream database of these expressions (ids: their positions); hyperscan.error when
+    Hyperscan refuses them."""
+    db = hyperscan.Database(mode=_HS_MODE)
+    db.compile(
+        expressions=expressions,
+        ids=list(range(len(expressions))),
+        elements=len(expressions),
+        flags=flags,
+    )
+    return db
+
+
 def _hs_compiles(expressions: list[bytes], flags: list[int]) -> str | None:
     """None when Hyperscan compiles these expressions into a stream database, else why not."""
-    db = hyperscan.Database(mode=_HS_MODE)
     try:
-        db.compile(
-            expressions=expressions,
-            ids=list(range(len(expressions))),
-            elements=len(expressions),
-            flags=flags,
-        )
+        _hs_database(expressions, flags)
     except hyperscan.error as exc:
         return str(exc)
     return None
@@ -428,17 +435,10 @@ class Scanner:
             exprs.append(_HsExpr(index, 0, 0, True, False))
         if not expressions:
             return
-        db = hyperscan.Database(mode=_HS_MODE)
         try:
-            db.compile(
-                expressions=expressions,
-                ids=list(range(len(expressions))),
-                elements=len(expressions),
-                flags=flags,
-            )
+            self._hs_db = _hs_database(expressions, flags)
         except hyperscan.error as exc:
             raise ValueError(f"hyperscan cannot compile the pattern set: {exc}") from None
-        self._hs_db = db
         self._hs_exprs = tuple(exprs)
 
     def stream(self) -> ScanStream:

@@ -160,21 +160,7 @@ class Decider:
 
 def verdict_fields(verdict: Verdict) -> dict[str, Any]:
     """The `verdict` sub-object of a verdict event."""
-    return {
-        "id": verdict.id,
-        "action": verdict.action,
-        "target": verdict.target,
-        "target_kind": verdict.target_kind,
-        "ttl": verdict.ttl,
-        "expires_at": verdict.expires_at,
-        "reason": verdict.reason,
-        "severity": verdict.severity,
-        "confidence": verdict.confidence,
-        "finding_ids": list(verdict.finding_ids),
-        "incident_id": verdict.incident_id,
-        "policy_rule": verdict.policy_rule,
-        "mode": verdict.mode,
-    }
+    return verdict.as_record()
 
 
 def record_time(record: Mapping[str, Any]) -> float:

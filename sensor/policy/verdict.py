@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 ACTIONS = ("alert", "block_host", "block_destination")
 TARGET_KINDS = ("ip", "cidr", "domain")
@@ -52,6 +53,24 @@ class Verdict:
     @property
     def blocks(self) -> bool:
         return self.action != "alert"
+
+    def as_record(self) -> dict[str, Any]:
+        """The `verdict` sub-object of a verdict event (its expiry, not its decision time)."""
+        return {
+            "id": self.id,
+            "action": self.action,
+            "target": self.target,
+            "target_kind": self.target_kind,
+            "ttl": self.ttl,
+            "expires_at": self.expires_at,
+            "reason": self.reason,
+            "severity": self.severity,
+            "confidence": self.confidence,
+            "finding_ids": list(self.finding_ids),
+            "incident_id": self.incident_id,
+            "policy_rule": self.policy_rule,
+            "mode": self.mode,
+        }
 
 
 def verdict_id(action: str, target: str, incident_id: str, decided_at: float) -> str:

@@ -135,10 +135,11 @@ class Delivery:
     def __call__(self, record: Record) -> None:
         while self._fetches:
             self.emit(fetch_record(self._fetches.popleft()))
-        now = self.clock()
-        if now >= self._next_restore:  # the guards are the pipeline thread's: learn here
-            self._next_restore = now + self.reconcile_interval
-            self.restore(now)
+        if record["event_type"] in ("stats", "verdict"):  # not a clock read per record
+            now = self.clock()
+            if now >= self._next_restore:  # the guards are the pipeline thread's: learn here
+                self._next_restore = now + self.reconcile_interval
+                self.restore(now)
         if record["event_type"] != "verdict":
             return
         fields = record["verdict"]

@@ -66,8 +66,6 @@ import ipaddress
 import json
 import logging
 import math
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -77,6 +75,7 @@ from typing import Protocol
 
 from probes.ebpf.counters import parse_ip
 from probes.ebpf.loader import EbpfError
+from sensor.classify.edm import write_private_atomic
 from sensor.policy.verdict import Verdict, target_kind
 from sensor.verdicts.base import BackendError, Held
 
@@ -311,7 +310,7 @@ class EbpfBlockBackend:
                        for a, o in sorted(self._owned.items())},
         }  # fmt: skip
         try:
-            _write_atomically(self.state_path, json.dumps(doc, indent=1) + "\n")
+            _write_state(self.state_path, json.dumps(doc, indent=1) + "\n")
         except OSError as exc:
             for addr, old in (restore or {}).items():
                 if old is None:
@@ -377,20 +376,6 @@ def _load(path: Path) -> dict[str, Owned]:
         ) from None
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def _write_state(path: Path, text: str) -> None:
+    """Readers see the old file or the whole new one; mode 0600."""
+    write_private_atomic(path, [text.encode("utf-8")])

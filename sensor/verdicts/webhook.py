@@ -198,22 +198,7 @@ class WebhookBackend:
             "action": op,
             "remaining": remaining,
             "sent_at": sent_at,
-            "verdict": {
-                "id": verdict.id,
-                "action": verdict.action,
-                "target": verdict.target,
-                "target_kind": verdict.target_kind,
-                "ttl": verdict.ttl,
-                "decided_at": verdict.decided_at,
-                "expires_at": verdict.expires_at,
-                "reason": verdict.reason,
-                "severity": verdict.severity,
-                "confidence": verdict.confidence,
-                "finding_ids": list(verdict.finding_ids),
-                "incident_id": verdict.incident_id,
-                "policy_rule": verdict.policy_rule,
-                "mode": verdict.mode,
-            },
+            "verdict": {**verdict.as_record(), "decided_at": verdict.decided_at},
         }
         return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
 
